@@ -1,0 +1,337 @@
+/*
+ * libembetter: fine-tune embeddings toward a labelling task.
+ *
+ * The whole public API. Two finetuners learn a new embedding from a few
+ * hundred labelled rows:
+ *   - eb_feedforward: input -> sigmoid hidden layer -> class scores; the
+ *     hidden layer is the new embedding.
+ *   - eb_contrastive: one shared linear layer trained so that the cosine of
+ *     two re-embedded rows follows whether their labels agree.
+ *
+ * Conventions that hold for every function below:
+ *   - Every fallible call returns an eb_status; eb_status_string() names it.
+ *   - Calls that change a model (fit, partial_fit) keep a message with the
+ *     detail in the model: eb_feedforward_last_error(). Calls that do not own
+ *     a writable model (create, transform) write it into an optional
+ *     eb_error the caller passes (NULL to skip), which keeps them reentrant.
+ *   - A call that fails leaves the model exactly as it was before the call.
+ *   - Matrices are row-major float32 views with an explicit row stride.
+ *   - Labels are class indices 0 .. n_classes-1 (int32).
+ *   - Memory comes from the eb_allocator given at create (NULL: malloc).
+ *   - The library keeps no global mutable state and never prints.
+ *   - transform on a fitted model may run from many threads at once.
+ */
+#ifndef EMBETTER_EMBETTER_H
+#define EMBETTER_EMBETTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "embetter/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(EMBETTER_SHARED)
+#  ifdef EMBETTER_BUILDING
+#    define EB_API __declspec(dllexport)
+#  else
+#    define EB_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__)
+#  define EB_API __attribute__((visibility("default")))
+#else
+#  define EB_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Status, errors, version                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** Outcome of a fallible call. EB_OK is 0; every failure is non-zero. */
+typedef enum eb_status {
+    EB_OK = 0,
+    /** A required pointer argument was NULL. */
+    EB_ERR_NULL_POINTER = 1,
+    /** A field of a params struct is out of range (hidden_dim 0, learning_rate <= 0 or NaN, ...). */
+    EB_ERR_INVALID_PARAM = 2,
+    /** A matrix has 0 rows or 0 columns. */
+    EB_ERR_EMPTY_INPUT = 3,
+    /** Shapes disagree: columns differ from the fitted model, output has the wrong shape, stride < cols. */
+    EB_ERR_SHAPE_MISMATCH = 4,
+    /** X holds a NaN or an infinity (the message names row and column). */
+    EB_ERR_NONFINITE = 5,
+    /** A label is negative, not below n_classes, or n_classes differs from the one already fitted. */
+    EB_ERR_LABEL_OUT_OF_RANGE = 6,
+    /** Too few classes to learn from (n_classes 0, or fewer than two distinct labels for contrastive). */
+    EB_ERR_TOO_FEW_CLASSES = 7,
+    /** transform (or a fitted-only query) was called before the model was fitted. */
+    EB_ERR_NOT_FITTED = 8,
+    /** The allocator returned NULL. */
+    EB_ERR_NOMEM = 9,
+    /** A size computation would overflow size_t (or int, as BLAS needs). */
+    EB_ERR_TOO_LARGE = 10
+} eb_status;
+
+/** Number of distinct eb_status values (one past the largest). */
+#define EB_STATUS_COUNT 11
+
+/** Readable name of a status, e.g. "EB_ERR_NONFINITE". Never NULL, also for unknown values. */
+EB_API const char *eb_status_string(eb_status status);
+
+/** Size of the message buffer in eb_error, including the terminating NUL. */
+#define EB_ERROR_MESSAGE_SIZE 256
+
+/** Detail of a failed call, written by functions that take an eb_error pointer. */
+typedef struct eb_error {
+    /** The status of the call that filled it in. */
+    eb_status status;
+    /** NUL-terminated human-readable detail; empty after success. */
+    char message[EB_ERROR_MESSAGE_SIZE];
+} eb_error;
+
+/** The library's version string at run time (EB_VERSION_STRING of the build). */
+EB_API const char *eb_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * The allocator a model draws all its memory from. calloc must return zeroed
+ * memory aligned for any type, or NULL; free accepts NULL. ctx is passed back
+ * untouched, so one allocator can serve many models with separate bookkeeping.
+ */
+typedef struct eb_allocator {
+    void *(*calloc)(void *ctx, size_t count, size_t size);
+    void (*free)(void *ctx, void *ptr);
+    void *ctx;
+} eb_allocator;
+
+/** The allocator used when NULL is passed: the C library's calloc and free. */
+EB_API const eb_allocator *eb_default_allocator(void);
+
+/* ------------------------------------------------------------------------ */
+/* Matrices                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/** A read-only row-major float32 matrix view: element (r, c) is data[r * stride + c]. */
+typedef struct eb_matrix {
+    const float *data;
+    size_t rows;
+    size_t cols;
+    /** Distance between row starts, in floats; at least cols. */
+    size_t stride;
+} eb_matrix;
+
+/** A writable row-major float32 matrix view, for outputs. */
+typedef struct eb_mut_matrix {
+    float *data;
+    size_t rows;
+    size_t cols;
+    size_t stride;
+} eb_mut_matrix;
+
+/** A view of a contiguous rows x cols array (stride = cols). */
+EB_API eb_matrix eb_matrix_view(const float *data, size_t rows, size_t cols);
+
+/** A writable view of a contiguous rows x cols array (stride = cols). */
+EB_API eb_mut_matrix eb_mut_matrix_view(float *data, size_t rows, size_t cols);
+
+/* ------------------------------------------------------------------------ */
+/* Training progress                                                        */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Called after every epoch of fit and after the pass of partial_fit, with the
+ * 1-based epoch number within the call and that epoch's mean loss. Return 0 to
+ * go on, non-zero to stop training; a stopped fit keeps the weights learned so
+ * far and still returns EB_OK (the loss history then has fewer entries).
+ */
+typedef int (*eb_epoch_callback)(size_t epoch, double loss, void *user_data);
+
+/* ------------------------------------------------------------------------ */
+/* FeedForwardFinetuner                                                     */
+/* ------------------------------------------------------------------------ */
+
+/** Hyper-parameters of the feed-forward finetuner. Start from eb_feedforward_default_params(). */
+typedef struct eb_feedforward_params {
+    /** Width of the sigmoid hidden layer, which is the output embedding. Default 50; must be >= 1. */
+    size_t hidden_dim;
+    /** Passes over the data in fit. Default 500; must be >= 1. */
+    size_t n_epochs;
+    /** Adam step size. Default 0.01; must be finite and > 0. */
+    float learning_rate;
+    /** Rows per minibatch, reshuffled every epoch; 0 (default) trains on all rows at once. */
+    size_t batch_size;
+    /** Seed of the initial weights and of the shuffling; equal seeds give bit-identical results. Default 0. */
+    uint64_t seed;
+    /** Optional per-epoch progress callback; NULL for none. */
+    eb_epoch_callback on_epoch;
+    /** Passed to on_epoch. */
+    void *callback_data;
+} eb_feedforward_params;
+
+/** The feed-forward finetuner. Opaque; create with eb_feedforward_create. */
+typedef struct eb_feedforward eb_feedforward;
+
+/** The defaults listed in eb_feedforward_params. */
+EB_API eb_feedforward_params eb_feedforward_default_params(void);
+
+/**
+ * Check params without creating anything. Returns EB_OK or EB_ERR_INVALID_PARAM
+ * with the offending field named in err (optional).
+ */
+EB_API eb_status eb_feedforward_check_params(const eb_feedforward_params *params, eb_error *err);
+
+/**
+ * Create an unfitted model with a copy of params. mem may be NULL for the
+ * default allocator; it is used for every allocation of this model and must
+ * outlive it. On failure *out is set to NULL.
+ */
+EB_API eb_status eb_feedforward_create(const eb_feedforward_params *params, const eb_allocator *mem,
+                                       eb_feedforward **out, eb_error *err);
+
+/** Release a model and everything it owns. NULL is a no-op. */
+EB_API void eb_feedforward_free(eb_feedforward *model);
+
+/**
+ * Train from fresh weights for params.n_epochs epochs. X is n x d, y holds n
+ * labels in 0 .. n_classes-1. Replaces any earlier fit, including n_classes
+ * and the loss history.
+ */
+EB_API eb_status eb_feedforward_fit(eb_feedforward *model, eb_matrix X, const int32_t *y, size_t n_classes);
+
+/**
+ * One pass over X, y, keeping weights and Adam state. The first call on an
+ * unfitted model initialises the weights and fixes n_classes (>= 1); later calls
+ * must pass the same n_classes or 0, and X must have the fitted column count.
+ */
+EB_API eb_status eb_feedforward_partial_fit(eb_feedforward *model, eb_matrix X, const int32_t *y, size_t n_classes);
+
+/**
+ * Write the hidden-layer activations of X into out, which must be
+ * X.rows x hidden_dim. Allocates nothing; safe from many threads at once.
+ * err (optional) receives the detail of a failure.
+ */
+EB_API eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix X, eb_mut_matrix out,
+                                          eb_error *err);
+
+/** Message of the last failed fit or partial_fit on this model; "" after a success. */
+EB_API const char *eb_feedforward_last_error(const eb_feedforward *model);
+
+/** The params the model was created with. */
+EB_API eb_feedforward_params eb_feedforward_get_params(const eb_feedforward *model);
+
+/** Non-zero once fit or partial_fit has succeeded. */
+EB_API int eb_feedforward_is_fitted(const eb_feedforward *model);
+
+/** Column count the model was fitted on; 0 when unfitted. */
+EB_API size_t eb_feedforward_n_features(const eb_feedforward *model);
+
+/** Number of classes fixed by the first fit; 0 when unfitted. */
+EB_API size_t eb_feedforward_n_classes(const eb_feedforward *model);
+
+/** Width of transform's output (params.hidden_dim). */
+EB_API size_t eb_feedforward_output_dim(const eb_feedforward *model);
+
+/**
+ * Mean training loss of every epoch since the last fit, oldest first; each
+ * partial_fit appends one. *length receives the count. The pointer stays
+ * valid until the next fit, partial_fit or free.
+ */
+EB_API const double *eb_feedforward_loss_history(const eb_feedforward *model, size_t *length);
+
+/* ------------------------------------------------------------------------ */
+/* ContrastiveFinetuner                                                     */
+/* ------------------------------------------------------------------------ */
+
+/** hidden_dim value meaning "as many output columns as X has input columns". */
+#define EB_HIDDEN_DIM_AS_INPUT SIZE_MAX
+
+/** Hyper-parameters of the contrastive finetuner. Start from eb_contrastive_default_params(). */
+typedef struct eb_contrastive_params {
+    /** Output width of the shared linear layer. Default EB_HIDDEN_DIM_AS_INPUT; otherwise >= 1. */
+    size_t hidden_dim;
+    /** Negative pairs drawn per row and epoch (rows of other labels). Default 3; must be >= 1. */
+    size_t n_neg;
+    /** Passes in fit; each draws fresh pairs. Default 20; must be >= 1. */
+    size_t n_epochs;
+    /** Adam step size. Default 0.001; must be finite and > 0. */
+    float learning_rate;
+    /** Pairs per minibatch; 0 (default) trains on all pairs of an epoch at once. */
+    size_t batch_size;
+    /** Seed of the initial weights, the pair sampling and the shuffling. Default 0. */
+    uint64_t seed;
+    /** Optional per-epoch progress callback; NULL for none. */
+    eb_epoch_callback on_epoch;
+    /** Passed to on_epoch. */
+    void *callback_data;
+} eb_contrastive_params;
+
+/** The contrastive finetuner. Opaque; create with eb_contrastive_create. */
+typedef struct eb_contrastive eb_contrastive;
+
+/** The defaults listed in eb_contrastive_params. */
+EB_API eb_contrastive_params eb_contrastive_default_params(void);
+
+/** Check params without creating anything; see eb_feedforward_check_params. */
+EB_API eb_status eb_contrastive_check_params(const eb_contrastive_params *params, eb_error *err);
+
+/** Create an unfitted model; see eb_feedforward_create. */
+EB_API eb_status eb_contrastive_create(const eb_contrastive_params *params, const eb_allocator *mem,
+                                       eb_contrastive **out, eb_error *err);
+
+/** Release a model. NULL is a no-op. */
+EB_API void eb_contrastive_free(eb_contrastive *model);
+
+/**
+ * Train from fresh weights for params.n_epochs epochs. Every epoch pairs each
+ * row with one positive (another row of its label, itself when it is alone)
+ * and n_neg negatives (rows of other labels). y must hold at least two
+ * distinct labels in 0 .. n_classes-1.
+ */
+EB_API eb_status eb_contrastive_fit(eb_contrastive *model, eb_matrix X, const int32_t *y, size_t n_classes);
+
+/**
+ * One epoch of freshly drawn pairs over X, y, keeping weights and Adam state.
+ * On an unfitted model it needs two distinct labels, initialises the weights
+ * and fixes n_classes; later calls must pass that n_classes or 0, and may hold
+ * a single label (then only positive pairs are drawn).
+ */
+EB_API eb_status eb_contrastive_partial_fit(eb_contrastive *model, eb_matrix X, const int32_t *y, size_t n_classes);
+
+/** Write the re-embedding X W + b into out (X.rows x output_dim). Allocates nothing; thread-safe. */
+EB_API eb_status eb_contrastive_transform(const eb_contrastive *model, eb_matrix X, eb_mut_matrix out,
+                                          eb_error *err);
+
+/** Message of the last failed fit or partial_fit on this model; "" after a success. */
+EB_API const char *eb_contrastive_last_error(const eb_contrastive *model);
+
+/** The params the model was created with. */
+EB_API eb_contrastive_params eb_contrastive_get_params(const eb_contrastive *model);
+
+/** Non-zero once fit or partial_fit has succeeded. */
+EB_API int eb_contrastive_is_fitted(const eb_contrastive *model);
+
+/** Column count the model was fitted on; 0 when unfitted. */
+EB_API size_t eb_contrastive_n_features(const eb_contrastive *model);
+
+/** Number of classes fixed by the first fit; 0 when unfitted. */
+EB_API size_t eb_contrastive_n_classes(const eb_contrastive *model);
+
+/**
+ * Width of transform's output: params.hidden_dim, or the fitted column count
+ * when that is EB_HIDDEN_DIM_AS_INPUT (0 while such a model is unfitted).
+ */
+EB_API size_t eb_contrastive_output_dim(const eb_contrastive *model);
+
+/** Mean loss per epoch since the last fit; see eb_feedforward_loss_history. */
+EB_API const double *eb_contrastive_loss_history(const eb_contrastive *model, size_t *length);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBETTER_EMBETTER_H */

@@ -1,0 +1,565 @@
+/*
+ * ContrastiveFinetuner: one shared linear layer e = x W + b, trained so that
+ * cos(e_i, e_j) approaches 1 for rows of the same label and 0 otherwise
+ * (mean squared error over pairs, Adam).
+ *
+ * Pairs are index pairs into X. When a batch of pairs touches most rows, the
+ * embeddings of all rows are computed once and the per-pair gradients are
+ * scattered back onto rows, so an epoch costs two GEMMs over X however many
+ * pairs it has. Small minibatches gather just their rows instead. Either way
+ * memory is O(rows x width), never O(pairs x width).
+ *
+ * Weights: W (d x h, row-major), then b (h).
+ */
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testing.h"
+
+/* PyTorch's cosine_similarity clamps each norm below at this value. */
+static const float NORM_FLOOR = 1e-8f;
+
+struct eb_contrastive {
+    eb_allocator mem;
+    eb_contrastive_params params;
+    eb_error last_error;
+    eb_fit_state state;
+};
+
+typedef struct cl_pair {
+    uint32_t left;
+    uint32_t right;
+    float target;
+} cl_pair;
+
+/* Buffers for one call of fit / partial_fit. */
+typedef struct cl_workspace {
+    size_t n_rows;
+    uint32_t *by_label;    /* row indices sorted by label, stable */
+    uint32_t *run_start;   /* per row: where its label's run starts in by_label */
+    uint32_t *run_length;  /* per row: how many rows share its label */
+    size_t distinct_labels;
+    cl_pair *pairs;        /* room for n_rows * (1 + n_neg) pairs */
+    size_t batch_pairs;    /* pairs per minibatch */
+    bool gather;           /* minibatches gather their rows (else they use all of X) */
+    float *gathered;       /* 2 * batch_pairs x d when gathering */
+    cl_pair *local_pairs;  /* batch pairs re-indexed into gathered */
+    float *embed;          /* batch matrix rows x h */
+    float *embed_grad;     /* same shape: dLoss/d(embedding) */
+    float *norms;          /* one per batch matrix row */
+} cl_workspace;
+
+eb_contrastive_params eb_contrastive_default_params(void)
+{
+    eb_contrastive_params p;
+    memset(&p, 0, sizeof p);
+    p.hidden_dim = EB_HIDDEN_DIM_AS_INPUT;
+    p.n_neg = 3;
+    p.n_epochs = 20;
+    p.learning_rate = 0.001f;
+    p.batch_size = 0;
+    p.seed = 0;
+    p.on_epoch = NULL;
+    p.callback_data = NULL;
+    return p;
+}
+
+eb_status eb_contrastive_check_params(const eb_contrastive_params *params, eb_error *err)
+{
+    eb__error_clear(err);
+    if (params == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "params is NULL");
+    if (params->hidden_dim == 0)
+        return eb__fail(err, EB_ERR_INVALID_PARAM,
+                        "hidden_dim is 0; it must be at least 1 (or EB_HIDDEN_DIM_AS_INPUT)");
+    if (params->hidden_dim != EB_HIDDEN_DIM_AS_INPUT && params->hidden_dim > (size_t)INT_MAX)
+        return eb__fail(err, EB_ERR_INVALID_PARAM, "hidden_dim is %zu; it must be at most %d", params->hidden_dim,
+                        INT_MAX);
+    if (params->n_neg == 0)
+        return eb__fail(err, EB_ERR_INVALID_PARAM, "n_neg is 0; it must be at least 1");
+    if (params->n_epochs == 0)
+        return eb__fail(err, EB_ERR_INVALID_PARAM, "n_epochs is 0; it must be at least 1");
+    if (!(params->learning_rate > 0.0f) || !isfinite(params->learning_rate))
+        return eb__fail(err, EB_ERR_INVALID_PARAM, "learning_rate is %g; it must be finite and greater than 0",
+                        (double)params->learning_rate);
+    return EB_OK;
+}
+
+eb_status eb_contrastive_create(const eb_contrastive_params *params, const eb_allocator *mem,
+                                eb_contrastive **out, eb_error *err)
+{
+    if (out == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "out is NULL");
+    *out = NULL;
+    eb_status status = eb_contrastive_check_params(params, err);
+    if (status != EB_OK)
+        return status;
+    if (mem == NULL)
+        mem = eb_default_allocator();
+    if (mem->calloc == NULL || mem->free == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "the allocator's calloc or free is NULL");
+    eb_contrastive *model = eb__calloc(mem, 1, sizeof *model);
+    if (model == NULL)
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory creating the model");
+    model->mem = *mem;
+    model->params = *params;
+    *out = model;
+    return EB_OK;
+}
+
+void eb_contrastive_free(eb_contrastive *model)
+{
+    if (model == NULL)
+        return;
+    eb_allocator mem = model->mem;
+    eb__fit_state_release(&model->state, &mem);
+    eb__free(&mem, model);
+}
+
+static size_t width_for(const eb_contrastive_params *params, size_t n_features)
+{
+    return params->hidden_dim == EB_HIDDEN_DIM_AS_INPUT ? n_features : params->hidden_dim;
+}
+
+static void workspace_release(cl_workspace *ws, const eb_allocator *mem)
+{
+    eb__free(mem, ws->by_label);
+    eb__free(mem, ws->run_start);
+    eb__free(mem, ws->run_length);
+    eb__free(mem, ws->pairs);
+    eb__free(mem, ws->gathered);
+    eb__free(mem, ws->local_pairs);
+    eb__free(mem, ws->embed);
+    eb__free(mem, ws->embed_grad);
+    eb__free(mem, ws->norms);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* Batch buffers for up to batch_pairs pairs over n_rows rows of width d -> h. */
+static eb_status alloc_batch_buffers(cl_workspace *ws, size_t n_rows, size_t batch_pairs, size_t d, size_t h,
+                                     const eb_allocator *mem)
+{
+    ws->batch_pairs = batch_pairs;
+    /* Gathering copies 2 rows per pair; past n_rows that is more work than using X whole. */
+    ws->gather = batch_pairs < n_rows / 2;
+    size_t matrix_rows = ws->gather ? 2 * batch_pairs : n_rows;
+    if (ws->gather) {
+        ws->gathered = eb__calloc(mem, matrix_rows, d * sizeof(float));
+        ws->local_pairs = eb__calloc(mem, batch_pairs, sizeof *ws->local_pairs);
+        if (ws->gathered == NULL || ws->local_pairs == NULL)
+            return EB_ERR_NOMEM;
+    }
+    ws->embed = eb__calloc(mem, matrix_rows, h * sizeof(float));
+    ws->embed_grad = eb__calloc(mem, matrix_rows, h * sizeof(float));
+    ws->norms = eb__calloc(mem, matrix_rows, sizeof(float));
+    if (ws->embed == NULL || ws->embed_grad == NULL || ws->norms == NULL)
+        return EB_ERR_NOMEM;
+    return EB_OK;
+}
+
+/* Stable bottom-up merge sort of row indices by label. */
+static void sort_rows_by_label(uint32_t *rows, uint32_t *scratch, size_t n, const int32_t *y)
+{
+    uint32_t *src = rows, *dst = scratch;
+    for (size_t width = 1; width < n; width *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * width) {
+            size_t mid = lo + width < n ? lo + width : n;
+            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            size_t a = lo, b = mid, out = lo;
+            while (a < mid && b < hi)
+                dst[out++] = y[src[b]] < y[src[a]] ? src[b++] : src[a++];
+            while (a < mid)
+                dst[out++] = src[a++];
+            while (b < hi)
+                dst[out++] = src[b++];
+        }
+        uint32_t *swap = src;
+        src = dst;
+        dst = swap;
+    }
+    if (src != rows)
+        memcpy(rows, src, n * sizeof *rows);
+}
+
+/* Sort rows by label and note, for every row, its label's run: what pair sampling needs. */
+static void index_labels(cl_workspace *ws, const int32_t *y)
+{
+    size_t n = ws->n_rows;
+    for (size_t i = 0; i < n; i++)
+        ws->by_label[i] = (uint32_t)i;
+    /* run_length doubles as the sort's scratch space; it is filled in afterwards. */
+    sort_rows_by_label(ws->by_label, ws->run_length, n, y);
+    ws->distinct_labels = 0;
+    for (size_t start = 0; start < n;) {
+        size_t end = start + 1;
+        while (end < n && y[ws->by_label[end]] == y[ws->by_label[start]])
+            end++;
+        for (size_t i = start; i < end; i++) {
+            ws->run_start[ws->by_label[i]] = (uint32_t)start;
+            ws->run_length[ws->by_label[i]] = (uint32_t)(end - start);
+        }
+        ws->distinct_labels++;
+        start = end;
+    }
+}
+
+static eb_status workspace_alloc(cl_workspace *ws, const eb_contrastive *model, eb_matrix x, const int32_t *y,
+                                 size_t h, eb_error *err)
+{
+    const eb_allocator *mem = &model->mem;
+    size_t n = x.rows;
+    memset(ws, 0, sizeof *ws);
+    ws->n_rows = n;
+    size_t pairs_per_row = model->params.n_neg + 1, max_pairs;
+    if (n > UINT32_MAX || pairs_per_row == 0 || !eb__mul_size(n, pairs_per_row, &max_pairs) ||
+        max_pairs > SIZE_MAX / sizeof(cl_pair))
+        return eb__fail(err, EB_ERR_TOO_LARGE, "%zu rows x %zu pairs per row is too many pairs", n, pairs_per_row);
+    size_t batch = model->params.batch_size;
+    if (batch == 0 || batch > max_pairs)
+        batch = max_pairs;
+    ws->by_label = eb__calloc(mem, n, sizeof *ws->by_label);
+    ws->run_start = eb__calloc(mem, n, sizeof *ws->run_start);
+    ws->run_length = eb__calloc(mem, n, sizeof *ws->run_length);
+    ws->pairs = eb__calloc(mem, max_pairs, sizeof *ws->pairs);
+    if (ws->by_label == NULL || ws->run_start == NULL || ws->run_length == NULL || ws->pairs == NULL ||
+        alloc_batch_buffers(ws, n, batch, x.cols, h, mem) != EB_OK) {
+        workspace_release(ws, mem);
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating training buffers for %zu rows", n);
+    }
+    index_labels(ws, y);
+    return EB_OK;
+}
+
+/* This epoch's pairs: per row one positive and, when other labels are present, n_neg negatives. */
+static size_t draw_pairs(cl_workspace *ws, size_t n_neg, eb_rng *rng)
+{
+    size_t count = 0, n = ws->n_rows;
+    for (size_t i = 0; i < n; i++) {
+        size_t start = ws->run_start[i], length = ws->run_length[i];
+        uint32_t positive = (uint32_t)i;
+        if (length >= 2) {
+            /* Uniform over the run without i: draw from length-1 slots, i's slot maps to the last. */
+            positive = ws->by_label[start + eb__rng_below(rng, length - 1)];
+            if (positive == i)
+                positive = ws->by_label[start + length - 1];
+        }
+        ws->pairs[count++] = (cl_pair){(uint32_t)i, positive, 1.0f};
+        size_t others = n - length;
+        for (size_t k = 0; others > 0 && k < n_neg; k++) {
+            size_t r = (size_t)eb__rng_below(rng, others);
+            uint32_t negative = ws->by_label[r < start ? r : r + length];
+            ws->pairs[count++] = (cl_pair){(uint32_t)i, negative, 0.0f};
+        }
+    }
+    return count;
+}
+
+static void shuffle_pairs(cl_pair *pairs, size_t count, eb_rng *rng)
+{
+    for (size_t i = count; i > 1; i--) {
+        size_t j = (size_t)eb__rng_below(rng, i);
+        cl_pair tmp = pairs[i - 1];
+        pairs[i - 1] = pairs[j];
+        pairs[j] = tmp;
+    }
+}
+
+static float norm_of(const float *v, size_t h)
+{
+    float sum = 0.0f;
+    for (size_t c = 0; c < h; c++)
+        sum += v[c] * v[c];
+    return sqrtf(sum);
+}
+
+static float dot_of(const float *a, const float *b, size_t h)
+{
+    float sum = 0.0f;
+    for (size_t c = 0; c < h; c++)
+        sum += a[c] * b[c];
+    return sum;
+}
+
+/*
+ * Gradient of the mean pair loss over `count` pairs indexing rows of xb.
+ * Buffers embed, embed_grad and norms must have xb.rows rows. Returns the sum
+ * of the pairs' losses.
+ */
+static double pair_gradient(const float *values, float *grad, size_t h, eb_matrix xb, const cl_pair *pairs,
+                            size_t count, float *embed, float *embed_grad, float *norms)
+{
+    const size_t d = xb.cols, rows = xb.rows;
+    const float *w = values, *bias = values + d * h;
+    eb_mut_matrix embed_view = {embed, rows, h, h};
+    eb__affine(xb, w, bias, embed_view);
+    for (size_t r = 0; r < rows; r++)
+        norms[r] = norm_of(embed + r * h, h);
+    memset(embed_grad, 0, rows * h * sizeof(float));
+
+    double loss_sum = 0.0;
+    const float scale = 2.0f / (float)count;
+    for (size_t p = 0; p < count; p++) {
+        const size_t i = pairs[p].left, j = pairs[p].right;
+        const float *a = embed + i * h, *b = embed + j * h;
+        const float na = norms[i] > NORM_FLOOR ? norms[i] : NORM_FLOOR;
+        const float nb = norms[j] > NORM_FLOOR ? norms[j] : NORM_FLOOR;
+        const float inv_nanb = 1.0f / (na * nb);
+        const float cosine = dot_of(a, b, h) * inv_nanb;
+        const float diff = cosine - pairs[p].target;
+        loss_sum += (double)diff * (double)diff;
+        const float coef = scale * diff;
+        /* A clamped norm is constant, so it contributes no self term. */
+        const float self_a = norms[i] > NORM_FLOOR ? cosine / (na * na) : 0.0f;
+        const float self_b = norms[j] > NORM_FLOOR ? cosine / (nb * nb) : 0.0f;
+        float *ga = embed_grad + i * h, *gb = embed_grad + j * h;
+        /* When i == j both updates land on one row, which is the correct total. */
+        for (size_t c = 0; c < h; c++) {
+            const float ac = a[c], bc = b[c];
+            ga[c] += coef * (bc * inv_nanb - self_a * ac);
+            gb[c] += coef * (ac * inv_nanb - self_b * bc);
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)h, (int)rows, 1.0f, xb.data, (int)xb.stride,
+                embed_grad, (int)h, 0.0f, grad, (int)h);
+    eb__column_sums(embed_grad, rows, h, grad + d * h);
+    return loss_sum;
+}
+
+/* Gradient of one batch of pairs, gathering its rows when that is cheaper. */
+static double batch_gradient(const eb_fit_state *state, cl_workspace *ws, eb_matrix x, const cl_pair *pairs,
+                             size_t count)
+{
+    const eb_trainable *t = &state->weights;
+    const size_t h = state->out_dim;
+    if (!ws->gather)
+        return pair_gradient(t->values, t->grad, h, x, pairs, count, ws->embed, ws->embed_grad, ws->norms);
+    for (size_t p = 0; p < count; p++) {
+        memcpy(ws->gathered + p * x.cols, x.data + (size_t)pairs[p].left * x.stride, x.cols * sizeof(float));
+        memcpy(ws->gathered + (count + p) * x.cols, x.data + (size_t)pairs[p].right * x.stride,
+               x.cols * sizeof(float));
+        ws->local_pairs[p] = (cl_pair){(uint32_t)p, (uint32_t)(count + p), pairs[p].target};
+    }
+    eb_matrix batch = {ws->gathered, 2 * count, x.cols, x.cols};
+    return pair_gradient(t->values, t->grad, h, batch, ws->local_pairs, count, ws->embed, ws->embed_grad,
+                         ws->norms);
+}
+
+typedef struct epoch_context {
+    const eb_contrastive *model;
+    eb_fit_state *state;
+    eb_matrix x;
+    cl_workspace *ws;
+} epoch_context;
+
+static double run_epoch(void *opaque)
+{
+    epoch_context *c = opaque;
+    cl_workspace *ws = c->ws;
+    eb_fit_state *state = c->state;
+    size_t count = draw_pairs(ws, c->model->params.n_neg, &state->rng);
+    bool minibatches = ws->batch_pairs < count;
+    if (minibatches)
+        shuffle_pairs(ws->pairs, count, &state->rng);
+    double loss_sum = 0.0;
+    for (size_t start = 0; start < count; start += ws->batch_pairs) {
+        size_t size = count - start < ws->batch_pairs ? count - start : ws->batch_pairs;
+        loss_sum += batch_gradient(state, ws, c->x, ws->pairs + start, size);
+        eb__adam_step(&state->weights, c->model->params.learning_rate);
+    }
+    return loss_sum / (double)count;
+}
+
+static eb_status new_state(const eb_contrastive *model, size_t n_features, size_t n_classes, eb_fit_state *state,
+                           eb_error *err)
+{
+    memset(state, 0, sizeof *state);
+    size_t h = width_for(&model->params, n_features), weights;
+    if (!eb__mul_size(n_features + 1, h, &weights))
+        return eb__fail(err, EB_ERR_TOO_LARGE, "%zu features x %zu outputs is too many weights", n_features, h);
+    eb_status status = eb__trainable_alloc(&state->weights, weights, &model->mem);
+    if (status != EB_OK)
+        return eb__fail(err, status, "out of memory allocating %zu weights", weights);
+    state->n_features = n_features;
+    state->n_classes = n_classes;
+    state->out_dim = h;
+    eb__rng_seed(&state->rng, model->params.seed);
+    eb__init_uniform(state->weights.values, weights, n_features, &state->rng);
+    return EB_OK;
+}
+
+/* Train `state` for n_epochs; a fresh state must be fully set up, history is reserved here. */
+static eb_status train(const eb_contrastive *model, eb_fit_state *state, eb_matrix x, cl_workspace *ws,
+                       size_t n_epochs, eb_error *err)
+{
+    if (eb__history_reserve(&state->history, n_epochs, &model->mem) != EB_OK)
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory growing the loss history");
+    epoch_context ctx = {model, state, x, ws};
+    eb__run_epochs(&state->history, n_epochs, model->params.on_epoch, model->params.callback_data, run_epoch,
+                   &ctx);
+    return EB_OK;
+}
+
+static eb_status fit_common(eb_contrastive *model, eb_matrix x, const int32_t *y, size_t n_classes, bool partial)
+{
+    if (model == NULL)
+        return EB_ERR_NULL_POINTER;
+    eb_error *err = &model->last_error;
+    eb__error_clear(err);
+    eb_status status = eb__check_training_input(&model->state, x, y, n_classes, partial, err);
+    if (status != EB_OK)
+        return status;
+    bool continuing = partial && model->state.fitted;
+    size_t h = continuing ? model->state.out_dim : width_for(&model->params, x.cols);
+    if (h > (size_t)INT_MAX)
+        return eb__fail(err, EB_ERR_TOO_LARGE, "an output width of %zu is too large", h);
+    cl_workspace ws;
+    status = workspace_alloc(&ws, model, x, y, h, err);
+    if (status != EB_OK)
+        return status;
+    if (!continuing && ws.distinct_labels < 2) {
+        workspace_release(&ws, &model->mem);
+        return eb__fail(err, EB_ERR_TOO_FEW_CLASSES,
+                        "y holds a single label (%d); the first fit needs at least two distinct labels", (int)y[0]);
+    }
+    if (continuing) {
+        status = train(model, &model->state, x, &ws, 1, err);
+    } else {
+        eb_fit_state fresh;
+        status = new_state(model, x.cols, n_classes, &fresh, err);
+        if (status == EB_OK)
+            status = train(model, &fresh, x, &ws, partial ? 1 : model->params.n_epochs, err);
+        if (status == EB_OK) {
+            fresh.fitted = true;
+            eb__fit_state_release(&model->state, &model->mem);
+            model->state = fresh;
+        } else {
+            eb__fit_state_release(&fresh, &model->mem);
+        }
+    }
+    workspace_release(&ws, &model->mem);
+    return status;
+}
+
+eb_status eb_contrastive_fit(eb_contrastive *model, eb_matrix x, const int32_t *y, size_t n_classes)
+{
+    return fit_common(model, x, y, n_classes, false);
+}
+
+eb_status eb_contrastive_partial_fit(eb_contrastive *model, eb_matrix x, const int32_t *y, size_t n_classes)
+{
+    return fit_common(model, x, y, n_classes, true);
+}
+
+eb_status eb_contrastive_transform(const eb_contrastive *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
+{
+    eb__error_clear(err);
+    if (model == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
+    if (!model->state.fitted)
+        return eb__fail(err, EB_ERR_NOT_FITTED, "the model is not fitted yet; call fit or partial_fit first");
+    eb_status status = eb__check_input(x, "X", err);
+    if (status != EB_OK)
+        return status;
+    const eb_fit_state *state = &model->state;
+    if (x.cols != state->n_features)
+        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "X has %zu columns, the model was fitted on %zu", x.cols,
+                        state->n_features);
+    status = eb__check_output(out, x.rows, state->out_dim, err);
+    if (status != EB_OK)
+        return status;
+    eb__affine(x, state->weights.values, state->weights.values + state->n_features * state->out_dim, out);
+    return EB_OK;
+}
+
+const char *eb_contrastive_last_error(const eb_contrastive *model)
+{
+    return model == NULL ? "model is NULL" : model->last_error.message;
+}
+
+eb_contrastive_params eb_contrastive_get_params(const eb_contrastive *model)
+{
+    return model == NULL ? eb_contrastive_default_params() : model->params;
+}
+
+int eb_contrastive_is_fitted(const eb_contrastive *model)
+{
+    return model != NULL && model->state.fitted;
+}
+
+size_t eb_contrastive_n_features(const eb_contrastive *model)
+{
+    return model == NULL ? 0 : model->state.n_features;
+}
+
+size_t eb_contrastive_n_classes(const eb_contrastive *model)
+{
+    return model == NULL ? 0 : model->state.n_classes;
+}
+
+size_t eb_contrastive_output_dim(const eb_contrastive *model)
+{
+    if (model == NULL)
+        return 0;
+    if (model->state.fitted)
+        return model->state.out_dim;
+    return model->params.hidden_dim == EB_HIDDEN_DIM_AS_INPUT ? 0 : model->params.hidden_dim;
+}
+
+const double *eb_contrastive_loss_history(const eb_contrastive *model, size_t *length)
+{
+    size_t n = model == NULL ? 0 : model->state.history.length;
+    if (length != NULL)
+        *length = n;
+    return n == 0 ? NULL : model->state.history.values;
+}
+
+/* ---- testing hooks --------------------------------------------------------- */
+
+eb_status eb__contrastive_init_weights(eb_contrastive *model, size_t n_features, size_t n_classes)
+{
+    if (model == NULL || n_features == 0)
+        return EB_ERR_INVALID_PARAM;
+    eb_fit_state fresh;
+    eb_status status = new_state(model, n_features, n_classes, &fresh, &model->last_error);
+    if (status != EB_OK)
+        return status;
+    fresh.fitted = true;
+    eb__fit_state_release(&model->state, &model->mem);
+    model->state = fresh;
+    return EB_OK;
+}
+
+float *eb__contrastive_weights(eb_contrastive *model, size_t *count)
+{
+    *count = model->state.weights.count;
+    return model->state.weights.values;
+}
+
+eb_status eb__contrastive_gradient(eb_contrastive *model, eb_matrix x, const uint32_t *left,
+                                   const uint32_t *right, const float *target, size_t n_pairs, float *grad,
+                                   double *mean_loss)
+{
+    const eb_allocator *mem = &model->mem;
+    size_t h = model->state.out_dim;
+    eb_status status = EB_ERR_NOMEM;
+    cl_pair *pairs = eb__calloc(mem, n_pairs, sizeof *pairs);
+    float *embed = eb__calloc(mem, x.rows, h * sizeof(float));
+    float *embed_grad = eb__calloc(mem, x.rows, h * sizeof(float));
+    float *norms = eb__calloc(mem, x.rows, sizeof(float));
+    if (pairs != NULL && embed != NULL && embed_grad != NULL && norms != NULL) {
+        for (size_t p = 0; p < n_pairs; p++)
+            pairs[p] = (cl_pair){left[p], right[p], target[p]};
+        *mean_loss = pair_gradient(model->state.weights.values, grad, h, x, pairs, n_pairs, embed, embed_grad,
+                                   norms) /
+                     (double)n_pairs;
+        status = EB_OK;
+    }
+    eb__free(mem, pairs);
+    eb__free(mem, embed);
+    eb__free(mem, embed_grad);
+    eb__free(mem, norms);
+    return status;
+}

@@ -1,0 +1,468 @@
+/*
+ * FeedForwardFinetuner: X -> sigmoid(X W1 + b1) -> H W2 + b2 -> softmax
+ * cross-entropy, trained with Adam. The hidden activations are the embedding.
+ *
+ * Weights live in one vector, in this order: W1 (d x h, row-major), b1 (h),
+ * W2 (h x k), b2 (k). One vector means one Adam loop and one allocation.
+ */
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testing.h"
+
+struct eb_feedforward {
+    eb_allocator mem;
+    eb_feedforward_params params;
+    eb_error last_error;
+    eb_fit_state state;
+};
+
+typedef struct ff_shape {
+    size_t d, h, k;
+} ff_shape;
+
+typedef struct ff_layers {
+    float *w1, *b1, *w2, *b2;
+} ff_layers;
+
+/* Buffers for one call of fit / partial_fit, sized for the largest batch. */
+typedef struct ff_workspace {
+    size_t batch_rows;
+    uint32_t *order;   /* row permutation; NULL when training full-batch */
+    float *gathered;   /* batch_rows x d copy of the batch's rows; NULL when full-batch */
+    int32_t *labels;   /* labels of the batch's rows, in batch order */
+    float *hidden;     /* batch_rows x h activations */
+    float *scores;     /* batch_rows x k logits, then probabilities, then their gradient */
+    float *delta;      /* batch_rows x h gradient at the hidden pre-activations */
+} ff_workspace;
+
+static ff_layers layers_of(float *values, ff_shape s)
+{
+    ff_layers l;
+    l.w1 = values;
+    l.b1 = l.w1 + s.d * s.h;
+    l.w2 = l.b1 + s.h;
+    l.b2 = l.w2 + s.h * s.k;
+    return l;
+}
+
+static bool parameter_count(ff_shape s, size_t *count)
+{
+    size_t input_weights, output_weights;
+    if (!eb__mul_size(s.d, s.h, &input_weights) || !eb__mul_size(s.h, s.k, &output_weights))
+        return false;
+    size_t total = input_weights;
+    size_t parts[3] = {s.h, output_weights, s.k};
+    for (int i = 0; i < 3; i++) {
+        if (parts[i] > SIZE_MAX - total)
+            return false;
+        total += parts[i];
+    }
+    *count = total;
+    return true;
+}
+
+eb_feedforward_params eb_feedforward_default_params(void)
+{
+    eb_feedforward_params p;
+    memset(&p, 0, sizeof p);
+    p.hidden_dim = 50;
+    p.n_epochs = 500;
+    p.learning_rate = 0.01f;
+    p.batch_size = 0;
+    p.seed = 0;
+    p.on_epoch = NULL;
+    p.callback_data = NULL;
+    return p;
+}
+
+eb_status eb_feedforward_check_params(const eb_feedforward_params *params, eb_error *err)
+{
+    eb__error_clear(err);
+    if (params == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "params is NULL");
+    if (params->hidden_dim == 0)
+        return eb__fail(err, EB_ERR_INVALID_PARAM, "hidden_dim is 0; it must be at least 1");
+    if (params->hidden_dim > (size_t)INT_MAX)
+        return eb__fail(err, EB_ERR_INVALID_PARAM, "hidden_dim is %zu; it must be at most %d", params->hidden_dim,
+                        INT_MAX);
+    if (params->n_epochs == 0)
+        return eb__fail(err, EB_ERR_INVALID_PARAM, "n_epochs is 0; it must be at least 1");
+    if (!(params->learning_rate > 0.0f) || !isfinite(params->learning_rate))
+        return eb__fail(err, EB_ERR_INVALID_PARAM, "learning_rate is %g; it must be finite and greater than 0",
+                        (double)params->learning_rate);
+    return EB_OK;
+}
+
+eb_status eb_feedforward_create(const eb_feedforward_params *params, const eb_allocator *mem,
+                                eb_feedforward **out, eb_error *err)
+{
+    if (out == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "out is NULL");
+    *out = NULL;
+    eb_status status = eb_feedforward_check_params(params, err);
+    if (status != EB_OK)
+        return status;
+    if (mem == NULL)
+        mem = eb_default_allocator();
+    if (mem->calloc == NULL || mem->free == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "the allocator's calloc or free is NULL");
+    eb_feedforward *model = eb__calloc(mem, 1, sizeof *model);
+    if (model == NULL)
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory creating the model");
+    model->mem = *mem;
+    model->params = *params;
+    *out = model;
+    return EB_OK;
+}
+
+void eb_feedforward_free(eb_feedforward *model)
+{
+    if (model == NULL)
+        return;
+    eb_allocator mem = model->mem;
+    eb__fit_state_release(&model->state, &mem);
+    eb__free(&mem, model);
+}
+
+static void workspace_release(ff_workspace *ws, const eb_allocator *mem)
+{
+    eb__free(mem, ws->order);
+    eb__free(mem, ws->gathered);
+    eb__free(mem, ws->labels);
+    eb__free(mem, ws->hidden);
+    eb__free(mem, ws->scores);
+    eb__free(mem, ws->delta);
+    memset(ws, 0, sizeof *ws);
+}
+
+static eb_status workspace_alloc(ff_workspace *ws, size_t n_rows, size_t batch_size, ff_shape s,
+                                 const eb_allocator *mem)
+{
+    memset(ws, 0, sizeof *ws);
+    bool full_batch = batch_size == 0 || batch_size >= n_rows;
+    ws->batch_rows = full_batch ? n_rows : batch_size;
+    size_t b = ws->batch_rows;
+    if (!full_batch) {
+        ws->order = eb__calloc(mem, n_rows, sizeof *ws->order);
+        ws->gathered = eb__calloc(mem, b, s.d * sizeof(float));
+        if (ws->order == NULL || ws->gathered == NULL)
+            goto nomem;
+        for (size_t i = 0; i < n_rows; i++)
+            ws->order[i] = (uint32_t)i;
+    }
+    ws->labels = eb__calloc(mem, b, sizeof *ws->labels);
+    ws->hidden = eb__calloc(mem, b, s.h * sizeof(float));
+    ws->scores = eb__calloc(mem, b, s.k * sizeof(float));
+    ws->delta = eb__calloc(mem, b, s.h * sizeof(float));
+    if (ws->labels == NULL || ws->hidden == NULL || ws->scores == NULL || ws->delta == NULL)
+        goto nomem;
+    return EB_OK;
+nomem:
+    workspace_release(ws, mem);
+    return EB_ERR_NOMEM;
+}
+
+static inline float sigmoid(float z)
+{
+    return 1.0f / (1.0f + expf(-z));
+}
+
+/*
+ * Forward and backward over one batch xb (rows given, labels in ws->labels).
+ * Writes the gradient of the batch's mean loss into grad; returns the sum of
+ * the rows' losses, so an epoch's mean weighs every row alike.
+ */
+static double batch_gradient(ff_shape s, const float *values, float *grad, eb_matrix xb, ff_workspace *ws)
+{
+    const size_t b = xb.rows;
+    ff_layers w = layers_of((float *)values, s);
+    ff_layers g = layers_of(grad, s);
+    float *hidden = ws->hidden, *scores = ws->scores, *delta = ws->delta;
+    const int32_t *labels = ws->labels;
+
+    eb_mut_matrix hidden_view = {hidden, b, s.h, s.h};
+    eb__affine(xb, w.w1, w.b1, hidden_view);
+    for (size_t i = 0; i < b * s.h; i++)
+        hidden[i] = sigmoid(hidden[i]);
+    eb_matrix hidden_in = {hidden, b, s.h, s.h};
+    eb_mut_matrix scores_view = {scores, b, s.k, s.k};
+    eb__affine(hidden_in, w.w2, w.b2, scores_view);
+
+    /* Softmax cross-entropy; the scores become (p - onehot) / b in place. */
+    double loss_sum = 0.0;
+    const float inv_b = 1.0f / (float)b;
+    for (size_t r = 0; r < b; r++) {
+        float *z = scores + r * s.k;
+        float top = z[0];
+        for (size_t c = 1; c < s.k; c++)
+            top = z[c] > top ? z[c] : top;
+        size_t label = (size_t)labels[r];
+        /* log-sum-exp form: stays finite when the true class's probability underflows. */
+        double label_margin = (double)z[label] - (double)top;
+        float total = 0.0f;
+        for (size_t c = 0; c < s.k; c++) {
+            z[c] = expf(z[c] - top);
+            total += z[c];
+        }
+        loss_sum += log((double)total) - label_margin;
+        float inv_total = 1.0f / total;
+        for (size_t c = 0; c < s.k; c++)
+            z[c] = z[c] * inv_total * inv_b;
+        z[label] -= inv_b;
+    }
+
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s.h, (int)s.k, (int)b, 1.0f, hidden, (int)s.h,
+                scores, (int)s.k, 0.0f, g.w2, (int)s.k);
+    eb__column_sums(scores, b, s.k, g.b2);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)s.h, (int)s.k, 1.0f, scores, (int)s.k,
+                w.w2, (int)s.k, 0.0f, delta, (int)s.h);
+    for (size_t i = 0; i < b * s.h; i++)
+        delta[i] *= hidden[i] * (1.0f - hidden[i]);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s.d, (int)s.h, (int)b, 1.0f, xb.data,
+                (int)xb.stride, delta, (int)s.h, 0.0f, g.w1, (int)s.h);
+    eb__column_sums(delta, b, s.h, g.b1);
+    return loss_sum;
+}
+
+static ff_shape shape_of(const eb_feedforward *model, const eb_fit_state *state)
+{
+    ff_shape s = {state->n_features, model->params.hidden_dim, state->n_classes};
+    return s;
+}
+
+/* One pass over every row; returns the epoch's mean loss. */
+static double run_epoch(const eb_feedforward *model, eb_fit_state *state, eb_matrix x, const int32_t *y,
+                        ff_workspace *ws)
+{
+    ff_shape s = shape_of(model, state);
+    eb_trainable *t = &state->weights;
+    double loss_sum = 0.0;
+    if (ws->order == NULL) {
+        memcpy(ws->labels, y, x.rows * sizeof *y);
+        loss_sum = batch_gradient(s, t->values, t->grad, x, ws);
+        eb__adam_step(t, model->params.learning_rate);
+        return loss_sum / (double)x.rows;
+    }
+    eb__rng_shuffle(&state->rng, ws->order, x.rows);
+    for (size_t start = 0; start < x.rows; start += ws->batch_rows) {
+        size_t count = x.rows - start < ws->batch_rows ? x.rows - start : ws->batch_rows;
+        const uint32_t *rows = ws->order + start;
+        eb__gather_rows(x, rows, count, ws->gathered);
+        for (size_t i = 0; i < count; i++)
+            ws->labels[i] = y[rows[i]];
+        eb_matrix batch = {ws->gathered, count, s.d, s.d};
+        loss_sum += batch_gradient(s, t->values, t->grad, batch, ws);
+        eb__adam_step(t, model->params.learning_rate);
+    }
+    return loss_sum / (double)x.rows;
+}
+
+typedef struct epoch_context {
+    const eb_feedforward *model;
+    eb_fit_state *state;
+    eb_matrix x;
+    const int32_t *y;
+    ff_workspace *ws;
+} epoch_context;
+
+static double epoch_thunk(void *opaque)
+{
+    epoch_context *c = opaque;
+    return run_epoch(c->model, c->state, c->x, c->y, c->ws);
+}
+
+/* Run up to n_epochs on state; all memory is taken before the first epoch, so only NOMEM can fail. */
+static eb_status train(const eb_feedforward *model, eb_fit_state *state, eb_matrix x, const int32_t *y,
+                       size_t n_epochs, eb_error *err)
+{
+    ff_workspace ws;
+    const eb_allocator *mem = &model->mem;
+    if (workspace_alloc(&ws, x.rows, model->params.batch_size, shape_of(model, state), mem) != EB_OK)
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating training buffers for %zu rows", x.rows);
+    if (eb__history_reserve(&state->history, n_epochs, mem) != EB_OK) {
+        workspace_release(&ws, mem);
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory growing the loss history");
+    }
+    epoch_context ctx = {model, state, x, y, &ws};
+    eb__run_epochs(&state->history, n_epochs, model->params.on_epoch, model->params.callback_data, epoch_thunk,
+                   &ctx);
+    workspace_release(&ws, mem);
+    return EB_OK;
+}
+
+/* A fresh, initialised state for x.cols features and n_classes classes. */
+static eb_status new_state(const eb_feedforward *model, size_t n_features, size_t n_classes, eb_fit_state *state,
+                           eb_error *err)
+{
+    memset(state, 0, sizeof *state);
+    ff_shape s = {n_features, model->params.hidden_dim, n_classes};
+    size_t count;
+    if (n_classes > (size_t)INT_MAX || !parameter_count(s, &count))
+        return eb__fail(err, EB_ERR_TOO_LARGE, "%zu features x %zu hidden x %zu classes is too many weights",
+                        s.d, s.h, s.k);
+    eb_status status = eb__trainable_alloc(&state->weights, count, &model->mem);
+    if (status != EB_OK)
+        return eb__fail(err, status, "out of memory allocating %zu weights", count);
+    state->n_features = n_features;
+    state->n_classes = n_classes;
+    state->out_dim = s.h;
+    eb__rng_seed(&state->rng, model->params.seed);
+    ff_layers l = layers_of(state->weights.values, s);
+    eb__init_uniform(l.w1, s.d * s.h, s.d, &state->rng);
+    eb__init_uniform(l.b1, s.h, s.d, &state->rng);
+    eb__init_uniform(l.w2, s.h * s.k, s.h, &state->rng);
+    eb__init_uniform(l.b2, s.k, s.h, &state->rng);
+    return EB_OK;
+}
+
+static eb_status fit_from_scratch(eb_feedforward *model, eb_matrix x, const int32_t *y, size_t n_classes,
+                                  size_t n_epochs)
+{
+    eb_error *err = &model->last_error;
+    eb_fit_state fresh;
+    eb_status status = new_state(model, x.cols, n_classes, &fresh, err);
+    if (status == EB_OK)
+        status = train(model, &fresh, x, y, n_epochs, err);
+    if (status != EB_OK) {
+        eb__fit_state_release(&fresh, &model->mem);
+        return status;
+    }
+    fresh.fitted = true;
+    eb__fit_state_release(&model->state, &model->mem);
+    model->state = fresh;
+    return EB_OK;
+}
+
+eb_status eb_feedforward_fit(eb_feedforward *model, eb_matrix x, const int32_t *y, size_t n_classes)
+{
+    if (model == NULL)
+        return EB_ERR_NULL_POINTER;
+    eb_error *err = &model->last_error;
+    eb__error_clear(err);
+    eb_status status = eb__check_training_input(&model->state, x, y, n_classes, false, err);
+    if (status != EB_OK)
+        return status;
+    return fit_from_scratch(model, x, y, n_classes, model->params.n_epochs);
+}
+
+eb_status eb_feedforward_partial_fit(eb_feedforward *model, eb_matrix x, const int32_t *y, size_t n_classes)
+{
+    if (model == NULL)
+        return EB_ERR_NULL_POINTER;
+    eb_error *err = &model->last_error;
+    eb__error_clear(err);
+    eb_status status = eb__check_training_input(&model->state, x, y, n_classes, true, err);
+    if (status != EB_OK)
+        return status;
+    if (!model->state.fitted)
+        return fit_from_scratch(model, x, y, n_classes, 1);
+    return train(model, &model->state, x, y, 1, err);
+}
+
+eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
+{
+    eb__error_clear(err);
+    if (model == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
+    if (!model->state.fitted)
+        return eb__fail(err, EB_ERR_NOT_FITTED, "the model is not fitted yet; call fit or partial_fit first");
+    eb_status status = eb__check_input(x, "X", err);
+    if (status != EB_OK)
+        return status;
+    const eb_fit_state *state = &model->state;
+    if (x.cols != state->n_features)
+        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "X has %zu columns, the model was fitted on %zu", x.cols,
+                        state->n_features);
+    status = eb__check_output(out, x.rows, state->out_dim, err);
+    if (status != EB_OK)
+        return status;
+    ff_layers l = layers_of(state->weights.values, shape_of(model, state));
+    eb__affine(x, l.w1, l.b1, out);
+    for (size_t r = 0; r < out.rows; r++) {
+        float *row = out.data + r * out.stride;
+        for (size_t c = 0; c < out.cols; c++)
+            row[c] = sigmoid(row[c]);
+    }
+    return EB_OK;
+}
+
+const char *eb_feedforward_last_error(const eb_feedforward *model)
+{
+    return model == NULL ? "model is NULL" : model->last_error.message;
+}
+
+eb_feedforward_params eb_feedforward_get_params(const eb_feedforward *model)
+{
+    return model == NULL ? eb_feedforward_default_params() : model->params;
+}
+
+int eb_feedforward_is_fitted(const eb_feedforward *model)
+{
+    return model != NULL && model->state.fitted;
+}
+
+size_t eb_feedforward_n_features(const eb_feedforward *model)
+{
+    return model == NULL ? 0 : model->state.n_features;
+}
+
+size_t eb_feedforward_n_classes(const eb_feedforward *model)
+{
+    return model == NULL ? 0 : model->state.n_classes;
+}
+
+size_t eb_feedforward_output_dim(const eb_feedforward *model)
+{
+    return model == NULL ? 0 : model->params.hidden_dim;
+}
+
+const double *eb_feedforward_loss_history(const eb_feedforward *model, size_t *length)
+{
+    size_t n = model == NULL ? 0 : model->state.history.length;
+    if (length != NULL)
+        *length = n;
+    return n == 0 ? NULL : model->state.history.values;
+}
+
+/* ---- testing hooks --------------------------------------------------------- */
+
+eb_status eb__feedforward_init_weights(eb_feedforward *model, size_t n_features, size_t n_classes)
+{
+    if (model == NULL || n_features == 0 || n_classes == 0)
+        return EB_ERR_INVALID_PARAM;
+    eb_fit_state fresh;
+    eb_status status = new_state(model, n_features, n_classes, &fresh, &model->last_error);
+    if (status != EB_OK)
+        return status;
+    fresh.fitted = true;
+    eb__fit_state_release(&model->state, &model->mem);
+    model->state = fresh;
+    return EB_OK;
+}
+
+float *eb__feedforward_weights(eb_feedforward *model, size_t *count)
+{
+    *count = model->state.weights.count;
+    return model->state.weights.values;
+}
+
+eb_status eb__feedforward_gradient(eb_feedforward *model, eb_matrix x, const int32_t *y, float *grad,
+                                   double *mean_loss)
+{
+    eb_error *err = &model->last_error;
+    eb_status status = eb__check_training_input(&model->state, x, y, 0, true, err);
+    if (status != EB_OK)
+        return status;
+    ff_workspace ws;
+    ff_shape s = shape_of(model, &model->state);
+    if (workspace_alloc(&ws, x.rows, 0, s, &model->mem) != EB_OK)
+        return EB_ERR_NOMEM;
+    memcpy(ws.labels, y, x.rows * sizeof *y);
+    *mean_loss = batch_gradient(s, model->state.weights.values, grad, x, &ws) / (double)x.rows;
+    workspace_release(&ws, &model->mem);
+    return EB_OK;
+}

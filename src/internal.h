@@ -1,0 +1,119 @@
+/* Declarations shared by the library's source files; not installed. */
+#ifndef EMBETTER_INTERNAL_H
+#define EMBETTER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "embetter/embetter.h"
+
+#if defined(__GNUC__)
+#  define EB_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#  define EB_PRINTF(fmt_index, first_arg)
+#endif
+
+/* ---- status.c ------------------------------------------------------------ */
+
+/* Fill err (which may be NULL) and return status, so failures read `return eb__fail(...)`. */
+eb_status eb__fail(eb_error *err, eb_status status, const char *fmt, ...) EB_PRINTF(3, 4);
+void eb__error_clear(eb_error *err);
+
+/* ---- memory.c ------------------------------------------------------------ */
+
+/* Zeroed count * size bytes from mem, or NULL (also when the product overflows). */
+void *eb__calloc(const eb_allocator *mem, size_t count, size_t size);
+void eb__free(const eb_allocator *mem, void *ptr);
+/* a * b into *out; false on overflow. */
+bool eb__mul_size(size_t a, size_t b, size_t *out);
+
+/* ---- matrix.c ------------------------------------------------------------ */
+
+/* Shape, stride and finiteness of an input matrix; name is how messages call it ("X"). */
+eb_status eb__check_input(eb_matrix x, const char *name, eb_error *err);
+/* An output view of exactly rows x cols. */
+eb_status eb__check_output(eb_mut_matrix out, size_t rows, size_t cols, eb_error *err);
+/* Every label in 0 .. n_classes-1. */
+eb_status eb__check_labels(const int32_t *y, size_t n, size_t n_classes, eb_error *err);
+/* Copy rows index[0..count) of x into the contiguous count x x.cols buffer dst. */
+void eb__gather_rows(eb_matrix x, const uint32_t *index, size_t count, float *dst);
+/* out = x * w + bias, w being x.cols x out.cols row-major; out already has x.rows rows. */
+void eb__affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out);
+/* column_sums[c] = sum over rows of m[r][c] (m contiguous rows x cols). */
+void eb__column_sums(const float *m, size_t rows, size_t cols, float *column_sums);
+
+/* ---- rng.c --------------------------------------------------------------- */
+
+/* xoshiro256** with splitmix64 seeding: small state that saves and restores exactly. */
+typedef struct eb_rng {
+    uint64_t s[4];
+} eb_rng;
+
+void eb__rng_seed(eb_rng *rng, uint64_t seed);
+uint64_t eb__rng_next(eb_rng *rng);
+/* Uniform in [0, bound), bound >= 1, without modulo bias. */
+uint64_t eb__rng_below(eb_rng *rng, uint64_t bound);
+/* Uniform float in [low, high). */
+float eb__rng_uniform(eb_rng *rng, float low, float high);
+void eb__rng_shuffle(eb_rng *rng, uint32_t *items, size_t count);
+
+/* ---- training.c ---------------------------------------------------------- */
+
+/* Weights, their gradient and Adam's moments, in one allocation of 4 * count floats. */
+typedef struct eb_trainable {
+    size_t count;
+    float *values;
+    float *grad;
+    float *first_moment;
+    float *second_moment;
+    uint64_t steps;
+} eb_trainable;
+
+eb_status eb__trainable_alloc(eb_trainable *t, size_t count, const eb_allocator *mem);
+void eb__trainable_release(eb_trainable *t, const eb_allocator *mem);
+/* PyTorch-style Linear initialisation: every value uniform in +-1/sqrt(fan_in). */
+void eb__init_uniform(float *values, size_t count, size_t fan_in, eb_rng *rng);
+/* One Adam step (beta1 0.9, beta2 0.999, eps 1e-8) on t->values from t->grad. */
+void eb__adam_step(eb_trainable *t, float learning_rate);
+
+/* ---- shared training bookkeeping (training.c) ---------------------------- */
+
+/* The loss history: a growable array of doubles. */
+typedef struct eb_history {
+    double *values;
+    size_t length;
+    size_t capacity;
+} eb_history;
+
+/* Make room for `extra` more entries; on NOMEM the history is unchanged. */
+eb_status eb__history_reserve(eb_history *h, size_t extra, const eb_allocator *mem);
+void eb__history_release(eb_history *h, const eb_allocator *mem);
+
+/* Everything a fit produces; fit builds a fresh one and swaps it in only on success. */
+typedef struct eb_fit_state {
+    bool fitted;
+    size_t n_features;
+    size_t n_classes;
+    size_t out_dim;
+    eb_trainable weights;
+    eb_rng rng;
+    eb_history history;
+} eb_fit_state;
+
+void eb__fit_state_release(eb_fit_state *state, const eb_allocator *mem);
+
+/* Common argument checks of fit and partial_fit: NULLs, X, y, n_classes, fitted width. */
+eb_status eb__check_training_input(const eb_fit_state *state, eb_matrix x, const int32_t *y, size_t n_classes,
+                                   bool partial, eb_error *err);
+
+/* One epoch of training; returns its mean loss. */
+typedef double (*eb__epoch_fn)(void *ctx);
+/* Run up to n_epochs, recording each loss (history must have room) and honouring the stop callback. */
+void eb__run_epochs(eb_history *history, size_t n_epochs, eb_epoch_callback on_epoch, void *callback_data,
+                    eb__epoch_fn run_epoch, void *ctx);
+
+/* ---- testing hooks (defined in the model files) -------------------------- */
+/* See tests/c/testing.h for their contracts. */
+
+#endif

@@ -1,0 +1,99 @@
+/* Matrix views: validation of caller input and the dense kernels built on CBLAS. */
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+eb_matrix eb_matrix_view(const float *data, size_t rows, size_t cols)
+{
+    eb_matrix m = {data, rows, cols, cols};
+    return m;
+}
+
+eb_mut_matrix eb_mut_matrix_view(float *data, size_t rows, size_t cols)
+{
+    eb_mut_matrix m = {data, rows, cols, cols};
+    return m;
+}
+
+/* CBLAS takes int dimensions; anything larger cannot be handed to it. */
+static bool fits_blas(size_t value)
+{
+    return value <= (size_t)INT_MAX;
+}
+
+eb_status eb__check_input(eb_matrix x, const char *name, eb_error *err)
+{
+    if (x.data == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "%s.data is NULL", name);
+    if (x.rows == 0)
+        return eb__fail(err, EB_ERR_EMPTY_INPUT, "%s has 0 rows", name);
+    if (x.cols == 0)
+        return eb__fail(err, EB_ERR_EMPTY_INPUT, "%s has 0 columns", name);
+    if (x.stride < x.cols)
+        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "%s has a row stride of %zu, less than its %zu columns", name,
+                        x.stride, x.cols);
+    size_t span;
+    if (!fits_blas(x.rows) || !fits_blas(x.stride) || !eb__mul_size(x.rows - 1, x.stride, &span))
+        return eb__fail(err, EB_ERR_TOO_LARGE, "%s is too large (%zu rows, stride %zu)", name, x.rows, x.stride);
+    for (size_t r = 0; r < x.rows; r++) {
+        const float *row = x.data + r * x.stride;
+        for (size_t c = 0; c < x.cols; c++) {
+            if (!isfinite(row[c]))
+                return eb__fail(err, EB_ERR_NONFINITE, "%s[%zu, %zu] is %s (row %zu, column %zu)", name, r, c,
+                                isnan(row[c]) ? "NaN" : (row[c] > 0 ? "+Inf" : "-Inf"), r, c);
+        }
+    }
+    return EB_OK;
+}
+
+eb_status eb__check_output(eb_mut_matrix out, size_t rows, size_t cols, eb_error *err)
+{
+    if (out.data == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "out.data is NULL");
+    if (out.rows != rows || out.cols != cols)
+        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "out is %zu x %zu, transform needs %zu x %zu", out.rows,
+                        out.cols, rows, cols);
+    if (out.stride < out.cols)
+        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "out has a row stride of %zu, less than its %zu columns",
+                        out.stride, out.cols);
+    if (!fits_blas(out.stride))
+        return eb__fail(err, EB_ERR_TOO_LARGE, "out has a row stride of %zu, too large for BLAS", out.stride);
+    return EB_OK;
+}
+
+eb_status eb__check_labels(const int32_t *y, size_t n, size_t n_classes, eb_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (y[i] < 0 || (size_t)y[i] >= n_classes)
+            return eb__fail(err, EB_ERR_LABEL_OUT_OF_RANGE, "y[%zu] is %d, outside the %zu classes 0..%zu", i,
+                            (int)y[i], n_classes, n_classes - 1);
+    }
+    return EB_OK;
+}
+
+void eb__gather_rows(eb_matrix x, const uint32_t *index, size_t count, float *dst)
+{
+    for (size_t i = 0; i < count; i++)
+        memcpy(dst + i * x.cols, x.data + (size_t)index[i] * x.stride, x.cols * sizeof(float));
+}
+
+void eb__affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out)
+{
+    for (size_t r = 0; r < x.rows; r++)
+        memcpy(out.data + r * out.stride, bias, out.cols * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)x.rows, (int)out.cols, (int)x.cols, 1.0f, x.data,
+                (int)x.stride, w, (int)out.cols, 1.0f, out.data, (int)out.stride);
+}
+
+void eb__column_sums(const float *m, size_t rows, size_t cols, float *column_sums)
+{
+    memset(column_sums, 0, cols * sizeof(float));
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = m + r * cols;
+        for (size_t c = 0; c < cols; c++)
+            column_sums[c] += row[c];
+    }
+}
