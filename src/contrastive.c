@@ -516,6 +516,121 @@ const double *eb_contrastive_loss_history(const eb_contrastive *model, size_t *l
     return n == 0 ? NULL : model->state.history.values;
 }
 
+/* ---- saving and loading ------------------------------------------------------- */
+
+static void write_payload(const void *opaque, eb_writer *w)
+{
+    const eb_contrastive *model = opaque;
+    eb__write_u64(w, model->params.hidden_dim);
+    eb__write_u64(w, model->params.n_neg);
+    eb__write_u64(w, model->params.n_epochs);
+    eb__write_f32(w, model->params.learning_rate);
+    eb__write_u64(w, model->params.batch_size);
+    eb__write_u64(w, model->params.seed);
+    eb__write_fit_state(w, &model->state);
+}
+
+void eb_contrastive_set_callback(eb_contrastive *model, eb_epoch_callback on_epoch, void *callback_data)
+{
+    if (model != NULL) {
+        model->params.on_epoch = on_epoch;
+        model->params.callback_data = callback_data;
+    }
+}
+
+size_t eb_contrastive_saved_size(const eb_contrastive *model)
+{
+    return model == NULL ? 0 : eb__saved_size(write_payload, model);
+}
+
+eb_status eb_contrastive_save_to_buffer(const eb_contrastive *model, void *buffer, size_t capacity,
+                                        size_t *written, eb_error *err)
+{
+    eb__error_clear(err);
+    if (model == NULL || buffer == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", model == NULL ? "model" : "buffer");
+    return eb__save_to_buffer(EB_KIND_CONTRASTIVE, write_payload, model, buffer, capacity, written, err);
+}
+
+eb_status eb_contrastive_save(const eb_contrastive *model, const char *path, eb_error *err)
+{
+    eb__error_clear(err);
+    if (model == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
+    return eb__save_file(EB_KIND_CONTRASTIVE, write_payload, model, &model->mem, path, err);
+}
+
+/* The saved state must be exactly what fit would have built for these params. */
+static eb_status check_loaded_state(const eb_contrastive *model, eb_error *err)
+{
+    const eb_fit_state *st = &model->state;
+    if (!st->fitted)
+        return EB_OK;
+    size_t expected;
+    if (st->n_features == 0 || st->n_features > (size_t)INT_MAX || st->n_classes < 2 ||
+        st->out_dim != width_for(&model->params, st->n_features) || st->out_dim > (size_t)INT_MAX ||
+        !eb__mul_size(st->n_features + 1, st->out_dim, &expected) || expected != st->weights.count)
+        return eb__fail(err, EB_ERR_FORMAT,
+                        "saved model: shapes disagree (%zu features, %zu classes, width %zu, %zu weights)",
+                        st->n_features, st->n_classes, st->out_dim, st->weights.count);
+    return EB_OK;
+}
+
+eb_status eb_contrastive_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
+                                          eb_contrastive **out, eb_error *err)
+{
+    eb__error_clear(err);
+    if (out == NULL || buffer == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", out == NULL ? "out" : "buffer");
+    *out = NULL;
+    eb_reader r;
+    eb_status status = eb__open_saved(buffer, size, EB_KIND_CONTRASTIVE, &r, err);
+    if (status != EB_OK)
+        return status;
+    eb_contrastive_params params = eb_contrastive_default_params();
+    if (!eb__read_size(&r, &params.hidden_dim) || !eb__read_size(&r, &params.n_neg) ||
+        !eb__read_size(&r, &params.n_epochs) ||
+        !eb__read_f32(&r, &params.learning_rate) || !eb__read_size(&r, &params.batch_size) ||
+        !eb__read_u64(&r, &params.seed))
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated params");
+    eb_error detail;
+    if (eb_contrastive_check_params(&params, &detail) != EB_OK)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: invalid params: %s", detail.message);
+    eb_contrastive *model;
+    status = eb_contrastive_create(&params, mem, &model, err);
+    if (status != EB_OK)
+        return status;
+    status = eb__read_fit_state(&r, &model->state, &model->mem, err);
+    if (status == EB_OK)
+        status = check_loaded_state(model, err);
+    if (status == EB_OK && r.pos != r.size)
+        status = eb__fail(err, EB_ERR_FORMAT, "saved model: %zu unexpected bytes after the model", r.size - r.pos);
+    if (status != EB_OK) {
+        eb_contrastive_free(model);
+        return status;
+    }
+    *out = model;
+    return EB_OK;
+}
+
+eb_status eb_contrastive_load(const char *path, const eb_allocator *mem, eb_contrastive **out, eb_error *err)
+{
+    eb__error_clear(err);
+    if (out == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "out is NULL");
+    *out = NULL;
+    if (mem == NULL)
+        mem = eb_default_allocator();
+    void *bytes;
+    size_t size;
+    eb_status status = eb__read_file(path, mem, &bytes, &size, err);
+    if (status != EB_OK)
+        return status;
+    status = eb_contrastive_load_from_buffer(bytes, size, mem, out, err);
+    eb__free(mem, bytes);
+    return status;
+}
+
 /* ---- testing hooks --------------------------------------------------------- */
 
 eb_status eb__contrastive_init_weights(eb_contrastive *model, size_t n_features, size_t n_classes)

@@ -113,6 +113,51 @@ typedef double (*eb__epoch_fn)(void *ctx);
 void eb__run_epochs(eb_history *history, size_t n_epochs, eb_epoch_callback on_epoch, void *callback_data,
                     eb__epoch_fn run_epoch, void *ctx);
 
+/* ---- serialize.c ----------------------------------------------------------- */
+
+/* Little-endian writer; with data == NULL it only counts, which sizes the buffer. */
+typedef struct eb_writer {
+    uint8_t *data;
+    size_t capacity;
+    size_t length;
+} eb_writer;
+
+void eb__write_u8(eb_writer *w, uint8_t value);
+void eb__write_u32(eb_writer *w, uint32_t value);
+void eb__write_u64(eb_writer *w, uint64_t value);
+void eb__write_f32(eb_writer *w, float value);
+void eb__write_fit_state(eb_writer *w, const eb_fit_state *state);
+
+/* Bounds-checked little-endian reader over untrusted bytes. */
+typedef struct eb_reader {
+    const uint8_t *data;
+    size_t size;
+    size_t pos;
+} eb_reader;
+
+bool eb__read_u8(eb_reader *r, uint8_t *value);
+bool eb__read_u64(eb_reader *r, uint64_t *value);
+bool eb__read_f32(eb_reader *r, float *value);
+/* A u64 that must also fit a size_t. */
+bool eb__read_size(eb_reader *r, size_t *value);
+/* The fit state as eb__write_fit_state wrote it; checks sizes against the bytes left before allocating. */
+eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocator *mem, eb_error *err);
+
+enum { EB_KIND_FEEDFORWARD = 1, EB_KIND_CONTRASTIVE = 2 };
+
+/* Writes the model-specific part (params, then state) of a saved model. */
+typedef void (*eb__payload_writer)(const void *model, eb_writer *w);
+size_t eb__saved_size(eb__payload_writer write_payload, const void *model);
+eb_status eb__save_to_buffer(uint32_t kind, eb__payload_writer write_payload, const void *model, void *buffer,
+                             size_t capacity, size_t *written, eb_error *err);
+/* Check header and checksum of saved bytes of the given kind; *payload then reads the payload. */
+eb_status eb__open_saved(const void *buffer, size_t size, uint32_t kind, eb_reader *payload, eb_error *err);
+/* Serialise to memory, then write path atomically. */
+eb_status eb__save_file(uint32_t kind, eb__payload_writer write_payload, const void *model,
+                        const eb_allocator *mem, const char *path, eb_error *err);
+/* The whole file at path, from mem; the caller frees *bytes. */
+eb_status eb__read_file(const char *path, const eb_allocator *mem, void **bytes, size_t *size, eb_error *err);
+
 /* ---- testing hooks (defined in the model files) -------------------------- */
 /* See tests/c/testing.h for their contracts. */
 

@@ -18,6 +18,8 @@ const char *eb_status_string(eb_status status)
     case EB_ERR_NOT_FITTED: return "EB_ERR_NOT_FITTED";
     case EB_ERR_NOMEM: return "EB_ERR_NOMEM";
     case EB_ERR_TOO_LARGE: return "EB_ERR_TOO_LARGE";
+    case EB_ERR_IO: return "EB_ERR_IO";
+    case EB_ERR_FORMAT: return "EB_ERR_FORMAT";
     }
     return "EB_ERR_UNKNOWN";
 }

@@ -71,11 +71,15 @@ typedef enum eb_status {
     /** The allocator returned NULL. */
     EB_ERR_NOMEM = 9,
     /** A size computation would overflow size_t (or int, as BLAS needs). */
-    EB_ERR_TOO_LARGE = 10
+    EB_ERR_TOO_LARGE = 10,
+    /** Reading or writing a model file failed (the message carries the system's reason). */
+    EB_ERR_IO = 11,
+    /** A saved model is not valid: bad magic, other model kind, newer version, truncated, corrupt. */
+    EB_ERR_FORMAT = 12
 } eb_status;
 
 /** Number of distinct eb_status values (one past the largest). */
-#define EB_STATUS_COUNT 11
+#define EB_STATUS_COUNT 13
 
 /** Readable name of a status, e.g. "EB_ERR_NONFINITE". Never NULL, also for unknown values. */
 EB_API const char *eb_status_string(eb_status status);
@@ -243,6 +247,45 @@ EB_API size_t eb_feedforward_output_dim(const eb_feedforward *model);
  */
 EB_API const double *eb_feedforward_loss_history(const eb_feedforward *model, size_t *length);
 
+/**
+ * Replace the progress callback (and its user pointer) of an existing model,
+ * e.g. after loading one, since callbacks are never saved. NULL removes it.
+ */
+EB_API void eb_feedforward_set_callback(eb_feedforward *model, eb_epoch_callback on_epoch, void *callback_data);
+
+/**
+ * Bytes eb_feedforward_save_to_buffer needs for this model: header, params,
+ * weights, Adam state, RNG state and loss history.
+ */
+EB_API size_t eb_feedforward_saved_size(const eb_feedforward *model);
+
+/**
+ * Serialise the model (fitted or not) into buffer, which has capacity bytes;
+ * *written receives the size used. See docs/model-format.md for the layout.
+ */
+EB_API eb_status eb_feedforward_save_to_buffer(const eb_feedforward *model, void *buffer, size_t capacity,
+                                               size_t *written, eb_error *err);
+
+/**
+ * Rebuild a model from bytes saved by eb_feedforward_save_to_buffer. Nothing in
+ * the bytes is trusted: any inconsistency is EB_ERR_FORMAT with a message and
+ * no read goes past size. The loaded model has no callback; a following
+ * partial_fit continues exactly as the saved model would have.
+ */
+EB_API eb_status eb_feedforward_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
+                                                 eb_feedforward **out, eb_error *err);
+
+/**
+ * Save to a file atomically: the bytes go to a temporary file in the same
+ * directory, which is flushed, synced and renamed over path, so path holds
+ * either the old content or the complete new model, never a partial one.
+ */
+EB_API eb_status eb_feedforward_save(const eb_feedforward *model, const char *path, eb_error *err);
+
+/** Load a model saved by eb_feedforward_save (or any save_to_buffer bytes in a file). */
+EB_API eb_status eb_feedforward_load(const char *path, const eb_allocator *mem, eb_feedforward **out,
+                                     eb_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* ContrastiveFinetuner                                                     */
 /* ------------------------------------------------------------------------ */
@@ -329,6 +372,27 @@ EB_API size_t eb_contrastive_output_dim(const eb_contrastive *model);
 
 /** Mean loss per epoch since the last fit; see eb_feedforward_loss_history. */
 EB_API const double *eb_contrastive_loss_history(const eb_contrastive *model, size_t *length);
+
+/** Replace the progress callback; see eb_feedforward_set_callback. */
+EB_API void eb_contrastive_set_callback(eb_contrastive *model, eb_epoch_callback on_epoch, void *callback_data);
+
+/** Bytes eb_contrastive_save_to_buffer needs; see eb_feedforward_saved_size. */
+EB_API size_t eb_contrastive_saved_size(const eb_contrastive *model);
+
+/** Serialise into a caller buffer; see eb_feedforward_save_to_buffer. */
+EB_API eb_status eb_contrastive_save_to_buffer(const eb_contrastive *model, void *buffer, size_t capacity,
+                                               size_t *written, eb_error *err);
+
+/** Rebuild from saved bytes, trusting nothing; see eb_feedforward_load_from_buffer. */
+EB_API eb_status eb_contrastive_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
+                                                 eb_contrastive **out, eb_error *err);
+
+/** Save to a file atomically; see eb_feedforward_save. */
+EB_API eb_status eb_contrastive_save(const eb_contrastive *model, const char *path, eb_error *err);
+
+/** Load from a file; see eb_feedforward_load. */
+EB_API eb_status eb_contrastive_load(const char *path, const eb_allocator *mem, eb_contrastive **out,
+                                     eb_error *err);
 
 #ifdef __cplusplus
 }

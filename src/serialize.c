@@ -1,0 +1,443 @@
+/*
+ * The saved-model format: a fixed header, then a payload covered by a CRC32.
+ *
+ *   offset  size  field
+ *   0       8     magic "EMBETTER"
+ *   8       4     format version (u32)
+ *   12      4     model kind (u32): 1 feed-forward, 2 contrastive
+ *   16      8     payload length in bytes (u64)
+ *   24      4     CRC32 (zlib) of the payload (u32)
+ *   28      ...   payload: model params, then the fit state
+ *
+ * All integers and floats are little-endian. docs/model-format.md lists the
+ * payload fields. Loading trusts nothing: every length is checked against the
+ * bytes that remain before anything is allocated or read.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "internal.h"
+
+static const uint8_t MAGIC[8] = {'E', 'M', 'B', 'E', 'T', 'T', 'E', 'R'};
+enum { FORMAT_VERSION = 1, HEADER_SIZE = 28 };
+
+/* ---- writer ------------------------------------------------------------------ */
+
+static void write_bytes_le(eb_writer *w, uint64_t value, size_t count)
+{
+    if (w->data != NULL && w->length + count <= w->capacity) {
+        for (size_t i = 0; i < count; i++)
+            w->data[w->length + i] = (uint8_t)(value >> (8 * i));
+    }
+    w->length += count;
+}
+
+void eb__write_u8(eb_writer *w, uint8_t value)
+{
+    write_bytes_le(w, value, 1);
+}
+
+void eb__write_u32(eb_writer *w, uint32_t value)
+{
+    write_bytes_le(w, value, 4);
+}
+
+void eb__write_u64(eb_writer *w, uint64_t value)
+{
+    write_bytes_le(w, value, 8);
+}
+
+void eb__write_f32(eb_writer *w, float value)
+{
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    write_bytes_le(w, bits, 4);
+}
+
+static void write_f64(eb_writer *w, double value)
+{
+    uint64_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    write_bytes_le(w, bits, 8);
+}
+
+static void write_f32_array(eb_writer *w, const float *values, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        eb__write_f32(w, values[i]);
+}
+
+void eb__write_fit_state(eb_writer *w, const eb_fit_state *state)
+{
+    eb__write_u8(w, state->fitted ? 1 : 0);
+    if (state->fitted) {
+        eb__write_u64(w, state->n_features);
+        eb__write_u64(w, state->n_classes);
+        eb__write_u64(w, state->out_dim);
+        eb__write_u64(w, state->weights.count);
+        eb__write_u64(w, state->weights.steps);
+        for (int i = 0; i < 4; i++)
+            eb__write_u64(w, state->rng.s[i]);
+        write_f32_array(w, state->weights.values, state->weights.count);
+        write_f32_array(w, state->weights.first_moment, state->weights.count);
+        write_f32_array(w, state->weights.second_moment, state->weights.count);
+    }
+    eb__write_u64(w, state->history.length);
+    for (size_t i = 0; i < state->history.length; i++)
+        write_f64(w, state->history.values[i]);
+}
+
+/* ---- reader ------------------------------------------------------------------ */
+
+static bool read_bytes_le(eb_reader *r, size_t count, uint64_t *value)
+{
+    if (r->size - r->pos < count)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < count; i++)
+        v |= (uint64_t)r->data[r->pos + i] << (8 * i);
+    r->pos += count;
+    *value = v;
+    return true;
+}
+
+bool eb__read_u8(eb_reader *r, uint8_t *value)
+{
+    uint64_t v;
+    if (!read_bytes_le(r, 1, &v))
+        return false;
+    *value = (uint8_t)v;
+    return true;
+}
+
+static bool read_u32(eb_reader *r, uint32_t *value)
+{
+    uint64_t v;
+    if (!read_bytes_le(r, 4, &v))
+        return false;
+    *value = (uint32_t)v;
+    return true;
+}
+
+bool eb__read_u64(eb_reader *r, uint64_t *value)
+{
+    return read_bytes_le(r, 8, value);
+}
+
+bool eb__read_size(eb_reader *r, size_t *value)
+{
+    uint64_t v;
+    if (!eb__read_u64(r, &v) || v > SIZE_MAX)
+        return false;
+    *value = (size_t)v;
+    return true;
+}
+
+bool eb__read_f32(eb_reader *r, float *value)
+{
+    uint32_t bits;
+    if (!read_u32(r, &bits))
+        return false;
+    memcpy(value, &bits, sizeof *value);
+    return true;
+}
+
+static bool read_f64(eb_reader *r, double *value)
+{
+    uint64_t bits;
+    if (!eb__read_u64(r, &bits))
+        return false;
+    memcpy(value, &bits, sizeof *value);
+    return true;
+}
+
+static void read_f32_array(eb_reader *r, float *values, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        eb__read_f32(r, &values[i]);
+}
+
+/* True when count items of item_size bytes are still unread. */
+static bool has_room(const eb_reader *r, size_t count, size_t item_size)
+{
+    size_t bytes;
+    return eb__mul_size(count, item_size, &bytes) && bytes <= r->size - r->pos;
+}
+
+eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocator *mem, eb_error *err)
+{
+    memset(state, 0, sizeof *state);
+    uint8_t fitted;
+    if (!eb__read_u8(r, &fitted) || fitted > 1)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: bad or missing fitted flag at byte %zu", r->pos);
+    if (fitted) {
+        size_t count;
+        uint64_t steps;
+        if (!eb__read_size(r, &state->n_features) || !eb__read_size(r, &state->n_classes) ||
+            !eb__read_size(r, &state->out_dim) || !eb__read_size(r, &count) || !eb__read_u64(r, &steps))
+            return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated shape fields at byte %zu", r->pos);
+        for (int i = 0; i < 4; i++) {
+            if (!eb__read_u64(r, &state->rng.s[i]))
+                return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated RNG state at byte %zu", r->pos);
+        }
+        if (state->rng.s[0] == 0 && state->rng.s[1] == 0 && state->rng.s[2] == 0 && state->rng.s[3] == 0)
+            return eb__fail(err, EB_ERR_FORMAT, "saved model: RNG state is all zero, which the generator never reaches");
+        if (count == 0 || !has_room(r, count, 3 * sizeof(float)))
+            return eb__fail(err, EB_ERR_FORMAT,
+                            "saved model: %zu weights need more bytes than the %zu left at byte %zu", count,
+                            r->size - r->pos, r->pos);
+        eb_status status = eb__trainable_alloc(&state->weights, count, mem);
+        if (status != EB_OK)
+            return eb__fail(err, status, "out of memory allocating %zu saved weights", count);
+        state->weights.steps = steps;
+        read_f32_array(r, state->weights.values, count);
+        read_f32_array(r, state->weights.first_moment, count);
+        read_f32_array(r, state->weights.second_moment, count);
+        state->fitted = true;
+    }
+    size_t history_length;
+    if (!eb__read_size(r, &history_length) || !has_room(r, history_length, sizeof(double))) {
+        eb__fit_state_release(state, mem);
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: loss history length is missing or exceeds the data");
+    }
+    if (history_length > 0) {
+        if (eb__history_reserve(&state->history, history_length, mem) != EB_OK) {
+            eb__fit_state_release(state, mem);
+            return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating the saved loss history");
+        }
+        for (size_t i = 0; i < history_length; i++)
+            read_f64(r, &state->history.values[i]);
+        state->history.length = history_length;
+    }
+    return EB_OK;
+}
+
+/* ---- framing ----------------------------------------------------------------- */
+
+static uint32_t crc32_of(const uint8_t *data, size_t size)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    /* zlib takes 32-bit lengths; feed larger payloads in pieces. */
+    while (size > 0) {
+        uInt piece = size > (size_t)UINT_MAX ? UINT_MAX : (uInt)size;
+        crc = crc32(crc, data, piece);
+        data += piece;
+        size -= piece;
+    }
+    return (uint32_t)crc;
+}
+
+size_t eb__saved_size(eb__payload_writer write_payload, const void *model)
+{
+    eb_writer counter = {NULL, 0, 0};
+    write_payload(model, &counter);
+    return HEADER_SIZE + counter.length;
+}
+
+eb_status eb__save_to_buffer(uint32_t kind, eb__payload_writer write_payload, const void *model, void *buffer,
+                             size_t capacity, size_t *written, eb_error *err)
+{
+    size_t needed = eb__saved_size(write_payload, model);
+    if (written != NULL)
+        *written = 0;
+    if (capacity < needed)
+        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "the buffer holds %zu bytes, the model needs %zu", capacity,
+                        needed);
+    eb_writer w = {buffer, capacity, 0};
+    for (size_t i = 0; i < sizeof MAGIC; i++)
+        eb__write_u8(&w, MAGIC[i]);
+    eb__write_u32(&w, FORMAT_VERSION);
+    eb__write_u32(&w, kind);
+    eb__write_u64(&w, needed - HEADER_SIZE);
+    eb__write_u32(&w, 0); /* the CRC, filled in below */
+    write_payload(model, &w);
+    eb_writer crc_slot = {buffer, capacity, HEADER_SIZE - 4};
+    eb__write_u32(&crc_slot, crc32_of(w.data + HEADER_SIZE, needed - HEADER_SIZE));
+    if (written != NULL)
+        *written = needed;
+    return EB_OK;
+}
+
+static const char *kind_name(uint32_t kind)
+{
+    switch (kind) {
+    case EB_KIND_FEEDFORWARD: return "feed-forward finetuner";
+    case EB_KIND_CONTRASTIVE: return "contrastive finetuner";
+    default: return "unknown kind";
+    }
+}
+
+eb_status eb__open_saved(const void *buffer, size_t size, uint32_t kind, eb_reader *payload, eb_error *err)
+{
+    eb_reader r = {buffer, size, 0};
+    if (size < HEADER_SIZE)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: %zu bytes is shorter than the %d-byte header", size,
+                        HEADER_SIZE);
+    if (memcmp(buffer, MAGIC, sizeof MAGIC) != 0)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: the data does not start with the EMBETTER magic");
+    r.pos = sizeof MAGIC;
+    uint32_t version, saved_kind, crc;
+    uint64_t payload_size;
+    read_u32(&r, &version);
+    read_u32(&r, &saved_kind);
+    eb__read_u64(&r, &payload_size);
+    read_u32(&r, &crc);
+    if (version > FORMAT_VERSION)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: format version %u is newer than this library's %d",
+                        (unsigned)version, FORMAT_VERSION);
+    if (version == 0)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: format version 0 does not exist");
+    if (saved_kind != kind)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: it holds a %s (kind %u), not a %s",
+                        kind_name(saved_kind), (unsigned)saved_kind, kind_name(kind));
+    if (payload_size != size - HEADER_SIZE)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: the header announces %llu payload bytes, %zu are present",
+                        (unsigned long long)payload_size, size - HEADER_SIZE);
+    const uint8_t *bytes = buffer;
+    uint32_t actual = crc32_of(bytes + HEADER_SIZE, size - HEADER_SIZE);
+    if (actual != crc)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: checksum mismatch (stored %08x, computed %08x); the data is corrupt",
+                        (unsigned)crc, (unsigned)actual);
+    payload->data = bytes + HEADER_SIZE;
+    payload->size = size - HEADER_SIZE;
+    payload->pos = 0;
+    return EB_OK;
+}
+
+/* ---- files ------------------------------------------------------------------- */
+
+static eb_status io_failure(eb_error *err, const char *what, const char *path)
+{
+    return eb__fail(err, EB_ERR_IO, "%s %s: %s", what, path, strerror(errno));
+}
+
+static bool write_all(int fd, const uint8_t *data, size_t size)
+{
+    while (size > 0) {
+        ssize_t n = write(fd, data, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        data += n;
+        size -= (size_t)n;
+    }
+    return true;
+}
+
+/* fsync the directory holding path so the rename itself is durable. */
+static void sync_parent_directory(const char *path, char *scratch, size_t scratch_size)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        snprintf(scratch, scratch_size, ".");
+    } else {
+        size_t length = (size_t)(slash - path);
+        snprintf(scratch, scratch_size, "%.*s", (int)(length == 0 ? 1 : length), path);
+    }
+    int dir = open(scratch, O_RDONLY);
+    if (dir >= 0) {
+        fsync(dir);
+        close(dir);
+    }
+}
+
+eb_status eb__save_file(uint32_t kind, eb__payload_writer write_payload, const void *model,
+                        const eb_allocator *mem, const char *path, eb_error *err)
+{
+    if (path == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "path is NULL");
+    size_t size = eb__saved_size(write_payload, model);
+    static const char suffix[] = ".tmp-XXXXXX";
+    size_t path_length = strlen(path);
+    if (path_length == 0)
+        return eb__fail(err, EB_ERR_IO, "path is empty");
+    uint8_t *bytes = eb__calloc(mem, size, 1);
+    char *temp_path = eb__calloc(mem, path_length + sizeof suffix, 1);
+    if (bytes == NULL || temp_path == NULL) {
+        eb__free(mem, bytes);
+        eb__free(mem, temp_path);
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory serialising the model (%zu bytes)", size);
+    }
+    eb_status status = eb__save_to_buffer(kind, write_payload, model, bytes, size, NULL, err);
+    memcpy(temp_path, path, path_length);
+    memcpy(temp_path + path_length, suffix, sizeof suffix);
+    int fd = status == EB_OK ? mkstemp(temp_path) : -1;
+    if (status == EB_OK && fd < 0) {
+        status = io_failure(err, "cannot create a temporary file next to", path);
+    } else if (status == EB_OK) {
+        bool ok = write_all(fd, bytes, size);
+        if (!ok)
+            status = io_failure(err, "cannot write", temp_path);
+        else if (fsync(fd) != 0)
+            status = io_failure(err, "cannot sync", temp_path);
+        if (close(fd) != 0 && status == EB_OK)
+            status = io_failure(err, "cannot close", temp_path);
+        if (status == EB_OK && rename(temp_path, path) != 0)
+            status = io_failure(err, "cannot rename the temporary file onto", path);
+        if (status != EB_OK)
+            unlink(temp_path);
+        else
+            sync_parent_directory(path, temp_path, path_length + sizeof suffix);
+    }
+    eb__free(mem, bytes);
+    eb__free(mem, temp_path);
+    return status;
+}
+
+eb_status eb__read_file(const char *path, const eb_allocator *mem, void **bytes, size_t *size, eb_error *err)
+{
+    *bytes = NULL;
+    *size = 0;
+    if (path == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "path is NULL");
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return io_failure(err, "cannot open", path);
+    struct stat info;
+    if (fstat(fd, &info) != 0) {
+        eb_status status = io_failure(err, "cannot stat", path);
+        close(fd);
+        return status;
+    }
+    if (!S_ISREG(info.st_mode)) {
+        close(fd);
+        return eb__fail(err, EB_ERR_IO, "%s is not a regular file", path);
+    }
+    if ((uintmax_t)info.st_size > SIZE_MAX) {
+        close(fd);
+        return eb__fail(err, EB_ERR_TOO_LARGE, "%s is too large to load", path);
+    }
+    size_t length = (size_t)info.st_size;
+    uint8_t *data = eb__calloc(mem, length == 0 ? 1 : length, 1);
+    if (data == NULL) {
+        close(fd);
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory reading %zu bytes of %s", length, path);
+    }
+    size_t done = 0;
+    while (done < length) {
+        ssize_t n = read(fd, data + done, length - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        done += (size_t)n;
+    }
+    close(fd);
+    if (done != length) {
+        eb__free(mem, data);
+        return eb__fail(err, EB_ERR_IO, "%s changed size while being read", path);
+    }
+    *bytes = data;
+    *size = length;
+    return EB_OK;
+}
