@@ -14,6 +14,17 @@
 #  define EB_PRINTF(fmt_index, first_arg)
 #endif
 
+/*
+ * Element-wise hot loops are compiled for several instruction sets and the
+ * best one is picked when the library loads (GCC/Clang function multiversioning),
+ * so one binary runs everywhere yet uses AVX-512 where the CPU has it.
+ */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#  define EB_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#  define EB_VECTOR_CLONES
+#endif
+
 /* ---- status.c ------------------------------------------------------------ */
 
 /* Fill err (which may be NULL) and return status, so failures read `return eb__fail(...)`. */

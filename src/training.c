@@ -39,7 +39,7 @@ void eb__init_uniform(float *values, size_t count, size_t fan_in, eb_rng *rng)
         values[i] = eb__rng_uniform(rng, -bound, bound);
 }
 
-void eb__adam_step(eb_trainable *t, float learning_rate)
+EB_VECTOR_CLONES void eb__adam_step(eb_trainable *t, float learning_rate)
 {
     t->steps++;
     /* Bias corrections in double: beta^t underflows slowly but loses float precision early. */
