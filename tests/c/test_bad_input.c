@@ -1,0 +1,641 @@
+/*
+ * Every kind of bad input gets its own status and a message naming the
+ * problem (row and column, column counts, parameter), and a failed call
+ * leaves a fitted model bit-for-bit as it was (weights, transform output,
+ * loss history). Both finetuners run the same checks through a small table
+ * of operations, so neither is forgotten.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+enum { ROWS = 30, COLS = 6, CLASSES = 3, HIDDEN = 4, PAD = 3 };
+
+/* ---- both models behind one table ---------------------------------------------- */
+
+typedef struct model_ops {
+    const char *name;
+    void *(*create_unfitted)(void);
+    eb_status (*fit)(void *model, eb_matrix x, const int32_t *y, size_t n_classes);
+    eb_status (*partial_fit)(void *model, eb_matrix x, const int32_t *y, size_t n_classes);
+    eb_status (*transform)(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err);
+    const char *(*last_error)(const void *model);
+    model_snapshot (*snapshot)(void *model, eb_matrix probe);
+    void (*release)(void *model);
+} model_ops;
+
+static void *ff_create(void)
+{
+    eb_feedforward_params params = eb_feedforward_default_params();
+    params.hidden_dim = HIDDEN;
+    params.n_epochs = 15;
+    params.seed = 1;
+    eb_feedforward *model = NULL;
+    assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
+    return model;
+}
+static eb_status ff_fit(void *m, eb_matrix x, const int32_t *y, size_t k) { return eb_feedforward_fit(m, x, y, k); }
+static eb_status ff_partial(void *m, eb_matrix x, const int32_t *y, size_t k)
+{
+    return eb_feedforward_partial_fit(m, x, y, k);
+}
+static eb_status ff_transform(const void *m, eb_matrix x, eb_mut_matrix out, eb_error *err)
+{
+    return eb_feedforward_transform(m, x, out, err);
+}
+static const char *ff_last_error(const void *m) { return eb_feedforward_last_error(m); }
+static model_snapshot ff_snapshot(void *m, eb_matrix probe) { return snapshot_feedforward(m, probe); }
+static void ff_release(void *m) { eb_feedforward_free(m); }
+
+static void *cl_create(void)
+{
+    eb_contrastive_params params = eb_contrastive_default_params();
+    params.hidden_dim = HIDDEN;
+    params.n_epochs = 5;
+    params.seed = 1;
+    eb_contrastive *model = NULL;
+    assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
+    return model;
+}
+static eb_status cl_fit(void *m, eb_matrix x, const int32_t *y, size_t k) { return eb_contrastive_fit(m, x, y, k); }
+static eb_status cl_partial(void *m, eb_matrix x, const int32_t *y, size_t k)
+{
+    return eb_contrastive_partial_fit(m, x, y, k);
+}
+static eb_status cl_transform(const void *m, eb_matrix x, eb_mut_matrix out, eb_error *err)
+{
+    return eb_contrastive_transform(m, x, out, err);
+}
+static const char *cl_last_error(const void *m) { return eb_contrastive_last_error(m); }
+static model_snapshot cl_snapshot(void *m, eb_matrix probe) { return snapshot_contrastive(m, probe); }
+static void cl_release(void *m) { eb_contrastive_free(m); }
+
+static const model_ops FEEDFORWARD = {"feedforward", ff_create, ff_fit, ff_partial, ff_transform,
+                                      ff_last_error, ff_snapshot, ff_release};
+static const model_ops CONTRASTIVE = {"contrastive", cl_create, cl_fit, cl_partial, cl_transform,
+                                      cl_last_error, cl_snapshot, cl_release};
+
+/* ---- data and checks ---------------------------------------------------------- */
+
+typedef struct dataset {
+    float x[ROWS * COLS];
+    int32_t y[ROWS];
+} dataset;
+
+static dataset make_data(void)
+{
+    dataset data;
+    test_rng rng = test_rng_make(2024);
+    toy_buried_signal(&rng, ROWS, CLASSES, 3, COLS - 3, 2.0, 0.3, 1.0, data.x, data.y);
+    return data;
+}
+
+static void assert_contains(const char *haystack, const char *needle)
+{
+    if (needle == NULL)
+        return;
+    if (strstr(haystack, needle) == NULL)
+        fail_msg("message \"%s\" does not mention \"%s\"", haystack, needle);
+}
+
+typedef enum training_call { CALL_FIT, CALL_PARTIAL_FIT } training_call;
+
+/*
+ * Run fit or partial_fit, expect `status` and a last_error message holding
+ * both needles, and expect the model to look exactly as before.
+ */
+static void expect_training_rejected(const model_ops *ops, void *model, training_call call, eb_matrix x,
+                                     const int32_t *y, size_t n_classes, eb_status status, const char *needle,
+                                     const char *needle2, eb_matrix probe)
+{
+    model_snapshot before = ops->snapshot(model, probe);
+    eb_status got = call == CALL_FIT ? ops->fit(model, x, y, n_classes) : ops->partial_fit(model, x, y, n_classes);
+    if (got != status)
+        fail_msg("%s %s: got %s, expected %s (%s)", ops->name, call == CALL_FIT ? "fit" : "partial_fit",
+                 eb_status_string(got), eb_status_string(status), ops->last_error(model));
+    assert_contains(ops->last_error(model), needle);
+    assert_contains(ops->last_error(model), needle2);
+    model_snapshot after = ops->snapshot(model, probe);
+    assert_true(snapshots_identical(&before, &after));
+    snapshot_release(&before);
+    snapshot_release(&after);
+}
+
+/* Both fit and partial_fit must reject the input the same way. */
+static void expect_both_rejected(const model_ops *ops, void *model, eb_matrix x, const int32_t *y, size_t n_classes,
+                                 eb_status status, const char *needle, const char *needle2, eb_matrix probe)
+{
+    expect_training_rejected(ops, model, CALL_FIT, x, y, n_classes, status, needle, needle2, probe);
+    expect_training_rejected(ops, model, CALL_PARTIAL_FIT, x, y, n_classes, status, needle, needle2, probe);
+}
+
+/* transform must fail with `status`, fill err with it and the needles, and write nothing to out. */
+static void expect_transform_rejected(const model_ops *ops, void *model, eb_matrix x, eb_mut_matrix out,
+                                      eb_status status, const char *needle, const char *needle2, eb_matrix probe)
+{
+    model_snapshot before = ops->snapshot(model, probe);
+    size_t out_floats = out.data == NULL ? 0 : (out.rows == 0 ? 0 : (out.rows - 1) * out.stride + out.cols);
+    float *copy = NULL;
+    if (out_floats > 0) {
+        copy = malloc(out_floats * sizeof *copy);
+        assert_non_null(copy);
+        memcpy(copy, out.data, out_floats * sizeof *copy);
+    }
+    eb_error err;
+    err.status = EB_OK;
+    snprintf(err.message, sizeof err.message, "stale");
+    eb_status got = ops->transform(model, x, out, &err);
+    if (got != status)
+        fail_msg("%s transform: got %s, expected %s (%s)", ops->name, eb_status_string(got), eb_status_string(status),
+                 err.message);
+    assert_int_equal(err.status, status);
+    assert_contains(err.message, needle);
+    assert_contains(err.message, needle2);
+    if (out_floats > 0)
+        assert_memory_equal(copy, out.data, out_floats * sizeof *copy);
+    /* Without an eb_error the call must fail the same way. */
+    assert_int_equal(ops->transform(model, x, out, NULL), status);
+    model_snapshot after = ops->snapshot(model, probe);
+    assert_true(snapshots_identical(&before, &after));
+    snapshot_release(&before);
+    snapshot_release(&after);
+    free(copy);
+}
+
+/* ---- bad training input -------------------------------------------------------- */
+
+static void check_training_input(const model_ops *ops)
+{
+    dataset data = make_data();
+    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
+    void *model = ops->create_unfitted();
+    /* Unfitted and fitted models alike must reject and stay as they are. */
+    for (int fitted = 0; fitted <= 1; fitted++) {
+        if (fitted)
+            assert_int_equal(ops->fit(model, x, data.y, CLASSES), EB_OK);
+
+        eb_status null_model = ops->fit(NULL, x, data.y, CLASSES);
+        assert_int_equal(null_model, EB_ERR_NULL_POINTER);
+        assert_int_equal(ops->partial_fit(NULL, x, data.y, CLASSES), EB_ERR_NULL_POINTER);
+        assert_contains(ops->last_error(NULL), "model is NULL");
+
+        eb_matrix no_data = x;
+        no_data.data = NULL;
+        expect_both_rejected(ops, model, no_data, data.y, CLASSES, EB_ERR_NULL_POINTER, "X.data", NULL, x);
+        expect_both_rejected(ops, model, x, NULL, CLASSES, EB_ERR_NULL_POINTER, "y is NULL", NULL, x);
+
+        eb_matrix no_rows = eb_matrix_view(data.x, 0, COLS);
+        expect_both_rejected(ops, model, no_rows, data.y, CLASSES, EB_ERR_EMPTY_INPUT, "0 rows", NULL, x);
+        eb_matrix no_cols = eb_matrix_view(data.x, ROWS, 0);
+        expect_both_rejected(ops, model, no_cols, data.y, CLASSES, EB_ERR_EMPTY_INPUT, "0 columns", NULL, x);
+
+        eb_matrix short_stride = x;
+        short_stride.stride = COLS - 1;
+        expect_both_rejected(ops, model, short_stride, data.y, CLASSES, EB_ERR_SHAPE_MISMATCH, "stride of 5",
+                             "6 columns", x);
+
+        int32_t labels[ROWS];
+        memcpy(labels, data.y, sizeof labels);
+        labels[11] = -1;
+        expect_both_rejected(ops, model, x, labels, CLASSES, EB_ERR_LABEL_OUT_OF_RANGE, "y[11] is -1", "3 classes",
+                             x);
+        labels[11] = CLASSES;
+        expect_both_rejected(ops, model, x, labels, CLASSES, EB_ERR_LABEL_OUT_OF_RANGE, "y[11] is 3", "0..2", x);
+        labels[11] = INT32_MIN;
+        expect_both_rejected(ops, model, x, labels, CLASSES, EB_ERR_LABEL_OUT_OF_RANGE, "y[11]", NULL, x);
+
+        /* A fresh fit needs classes; a fitted model's partial_fit takes 0 as "the fitted n_classes". */
+        expect_training_rejected(ops, model, CALL_FIT, x, data.y, 0, EB_ERR_TOO_FEW_CLASSES, "n_classes is 0", NULL,
+                                 x);
+        if (!fitted)
+            expect_training_rejected(ops, model, CALL_PARTIAL_FIT, x, data.y, 0, EB_ERR_TOO_FEW_CLASSES,
+                                     "n_classes is 0", NULL, x);
+
+        /* Non-finite values, each at its own place, named by row and column. */
+        static const struct {
+            size_t row, col;
+            float value;
+            const char *word;
+        } bad_values[] = {
+            {7, 2, NAN, "NaN"},
+            {0, 0, INFINITY, "+Inf"},
+            {ROWS - 1, COLS - 1, -INFINITY, "-Inf"},
+        };
+        for (size_t i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
+            dataset poisoned = data;
+            poisoned.x[bad_values[i].row * COLS + bad_values[i].col] = bad_values[i].value;
+            char place[64];
+            snprintf(place, sizeof place, "row %zu, column %zu", bad_values[i].row, bad_values[i].col);
+            expect_both_rejected(ops, model, eb_matrix_view(poisoned.x, ROWS, COLS), data.y, CLASSES,
+                                 EB_ERR_NONFINITE, place, bad_values[i].word, x);
+        }
+    }
+
+    /* A fitted model fixes the column count for partial_fit (fit may change it). */
+    float wider[ROWS * (COLS + 1)];
+    for (size_t i = 0; i < ROWS * (COLS + 1); i++)
+        wider[i] = (float)(i % 13) * 0.1f;
+    expect_training_rejected(ops, model, CALL_PARTIAL_FIT, eb_matrix_view(wider, ROWS, COLS + 1), data.y, 0,
+                             EB_ERR_SHAPE_MISMATCH, "X has 7 columns", "fitted on 6", x);
+    expect_training_rejected(ops, model, CALL_PARTIAL_FIT, eb_matrix_view(data.x, ROWS, COLS - 1), data.y, 0,
+                             EB_ERR_SHAPE_MISMATCH, "X has 5 columns", "fitted on 6", x);
+    expect_training_rejected(ops, model, CALL_PARTIAL_FIT, x, data.y, CLASSES + 1, EB_ERR_LABEL_OUT_OF_RANGE,
+                             "n_classes is 4", "fitted with 3", x);
+
+    /* After all those failures the model still trains, and a success clears the message. */
+    assert_int_equal(ops->partial_fit(model, x, data.y, 0), EB_OK);
+    assert_string_equal(ops->last_error(model), "");
+    assert_int_equal(ops->fit(model, eb_matrix_view(wider, ROWS, COLS + 1), data.y, CLASSES), EB_OK);
+    ops->release(model);
+}
+
+static void feedforward_rejects_bad_training_input(void **state)
+{
+    (void)state;
+    check_training_input(&FEEDFORWARD);
+}
+
+static void contrastive_rejects_bad_training_input(void **state)
+{
+    (void)state;
+    check_training_input(&CONTRASTIVE);
+}
+
+/* ---- bad transform input ------------------------------------------------------- */
+
+static void check_transform_input(const model_ops *ops)
+{
+    dataset data = make_data();
+    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
+    float out_data[(ROWS + 1) * (HIDDEN + 1)];
+    for (size_t i = 0; i < sizeof out_data / sizeof out_data[0]; i++)
+        out_data[i] = 12345.0f;
+    eb_mut_matrix out = eb_mut_matrix_view(out_data, ROWS, HIDDEN);
+    void *model = ops->create_unfitted();
+
+    expect_transform_rejected(ops, model, x, out, EB_ERR_NOT_FITTED, "not fitted", NULL, x);
+    /* A failed fit does not make a model fitted. */
+    assert_int_equal(ops->fit(model, x, data.y, 0), EB_ERR_TOO_FEW_CLASSES);
+    expect_transform_rejected(ops, model, x, out, EB_ERR_NOT_FITTED, "not fitted", NULL, x);
+
+    assert_int_equal(ops->fit(model, x, data.y, CLASSES), EB_OK);
+
+    eb_error err;
+    assert_int_equal(ops->transform(NULL, x, out, &err), EB_ERR_NULL_POINTER);
+    assert_int_equal(err.status, EB_ERR_NULL_POINTER);
+    assert_contains(err.message, "model is NULL");
+
+    eb_matrix no_data = x;
+    no_data.data = NULL;
+    expect_transform_rejected(ops, model, no_data, out, EB_ERR_NULL_POINTER, "X.data", NULL, x);
+    eb_mut_matrix no_out = out;
+    no_out.data = NULL;
+    expect_transform_rejected(ops, model, x, no_out, EB_ERR_NULL_POINTER, "out.data", NULL, x);
+
+    expect_transform_rejected(ops, model, eb_matrix_view(data.x, 0, COLS), eb_mut_matrix_view(out_data, 0, HIDDEN),
+                              EB_ERR_EMPTY_INPUT, "0 rows", NULL, x);
+    expect_transform_rejected(ops, model, eb_matrix_view(data.x, ROWS, 0), out, EB_ERR_EMPTY_INPUT, "0 columns", NULL,
+                              x);
+    eb_matrix short_stride = x;
+    short_stride.stride = 2;
+    expect_transform_rejected(ops, model, short_stride, out, EB_ERR_SHAPE_MISMATCH, "stride of 2", "6 columns", x);
+
+    float wider[ROWS * (COLS + 2)];
+    for (size_t i = 0; i < ROWS * (COLS + 2); i++)
+        wider[i] = 0.5f;
+    expect_transform_rejected(ops, model, eb_matrix_view(wider, ROWS, COLS + 2), out, EB_ERR_SHAPE_MISMATCH,
+                              "X has 8 columns", "fitted on 6", x);
+    expect_transform_rejected(ops, model, eb_matrix_view(data.x, ROWS, COLS - 2), out, EB_ERR_SHAPE_MISMATCH,
+                              "X has 4 columns", "fitted on 6", x);
+
+    static const struct {
+        size_t row, col;
+        float value;
+        const char *word;
+    } bad_values[] = {
+        {3, 4, NAN, "NaN"},
+        {ROWS - 1, 0, INFINITY, "+Inf"},
+        {12, COLS - 1, -INFINITY, "-Inf"},
+    };
+    for (size_t i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
+        dataset poisoned = data;
+        poisoned.x[bad_values[i].row * COLS + bad_values[i].col] = bad_values[i].value;
+        char place[64];
+        snprintf(place, sizeof place, "row %zu, column %zu", bad_values[i].row, bad_values[i].col);
+        expect_transform_rejected(ops, model, eb_matrix_view(poisoned.x, ROWS, COLS), out, EB_ERR_NONFINITE, place,
+                                  bad_values[i].word, x);
+    }
+
+    /* Output of the wrong shape: rows, columns, stride. */
+    expect_transform_rejected(ops, model, x, eb_mut_matrix_view(out_data, ROWS + 1, HIDDEN), EB_ERR_SHAPE_MISMATCH,
+                              "out is 31 x 4", "needs 30 x 4", x);
+    expect_transform_rejected(ops, model, x, eb_mut_matrix_view(out_data, ROWS - 1, HIDDEN), EB_ERR_SHAPE_MISMATCH,
+                              "out is 29 x 4", "needs 30 x 4", x);
+    expect_transform_rejected(ops, model, x, eb_mut_matrix_view(out_data, ROWS, HIDDEN + 1), EB_ERR_SHAPE_MISMATCH,
+                              "out is 30 x 5", "needs 30 x 4", x);
+    expect_transform_rejected(ops, model, x, eb_mut_matrix_view(out_data, ROWS, HIDDEN - 1), EB_ERR_SHAPE_MISMATCH,
+                              "out is 30 x 3", "needs 30 x 4", x);
+    eb_mut_matrix short_out = out;
+    short_out.stride = HIDDEN - 1;
+    expect_transform_rejected(ops, model, x, short_out, EB_ERR_SHAPE_MISMATCH, "out has a row stride of 3",
+                              "4 columns", x);
+
+    /* A successful call clears a stale error. */
+    snprintf(err.message, sizeof err.message, "stale");
+    err.status = EB_ERR_NOMEM;
+    assert_int_equal(ops->transform(model, x, out, &err), EB_OK);
+    assert_int_equal(err.status, EB_OK);
+    assert_string_equal(err.message, "");
+    ops->release(model);
+}
+
+static void feedforward_rejects_bad_transform_input(void **state)
+{
+    (void)state;
+    check_transform_input(&FEEDFORWARD);
+}
+
+static void contrastive_rejects_bad_transform_input(void **state)
+{
+    (void)state;
+    check_transform_input(&CONTRASTIVE);
+}
+
+/* ---- strided views --------------------------------------------------------------- */
+
+/*
+ * Training and transforming through views whose stride exceeds their column
+ * count must equal doing so on contiguous copies. The padding holds NaN, so
+ * reading it anywhere would also be caught by the input check or the result.
+ */
+static void check_strided_views(const model_ops *ops)
+{
+    dataset data = make_data();
+    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
+    const size_t stride = COLS + PAD;
+    float padded[ROWS * (COLS + PAD)];
+    for (size_t r = 0; r < ROWS; r++) {
+        memcpy(padded + r * stride, data.x + r * COLS, COLS * sizeof(float));
+        for (size_t c = COLS; c < stride; c++)
+            padded[r * stride + c] = NAN;
+    }
+    eb_matrix strided = {padded, ROWS, COLS, stride};
+
+    void *contiguous_model = ops->create_unfitted();
+    void *strided_model = ops->create_unfitted();
+    assert_int_equal(ops->fit(contiguous_model, x, data.y, CLASSES), EB_OK);
+    assert_int_equal(ops->fit(strided_model, strided, data.y, CLASSES), EB_OK);
+    assert_int_equal(ops->partial_fit(contiguous_model, x, data.y, 0), EB_OK);
+    assert_int_equal(ops->partial_fit(strided_model, strided, data.y, 0), EB_OK);
+    model_snapshot a = ops->snapshot(contiguous_model, x);
+    model_snapshot b = ops->snapshot(strided_model, x);
+    assert_int_equal(a.transform_status, EB_OK);
+    assert_true(snapshots_identical(&a, &b));
+
+    /* Strided input into a strided output: the same values, padding of the output untouched. */
+    const size_t out_stride = HIDDEN + 2;
+    float out_padded[ROWS * (HIDDEN + 2)];
+    for (size_t i = 0; i < ROWS * out_stride; i++)
+        out_padded[i] = -7.0f;
+    eb_mut_matrix out = {out_padded, ROWS, HIDDEN, out_stride};
+    assert_int_equal(ops->transform(contiguous_model, strided, out, NULL), EB_OK);
+    for (size_t r = 0; r < ROWS; r++) {
+        assert_memory_equal(out_padded + r * out_stride, a.embedding + r * HIDDEN, HIDDEN * sizeof(float));
+        for (size_t c = HIDDEN; c < out_stride; c++)
+            assert_true(out_padded[r * out_stride + c] == -7.0f);
+    }
+    /* A view of a subset of rows and columns of a wider matrix: every other row. */
+    eb_matrix every_other = {data.x, ROWS / 2, COLS, 2 * COLS};
+    float gathered[(ROWS / 2) * COLS], out_view[(ROWS / 2) * HIDDEN], out_copy[(ROWS / 2) * HIDDEN];
+    for (size_t r = 0; r < ROWS / 2; r++)
+        memcpy(gathered + r * COLS, data.x + 2 * r * COLS, COLS * sizeof(float));
+    assert_int_equal(ops->transform(strided_model, every_other, eb_mut_matrix_view(out_view, ROWS / 2, HIDDEN), NULL),
+                     EB_OK);
+    assert_int_equal(ops->transform(strided_model, eb_matrix_view(gathered, ROWS / 2, COLS),
+                                    eb_mut_matrix_view(out_copy, ROWS / 2, HIDDEN), NULL),
+                     EB_OK);
+    assert_memory_equal(out_view, out_copy, sizeof out_view);
+    snapshot_release(&a);
+    snapshot_release(&b);
+    ops->release(contiguous_model);
+    ops->release(strided_model);
+}
+
+static void feedforward_strided_views_match_contiguous(void **state)
+{
+    (void)state;
+    check_strided_views(&FEEDFORWARD);
+}
+
+static void contrastive_strided_views_match_contiguous(void **state)
+{
+    (void)state;
+    check_strided_views(&CONTRASTIVE);
+}
+
+/* ---- parameters and create --------------------------------------------------- */
+
+static void expect_param_error(eb_status got, const eb_error *err, const char *needle)
+{
+    assert_int_equal(got, EB_ERR_INVALID_PARAM);
+    assert_int_equal(err->status, EB_ERR_INVALID_PARAM);
+    assert_contains(err->message, needle);
+}
+
+static const float BAD_RATES[] = {0.0f, -0.01f, NAN, INFINITY, -INFINITY};
+
+static void feedforward_rejects_bad_params(void **state)
+{
+    (void)state;
+    eb_error err;
+    eb_feedforward *model = (eb_feedforward *)&err; /* any non-NULL value: create must reset it */
+    eb_feedforward_params params = eb_feedforward_default_params();
+    assert_int_equal(eb_feedforward_check_params(&params, &err), EB_OK);
+    assert_string_equal(err.message, "");
+
+    params.hidden_dim = 0;
+    expect_param_error(eb_feedforward_check_params(&params, &err), &err, "hidden_dim is 0");
+    expect_param_error(eb_feedforward_create(&params, NULL, &model, &err), &err, "hidden_dim");
+    assert_null(model);
+
+    params = eb_feedforward_default_params();
+    params.n_epochs = 0;
+    expect_param_error(eb_feedforward_create(&params, NULL, &model, &err), &err, "n_epochs is 0");
+    assert_null(model);
+
+    for (size_t i = 0; i < sizeof BAD_RATES / sizeof BAD_RATES[0]; i++) {
+        params = eb_feedforward_default_params();
+        params.learning_rate = BAD_RATES[i];
+        expect_param_error(eb_feedforward_check_params(&params, &err), &err, "learning_rate");
+        expect_param_error(eb_feedforward_create(&params, NULL, &model, &err), &err, "learning_rate");
+        assert_null(model);
+    }
+
+    params = eb_feedforward_default_params();
+    assert_int_equal(eb_feedforward_check_params(NULL, &err), EB_ERR_NULL_POINTER);
+    assert_contains(err.message, "params");
+    assert_int_equal(eb_feedforward_create(NULL, NULL, &model, &err), EB_ERR_NULL_POINTER);
+    assert_contains(err.message, "params");
+    assert_null(model);
+    assert_int_equal(eb_feedforward_create(&params, NULL, NULL, &err), EB_ERR_NULL_POINTER);
+    assert_contains(err.message, "out");
+    eb_allocator broken = *eb_default_allocator();
+    broken.calloc = NULL;
+    assert_int_equal(eb_feedforward_create(&params, &broken, &model, &err), EB_ERR_NULL_POINTER);
+    assert_contains(err.message, "calloc");
+    assert_null(model);
+    /* Without an eb_error the status alone comes back. */
+    params.hidden_dim = 0;
+    assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_ERR_INVALID_PARAM);
+
+    /* The queries tolerate NULL; free(NULL) is a no-op. */
+    assert_false(eb_feedforward_is_fitted(NULL));
+    assert_int_equal(eb_feedforward_n_features(NULL), 0);
+    assert_int_equal(eb_feedforward_n_classes(NULL), 0);
+    size_t length = 99;
+    assert_null(eb_feedforward_loss_history(NULL, &length));
+    assert_int_equal(length, 0);
+    eb_feedforward_free(NULL);
+
+    /* Valid params are kept as given. */
+    params = eb_feedforward_default_params();
+    params.hidden_dim = 7;
+    params.seed = 123;
+    assert_int_equal(eb_feedforward_create(&params, NULL, &model, &err), EB_OK);
+    assert_int_equal(eb_feedforward_get_params(model).hidden_dim, 7);
+    assert_int_equal(eb_feedforward_get_params(model).seed, 123);
+    assert_int_equal(eb_feedforward_output_dim(model), 7);
+    assert_false(eb_feedforward_is_fitted(model));
+    assert_null(eb_feedforward_loss_history(model, &length));
+    assert_int_equal(length, 0);
+    eb_feedforward_free(model);
+}
+
+static void contrastive_rejects_bad_params(void **state)
+{
+    (void)state;
+    eb_error err;
+    eb_contrastive *model = (eb_contrastive *)&err;
+    eb_contrastive_params params = eb_contrastive_default_params();
+    assert_int_equal(eb_contrastive_check_params(&params, &err), EB_OK);
+
+    params.hidden_dim = 0;
+    expect_param_error(eb_contrastive_check_params(&params, &err), &err, "hidden_dim is 0");
+    expect_param_error(eb_contrastive_create(&params, NULL, &model, &err), &err, "hidden_dim");
+    assert_null(model);
+
+    params = eb_contrastive_default_params();
+    params.n_neg = 0;
+    expect_param_error(eb_contrastive_create(&params, NULL, &model, &err), &err, "n_neg is 0");
+    assert_null(model);
+
+    params = eb_contrastive_default_params();
+    params.n_epochs = 0;
+    expect_param_error(eb_contrastive_create(&params, NULL, &model, &err), &err, "n_epochs is 0");
+    assert_null(model);
+
+    for (size_t i = 0; i < sizeof BAD_RATES / sizeof BAD_RATES[0]; i++) {
+        params = eb_contrastive_default_params();
+        params.learning_rate = BAD_RATES[i];
+        expect_param_error(eb_contrastive_check_params(&params, &err), &err, "learning_rate");
+        expect_param_error(eb_contrastive_create(&params, NULL, &model, &err), &err, "learning_rate");
+        assert_null(model);
+    }
+
+    params = eb_contrastive_default_params();
+    assert_int_equal(eb_contrastive_check_params(NULL, &err), EB_ERR_NULL_POINTER);
+    assert_contains(err.message, "params");
+    assert_int_equal(eb_contrastive_create(NULL, NULL, &model, &err), EB_ERR_NULL_POINTER);
+    assert_null(model);
+    assert_int_equal(eb_contrastive_create(&params, NULL, NULL, &err), EB_ERR_NULL_POINTER);
+    assert_contains(err.message, "out");
+    eb_allocator broken = *eb_default_allocator();
+    broken.free = NULL;
+    assert_int_equal(eb_contrastive_create(&params, &broken, &model, &err), EB_ERR_NULL_POINTER);
+    assert_contains(err.message, "free");
+    assert_null(model);
+
+    assert_false(eb_contrastive_is_fitted(NULL));
+    assert_int_equal(eb_contrastive_output_dim(NULL), 0);
+    size_t length = 99;
+    assert_null(eb_contrastive_loss_history(NULL, &length));
+    assert_int_equal(length, 0);
+    eb_contrastive_free(NULL);
+
+    /* "As wide as the input" has no width until fitted, then the column count. */
+    assert_int_equal(eb_contrastive_create(&params, NULL, &model, &err), EB_OK);
+    assert_int_equal(eb_contrastive_output_dim(model), 0);
+    dataset data = make_data();
+    assert_int_equal(eb_contrastive_fit(model, eb_matrix_view(data.x, ROWS, COLS), data.y, CLASSES), EB_OK);
+    assert_int_equal(eb_contrastive_output_dim(model), COLS);
+    assert_int_equal(eb_contrastive_get_params(model).hidden_dim, EB_HIDDEN_DIM_AS_INPUT);
+    eb_contrastive_free(model);
+}
+
+/* ---- status strings and version ------------------------------------------------ */
+
+static void status_strings_name_every_status(void **state)
+{
+    (void)state;
+    static const char *const names[EB_STATUS_COUNT] = {
+        "EB_OK",
+        "EB_ERR_NULL_POINTER",
+        "EB_ERR_INVALID_PARAM",
+        "EB_ERR_EMPTY_INPUT",
+        "EB_ERR_SHAPE_MISMATCH",
+        "EB_ERR_NONFINITE",
+        "EB_ERR_LABEL_OUT_OF_RANGE",
+        "EB_ERR_TOO_FEW_CLASSES",
+        "EB_ERR_NOT_FITTED",
+        "EB_ERR_NOMEM",
+        "EB_ERR_TOO_LARGE",
+    };
+    assert_int_equal(EB_OK, 0);
+    assert_int_equal(EB_ERR_TOO_LARGE, EB_STATUS_COUNT - 1);
+    for (int s = 0; s < EB_STATUS_COUNT; s++)
+        assert_string_equal(eb_status_string((eb_status)s), names[s]);
+    const int unknown[] = {EB_STATUS_COUNT, EB_STATUS_COUNT + 1, 1000, -1};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        const char *name = eb_status_string((eb_status)unknown[i]);
+        assert_non_null(name);
+        assert_true(name[0] != '\0');
+        for (int s = 0; s < EB_STATUS_COUNT; s++)
+            assert_string_not_equal(name, names[s]);
+    }
+}
+
+static void version_matches_header(void **state)
+{
+    (void)state;
+    assert_string_equal(eb_version(), EB_VERSION_STRING);
+    char built[32];
+    snprintf(built, sizeof built, "%d.%d.%d", EB_VERSION_MAJOR, EB_VERSION_MINOR, EB_VERSION_PATCH);
+    assert_string_equal(built, EB_VERSION_STRING);
+    assert_int_equal(EB_VERSION_NUMBER, EB_VERSION_MAJOR * 10000 + EB_VERSION_MINOR * 100 + EB_VERSION_PATCH);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(feedforward_rejects_bad_training_input),
+        cmocka_unit_test(contrastive_rejects_bad_training_input),
+        cmocka_unit_test(feedforward_rejects_bad_transform_input),
+        cmocka_unit_test(contrastive_rejects_bad_transform_input),
+        cmocka_unit_test(feedforward_strided_views_match_contiguous),
+        cmocka_unit_test(contrastive_strided_views_match_contiguous),
+        cmocka_unit_test(feedforward_rejects_bad_params),
+        cmocka_unit_test(contrastive_rejects_bad_params),
+        cmocka_unit_test(status_strings_name_every_status),
+        cmocka_unit_test(version_matches_header),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
