@@ -1,0 +1,233 @@
+"""The thin layer between numpy arrays and libembetter's C API.
+
+Everything numeric happens in C. This module only builds matrix views of
+arrays (copying solely when an array cannot be described as a row-major
+float32 view), turns C statuses into Python exceptions, and routes the C
+per-epoch callback back into Python. cffi's API mode releases the GIL during
+every C call, so transforms on several threads run in parallel.
+"""
+import numpy as np
+from sklearn.exceptions import NotFittedError
+
+from embetter._native import ffi, lib
+
+FLOAT_SIZE = np.dtype(np.float32).itemsize
+
+
+def status_name(status):
+    return ffi.string(lib.eb_status_string(status)).decode("ascii")
+
+
+def error_for_status(status, message):
+    """The Python exception for a failed C call; message is the C library's detail."""
+    detail = message or status_name(status)
+    if status == lib.EB_ERR_NOT_FITTED:
+        error = NotFittedError(detail)
+    elif status == lib.EB_ERR_NOMEM:
+        error = MemoryError(detail)
+    elif status == lib.EB_ERR_NULL_POINTER:
+        error = TypeError(detail)
+    elif status == lib.EB_ERR_NONFINITE:
+        # scikit-learn's convention (and its estimator checks) name the problem "NaN or infinity".
+        error = ValueError(f"{detail}; the input must not contain NaN or infinity")
+    else:
+        error = ValueError(detail)
+    error.status = status_name(status)
+    return error
+
+
+def raise_for_status(status, message=""):
+    if status != lib.EB_OK:
+        raise error_for_status(status, message)
+
+
+def _is_float32_row_view(array):
+    """True when the C API can read array in place: float32, rows of adjacent floats, aligned."""
+    if array.dtype != np.float32 or array.ndim != 2:
+        return False
+    rows, cols = array.shape
+    row_step, col_step = array.strides
+    if cols > 1 and col_step != FLOAT_SIZE:
+        return False
+    if rows > 1 and (row_step <= 0 or row_step % FLOAT_SIZE != 0 or row_step < cols * FLOAT_SIZE):
+        return False
+    return array.ctypes.data % FLOAT_SIZE == 0
+
+
+def as_float32_rows(X):
+    """X itself when C can read it in place, else a C-contiguous float32 copy."""
+    array = np.asarray(X)
+    if _is_float32_row_view(array):
+        return array
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def input_matrix(array):
+    """An eb_matrix view of a 2-D array from as_float32_rows. The caller keeps array alive."""
+    rows, cols = array.shape
+    stride = array.strides[0] // FLOAT_SIZE if rows > 1 else cols
+    return ffi.new(
+        "eb_matrix *",
+        {"data": ffi.cast("const float *", array.ctypes.data), "rows": rows, "cols": cols, "stride": stride},
+    )[0]
+
+
+def output_matrix(array):
+    """An eb_mut_matrix view of a C-contiguous float32 array."""
+    rows, cols = array.shape
+    return ffi.new(
+        "eb_mut_matrix *",
+        {"data": ffi.cast("float *", array.ctypes.data), "rows": rows, "cols": cols, "stride": cols},
+    )[0]
+
+
+def label_pointer(labels):
+    """A const int32_t * into labels, which must be a C-contiguous int32 array kept alive by the caller."""
+    return ffi.cast("const int32_t *", labels.ctypes.data)
+
+
+class EpochMonitor:
+    """What the C per-epoch callback talks to.
+
+    listener(epoch, loss) is set for the duration of one training call. Any
+    exception it raises (KeyboardInterrupt included) is kept in `pending` and
+    training is stopped; the caller re-raises it once the C call has returned,
+    because unwinding through C frames is impossible.
+    """
+
+    def __init__(self):
+        self.listener = None
+        self.pending = None
+
+    def on_epoch(self, epoch, loss):
+        try:
+            if self.listener is not None:
+                self.listener(epoch, loss)
+            return 0
+        except BaseException as exc:  # noqa: B902 - KeyboardInterrupt must stop training too
+            self.pending = exc
+            return 1
+
+
+# error=1: should anything escape on_epoch, cffi returns 1 and training stops.
+@ffi.def_extern(error=1)
+def embetter_on_epoch(epoch, loss, user_data):
+    return ffi.from_handle(user_data).on_epoch(epoch, loss)
+
+
+class NativeModel:
+    """One C model (eb_feedforward or eb_contrastive) and the objects it points back to.
+
+    kind is "feedforward" or "contrastive". Build one with create() or
+    from_bytes(); the C model is freed when this object is collected.
+    """
+
+    def __init__(self, kind, pointer):
+        self.kind = kind
+        self._model = ffi.gc(pointer, getattr(lib, f"eb_{kind}_free"))
+        self.monitor = EpochMonitor()
+        # The C model keeps callback_data for its whole life, so the handle must live as long.
+        self._monitor_handle = ffi.new_handle(self.monitor)
+        self._function("set_callback")(self._model, lib.embetter_on_epoch, self._monitor_handle)
+
+    def _function(self, name):
+        return getattr(lib, f"eb_{self.kind}_{name}")
+
+    @classmethod
+    def create(cls, kind, settings):
+        """An unfitted model; settings maps params-struct fields to values already validated in Python."""
+        params = getattr(lib, f"eb_{kind}_default_params")()
+        for field, value in settings.items():
+            try:
+                setattr(params, field, value)
+            except OverflowError:
+                raise ValueError(f"{field} is {value!r}, too large for the C library") from None
+        created = ffi.new(f"eb_{kind} **")
+        error = ffi.new("eb_error *")
+        status = getattr(lib, f"eb_{kind}_create")(ffi.new(f"eb_{kind}_params *", params), ffi.NULL, created, error)
+        raise_for_status(status, _message(error))
+        return cls(kind, created[0])
+
+    @classmethod
+    def from_bytes(cls, kind, data):
+        """A model rebuilt from to_bytes() output; the C library validates every byte."""
+        data = bytes(data)
+        loaded = ffi.new(f"eb_{kind} **")
+        error = ffi.new("eb_error *")
+        status = getattr(lib, f"eb_{kind}_load_from_buffer")(data, len(data), ffi.NULL, loaded, error)
+        raise_for_status(status, _message(error))
+        return cls(kind, loaded[0])
+
+    def to_bytes(self):
+        """The whole model state (params, weights, optimiser and RNG state, loss history) in the C format."""
+        capacity = self._function("saved_size")(self._model)
+        buffer = ffi.new("unsigned char[]", capacity)
+        written = ffi.new("size_t *")
+        error = ffi.new("eb_error *")
+        status = self._function("save_to_buffer")(self._model, buffer, capacity, written, error)
+        raise_for_status(status, _message(error))
+        return ffi.buffer(buffer, written[0])[:]
+
+    def _last_error(self):
+        return ffi.string(self._function("last_error")(self._model)).decode("utf-8", "replace")
+
+    def _train(self, function_name, X, labels, n_classes, listener):
+        matrix = input_matrix(X)
+        self.monitor.listener = listener
+        self.monitor.pending = None
+        try:
+            status = self._function(function_name)(self._model, matrix, label_pointer(labels), n_classes)
+        finally:
+            self.monitor.listener = None
+        raise_for_status(status, self._last_error())
+        interrupted, self.monitor.pending = self.monitor.pending, None
+        return interrupted
+
+    def fit(self, X, labels, n_classes, listener=None):
+        """Train from scratch. Returns the exception a listener raised (training stopped there), or None."""
+        return self._train("fit", X, labels, n_classes, listener)
+
+    def partial_fit(self, X, labels, n_classes, listener=None):
+        """One pass; see fit for the return value."""
+        return self._train("partial_fit", X, labels, n_classes, listener)
+
+    def transform(self, X):
+        out = np.empty((X.shape[0], self.output_dim), dtype=np.float32)
+        error = ffi.new("eb_error *")
+        status = self._function("transform")(self._model, input_matrix(X), output_matrix(out), error)
+        raise_for_status(status, _message(error))
+        return out
+
+    @property
+    def is_fitted(self):
+        return bool(self._function("is_fitted")(self._model))
+
+    @property
+    def n_features(self):
+        return int(self._function("n_features")(self._model))
+
+    @property
+    def n_classes(self):
+        return int(self._function("n_classes")(self._model))
+
+    @property
+    def output_dim(self):
+        return int(self._function("output_dim")(self._model))
+
+    def loss_history(self):
+        length = ffi.new("size_t *")
+        values = self._function("loss_history")(self._model, length)
+        if length[0] == 0:
+            return np.empty(0, dtype=np.float64)
+        return np.frombuffer(ffi.buffer(values, length[0] * ffi.sizeof("double")), dtype=np.float64).copy()
+
+    def params(self):
+        return self._function("get_params")(self._model)
+
+
+def _message(error):
+    return ffi.string(error.message).decode("utf-8", "replace")
+
+
+def library_version():
+    return ffi.string(lib.eb_version()).decode("ascii")

@@ -1,0 +1,244 @@
+"""What both finetuners share: input and label handling, training calls, pickling."""
+from contextlib import contextmanager
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from embetter._binding import NativeModel, as_float32_rows
+
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
+
+# The C seed is a uint64; randint's exclusive upper bound keeps it one below 2**64.
+_SEED_BOUND = np.iinfo(np.uint64).max
+
+# Why some scikit-learn estimator checks cannot pass, declared for parametrize_with_checks.
+_PARTIAL_FIT_NEEDS_CLASSES = (
+    "partial_fit needs `classes` on its first call (as SGDClassifier does), but this check only "
+    "passes classes to classifiers; tests/python/test_finetune_common.py covers the behaviour it checks"
+)
+XFAIL_CHECKS = {
+    "check_n_features_in_after_fitting": _PARTIAL_FIT_NEEDS_CLASSES,
+    "check_estimators_partial_fit_n_features": _PARTIAL_FIT_NEEDS_CLASSES,
+    "check_dataframe_column_names_consistency": _PARTIAL_FIT_NEEDS_CLASSES,
+}
+
+
+def encode_labels(y, classes):
+    """Indices of y's labels in the sorted array classes, as int32; a ValueError names the first unknown label."""
+    try:
+        positions = np.searchsorted(classes, y)
+        in_range = np.minimum(positions, len(classes) - 1)
+        known = (positions < len(classes)) & (classes[in_range] == y)
+    except TypeError:
+        raise ValueError(
+            f"the labels in y cannot be compared with classes_ {list(classes)!r}; they are of a different type"
+        ) from None
+    known = np.asarray(known, dtype=bool)
+    if known.shape != np.shape(y):
+        raise ValueError(f"the labels in y cannot be compared with classes_ {list(classes)!r}")
+    if not known.all():
+        row = int(np.flatnonzero(~known)[0])
+        raise ValueError(
+            f"y[{row}] is {y[row]!r}, a label not in classes_ {list(classes)!r}; "
+            "partial_fit can only learn the classes given on its first call"
+        )
+    return np.ascontiguousarray(in_range, dtype=np.int32)
+
+
+class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Shared machinery; subclasses set _native_kind and _min_classes and describe their settings."""
+
+    _native_kind = None
+    _min_classes = 1
+
+    # ---- hyper-parameters -------------------------------------------------
+
+    def _hyperparameters(self):
+        """The parameters under their canonical names; aliases with other names override this."""
+        return {
+            "hidden_dim": self.hidden_dim,
+            "n_epochs": self.n_epochs,
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "random_state": self.random_state,
+            "verbose": self.verbose,
+        }
+
+    def _native_settings(self, hyper, seed):
+        """The C params-struct fields for validated hyper-parameters."""
+        return {
+            "hidden_dim": hyper["hidden_dim"],
+            "n_epochs": hyper["n_epochs"],
+            "learning_rate": float(hyper["learning_rate"]),
+            "batch_size": 0 if hyper["batch_size"] is None else hyper["batch_size"],
+            "seed": seed,
+        }
+
+    def _new_native_model(self, hyper):
+        seed = int(check_random_state(hyper["random_state"]).randint(_SEED_BOUND, dtype=np.uint64))
+        return NativeModel.create(self._native_kind, self._native_settings(hyper, seed))
+
+    # ---- state --------------------------------------------------------------
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_native")
+
+    @property
+    def _n_features_out(self):
+        if not hasattr(self, "_native"):
+            raise AttributeError("_n_features_out is only known once the model is fitted")
+        return self._native.output_dim
+
+    @property
+    def loss_curve_(self):
+        """Mean training loss of every epoch since the last fit; each partial_fit appends one."""
+        if not hasattr(self, "_native"):
+            raise AttributeError(f"this {type(self).__name__} is not fitted yet, so it has no loss_curve_")
+        return self._native.loss_history()
+
+    @contextmanager
+    def _unchanged_on_failure(self):
+        """Undo every Python-side change when the body raises; the C library keeps its own side unchanged."""
+        saved = dict(self.__dict__)
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _check_class_count(self, classes):
+        if len(classes) < self._min_classes:
+            def count(n):
+                return "1 class" if n == 1 else f"{n} classes"
+
+            raise ValueError(
+                f"{type(self).__name__} needs at least {count(self._min_classes)} to learn from; "
+                f"y has {count(len(classes))}"
+            )
+
+    @contextmanager
+    def _progress(self, n_epochs, verbose):
+        """A per-epoch listener that drives a tqdm bar (a widget in Jupyter), or None when not verbose."""
+        if not verbose:
+            yield None
+            return
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_epochs, desc=type(self).__name__, unit="epoch")
+
+        def on_epoch(epoch, loss):
+            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            bar.update(1)
+
+        try:
+            yield on_epoch
+        finally:
+            bar.close()
+
+    # ---- training -------------------------------------------------------------
+
+    def fit(self, X, y):
+        """Learn the embedding from scratch on X (n_samples x n_features) and labels y of any type.
+
+        Replaces an earlier fit. Interrupting (KeyboardInterrupt) stops training
+        after the current epoch and leaves the estimator as it was before fit.
+        """
+        self._validate_params()
+        hyper = self._hyperparameters()
+        with self._unchanged_on_failure():
+            X, y = self._validate_data(X, y, dtype=np.float32, force_all_finite=False)
+            check_classification_targets(y)
+            classes, labels = np.unique(y, return_inverse=True)
+            self._check_class_count(classes)
+            native = self._new_native_model(hyper)
+            with self._progress(hyper["n_epochs"], hyper["verbose"]) as listener:
+                interrupted = native.fit(as_float32_rows(X), labels.astype(np.int32), len(classes), listener)
+            if interrupted is not None:
+                raise interrupted
+            self.classes_ = classes
+            self._native = native
+        return self
+
+    def partial_fit(self, X, y, classes=None):
+        """One pass over X, y, continuing from the current weights.
+
+        classes (every label there will ever be) is required on the first call
+        and fixes classes_; later calls may omit it or must repeat it. The
+        hyper-parameters are those of the first call. The pass always
+        completes; a KeyboardInterrupt during it is re-raised afterwards.
+        """
+        first_call = not hasattr(self, "_native")
+        with self._unchanged_on_failure():
+            if first_call:
+                self._validate_params()
+                hyper = self._hyperparameters()
+                if classes is None:
+                    raise ValueError(
+                        "classes must be given on the first call to partial_fit: pass every label "
+                        "the model will ever see, e.g. partial_fit(X, y, classes=np.unique(all_labels))"
+                    )
+                X, y = self._validate_data(X, y, dtype=np.float32, force_all_finite=False, reset=True)
+                check_classification_targets(y)
+                known_classes = np.unique(classes)
+                self._check_class_count(known_classes)
+                labels = encode_labels(y, known_classes)
+                native = self._new_native_model(hyper)
+                n_classes = len(known_classes)
+            else:
+                X, y = self._validate_data(X, y, dtype=np.float32, force_all_finite=False, reset=False)
+                known_classes = self.classes_
+                if classes is not None and not np.array_equal(np.unique(classes), known_classes):
+                    raise ValueError(
+                        f"classes={list(np.unique(classes))!r} differs from classes_ {list(known_classes)!r} "
+                        "fixed by the first fit; pass the same classes or none"
+                    )
+                labels = encode_labels(y, known_classes)
+                native = self._native
+                n_classes = 0
+            interrupted = native.partial_fit(as_float32_rows(X), labels, n_classes)
+            self.classes_ = known_classes
+            self._native = native
+        if interrupted is not None:
+            raise interrupted
+        return self
+
+    def transform(self, X):
+        """The learned embedding of X, float32, one row per row of X."""
+        check_is_fitted(self)
+        X = self._validate_data(X, dtype=np.float32, force_all_finite=False, reset=False)
+        return self._native.transform(as_float32_rows(X))
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """fit(X, y), then the embedding of X."""
+        return self.fit(X, y, **fit_params).transform(X)
+
+    # ---- pickling ---------------------------------------------------------------
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        native = state.pop("_native", None)
+        if native is not None:
+            # The C library's own format keeps weights, optimiser and RNG state exactly.
+            state["_native_bytes"] = native.to_bytes()
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        saved_model = state.pop("_native_bytes", None)
+        super().__setstate__(state)
+        if saved_model is not None:
+            self._native = NativeModel.from_bytes(self._native_kind, saved_model)
+
+    def _more_tags(self):
+        return {
+            "requires_y": True,
+            "preserves_dtype": [np.float32],
+            "_xfail_checks": dict(XFAIL_CHECKS),
+        }

@@ -1,0 +1,3 @@
+from embetter.model._difference import DifferenceClassifier
+
+__all__ = ["DifferenceClassifier"]

@@ -1,0 +1,37 @@
+"""Build of the embetter Python package; metadata lives in pyproject.toml.
+
+setup.py exists for what pyproject.toml cannot say: the version comes from the
+C library's version.h and the extension module is a cffi build (build_native.py).
+"""
+import os
+import re
+import sys
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+VERSION_HEADER = os.path.join(os.path.dirname(HERE), "include", "embetter", "version.h")
+
+
+def library_version():
+    try:
+        with open(VERSION_HEADER, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        sys.exit(
+            f"error: {VERSION_HEADER} is missing. The embetter Python package builds libembetter from the "
+            "repository around python/, so install it from a full checkout: pip install ./python"
+        )
+    match = re.search(r'#define\s+EB_VERSION_STRING\s+"([^"]+)"', text)
+    if match is None:
+        sys.exit(f"error: no EB_VERSION_STRING found in {VERSION_HEADER}")
+    return match.group(1)
+
+
+# cffi_modules paths are relative to the working directory, which pip sets to this one.
+os.chdir(HERE)
+setup(
+    version=library_version(),
+    cffi_modules=["build_native.py:ffibuilder"],
+    zip_safe=False,
+)
