@@ -521,7 +521,9 @@ const double *eb_contrastive_loss_history(const eb_contrastive *model, size_t *l
 static void write_payload(const void *opaque, eb_writer *w)
 {
     const eb_contrastive *model = opaque;
-    eb__write_u64(w, model->params.hidden_dim);
+    /* The sentinel is SIZE_MAX, which differs between 32- and 64-bit builds; the file always says UINT64_MAX. */
+    eb__write_u64(w, model->params.hidden_dim == EB_HIDDEN_DIM_AS_INPUT ? UINT64_MAX
+                                                                         : (uint64_t)model->params.hidden_dim);
     eb__write_u64(w, model->params.n_neg);
     eb__write_u64(w, model->params.n_epochs);
     eb__write_f32(w, model->params.learning_rate);
@@ -588,7 +590,14 @@ eb_status eb_contrastive_load_from_buffer(const void *buffer, size_t size, const
     if (status != EB_OK)
         return status;
     eb_contrastive_params params = eb_contrastive_default_params();
-    if (!eb__read_size(&r, &params.hidden_dim) || !eb__read_size(&r, &params.n_neg) ||
+    uint64_t saved_hidden_dim;
+    if (!eb__read_u64(&r, &saved_hidden_dim))
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated params");
+    if (saved_hidden_dim != UINT64_MAX && saved_hidden_dim > (uint64_t)INT_MAX)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: invalid params: hidden_dim is %llu; it must be at most %d",
+                        (unsigned long long)saved_hidden_dim, INT_MAX);
+    params.hidden_dim = saved_hidden_dim == UINT64_MAX ? EB_HIDDEN_DIM_AS_INPUT : (size_t)saved_hidden_dim;
+    if (!eb__read_size(&r, &params.n_neg) ||
         !eb__read_size(&r, &params.n_epochs) ||
         !eb__read_f32(&r, &params.learning_rate) || !eb__read_size(&r, &params.batch_size) ||
         !eb__read_u64(&r, &params.seed))

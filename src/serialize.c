@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -209,6 +210,20 @@ eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocat
         eb__fit_state_release(state, mem);
         return eb__fail(err, EB_ERR_FORMAT, "saved model: loss history length is missing or exceeds the data");
     }
+    /* Training records one loss per epoch and takes at least one Adam step per epoch; an unfitted model has neither. */
+    if (!state->fitted && history_length != 0) {
+        eb__fit_state_release(state, mem);
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: an unfitted model with %zu loss history entries",
+                        history_length);
+    }
+    if (state->fitted && (history_length == 0 || state->weights.steps < history_length)) {
+        uint64_t steps = state->weights.steps;
+        eb__fit_state_release(state, mem);
+        return eb__fail(err, EB_ERR_FORMAT,
+                        "saved model: %zu loss history entries and %llu Adam steps; a fitted model has at least one "
+                        "entry and no fewer steps than entries",
+                        history_length, (unsigned long long)steps);
+    }
     if (history_length > 0) {
         if (eb__history_reserve(&state->history, history_length, mem) != EB_OK) {
             eb__fit_state_release(state, mem);
@@ -326,6 +341,8 @@ static bool write_all(int fd, const uint8_t *data, size_t size)
         ssize_t n = write(fd, data, size);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n == 0)
+            errno = EIO; /* a regular file never accepts 0 bytes of a non-empty write; errno would be stale */
         if (n <= 0)
             return false;
         data += n;
@@ -351,27 +368,57 @@ static void sync_parent_directory(const char *path, char *scratch, size_t scratc
     }
 }
 
+/* Room for ".tmp-" and 16 hex digits after the path, plus the NUL. */
+enum { TEMP_SUFFIX_SIZE = 5 + 16 + 1, TEMP_NAME_ATTEMPTS = 64 };
+
+/*
+ * Create a new, empty file named path + ".tmp-<16 hex digits>" in temp_path.
+ * Unlike mkstemp (always mode 0600) it asks for 0666, so the saved model gets
+ * the permissions the process's umask gives any new file. The name mixes the
+ * process id, the clock and the buffer's address; O_EXCL makes a collision a
+ * retry, never a shared file.
+ */
+static int create_temp_file(const char *path, size_t path_length, char *temp_path)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t token = ((uint64_t)getpid() << 32) ^ (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 20) ^
+                     (uint64_t)(uintptr_t)temp_path;
+    for (int attempt = 0; attempt < TEMP_NAME_ATTEMPTS; attempt++) {
+        /* splitmix64's finaliser spreads the token over all digits; each retry takes the next value. */
+        uint64_t z = (token += 0x9E3779B97F4A7C15ULL);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        memcpy(temp_path, path, path_length);
+        snprintf(temp_path + path_length, TEMP_SUFFIX_SIZE, ".tmp-%016llx", (unsigned long long)z);
+        int fd = open(temp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1; /* errno is EEXIST */
+}
+
 eb_status eb__save_file(uint32_t kind, eb__payload_writer write_payload, const void *model,
                         const eb_allocator *mem, const char *path, eb_error *err)
 {
     if (path == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "path is NULL");
     size_t size = eb__saved_size(write_payload, model);
-    static const char suffix[] = ".tmp-XXXXXX";
     size_t path_length = strlen(path);
     if (path_length == 0)
         return eb__fail(err, EB_ERR_IO, "path is empty");
+    if (path_length > SIZE_MAX - TEMP_SUFFIX_SIZE)
+        return eb__fail(err, EB_ERR_TOO_LARGE, "the path is too long");
     uint8_t *bytes = eb__calloc(mem, size, 1);
-    char *temp_path = eb__calloc(mem, path_length + sizeof suffix, 1);
+    char *temp_path = eb__calloc(mem, path_length + TEMP_SUFFIX_SIZE, 1);
     if (bytes == NULL || temp_path == NULL) {
         eb__free(mem, bytes);
         eb__free(mem, temp_path);
         return eb__fail(err, EB_ERR_NOMEM, "out of memory serialising the model (%zu bytes)", size);
     }
     eb_status status = eb__save_to_buffer(kind, write_payload, model, bytes, size, NULL, err);
-    memcpy(temp_path, path, path_length);
-    memcpy(temp_path + path_length, suffix, sizeof suffix);
-    int fd = status == EB_OK ? mkstemp(temp_path) : -1;
+    int fd = status == EB_OK ? create_temp_file(path, path_length, temp_path) : -1;
     if (status == EB_OK && fd < 0) {
         status = io_failure(err, "cannot create a temporary file next to", path);
     } else if (status == EB_OK) {
@@ -387,7 +434,7 @@ eb_status eb__save_file(uint32_t kind, eb__payload_writer write_payload, const v
         if (status != EB_OK)
             unlink(temp_path);
         else
-            sync_parent_directory(path, temp_path, path_length + sizeof suffix);
+            sync_parent_directory(path, temp_path, path_length + TEMP_SUFFIX_SIZE);
     }
     eb__free(mem, bytes);
     eb__free(mem, temp_path);
