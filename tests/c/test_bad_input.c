@@ -581,6 +581,49 @@ static void contrastive_rejects_bad_params(void **state)
     eb_contrastive_free(model);
 }
 
+/* ---- sizes beyond what BLAS's int dimensions allow --------------------------- */
+
+/*
+ * Views claiming more rows than fit in an int are refused from their shape
+ * alone, before any element is read, so a small buffer can stand in for them.
+ */
+static void oversized_inputs_are_refused(void **state)
+{
+    (void)state;
+    dataset data = make_data();
+    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
+    const size_t beyond_int = (size_t)INT32_MAX + 1;
+    const model_ops *all[] = {&FEEDFORWARD, &CONTRASTIVE};
+    for (size_t m = 0; m < 2; m++) {
+        const model_ops *ops = all[m];
+        void *model = ops->create_unfitted();
+        assert_int_equal(ops->fit(model, x, data.y, CLASSES), EB_OK);
+        eb_matrix huge = eb_matrix_view(data.x, beyond_int, COLS);
+        expect_both_rejected(ops, model, huge, data.y, CLASSES, EB_ERR_TOO_LARGE, "too large", NULL, x);
+        float out_data[ROWS * HIDDEN] = {0};
+        expect_transform_rejected(ops, model, huge, eb_mut_matrix_view(out_data, ROWS, HIDDEN), EB_ERR_TOO_LARGE,
+                                  "too large", NULL, x);
+        eb_matrix wide_stride = {data.x, 1, COLS, beyond_int};
+        expect_both_rejected(ops, model, wide_stride, data.y, CLASSES, EB_ERR_TOO_LARGE, "stride", NULL, x);
+        ops->release(model);
+    }
+
+    /* More classes than BLAS can index: every label is valid, the weight matrix is not. */
+    void *model = FEEDFORWARD.create_unfitted();
+    assert_int_equal(FEEDFORWARD.fit(model, x, data.y, CLASSES), EB_OK);
+    expect_training_rejected(&FEEDFORWARD, model, CALL_FIT, x, data.y, beyond_int, EB_ERR_TOO_LARGE,
+                             "too many weights", NULL, x);
+    FEEDFORWARD.release(model);
+
+    eb_error err;
+    eb_feedforward_params ff_params = eb_feedforward_default_params();
+    ff_params.hidden_dim = beyond_int;
+    expect_param_error(eb_feedforward_check_params(&ff_params, &err), &err, "hidden_dim is 2147483648");
+    eb_contrastive_params cl_params = eb_contrastive_default_params();
+    cl_params.hidden_dim = beyond_int;
+    expect_param_error(eb_contrastive_check_params(&cl_params, &err), &err, "hidden_dim is 2147483648");
+}
+
 /* ---- status strings and version ------------------------------------------------ */
 
 /* The expected name of a status is its enumerator's own spelling. */
@@ -647,6 +690,7 @@ int main(void)
         cmocka_unit_test(contrastive_strided_views_match_contiguous),
         cmocka_unit_test(feedforward_rejects_bad_params),
         cmocka_unit_test(contrastive_rejects_bad_params),
+        cmocka_unit_test(oversized_inputs_are_refused),
         cmocka_unit_test(status_strings_name_every_status),
         cmocka_unit_test(version_matches_header),
     };
