@@ -20,6 +20,8 @@ const char *eb_status_string(eb_status status)
     case EB_ERR_TOO_LARGE: return "EB_ERR_TOO_LARGE";
     case EB_ERR_IO: return "EB_ERR_IO";
     case EB_ERR_FORMAT: return "EB_ERR_FORMAT";
+    case EB_ERR_INVALID_UTF8: return "EB_ERR_INVALID_UTF8";
+    case EB_ERR_WRONG_INPUT_KIND: return "EB_ERR_WRONG_INPUT_KIND";
     }
     return "EB_ERR_UNKNOWN";
 }

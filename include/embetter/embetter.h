@@ -75,11 +75,15 @@ typedef enum eb_status {
     /** Reading or writing a model file failed (the message carries the system's reason). */
     EB_ERR_IO = 11,
     /** A saved model is not valid: bad magic, other model kind, newer version, truncated, corrupt. */
-    EB_ERR_FORMAT = 12
+    EB_ERR_FORMAT = 12,
+    /** A text handed to an encoder is not valid UTF-8 (the message names row and byte offset). */
+    EB_ERR_INVALID_UTF8 = 13,
+    /** An encoder was given the other kind of input (images to a text encoder or the reverse). */
+    EB_ERR_WRONG_INPUT_KIND = 14
 } eb_status;
 
 /** Number of distinct eb_status values (one past the largest). */
-#define EB_STATUS_COUNT 13
+#define EB_STATUS_COUNT 15
 
 /** Readable name of a status, e.g. "EB_ERR_NONFINITE". Never NULL, also for unknown values. */
 EB_API const char *eb_status_string(eb_status status);
@@ -397,5 +401,8 @@ EB_API eb_status eb_contrastive_load(const char *path, const eb_allocator *mem, 
 #ifdef __cplusplus
 }
 #endif
+
+/* Encoders (text and image to vectors) build on the types above. */
+#include "embetter/encoder.h"
 
 #endif /* EMBETTER_EMBETTER_H */

@@ -1,0 +1,338 @@
+/*
+ * libembetter encoders: thing goes in, vector goes out.
+ *
+ * One interface, eb_encoder, turns a batch of n inputs into an n x dim
+ * float32 matrix. Text encoders take UTF-8 strings as (pointer, length), so
+ * embedded NULs and buffers without a terminator are fine; image encoders
+ * take uint8 pixel buffers with an explicit row stride.
+ *
+ * Built-in encoders:
+ *   - the hashing encoder: dense feature hashing of character or word
+ *     n-grams, equal to scikit-learn's HashingVectorizer for the same settings;
+ *   - the word-vector encoder: the mean of pre-trained static word vectors
+ *     (word2vec/fastText text, GloVe text, word2vec binary);
+ *   - the colour-histogram encoder: per-channel histograms of RGB images.
+ *
+ * An application can add its own encoder by filling an eb_encoder_vtable
+ * (see examples/c/custom_encoder.c); eb_encoder_encode_texts and
+ * eb_encoder_encode_images then treat it exactly like a built-in one.
+ *
+ * Input policy, the same for every encoder because the dispatch functions
+ * check it before any encoder sees the batch:
+ *   - a batch of 0 inputs is EB_ERR_EMPTY_INPUT;
+ *   - a text whose bytes are not valid UTF-8 (overlong forms, surrogates,
+ *     code points above U+10FFFF, truncated sequences) is rejected with
+ *     EB_ERR_INVALID_UTF8, naming the row and byte offset; nothing is replaced;
+ *   - a text with length > 0 and data NULL is EB_ERR_NULL_POINTER;
+ *   - an empty text (length 0) is valid and encodes like a text without any
+ *     feature: a zero row for the hashing and word-vector encoders;
+ *   - an image with width or height 0 is EB_ERR_EMPTY_INPUT; a stride below
+ *     width * channels or a channel count the encoder does not take is
+ *     EB_ERR_SHAPE_MISMATCH.
+ * After a failed encode the content of out is unspecified.
+ *
+ * Threads: every encode call is reentrant; one encoder may serve many
+ * threads at once. The built-in encoders can also split one large batch
+ * across worker threads (pthreads) inside the call; see EB_ENCODER_THREADS_AUTO.
+ */
+#ifndef EMBETTER_ENCODER_H
+#define EMBETTER_ENCODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "embetter/embetter.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Inputs                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** One UTF-8 text: length bytes from data, no terminator needed, NULs allowed. */
+typedef struct eb_text {
+    const char *data;
+    size_t length;
+} eb_text;
+
+/**
+ * One uint8 image. Pixel (x, y) channel c is pixels[y * stride + x * channels + c];
+ * channels are interleaved (RGB for 3 channels).
+ */
+typedef struct eb_image {
+    const uint8_t *pixels;
+    size_t width;
+    size_t height;
+    /** Values per pixel: 1 grey, 3 RGB, 4 RGBA. */
+    size_t channels;
+    /** Bytes between the starts of two rows; at least width * channels. */
+    size_t stride;
+} eb_image;
+
+/** What an encoder consumes. */
+typedef enum eb_input_kind {
+    /** Batches of eb_text. */
+    EB_INPUT_TEXT = 1,
+    /** Batches of eb_image. */
+    EB_INPUT_IMAGE = 2
+} eb_input_kind;
+
+/* ------------------------------------------------------------------------ */
+/* The interface                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct eb_encoder eb_encoder;
+
+/**
+ * The operations of one kind of encoder. A custom encoder defines one static
+ * const instance of this table and a struct whose first member is an
+ * eb_encoder pointing at it.
+ */
+typedef struct eb_encoder_vtable {
+    /** Short name for messages, e.g. "hashing"; never NULL. */
+    const char *name;
+    /** Which of the two encode functions this encoder implements. */
+    eb_input_kind input_kind;
+    /** Width of each output row; must not change during the encoder's life. */
+    size_t (*output_dim)(const eb_encoder *encoder);
+    /**
+     * Encode n >= 1 texts into out (n x output_dim). Called only through
+     * eb_encoder_encode_texts, which has already checked the arguments and the
+     * UTF-8 of every text. Must be safe to call from many threads at once.
+     * NULL for image encoders.
+     */
+    eb_status (*encode_texts)(const eb_encoder *encoder, const eb_text *texts, size_t n, eb_mut_matrix out,
+                              eb_error *err);
+    /**
+     * Encode n >= 1 images into out (n x output_dim). Called only through
+     * eb_encoder_encode_images after the generic checks (non-empty, stride
+     * large enough); channel counts are the encoder's to check. Must be
+     * reentrant. NULL for text encoders.
+     */
+    eb_status (*encode_images)(const eb_encoder *encoder, const eb_image *images, size_t n, eb_mut_matrix out,
+                               eb_error *err);
+    /** Release the encoder and all it owns (the pointer passed is never NULL). */
+    void (*destroy)(eb_encoder *encoder);
+} eb_encoder_vtable;
+
+/**
+ * The handle every encoder starts with. Built-in encoders are opaque beyond
+ * this member; custom ones embed it first and set vtable.
+ */
+struct eb_encoder {
+    const eb_encoder_vtable *vtable;
+};
+
+/** Width of the rows the encoder writes; 0 for NULL. */
+EB_API size_t eb_encoder_output_dim(const eb_encoder *encoder);
+
+/** EB_INPUT_TEXT or EB_INPUT_IMAGE; 0 for NULL. */
+EB_API eb_input_kind eb_encoder_input_kind(const eb_encoder *encoder);
+
+/** The vtable's name ("hashing", "word_vectors", "color_histogram", or a custom one); "" for NULL. */
+EB_API const char *eb_encoder_name(const eb_encoder *encoder);
+
+/**
+ * Encode n texts into out, which must be n x eb_encoder_output_dim(encoder)
+ * with stride >= cols. Checks everything in the input policy at the top of
+ * this header first. A text encoder only; an image encoder gives
+ * EB_ERR_WRONG_INPUT_KIND. err (optional) receives the detail of a failure.
+ */
+EB_API eb_status eb_encoder_encode_texts(const eb_encoder *encoder, const eb_text *texts, size_t n,
+                                         eb_mut_matrix out, eb_error *err);
+
+/** Encode n images into out (n x output_dim); the image counterpart of eb_encoder_encode_texts. */
+EB_API eb_status eb_encoder_encode_images(const eb_encoder *encoder, const eb_image *images, size_t n,
+                                          eb_mut_matrix out, eb_error *err);
+
+/** Release an encoder through its vtable. NULL is a no-op. */
+EB_API void eb_encoder_free(eb_encoder *encoder);
+
+/**
+ * Check that bytes are valid UTF-8 (the rules eb_encoder_encode_texts applies).
+ * Returns 1 if valid; otherwise 0 with *bad_offset (optional) set to the byte
+ * offset of the first byte of the first invalid sequence.
+ */
+EB_API int eb_utf8_valid(const char *data, size_t length, size_t *bad_offset);
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * n_threads value of the built-in encoders' params meaning "decide per call":
+ * the batch is split across as many threads as the machine has online CPUs
+ * (at most EB_ENCODER_MAX_THREADS), but only as far as every thread gets at
+ * least EB_ENCODER_MIN_WORK_PER_THREAD units of work, so small batches stay on
+ * the calling thread. A unit is one input byte for texts and one pixel for
+ * images. A fixed n_threads >= 1 is used as given (1: never start a thread),
+ * still limited to one thread per input. Output does not depend on the thread
+ * count. A thread that cannot be started is replaced by the calling thread.
+ */
+#define EB_ENCODER_THREADS_AUTO 0
+
+/** Most threads one encode call uses. */
+#define EB_ENCODER_MAX_THREADS 64
+
+/** Work units each thread must get before EB_ENCODER_THREADS_AUTO adds a thread. */
+#define EB_ENCODER_MIN_WORK_PER_THREAD 65536
+
+/* ------------------------------------------------------------------------ */
+/* HashingEncoder                                                           */
+/* ------------------------------------------------------------------------ */
+
+/** How the hashing encoder cuts a text into features (scikit-learn's analyzer). */
+typedef enum eb_hashing_analyzer {
+    /** Character n-grams inside words padded with one space each side ("char_wb"). */
+    EB_ANALYZER_CHAR_WB = 0,
+    /** Character n-grams over the whole text, whitespace runs squeezed to one space ("char"). */
+    EB_ANALYZER_CHAR = 1,
+    /** n-grams of word tokens (runs of two or more word characters) joined by a space ("word"). */
+    EB_ANALYZER_WORD = 2
+} eb_hashing_analyzer;
+
+/** Row normalisation applied after hashing. */
+typedef enum eb_norm {
+    /** Divide each row by its Euclidean norm (rows of zeros stay zero). */
+    EB_NORM_L2 = 0,
+    /** Divide each row by the sum of absolute values. */
+    EB_NORM_L1 = 1,
+    /** Raw signed counts. */
+    EB_NORM_NONE = 2
+} eb_norm;
+
+/** Settings of the hashing encoder. Start from eb_hashing_default_params(). */
+typedef struct eb_hashing_params {
+    /** Default EB_ANALYZER_CHAR_WB. */
+    eb_hashing_analyzer analyzer;
+    /** Smallest n-gram length, >= 1. Default 2. */
+    size_t ngram_min;
+    /** Largest n-gram length, >= ngram_min. Default 4. */
+    size_t ngram_max;
+    /** Output width: number of hash buckets, 1 .. 2^31 - 1. Default 1024. */
+    size_t n_features;
+    /** Non-zero: the sign of each hash decides whether a feature adds +1 or -1. Default 1. */
+    int alternate_sign;
+    /** Default EB_NORM_L2. */
+    eb_norm norm;
+    /** Non-zero: lowercase the text first (Unicode full lowercase mapping). Default 1. */
+    int lowercase;
+    /** Threads per encode call; EB_ENCODER_THREADS_AUTO (default) or a fixed count >= 1. */
+    size_t n_threads;
+} eb_hashing_params;
+
+/** The defaults listed in eb_hashing_params. */
+EB_API eb_hashing_params eb_hashing_default_params(void);
+
+/** Check params without creating anything; EB_ERR_INVALID_PARAM names the field in err. */
+EB_API eb_status eb_hashing_check_params(const eb_hashing_params *params, eb_error *err);
+
+/**
+ * Create a hashing text encoder with a copy of params. It is stateless: there
+ * is nothing to fit. mem may be NULL (default allocator) and must outlive the
+ * encoder. Encode calls draw their scratch memory from it too (in the
+ * calling thread, before any worker starts), so concurrent encode calls need
+ * an allocator that is safe to call concurrently. On failure *out is NULL.
+ */
+EB_API eb_status eb_hashing_encoder_create(const eb_hashing_params *params, const eb_allocator *mem,
+                                           eb_encoder **out, eb_error *err);
+
+/** The params of a hashing encoder; EB_ERR_INVALID_PARAM if encoder is another kind. */
+EB_API eb_status eb_hashing_encoder_get_params(const eb_encoder *encoder, eb_hashing_params *params,
+                                               eb_error *err);
+
+/**
+ * scikit-learn's murmurhash3_32(bytes, seed, positive=False): MurmurHash3
+ * x86 32-bit as a signed value. Exposed so callers can check bucket choices.
+ */
+EB_API int32_t eb_murmurhash3_32(const void *data, size_t length, uint32_t seed);
+
+/* ------------------------------------------------------------------------ */
+/* WordVectorEncoder                                                        */
+/* ------------------------------------------------------------------------ */
+
+/** Layout of a word-vector file. */
+typedef enum eb_word_vector_format {
+    /**
+     * Decide from the bytes: no "count dim" first line means GloVe text; with
+     * one, binary if the first vector's bytes are not all characters a text
+     * vector can hold (digits, sign, '.', 'e', 'E', space, tab, newline).
+     */
+    EB_WORD_VECTORS_AUTO = 0,
+    /** word2vec/fastText text (.vec): a "count dim" line, then "word v1 ... vdim" lines. */
+    EB_WORD_VECTORS_TEXT = 1,
+    /** GloVe text: "word v1 ... vdim" lines without a header; dim from the first line. */
+    EB_WORD_VECTORS_GLOVE = 2,
+    /** word2vec binary: a "count dim" line, then per word "word " and dim little-endian float32. */
+    EB_WORD_VECTORS_BINARY = 3
+} eb_word_vector_format;
+
+/** Settings of the word-vector encoder. Start from eb_word_vectors_default_params(). */
+typedef struct eb_word_vector_params {
+    /** Default EB_WORD_VECTORS_AUTO. */
+    eb_word_vector_format format;
+    /** Non-zero (default): scale each text's mean vector to unit L2 norm (zero rows stay zero). */
+    int normalize;
+    /** Threads per encode call; EB_ENCODER_THREADS_AUTO (default) or a fixed count >= 1. */
+    size_t n_threads;
+} eb_word_vector_params;
+
+/** The defaults listed in eb_word_vector_params. */
+EB_API eb_word_vector_params eb_word_vectors_default_params(void);
+
+/**
+ * Build a word-vector encoder from the bytes of a vector file. Every line (or
+ * binary record) is checked: wrong column count, a value that is not a finite
+ * float, a duplicate word, a truncated binary record, or a header whose count
+ * or dim disagrees with the data fail with EB_ERR_FORMAT and a message naming
+ * the line (text) or byte offset (binary); no encoder is created then.
+ *
+ * Encoding: the text is lowercased (full Unicode mapping) and split into
+ * tokens, maximal runs of letters (L*) and numbers (N*); the vector is the
+ * mean of the vectors of the tokens found in the vocabulary (looked up byte
+ * for byte as the file spells them), a zero row when none is found, then
+ * L2-normalised if params.normalize.
+ */
+EB_API eb_status eb_word_vectors_load_from_buffer(const void *bytes, size_t size,
+                                                  const eb_word_vector_params *params, const eb_allocator *mem,
+                                                  eb_encoder **out, eb_error *err);
+
+/** Read the file at path and build the encoder as eb_word_vectors_load_from_buffer does. */
+EB_API eb_status eb_word_vectors_load(const char *path, const eb_word_vector_params *params,
+                                      const eb_allocator *mem, eb_encoder **out, eb_error *err);
+
+/** Number of words of a word-vector encoder; 0 if encoder is another kind. */
+EB_API size_t eb_word_vectors_vocab_size(const eb_encoder *encoder);
+
+/**
+ * The stored (unnormalised) vector of word (UTF-8 bytes, exact match), or
+ * NULL when the word is unknown or encoder is another kind. The pointer
+ * stays valid until the encoder is freed; it holds output_dim floats.
+ */
+EB_API const float *eb_word_vectors_lookup(const eb_encoder *encoder, const char *word, size_t length);
+
+/* ------------------------------------------------------------------------ */
+/* ColorHistogramEncoder                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Largest n_buckets of the colour-histogram encoder: one bucket per uint8 value. */
+#define EB_COLOR_HISTOGRAM_MAX_BUCKETS 256
+
+/**
+ * Create an image encoder of 3 * n_buckets pixel counts, the R histogram,
+ * then G, then B. Bucket edges are numpy's linspace(0, 255, n_buckets + 1);
+ * a value v falls in bucket i when edge[i] <= v < edge[i + 1], the last bucket
+ * also holding 255, which is numpy.histogram's rule. Images must have 3
+ * channels (convert others first). n_threads as in eb_hashing_params.
+ * Counts are exact up to 2^24 pixels per bucket (float32).
+ */
+EB_API eb_status eb_color_histogram_encoder_create(size_t n_buckets, size_t n_threads, const eb_allocator *mem,
+                                                   eb_encoder **out, eb_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EMBETTER_ENCODER_H */

@@ -1,0 +1,87 @@
+/* Declarations shared by the encoder source files; not installed. */
+#ifndef EMBETTER_ENCODER_INTERNAL_H
+#define EMBETTER_ENCODER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* ---- encoder.c: splitting a batch across threads ------------------------- */
+
+/* Encode items [begin, end) of a batch; `worker` indexes the caller's per-thread scratch. */
+typedef eb_status (*eb__range_fn)(void *ctx, size_t begin, size_t end, size_t worker, eb_error *err);
+
+/*
+ * Threads to use for a batch of n_items holding total_work units, following
+ * the rule documented at EB_ENCODER_THREADS_AUTO.
+ */
+size_t eb__encoder_threads(size_t requested, size_t n_items, size_t total_work);
+
+/*
+ * Cut n_items into n_threads contiguous ranges of about equal work (work[i]
+ * units for item i; NULL for one unit each): bounds receives n_threads + 1
+ * entries, range t being [bounds[t], bounds[t + 1]), none empty.
+ * n_threads must be between 1 and n_items.
+ */
+void eb__split_ranges(size_t n_items, size_t n_threads, const size_t *work, size_t *bounds);
+
+/*
+ * Run fn on every range, the first on the calling thread, the others on new
+ * threads (or the calling thread when one cannot start). Returns the status
+ * of the lowest failing range, with its message in err.
+ */
+eb_status eb__run_ranges(size_t n_threads, const size_t *bounds, eb__range_fn fn, void *ctx, eb_error *err);
+
+/* Work units (bytes) of each text, and their sum; work must hold n entries. */
+size_t eb__text_work(const eb_text *texts, size_t n, size_t *work);
+
+/* ---- utf8.c: decoding and the Unicode rules Python's str applies ---------- */
+
+/* Decode the code point at s[*pos] of valid UTF-8 and advance *pos. */
+uint32_t eb__utf8_next(const char *s, size_t *pos);
+/* Write cp as UTF-8 to out (room for 4); returns the byte count. */
+size_t eb__utf8_put(uint32_t cp, char *out);
+
+/* Python's str.isspace(): category Zs or bidirectional class WS, B or S. */
+bool eb__unicode_is_space(uint32_t cp);
+/* A character of Python's re \w: a letter (L*), a number (N*) or '_'. */
+bool eb__unicode_is_word(uint32_t cp);
+/* A letter (L*) or a number (N*). */
+bool eb__unicode_is_alnum(uint32_t cp);
+
+/*
+ * Python's str.lower() of the n code points in cps: the Unicode full
+ * lowercase mapping (U+0130 becomes "i" U+0307) with the Final_Sigma rule for
+ * U+03A3. Writes at most n + (number of U+0130) code points to out, which
+ * needs room for 2 * n; returns the count written.
+ */
+size_t eb__unicode_lower(const uint32_t *cps, size_t n, uint32_t *out);
+
+/*
+ * A decoded, optionally lowercased text: code points and, for slicing n-grams
+ * out as bytes, its UTF-8 with the byte offset of every code point.
+ */
+typedef struct eb_decoded_text {
+    uint32_t *cps;       /* count code points */
+    size_t count;
+    char *bytes;         /* UTF-8 of cps */
+    size_t *offsets;     /* count + 1 entries: cp i is bytes[offsets[i] .. offsets[i + 1]) */
+} eb_decoded_text;
+
+/* Scratch for decoding texts of up to max_length bytes. */
+typedef struct eb_text_scratch {
+    size_t max_length;
+    uint32_t *raw;
+    uint32_t *lowered;
+    char *bytes;
+    size_t *offsets;
+} eb_text_scratch;
+
+eb_status eb__text_scratch_alloc(eb_text_scratch *s, size_t max_length, const eb_allocator *mem, eb_error *err);
+void eb__text_scratch_release(eb_text_scratch *s, const eb_allocator *mem);
+/* Decode text (valid UTF-8, length <= s->max_length), lowercasing if asked; the result points into s. */
+eb_decoded_text eb__decode_text(eb_text_scratch *s, eb_text text, bool lowercase);
+
+#endif
