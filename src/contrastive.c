@@ -49,7 +49,7 @@ typedef struct cl_workspace {
     cl_pair *local_pairs;  /* batch pairs re-indexed into gathered */
     float *embed;          /* batch matrix rows x h */
     float *embed_grad;     /* same shape: dLoss/d(embedding) */
-    float *norms;          /* one per batch matrix row */
+    double *norms;         /* one per batch matrix row */
 } cl_workspace;
 
 eb_contrastive_params eb_contrastive_default_params(void)
@@ -154,7 +154,7 @@ static eb_status alloc_batch_buffers(cl_workspace *ws, size_t n_rows, size_t bat
     }
     ws->embed = eb__calloc(mem, matrix_rows, h * sizeof(float));
     ws->embed_grad = eb__calloc(mem, matrix_rows, h * sizeof(float));
-    ws->norms = eb__calloc(mem, matrix_rows, sizeof(float));
+    ws->norms = eb__calloc(mem, matrix_rows, sizeof(double));
     if (ws->embed == NULL || ws->embed_grad == NULL || ws->norms == NULL)
         return EB_ERR_NOMEM;
     return EB_OK;
@@ -267,19 +267,20 @@ static void shuffle_pairs(cl_pair *pairs, size_t count, eb_rng *rng)
     }
 }
 
-static float norm_of(const float *v, size_t h)
+/* Sums in double: squares of large float embeddings would overflow a float sum. */
+static double norm_of(const float *v, size_t h)
 {
-    float sum = 0.0f;
+    double sum = 0.0;
     for (size_t c = 0; c < h; c++)
-        sum += v[c] * v[c];
-    return sqrtf(sum);
+        sum += (double)v[c] * (double)v[c];
+    return sqrt(sum);
 }
 
-static float dot_of(const float *a, const float *b, size_t h)
+static double dot_of(const float *a, const float *b, size_t h)
 {
-    float sum = 0.0f;
+    double sum = 0.0;
     for (size_t c = 0; c < h; c++)
-        sum += a[c] * b[c];
+        sum += (double)a[c] * (double)b[c];
     return sum;
 }
 
@@ -289,7 +290,7 @@ static float dot_of(const float *a, const float *b, size_t h)
  * of the pairs' losses.
  */
 static double pair_gradient(const float *values, float *grad, size_t h, eb_matrix xb, const cl_pair *pairs,
-                            size_t count, float *embed, float *embed_grad, float *norms)
+                            size_t count, float *embed, float *embed_grad, double *norms)
 {
     const size_t d = xb.cols, rows = xb.rows;
     const float *w = values, *bias = values + d * h;
@@ -299,27 +300,30 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         norms[r] = norm_of(embed + r * h, h);
     memset(embed_grad, 0, rows * h * sizeof(float));
 
+    /* Per-pair scalars in double: products of two large norms overflow a float. */
     double loss_sum = 0.0;
-    const float scale = 2.0f / (float)count;
+    const double scale = 2.0 / (double)count;
     for (size_t p = 0; p < count; p++) {
         const size_t i = pairs[p].left, j = pairs[p].right;
         const float *a = embed + i * h, *b = embed + j * h;
-        const float na = norms[i] > NORM_FLOOR ? norms[i] : NORM_FLOOR;
-        const float nb = norms[j] > NORM_FLOOR ? norms[j] : NORM_FLOOR;
-        const float inv_nanb = 1.0f / (na * nb);
-        const float cosine = dot_of(a, b, h) * inv_nanb;
-        const float diff = cosine - pairs[p].target;
-        loss_sum += (double)diff * (double)diff;
-        const float coef = scale * diff;
+        const double na = norms[i] > NORM_FLOOR ? norms[i] : NORM_FLOOR;
+        const double nb = norms[j] > NORM_FLOOR ? norms[j] : NORM_FLOOR;
+        const double inv_nanb = 1.0 / (na * nb);
+        const double cosine = dot_of(a, b, h) * inv_nanb;
+        const double diff = cosine - pairs[p].target;
+        loss_sum += diff * diff;
+        const double coef = scale * diff;
         /* A clamped norm is constant, so it contributes no self term. */
-        const float self_a = norms[i] > NORM_FLOOR ? cosine / (na * na) : 0.0f;
-        const float self_b = norms[j] > NORM_FLOOR ? cosine / (nb * nb) : 0.0f;
+        const double self_a = norms[i] > NORM_FLOOR ? cosine / (na * na) : 0.0;
+        const double self_b = norms[j] > NORM_FLOOR ? cosine / (nb * nb) : 0.0;
+        const float cross = (float)(coef * inv_nanb);
+        const float shrink_a = (float)(coef * self_a), shrink_b = (float)(coef * self_b);
         float *ga = embed_grad + i * h, *gb = embed_grad + j * h;
         /* When i == j both updates land on one row, which is the correct total. */
         for (size_t c = 0; c < h; c++) {
             const float ac = a[c], bc = b[c];
-            ga[c] += coef * (bc * inv_nanb - self_a * ac);
-            gb[c] += coef * (ac * inv_nanb - self_b * bc);
+            ga[c] += cross * bc - shrink_a * ac;
+            gb[c] += cross * ac - shrink_b * bc;
         }
     }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)h, (int)rows, 1.0f, xb.data, (int)xb.stride,
@@ -390,16 +394,13 @@ static eb_status new_state(const eb_contrastive *model, size_t n_features, size_
     return EB_OK;
 }
 
-/* Train `state` for n_epochs; a fresh state must be fully set up, history is reserved here. */
+/* Train `state` for n_epochs; a fresh state must be fully set up. */
 static eb_status train(const eb_contrastive *model, eb_fit_state *state, eb_matrix x, cl_workspace *ws,
                        size_t n_epochs, eb_error *err)
 {
-    if (eb__history_reserve(&state->history, n_epochs, &model->mem) != EB_OK)
-        return eb__fail(err, EB_ERR_NOMEM, "out of memory growing the loss history");
     epoch_context ctx = {model, state, x, ws};
-    eb__run_epochs(&state->history, n_epochs, model->params.on_epoch, model->params.callback_data, run_epoch,
-                   &ctx);
-    return EB_OK;
+    return eb__train_epochs(state, n_epochs, model->params.on_epoch, model->params.callback_data, run_epoch, &ctx,
+                            state == &model->state, &model->mem, err);
 }
 
 static eb_status fit_common(eb_contrastive *model, eb_matrix x, const int32_t *y, size_t n_classes, bool partial)
@@ -672,7 +673,7 @@ eb_status eb__contrastive_gradient(eb_contrastive *model, eb_matrix x, const uin
     cl_pair *pairs = eb__calloc(mem, n_pairs, sizeof *pairs);
     float *embed = eb__calloc(mem, x.rows, h * sizeof(float));
     float *embed_grad = eb__calloc(mem, x.rows, h * sizeof(float));
-    float *norms = eb__calloc(mem, x.rows, sizeof(float));
+    double *norms = eb__calloc(mem, x.rows, sizeof(double));
     if (pairs != NULL && embed != NULL && embed_grad != NULL && norms != NULL) {
         for (size_t p = 0; p < n_pairs; p++)
             pairs[p] = (cl_pair){left[p], right[p], target[p]};

@@ -275,7 +275,7 @@ static double epoch_thunk(void *opaque)
     return run_epoch(c->model, c->state, c->x, c->y, c->ws);
 }
 
-/* Run up to n_epochs on state; all memory is taken before the first epoch, so only NOMEM can fail. */
+/* Run up to n_epochs on state; memory is taken before the first epoch, so only NOMEM or divergence fail. */
 static eb_status train(const eb_feedforward *model, eb_fit_state *state, eb_matrix x, const int32_t *y,
                        size_t n_epochs, eb_error *err)
 {
@@ -283,15 +283,11 @@ static eb_status train(const eb_feedforward *model, eb_fit_state *state, eb_matr
     const eb_allocator *mem = &model->mem;
     if (workspace_alloc(&ws, x.rows, model->params.batch_size, shape_of(model, state), mem) != EB_OK)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating training buffers for %zu rows", x.rows);
-    if (eb__history_reserve(&state->history, n_epochs, mem) != EB_OK) {
-        workspace_release(&ws, mem);
-        return eb__fail(err, EB_ERR_NOMEM, "out of memory growing the loss history");
-    }
     epoch_context ctx = {model, state, x, y, &ws};
-    eb__run_epochs(&state->history, n_epochs, model->params.on_epoch, model->params.callback_data, epoch_thunk,
-                   &ctx);
+    eb_status status = eb__train_epochs(state, n_epochs, model->params.on_epoch, model->params.callback_data,
+                                        epoch_thunk, &ctx, state == &model->state, mem, err);
     workspace_release(&ws, mem);
-    return EB_OK;
+    return status;
 }
 
 /* A fresh, initialised state for x.cols features and n_classes classes. */

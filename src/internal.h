@@ -120,9 +120,15 @@ eb_status eb__check_training_input(const eb_fit_state *state, eb_matrix x, const
 
 /* One epoch of training; returns its mean loss. */
 typedef double (*eb__epoch_fn)(void *ctx);
-/* Run up to n_epochs, recording each loss (history must have room) and honouring the stop callback. */
-void eb__run_epochs(eb_history *history, size_t n_epochs, eb_epoch_callback on_epoch, void *callback_data,
-                    eb__epoch_fn run_epoch, void *ctx);
+/*
+ * Run up to n_epochs on state, recording each loss and honouring the stop
+ * callback. A non-finite loss or weight ends training with EB_ERR_NONFINITE;
+ * with restorable set, state is then put back exactly as it was (the caller
+ * trains the model's own state), otherwise the caller discards it.
+ */
+eb_status eb__train_epochs(eb_fit_state *state, size_t n_epochs, eb_epoch_callback on_epoch, void *callback_data,
+                           eb__epoch_fn run_epoch, void *ctx, bool restorable, const eb_allocator *mem,
+                           eb_error *err);
 
 /* ---- serialize.c ----------------------------------------------------------- */
 

@@ -117,13 +117,65 @@ eb_status eb__check_training_input(const eb_fit_state *state, eb_matrix x, const
     return eb__check_labels(y, x.rows, n_classes, err);
 }
 
-void eb__run_epochs(eb_history *history, size_t n_epochs, eb_epoch_callback on_epoch, void *callback_data,
-                    eb__epoch_fn run_epoch, void *ctx)
+/* The weights hold only finite values (Adam can push them to Inf before the loss shows it). */
+static bool all_finite(const float *values, size_t count)
 {
+    for (size_t i = 0; i < count; i++) {
+        if (!isfinite(values[i]))
+            return false;
+    }
+    return true;
+}
+
+eb_status eb__train_epochs(eb_fit_state *state, size_t n_epochs, eb_epoch_callback on_epoch, void *callback_data,
+                           eb__epoch_fn run_epoch, void *ctx, bool restorable, const eb_allocator *mem,
+                           eb_error *err)
+{
+    eb_trainable *t = &state->weights;
+    if (eb__history_reserve(&state->history, n_epochs, mem) != EB_OK)
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory growing the loss history");
+    /* A continuing partial_fit trains the model's own weights: keep a copy to undo a diverged pass. */
+    float *backup = NULL;
+    eb_rng rng_before = state->rng;
+    uint64_t steps_before = t->steps;
+    size_t history_before = state->history.length;
+    if (restorable) {
+        backup = eb__calloc(mem, t->count, TRAINABLE_ARRAYS * sizeof(float));
+        if (backup == NULL)
+            return eb__fail(err, EB_ERR_NOMEM, "out of memory copying %zu weights before training", t->count);
+        memcpy(backup, t->values, t->count * TRAINABLE_ARRAYS * sizeof(float));
+    }
+    size_t diverged_at = 0;
+    double bad_loss = 0.0;
     for (size_t epoch = 1; epoch <= n_epochs; epoch++) {
         double loss = run_epoch(ctx);
-        history->values[history->length++] = loss;
+        if (!isfinite(loss)) {
+            diverged_at = epoch;
+            bad_loss = loss;
+            break;
+        }
+        state->history.values[state->history.length++] = loss;
         if (on_epoch != NULL && on_epoch(epoch, loss, callback_data))
             break;
     }
+    eb_status status = EB_OK;
+    if (diverged_at != 0 || !all_finite(t->values, t->count)) {
+        if (diverged_at != 0)
+            status = eb__fail(err, EB_ERR_NONFINITE,
+                              "training diverged: the loss became %g in epoch %zu; X holds values too large for "
+                              "float32 arithmetic, or learning_rate is too high",
+                              bad_loss, diverged_at);
+        else
+            status = eb__fail(err, EB_ERR_NONFINITE,
+                              "training diverged: the weights overflowed; X holds values too large for float32 "
+                              "arithmetic, or learning_rate is too high");
+        if (backup != NULL) {
+            memcpy(t->values, backup, t->count * TRAINABLE_ARRAYS * sizeof(float));
+            t->steps = steps_before;
+            state->rng = rng_before;
+            state->history.length = history_before;
+        }
+    }
+    eb__free(mem, backup);
+    return status;
 }
