@@ -47,10 +47,13 @@ for program in consumer_shared consumer_static; do
   printf '%s: ' "$program"
   "$work/cmake-consumer/$program"
 done
-if ! ldd "$work/cmake-consumer/consumer_shared" | grep -q 'libembetter\.so'; then
+# ldd's output is captured first: with pipefail, `ldd | grep -q` fails whenever grep exits before ldd is done.
+shared_libs=$(ldd "$work/cmake-consumer/consumer_shared")
+static_libs=$(ldd "$work/cmake-consumer/consumer_static")
+if ! grep -q 'libembetter\.so' <<<"$shared_libs"; then
   echo "FAIL: consumer_shared does not load libembetter.so" >&2; exit 1
 fi
-if ldd "$work/cmake-consumer/consumer_static" | grep -q 'libembetter\.so'; then
+if grep -q 'libembetter\.so' <<<"$static_libs"; then
   echo "FAIL: consumer_static loads libembetter.so although it links embetter::embetter_static" >&2; exit 1
 fi
 
