@@ -6,6 +6,8 @@ float32 view), turns C statuses into Python exceptions, and routes the C
 per-epoch callback back into Python. cffi's API mode releases the GIL during
 every C call, so transforms on several threads run in parallel.
 """
+import threading
+
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
@@ -55,11 +57,11 @@ def _is_float32_row_view(array):
 
 
 def as_float32_rows(X):
-    """X itself when C can read it in place, else a C-contiguous float32 copy."""
+    """X itself when C can read it in place, else a C-contiguous, aligned float32 copy."""
     array = np.asarray(X)
     if _is_float32_row_view(array):
         return array
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return np.require(array, dtype=np.float32, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
 def input_matrix(array):
@@ -90,9 +92,10 @@ class EpochMonitor:
     """What the C per-epoch callback talks to.
 
     listener(epoch, loss) is set for the duration of one training call. Any
-    exception it raises (KeyboardInterrupt included) is kept in `pending` and
-    training is stopped; the caller re-raises it once the C call has returned,
-    because unwinding through C frames is impossible.
+    exception raised while Python handles the callback (by the listener, or a
+    KeyboardInterrupt delivered there) is kept in `pending` and training is
+    stopped; the caller re-raises it once the C call has returned, because an
+    exception cannot unwind through C frames.
     """
 
     def __init__(self):
@@ -100,17 +103,25 @@ class EpochMonitor:
         self.pending = None
 
     def on_epoch(self, epoch, loss):
-        try:
-            if self.listener is not None:
-                self.listener(epoch, loss)
-            return 0
-        except BaseException as exc:  # noqa: B902 - KeyboardInterrupt must stop training too
-            self.pending = exc
-            return 1
+        if self.listener is not None:
+            self.listener(epoch, loss)
+        return 0
 
 
-# error=1: should anything escape on_epoch, cffi returns 1 and training stops.
-@ffi.def_extern(error=1)
+# The monitor of the training call running on each thread. The C library calls
+# back on the thread that called it, so this finds the monitor even when the
+# exception struck before the callback could look at its user_data.
+_training = threading.local()
+
+
+def _stop_on_error(exception_type, exception, traceback):
+    monitor = getattr(_training, "monitor", None)
+    if monitor is not None and monitor.pending is None:
+        monitor.pending = exception
+    return 1  # non-zero: the C library stops training
+
+
+@ffi.def_extern(error=1, onerror=_stop_on_error)
 def embetter_on_epoch(epoch, loss, user_data):
     return ffi.from_handle(user_data).on_epoch(epoch, loss)
 
@@ -175,9 +186,12 @@ class NativeModel:
         matrix = input_matrix(X)
         self.monitor.listener = listener
         self.monitor.pending = None
+        outer_monitor = getattr(_training, "monitor", None)
+        _training.monitor = self.monitor
         try:
             status = self._function(function_name)(self._model, matrix, label_pointer(labels), n_classes)
         finally:
+            _training.monitor = outer_monitor
             self.monitor.listener = None
         raise_for_status(status, self._last_error())
         interrupted, self.monitor.pending = self.monitor.pending, None

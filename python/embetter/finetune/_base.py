@@ -1,4 +1,5 @@
 """What both finetuners share: input and label handling, training calls, pickling."""
+import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
 
@@ -34,7 +35,10 @@ def encode_labels(y, classes):
     try:
         positions = np.searchsorted(classes, y)
         in_range = np.minimum(positions, len(classes) - 1)
-        known = (positions < len(classes)) & (classes[in_range] == y)
+        with warnings.catch_warnings():
+            # Labels of another type than classes_ compare unequal; numpy warns about that on the way.
+            warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
+            known = (positions < len(classes)) & (classes[in_range] == y)
     except TypeError:
         raise ValueError(
             f"the labels in y cannot be compared with classes_ {list(classes)!r}; they are of a different type"
@@ -83,6 +87,14 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _new_native_model(self, hyper):
         seed = int(check_random_state(hyper["random_state"]).randint(_SEED_BOUND, dtype=np.uint64))
         return NativeModel.create(self._native_kind, self._native_settings(hyper, seed))
+
+    def _validate_params(self):
+        # Integers beyond 64 bits cannot reach the C library, and scikit-learn's
+        # interval checks raise a bare TypeError on them; name the parameter instead.
+        for name, value in self.get_params(deep=False).items():
+            if isinstance(value, Integral) and not isinstance(value, bool) and abs(value) >= 2**63:
+                raise ValueError(f"{name} is {value}, too large; it must be below 2**63")
+        super()._validate_params()
 
     # ---- state --------------------------------------------------------------
 

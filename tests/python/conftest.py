@@ -1,0 +1,42 @@
+"""Shared setup of the Python suite.
+
+The tests run against the embetter package installed in the interpreter that
+runs pytest (a venv made with --system-site-packages, see python/README.md).
+A build made in place (pip install -e ./python) is found the same way; a
+checkout with neither gets one clear error instead of a page of ImportErrors.
+"""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+if importlib.util.find_spec("embetter") is None or importlib.util.find_spec("embetter._native") is None:
+    raise ImportError(
+        "the embetter Python package is not installed in this interpreter. Create a venv and install it:\n"
+        "  /usr/bin/python3 -m venv --system-site-packages .venv\n"
+        "  .venv/bin/pip install --no-build-isolation ./python\n"
+        "then run .venv/bin/python -m pytest tests/python"
+    )
+
+
+def make_blobs_dataset(n_per_class=30, n_features=8, n_classes=3, spread=0.6, seed=0):
+    """Well separated Gaussian blobs, float32, with labels 0..n_classes-1."""
+    rng = np.random.RandomState(seed)
+    centres = rng.normal(scale=3.0, size=(n_classes, n_features))
+    X = np.concatenate([c + spread * rng.normal(size=(n_per_class, n_features)) for c in centres])
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    order = rng.permutation(len(y))
+    return X[order].astype(np.float32), y[order]
+
+
+@pytest.fixture
+def blobs():
+    return make_blobs_dataset()
+
+
+@pytest.fixture
+def repo_root():
+    return REPO_ROOT
