@@ -1,0 +1,228 @@
+"""The fortunes walk-through runs, draws its plots, shows fine-tuning helping,
+and the numbers in docs/finetuners.md are the ones it prints."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO_ROOT / "examples" / "python"
+WALKTHROUGH = EXAMPLES / "finetune_walkthrough.py"
+GUIDE = REPO_ROOT / "docs" / "finetuners.md"
+
+sys.path.insert(0, str(EXAMPLES))
+import fortunes_data  # noqa: E402
+
+PLOTS = [
+    "raw.png",
+    "feedforward.png",
+    "feedforward_dim10.png",
+    "pipeline.png",
+    "streamed.png",
+    "contrastive.png",
+    "overview.png",
+]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+TABLE_ROW = re.compile(
+    r"^(?P<name>\S.*?)\s+(?P<dims>\d+)\s+(?P<logreg>\d\.\d{3}|-)\s+(?P<knn>\d\.\d{3}|-)"
+    r"\s+(?P<silhouette>[+-]\d\.\d{3})\s+(?P<plot>\S+\.png)$"
+)
+TUNED_LINE = re.compile(r"^raw features, logreg with C=\S+ chosen by 5-fold CV on the training rows: (\d\.\d{3})$")
+
+
+def parse_table(text: str) -> dict[str, dict]:
+    rows = {}
+    for line in text.splitlines():
+        match = TABLE_ROW.match(line.rstrip())
+        if match:
+            row = match.groupdict()
+            for key in ("logreg", "knn"):
+                row[key] = None if row[key] == "-" else float(row[key])
+            row["silhouette"] = float(row["silhouette"])
+            row["dims"] = int(row["dims"])
+            rows[row["name"]] = row
+    tuned = [TUNED_LINE.match(line.rstrip()) for line in text.splitlines()]
+    tuned = [m for m in tuned if m]
+    if tuned:
+        rows["tuned raw logreg"] = {"logreg": float(tuned[0].group(1))}
+    return rows
+
+
+def row_starting(rows, prefix):
+    found = [row for name, row in rows.items() if name.startswith(prefix)]
+    assert len(found) == 1, f"expected one table row starting {prefix!r}, found {list(rows)}"
+    return found[0]
+
+
+def run_walkthrough(cwd: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(WALKTHROUGH), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert result.returncode == 0, f"walkthrough exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def assert_valid_png(path: Path):
+    assert path.is_file(), f"{path.name} was not written"
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, f"{path.name} does not start with the PNG signature"
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(path)  # decodes the whole file
+    assert pixels.shape[0] >= 200 and pixels.shape[1] >= 200, f"{path.name} is only {pixels.shape}"
+    assert float(np.std(pixels)) > 0.01, f"{path.name} is a blank image"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("quick")
+    out = workdir / "plots"
+    stdout = run_walkthrough(workdir, "--quick", "--out", str(out))
+    return out, stdout, parse_table(stdout)
+
+
+def test_quick_run_writes_valid_pngs(quick_run):
+    out, _, _ = quick_run
+    for name in PLOTS:
+        assert_valid_png(out / name)
+
+
+def test_quick_run_prints_a_full_table(quick_run):
+    _, stdout, rows = quick_run
+    assert "quick run:" in stdout
+    assert len([name for name in rows if name != "tuned raw logreg"]) == 6, stdout
+    raw = row_starting(rows, "raw")
+    assert raw["dims"] == 1024
+    assert row_starting(rows, "feed-forward, hidden_dim=50")["dims"] == 50
+    assert row_starting(rows, "feed-forward, hidden_dim=10")["dims"] == 10
+    assert row_starting(rows, "pipeline")["dims"] == 2
+    assert row_starting(rows, "contrastive")["dims"] == 1024
+    for row in rows.values():
+        for key in ("logreg", "knn"):
+            if row.get(key) is not None:
+                assert 0.0 <= row[key] <= 1.0
+    assert "pipeline's finetuner equals the step-by-step one (same seed): True" in stdout
+
+
+@pytest.mark.parametrize(
+    "finetuned",
+    ["feed-forward, hidden_dim=50", "feed-forward, hidden_dim=10", "feed-forward, partial_fit", "contrastive"],
+)
+def test_quick_run_fine_tuning_beats_raw_on_held_out_rows(quick_run, finetuned):
+    _, stdout, rows = quick_run
+    raw = row_starting(rows, "raw")
+    tuned = row_starting(rows, finetuned)
+    assert tuned["logreg"] > raw["logreg"], stdout
+    assert tuned["knn"] > raw["knn"], stdout
+    assert tuned["silhouette"] > raw["silhouette"], stdout
+
+
+def docs_table() -> dict[str, dict]:
+    text = GUIDE.read_text(encoding="utf-8")
+    section = text.split("## The numbers, from the script", 1)
+    assert len(section) == 2, "docs/finetuners.md lost its 'The numbers, from the script' section"
+    block = re.search(r"```text\n(.*?)```", section[1], re.S)
+    assert block, "no text block with the script's table in docs/finetuners.md"
+    return parse_table(block.group(1))
+
+
+def test_full_run_prints_the_numbers_in_the_guide(tmp_path):
+    # Without --out the plots go to ./walkthrough-output.
+    stdout = run_walkthrough(tmp_path)
+    for name in PLOTS:
+        assert_valid_png(tmp_path / "walkthrough-output" / name)
+    printed = parse_table(stdout)
+    documented = docs_table()
+    assert set(printed) == set(documented), (sorted(printed), sorted(documented))
+    # Same machine kind, same seeds: equal to the last digit in practice; the
+    # tolerance only absorbs a BLAS build that sums in another order.
+    for name, row in documented.items():
+        for key, value in row.items():
+            if isinstance(value, float):
+                assert printed[name][key] == pytest.approx(value, abs=0.01), (name, key, stdout)
+            else:
+                assert printed[name][key] == value, (name, key)
+
+
+def test_walkthrough_rejects_unknown_arguments(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(WALKTHROUGH), "--epochs", "3"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "unrecognized arguments: --epochs" in result.stderr
+
+
+# ---- the corpus loader ---------------------------------------------------------
+
+
+def test_parse_fortunes_splits_on_percent_lines_only():
+    text = "first\n  indented line\n%\n\n%\nsecond 100% sure\n%\nlast, no closing separator\n"
+    assert fortunes_data.parse_fortunes(text) == [
+        "first\n  indented line",
+        "second 100% sure",
+        "last, no closing separator",
+    ]
+
+
+def test_default_categories_give_enough_texts():
+    texts, labels = fortunes_data.load_fortunes()
+    assert len(texts) == len(labels) >= 2200
+    assert set(labels) == set(fortunes_data.DEFAULT_CATEGORIES)
+    assert all(text.strip() == text and text for text in texts)
+    assert not any("\n%\n" in f"\n{text}\n" for text in texts)
+
+
+def test_categories_skip_index_files_and_symlinks(tmp_path):
+    (tmp_path / "jokes").write_text("a\n%\nb\n", encoding="utf-8")
+    (tmp_path / "jokes.dat").write_bytes(b"\x00\x00\x00\x02")
+    (tmp_path / "jokes.u8").symlink_to(tmp_path / "jokes")
+    (tmp_path / "poems").write_text("c\n", encoding="utf-8")
+    assert fortunes_data.available_categories(tmp_path) == ["jokes", "poems"]
+    texts, labels = fortunes_data.load_fortunes(["jokes", "poems"], tmp_path)
+    assert texts == ["a", "b", "c"]
+    assert list(labels) == ["jokes", "jokes", "poems"]
+
+
+def test_missing_package_says_how_to_install(tmp_path):
+    with pytest.raises(fortunes_data.FortunesNotInstalled, match="apt-get install fortunes"):
+        fortunes_data.load_fortunes(["computers", "zippy"], tmp_path / "absent")
+
+
+def test_unknown_category_lists_the_available_ones(tmp_path):
+    (tmp_path / "jokes").write_text("a\n", encoding="utf-8")
+    with pytest.raises(fortunes_data.FortunesNotInstalled, match=r"'riddles' not found .*available: jokes"):
+        fortunes_data.load_fortunes(["jokes", "riddles"], tmp_path)
+
+
+def test_invalid_utf8_names_file_and_byte(tmp_path):
+    (tmp_path / "good").write_text("fine\n", encoding="utf-8")
+    (tmp_path / "bad").write_bytes(b"caf\xe9\n%\nok\n")
+    with pytest.raises(ValueError, match=r"bad is not valid UTF-8 at byte 3"):
+        fortunes_data.load_fortunes(["good", "bad"], tmp_path)
+
+
+def test_one_category_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least two categories"):
+        fortunes_data.load_fortunes(["computers"])
+
+
+def test_encoder_is_stateless_dense_float32_and_picklable():
+    import pickle
+
+    encoder = fortunes_data.make_text_encoder()
+    first = encoder.transform(["Hello, world", "YOW!"])
+    again = pickle.loads(pickle.dumps(encoder)).transform(["Hello, world", "YOW!"])
+    assert first.dtype == np.float32 and first.shape == (2, 1024)
+    assert isinstance(first, np.ndarray)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
