@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,15 @@
 
 static const uint8_t MAGIC[8] = {'E', 'M', 'B', 'E', 'T', 'T', 'E', 'R'};
 enum { FORMAT_VERSION = 1, HEADER_SIZE = 28 };
+
+/*
+ * The largest Adam step count a file may hold. No run gets near it (2^62
+ * steps at one per nanosecond take 146 years), so a larger value is
+ * corruption, and a loaded model can train on without the counter wrapping.
+ * Saving clamps to it, which changes nothing: Adam's bias corrections
+ * 1 - 0.9^t and 1 - 0.999^t are exactly 1 in double long before that.
+ */
+static const uint64_t MAX_ADAM_STEPS = (uint64_t)1 << 62;
 
 /* ---- writer ------------------------------------------------------------------ */
 
@@ -85,7 +95,7 @@ void eb__write_fit_state(eb_writer *w, const eb_fit_state *state)
         eb__write_u64(w, state->n_classes);
         eb__write_u64(w, state->out_dim);
         eb__write_u64(w, state->weights.count);
-        eb__write_u64(w, state->weights.steps);
+        eb__write_u64(w, state->weights.steps < MAX_ADAM_STEPS ? state->weights.steps : MAX_ADAM_STEPS);
         for (int i = 0; i < 4; i++)
             eb__write_u64(w, state->rng.s[i]);
         write_f32_array(w, state->weights.values, state->weights.count);
@@ -167,6 +177,34 @@ static void read_f32_array(eb_reader *r, float *values, size_t count)
         eb__read_f32(r, &values[i]);
 }
 
+/*
+ * Training rolls back any pass that leaves a weight non-finite, and a NaN or
+ * negative Adam moment would have made the next weights NaN, so saved values
+ * outside these bounds are corruption. Only the second moment may be +inf: a
+ * finite gradient above ~1.8e19 squares to it, and the update is then 0.
+ */
+static eb_status check_trainable_values(const eb_trainable *t, eb_error *err)
+{
+    for (size_t i = 0; i < t->count; i++) {
+        const char *problem = NULL;
+        double value = 0.0;
+        if (!isfinite(t->values[i])) {
+            problem = "weight";
+            value = t->values[i];
+        } else if (!isfinite(t->first_moment[i])) {
+            problem = "Adam first moment";
+            value = t->first_moment[i];
+        } else if (!(t->second_moment[i] >= 0.0f)) {
+            problem = "Adam second moment";
+            value = t->second_moment[i];
+        }
+        if (problem != NULL)
+            return eb__fail(err, EB_ERR_FORMAT, "saved model: %s %zu is %g, which training never saves", problem, i,
+                            value);
+    }
+    return EB_OK;
+}
+
 /* True when count items of item_size bytes are still unread. */
 static bool has_room(const eb_reader *r, size_t count, size_t item_size)
 {
@@ -190,6 +228,9 @@ eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocat
             if (!eb__read_u64(r, &state->rng.s[i]))
                 return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated RNG state at byte %zu", r->pos);
         }
+        if (steps > MAX_ADAM_STEPS)
+            return eb__fail(err, EB_ERR_FORMAT, "saved model: %llu Adam steps is more than any training takes (at most 2^62)",
+                            (unsigned long long)steps);
         if (state->rng.s[0] == 0 && state->rng.s[1] == 0 && state->rng.s[2] == 0 && state->rng.s[3] == 0)
             return eb__fail(err, EB_ERR_FORMAT, "saved model: RNG state is all zero, which the generator never reaches");
         if (count == 0 || !has_room(r, count, 3 * sizeof(float)))
@@ -204,6 +245,11 @@ eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocat
         read_f32_array(r, state->weights.first_moment, count);
         read_f32_array(r, state->weights.second_moment, count);
         state->fitted = true;
+        status = check_trainable_values(&state->weights, err);
+        if (status != EB_OK) {
+            eb__fit_state_release(state, mem);
+            return status;
+        }
     }
     size_t history_length;
     if (!eb__read_size(r, &history_length) || !has_room(r, history_length, sizeof(double))) {
@@ -229,8 +275,16 @@ eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocat
             eb__fit_state_release(state, mem);
             return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating the saved loss history");
         }
-        for (size_t i = 0; i < history_length; i++)
+        for (size_t i = 0; i < history_length; i++) {
             read_f64(r, &state->history.values[i]);
+            /* A diverged epoch is never recorded. */
+            if (!isfinite(state->history.values[i])) {
+                double bad = state->history.values[i];
+                eb__fit_state_release(state, mem);
+                return eb__fail(err, EB_ERR_FORMAT, "saved model: loss history entry %zu is %g, which training never records",
+                                i, bad);
+            }
+        }
         state->history.length = history_length;
     }
     return EB_OK;

@@ -868,6 +868,8 @@ static void history_when_unfitted(saved_fields *f)
     f->history_written = 1;
 }
 static void fewer_steps_than_epochs(saved_fields *f) { f->adam_steps = f->history_length - 1; }
+static void steps_past_limit(saved_fields *f) { f->adam_steps = ((uint64_t)1 << 62) + 1; }
+static void steps_max(saved_fields *f) { f->adam_steps = UINT64_MAX; }
 static void features_times_hidden_overflow(saved_fields *f) { f->n_features = ((uint64_t)1 << 63) + 1; }
 static void features_above_int(saved_fields *f) { f->n_features = (uint64_t)INT32_MAX + 1; }
 static void features_off_by_one(saved_fields *f) { f->n_features += 1; }
@@ -889,6 +891,14 @@ static void hidden_dim_size_max_minus_one(saved_fields *f) { f->hidden_dim = UIN
 static void epochs_zero(saved_fields *f) { f->n_epochs = 0; }
 static void n_neg_zero(saved_fields *f) { f->n_neg = 0; }
 static void one_trailing_byte(saved_fields *f) { f->trailing = 1; }
+static void weight_nan(saved_fields *f) { f->values[f->weights_parsed / 2] = NAN; }
+static void weight_infinite(saved_fields *f) { f->values[0] = -INFINITY; }
+static void first_moment_nan(saved_fields *f) { f->first_moment[f->weights_parsed - 1] = NAN; }
+static void first_moment_infinite(saved_fields *f) { f->first_moment[1] = INFINITY; }
+static void second_moment_negative(saved_fields *f) { f->second_moment[2] = -1e-3f; }
+static void second_moment_nan(saved_fields *f) { f->second_moment[0] = NAN; }
+static void history_nan(saved_fields *f) { f->history[f->history_parsed - 1] = NAN; }
+static void history_infinite(saved_fields *f) { f->history[0] = INFINITY; }
 static void many_trailing_bytes(saved_fields *f) { f->trailing = 100; }
 
 static const crafted_case CRAFTED[] = {
@@ -903,6 +913,8 @@ static const crafted_case CRAFTED[] = {
     {"history length one more than written", false, false, history_one_more, "loss history"},
     {"fitted model without history", true, false, history_empty_when_fitted, "loss history"},
     {"fewer Adam steps than epochs", true, false, fewer_steps_than_epochs, "Adam steps"},
+    {"Adam steps 2^62 + 1", true, false, steps_past_limit, "Adam steps"},
+    {"Adam steps UINT64_MAX", true, false, steps_max, "Adam steps"},
     {"n_features times hidden overflows", true, false, features_times_hidden_overflow, "shapes disagree"},
     {"n_features above INT_MAX", true, false, features_above_int, "shapes disagree"},
     {"n_features off by one", true, false, features_off_by_one, "shapes disagree"},
@@ -912,6 +924,14 @@ static const crafted_case CRAFTED[] = {
     {"n_classes zero", true, false, classes_zero, "shapes disagree"},
     {"n_classes UINT64_MAX", true, true, classes_huge, "shapes disagree"},
     {"n_classes one more than the output layer has", true, true, classes_off_by_one, "shapes disagree"},
+    {"a NaN weight", true, false, weight_nan, "weight"},
+    {"an infinite weight", true, false, weight_infinite, "weight"},
+    {"a NaN Adam first moment", true, false, first_moment_nan, "Adam first moment"},
+    {"an infinite Adam first moment", true, false, first_moment_infinite, "Adam first moment"},
+    {"a negative Adam second moment", true, false, second_moment_negative, "Adam second moment"},
+    {"a NaN Adam second moment", true, false, second_moment_nan, "Adam second moment"},
+    {"a NaN loss in the history", true, false, history_nan, "loss history entry"},
+    {"an infinite loss in the history", true, false, history_infinite, "loss history entry"},
     {"RNG state all zero", true, false, rng_all_zero, "RNG"},
     {"fitted flag 2", false, false, fitted_flag_two, "fitted flag"},
     {"learning_rate NaN", false, false, learning_rate_nan, "learning_rate"},
@@ -930,10 +950,18 @@ static void check_crafted(const model_case *c, const saved_fields *original, con
                           const char *message_part)
 {
     saved_fields f = *original;
-    /* Edits may replace the history array; give them their own copy. */
-    f.history = calloc(f.history_written + 1, sizeof *f.history);
+    /* Edits may change array entries; give them their own copies. */
+    f.history = calloc(f.history_parsed + 1, sizeof *f.history);
     assert_non_null(f.history);
-    memcpy(f.history, original->history, f.history_written * sizeof *f.history);
+    memcpy(f.history, original->history, f.history_parsed * sizeof *f.history);
+    float **arrays[3] = {&f.values, &f.first_moment, &f.second_moment};
+    for (int a = 0; a < 3; a++) {
+        float *copy = calloc(f.weights_parsed + 1, sizeof *copy);
+        assert_non_null(copy);
+        if (*arrays[a] != NULL)
+            memcpy(copy, *arrays[a], f.weights_parsed * sizeof *copy);
+        *arrays[a] = copy;
+    }
     edit(&f);
     saved_bytes crafted = encode_saved(&f);
     eb_error err;
@@ -945,7 +973,7 @@ static void check_crafted(const model_case *c, const saved_fields *original, con
     assert_null(model);
     assert_true(strstr(err.message, "saved model") != NULL);
     free(crafted.data);
-    free(f.history);
+    release_fields(&f);
 }
 
 static void test_crafted_payloads_are_refused(void **state)
@@ -994,6 +1022,7 @@ static void as_input_width_off(saved_fields *f)
 static void test_model_specific_shape_rules(void **state)
 {
     (void)state;
+    void *loaded;
     /* Contrastive: a fitted model has seen two labels; with hidden_dim "as input" the width is n_features. */
     const model_case as_input = {&CONTRASTIVE, true, 16, EB_HIDDEN_DIM_AS_INPUT};
     void *model = make_model(&as_input, NULL);
@@ -1006,6 +1035,44 @@ static void test_model_specific_shape_rules(void **state)
     free(bytes.data);
     as_input.ops->release(model);
 
+    /* At the step limit a model loads, trains on, and still saves to a loadable file. */
+    const model_case cl_case = {&CONTRASTIVE, true, 16, 4};
+    model = make_model(&cl_case, NULL);
+    bytes = save_model(cl_case.ops, model);
+    f = parse_saved(&bytes);
+    saved_fields at_limit = f;
+    at_limit.adam_steps = (uint64_t)1 << 62;
+    saved_bytes limit_bytes = encode_saved(&at_limit);
+    void *veteran = load_model(cl_case.ops, &limit_bytes);
+    const dataset more = make_dataset(21);
+    assert_int_equal(cl_case.ops->partial_fit(veteran, matrix_of(&more), more.y, 0), EB_OK);
+    saved_bytes trained = save_model(cl_case.ops, veteran);
+    saved_fields trained_fields = parse_saved(&trained);
+    assert_true(trained_fields.adam_steps == (uint64_t)1 << 62);
+    void *reloaded = load_model(cl_case.ops, &trained);
+    assert_models_identical(cl_case.ops, veteran, reloaded);
+    cl_case.ops->release(reloaded);
+    cl_case.ops->release(veteran);
+    release_fields(&trained_fields);
+    free(trained.data);
+    free(limit_bytes.data);
+    release_fields(&f);
+    free(bytes.data);
+    cl_case.ops->release(model);
+
+    /* A gradient above ~1.8e19 squares to +inf in float, so an infinite second moment is legitimate. */
+    model = make_model(&cl_case, NULL);
+    bytes = save_model(cl_case.ops, model);
+    f = parse_saved(&bytes);
+    f.second_moment[3] = INFINITY;
+    saved_bytes infinite_moment = encode_saved(&f);
+    loaded = load_model(cl_case.ops, &infinite_moment);
+    cl_case.ops->release(loaded);
+    free(infinite_moment.data);
+    release_fields(&f);
+    free(bytes.data);
+    cl_case.ops->release(model);
+
     /* Feed-forward: one class is a legal (if useless) fit and loads. */
     const model_case ff = {&FEEDFORWARD, true, 8, 5};
     model = make_model(&ff, NULL);
@@ -1016,7 +1083,7 @@ static void test_model_specific_shape_rules(void **state)
     edited.weight_count = N_COLS * 5 + 5 + 5 * 1 + 1;
     edited.weights_written = (size_t)edited.weight_count;
     saved_bytes one_class = encode_saved(&edited);
-    void *loaded = load_model(ff.ops, &one_class);
+    loaded = load_model(ff.ops, &one_class);
     assert_int_equal(eb_feedforward_n_classes(loaded), 1);
     ff.ops->release(loaded);
     free(one_class.data);
@@ -1278,6 +1345,57 @@ static void test_callback_is_not_saved(void **state)
     eb_feedforward_free(loaded);
 }
 
+/* ---- files saved by earlier builds ------------------------------------------------ */
+
+/*
+ * The fuzzer's seed corpus holds real models saved by this format version;
+ * they must keep loading, and re-save to the same bytes, for as long as the
+ * version is read at all. Files named regression_* are inputs the fuzzer
+ * once broke the library with, which must be refused.
+ */
+static void test_committed_models_load(void **state)
+{
+    (void)state;
+    char dir_path[1024];
+    const char *source = __FILE__;
+    const char *slash = strrchr(source, '/');
+    assert_non_null(slash);
+    snprintf(dir_path, sizeof dir_path, "%.*s/../fuzz/corpus/model_load", (int)(slash - source), source);
+    DIR *dir = opendir(dir_path);
+    if (dir == NULL)
+        fail_msg("cannot open the committed models in %s: %s", dir_path, strerror(errno));
+    size_t loaded_count = 0, refused_count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        const char *name = entry->d_name;
+        size_t length = strlen(name);
+        if (length < 4 || strcmp(name + length - 4, ".ebm") != 0)
+            continue;
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s", dir_path, name);
+        saved_bytes bytes = read_whole_file(path);
+        if (strncmp(name, "regression_", 11) == 0) {
+            eb_error err;
+            expect_format_error(&FEEDFORWARD, bytes.data, bytes.size, &err);
+            expect_format_error(&CONTRASTIVE, bytes.data, bytes.size, &err);
+            refused_count++;
+        } else {
+            const model_ops *ops = strncmp(name, "feedforward_", 12) == 0 ? &FEEDFORWARD : &CONTRASTIVE;
+            void *model = load_model(ops, &bytes);
+            saved_bytes again = save_model(ops, model);
+            assert_int_equal(again.size, bytes.size);
+            assert_memory_equal(again.data, bytes.data, bytes.size);
+            free(again.data);
+            ops->release(model);
+            loaded_count++;
+        }
+        free(bytes.data);
+    }
+    closedir(dir);
+    assert_true(loaded_count >= 9);
+    assert_true(refused_count >= 1);
+}
+
 /* ---- the table of tests --------------------------------------------------------- */
 
 typedef struct per_case_test {
@@ -1315,7 +1433,7 @@ int main(void)
 {
     /* Every per-case test runs on every case, named test/case so a failure says which model broke. */
     static char names[N_PER_CASE * N_CASES][NAME_SIZE];
-    struct CMUnitTest tests[N_PER_CASE * N_CASES + 2];
+    struct CMUnitTest tests[N_PER_CASE * N_CASES + 3];
     size_t count = 0;
     for (size_t t = 0; t < N_PER_CASE; t++) {
         for (size_t c = 0; c < N_CASES; c++) {
@@ -1329,9 +1447,10 @@ int main(void)
     const struct CMUnitTest shared[] = {
         cmocka_unit_test(test_model_specific_shape_rules),
         cmocka_unit_test(test_callback_is_not_saved),
+        cmocka_unit_test(test_committed_models_load),
     };
-    tests[count++] = shared[0];
-    tests[count++] = shared[1];
+    for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++)
+        tests[count++] = shared[i];
     if (count != sizeof tests / sizeof tests[0])
         return 1;
     return cmocka_run_group_tests_name("test_model_format", tests, NULL, NULL);

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Build every tests/fuzz/fuzz_*.c as a libFuzzer binary (ASan + UBSan) together with the
+# library sources, and run each for a bounded time starting from its seed corpus.
+#
+# usage: tests/fuzz/run.sh [seconds per target (default 60)] [target ...]
+#   targets are names like fuzz_model_load; by default every tests/fuzz/fuzz_*.c runs.
+#
+# A target names its seed corpus with a line "fuzz-corpus: <dir>" in its source, a
+# directory under tests/fuzz/corpus/; without one it is the target's name minus "fuzz_".
+# New inputs found go to $EB_FUZZ_BUILD_DIR/corpus-<target>/ (default build-fuzz/, ignored
+# by git), crashes to $EB_FUZZ_BUILD_DIR/artifacts/. The script fails when any target
+# crashes, leaks, trips a sanitizer or times out: libFuzzer then exits non-zero.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+seconds=${1:-60}
+shift || true
+if ! [[ $seconds =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
+    echo "run.sh: the time per target must be a positive number of seconds, not '$seconds'" >&2
+    exit 2
+fi
+
+targets=()
+if [ $# -gt 0 ]; then
+    for name in "$@"; do targets+=("$fuzz_dir/${name%.c}.c"); done
+else
+    for source in "$fuzz_dir"/fuzz_*.c; do [ -e "$source" ] && targets+=("$source"); done
+fi
+if [ ${#targets[@]} -eq 0 ]; then
+    echo "run.sh: no fuzz targets found in $fuzz_dir" >&2
+    exit 2
+fi
+
+mkdir -p "$build_dir/artifacts"
+flags=$(library_flags)
+sources=$(library_sources)
+summary=()
+failed=0
+for source in "${targets[@]}"; do
+    [ -f "$source" ] || { echo "run.sh: no such target $source" >&2; exit 2; }
+    name=$(basename "$source" .c)
+    corpus_name=$(sed -n 's/.*fuzz-corpus: *\([A-Za-z0-9_./-]*\).*/\1/p' "$source" | head -n 1)
+    seed_corpus="$fuzz_dir/corpus/${corpus_name:-${name#fuzz_}}"
+    work_corpus="$build_dir/corpus-$name"
+    mkdir -p "$work_corpus"
+
+    echo "== building $name"
+    # shellcheck disable=SC2086
+    "$fuzz_cc" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1 \
+        "$source" $sources $flags -o "$build_dir/$name"
+
+    corpora=("$work_corpus")
+    if [ -d "$seed_corpus" ]; then
+        corpora+=("$seed_corpus")
+    else
+        echo "run.sh: warning: $name has no seed corpus at $seed_corpus" >&2
+    fi
+    echo "== running $name for ${seconds}s (seeds: ${seed_corpus#$repo_root/})"
+    log="$build_dir/$name.log"
+    status=0
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        "$build_dir/$name" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
+        -artifact_prefix="$build_dir/artifacts/$name-" "${corpora[@]}" >"$log" 2>&1 || status=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)
+    if [ "$status" -ne 0 ]; then
+        failed=1
+        echo "!! $name failed (exit $status); last lines of $log:" >&2
+        tail -n 40 "$log" >&2
+        summary+=("$name: FAILED (exit $status) after ${execs:-?} executions")
+    else
+        summary+=("$name: ok, ${execs:-?} executions in ${seconds}s, ${coverage:-cov: ?}")
+    fi
+done
+
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+exit $failed
