@@ -308,22 +308,25 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         const float *a = embed + i * h, *b = embed + j * h;
         const double na = norms[i] > NORM_FLOOR ? norms[i] : NORM_FLOOR;
         const double nb = norms[j] > NORM_FLOOR ? norms[j] : NORM_FLOOR;
-        const double inv_nanb = 1.0 / (na * nb);
-        const double cosine = dot_of(a, b, h) * inv_nanb;
+        const double cosine = dot_of(a, b, h) / (na * nb);
         const double diff = cosine - pairs[p].target;
         loss_sum += diff * diff;
         const double coef = scale * diff;
-        /* A clamped norm is constant, so it contributes no self term. */
-        const double self_a = norms[i] > NORM_FLOOR ? cosine / (na * na) : 0.0;
-        const double self_b = norms[j] > NORM_FLOOR ? cosine / (nb * nb) : 0.0;
-        const float cross = (float)(coef * inv_nanb);
-        const float shrink_a = (float)(coef * self_a), shrink_b = (float)(coef * self_b);
+        /*
+         * d cos / d a = (b/|b| - cos a/|a|) / |a|. Working on unit vectors keeps
+         * every float factor near 1: 1/(|a||b|) alone underflows for large rows.
+         * A clamped norm is constant, so it contributes no self term.
+         */
+        const float unit_a = (float)(1.0 / na), unit_b = (float)(1.0 / nb);
+        const float step_a = (float)(coef / na), step_b = (float)(coef / nb);
+        const float self_a = norms[i] > NORM_FLOOR ? (float)cosine : 0.0f;
+        const float self_b = norms[j] > NORM_FLOOR ? (float)cosine : 0.0f;
         float *ga = embed_grad + i * h, *gb = embed_grad + j * h;
         /* When i == j both updates land on one row, which is the correct total. */
         for (size_t c = 0; c < h; c++) {
-            const float ac = a[c], bc = b[c];
-            ga[c] += cross * bc - shrink_a * ac;
-            gb[c] += cross * ac - shrink_b * bc;
+            const float ac = a[c] * unit_a, bc = b[c] * unit_b;
+            ga[c] += step_a * (bc - self_a * ac);
+            gb[c] += step_b * (ac - self_b * bc);
         }
     }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)h, (int)rows, 1.0f, xb.data, (int)xb.stride,
@@ -472,7 +475,7 @@ eb_status eb_contrastive_transform(const eb_contrastive *model, eb_matrix x, eb_
     if (status != EB_OK)
         return status;
     eb__affine(x, state->weights.values, state->weights.values + state->n_features * state->out_dim, out);
-    return EB_OK;
+    return eb__check_result(out, err);
 }
 
 const char *eb_contrastive_last_error(const eb_contrastive *model)
@@ -531,6 +534,22 @@ static void write_payload(const void *opaque, eb_writer *w)
     eb__write_u64(w, model->params.batch_size);
     eb__write_u64(w, model->params.seed);
     eb__write_fit_state(w, &model->state);
+}
+
+eb_status eb_contrastive_set_params(eb_contrastive *model, const eb_contrastive_params *params)
+{
+    if (model == NULL)
+        return EB_ERR_NULL_POINTER;
+    eb_error *err = &model->last_error;
+    eb_status status = eb_contrastive_check_params(params, err);
+    if (status != EB_OK)
+        return status;
+    if (model->state.fitted && params->hidden_dim != model->params.hidden_dim)
+        return eb__fail(err, EB_ERR_INVALID_PARAM,
+                        "hidden_dim cannot change once fitted (the weights have hidden_dim %zu); call fit instead",
+                        model->params.hidden_dim);
+    model->params = *params;
+    return EB_OK;
 }
 
 void eb_contrastive_set_callback(eb_contrastive *model, eb_epoch_callback on_epoch, void *callback_data)

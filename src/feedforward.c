@@ -383,7 +383,7 @@ eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix x, eb_
         for (size_t c = 0; c < out.cols; c++)
             row[c] = sigmoid(row[c]);
     }
-    return EB_OK;
+    return eb__check_result(out, err);
 }
 
 const char *eb_feedforward_last_error(const eb_feedforward *model)
@@ -435,6 +435,22 @@ static void write_payload(const void *opaque, eb_writer *w)
     eb__write_u64(w, model->params.batch_size);
     eb__write_u64(w, model->params.seed);
     eb__write_fit_state(w, &model->state);
+}
+
+eb_status eb_feedforward_set_params(eb_feedforward *model, const eb_feedforward_params *params)
+{
+    if (model == NULL)
+        return EB_ERR_NULL_POINTER;
+    eb_error *err = &model->last_error;
+    eb_status status = eb_feedforward_check_params(params, err);
+    if (status != EB_OK)
+        return status;
+    if (model->state.fitted && params->hidden_dim != model->params.hidden_dim)
+        return eb__fail(err, EB_ERR_INVALID_PARAM,
+                        "hidden_dim cannot change once fitted (the weights have hidden_dim %zu); call fit instead",
+                        model->params.hidden_dim);
+    model->params = *params;
+    return EB_OK;
 }
 
 void eb_feedforward_set_callback(eb_feedforward *model, eb_epoch_callback on_epoch, void *callback_data)

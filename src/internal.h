@@ -45,6 +45,8 @@ bool eb__mul_size(size_t a, size_t b, size_t *out);
 eb_status eb__check_input(eb_matrix x, const char *name, eb_error *err);
 /* An output view of exactly rows x cols. */
 eb_status eb__check_output(eb_mut_matrix out, size_t rows, size_t cols, eb_error *err);
+/* A computed output holds only finite values (large inputs times large weights can overflow). */
+eb_status eb__check_result(eb_mut_matrix out, eb_error *err);
 /* Every label in 0 .. n_classes-1. */
 eb_status eb__check_labels(const int32_t *y, size_t n, size_t n_classes, eb_error *err);
 /* Copy rows index[0..count) of x into the contiguous count x x.cols buffer dst. */

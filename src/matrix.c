@@ -64,6 +64,20 @@ eb_status eb__check_output(eb_mut_matrix out, size_t rows, size_t cols, eb_error
     return EB_OK;
 }
 
+eb_status eb__check_result(eb_mut_matrix out, eb_error *err)
+{
+    for (size_t r = 0; r < out.rows; r++) {
+        const float *row = out.data + r * out.stride;
+        for (size_t c = 0; c < out.cols; c++) {
+            if (!isfinite(row[c]))
+                return eb__fail(err, EB_ERR_NONFINITE,
+                                "row %zu of X overflows float32 through the learned weights (output column %zu is %s)",
+                                r, c, isnan(row[c]) ? "NaN" : "infinite");
+        }
+    }
+    return EB_OK;
+}
+
 eb_status eb__check_labels(const int32_t *y, size_t n, size_t n_classes, eb_error *err)
 {
     for (size_t i = 0; i < n; i++) {

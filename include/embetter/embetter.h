@@ -221,7 +221,8 @@ EB_API eb_status eb_feedforward_partial_fit(eb_feedforward *model, eb_matrix X, 
 /**
  * Write the hidden-layer activations of X into out, which must be
  * X.rows x hidden_dim. Allocates nothing; safe from many threads at once.
- * err (optional) receives the detail of a failure.
+ * err (optional) receives the detail of a failure. EB_ERR_NONFINITE after the
+ * input checks means a row overflowed float32 (out's content is then unspecified).
  */
 EB_API eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix X, eb_mut_matrix out,
                                           eb_error *err);
@@ -250,6 +251,14 @@ EB_API size_t eb_feedforward_output_dim(const eb_feedforward *model);
  * valid until the next fit, partial_fit or free.
  */
 EB_API const double *eb_feedforward_loss_history(const eb_feedforward *model, size_t *length);
+
+/**
+ * Replace the model's params, e.g. a new learning_rate for the next
+ * partial_fit. Rejected (EB_ERR_INVALID_PARAM, model unchanged) when invalid or
+ * when a fitted model would change hidden_dim, which fixes its weight shapes.
+ * The new params, callback included, apply from the next fit or partial_fit.
+ */
+EB_API eb_status eb_feedforward_set_params(eb_feedforward *model, const eb_feedforward_params *params);
 
 /**
  * Replace the progress callback (and its user pointer) of an existing model,
@@ -349,7 +358,12 @@ EB_API eb_status eb_contrastive_fit(eb_contrastive *model, eb_matrix X, const in
  */
 EB_API eb_status eb_contrastive_partial_fit(eb_contrastive *model, eb_matrix X, const int32_t *y, size_t n_classes);
 
-/** Write the re-embedding X W + b into out (X.rows x output_dim). Allocates nothing; thread-safe. */
+/**
+ * Write the re-embedding X W + b into out (X.rows x output_dim). Allocates
+ * nothing; thread-safe. When a row overflows float32 through the weights the
+ * call fails with EB_ERR_NONFINITE naming the row, and out's content is
+ * unspecified.
+ */
 EB_API eb_status eb_contrastive_transform(const eb_contrastive *model, eb_matrix X, eb_mut_matrix out,
                                           eb_error *err);
 
@@ -376,6 +390,9 @@ EB_API size_t eb_contrastive_output_dim(const eb_contrastive *model);
 
 /** Mean loss per epoch since the last fit; see eb_feedforward_loss_history. */
 EB_API const double *eb_contrastive_loss_history(const eb_contrastive *model, size_t *length);
+
+/** Replace the params of a model; see eb_feedforward_set_params (hidden_dim is likewise fixed once fitted). */
+EB_API eb_status eb_contrastive_set_params(eb_contrastive *model, const eb_contrastive_params *params);
 
 /** Replace the progress callback; see eb_feedforward_set_callback. */
 EB_API void eb_contrastive_set_callback(eb_contrastive *model, eb_epoch_callback on_epoch, void *callback_data);
