@@ -139,6 +139,9 @@ def test_dataframe_feature_names_and_pandas_output(make, blobs):
     assert list(out.columns) == list(tuner.get_feature_names_out())
     assert list(out.index) == list(frame.index)
     np.testing.assert_array_equal(out.to_numpy(), make().fit(X, y).transform(X))
+    fitted_out = make().set_output(transform="pandas").fit_transform(frame, y)
+    assert isinstance(fitted_out, pd.DataFrame)
+    pd.testing.assert_frame_equal(fitted_out, out)
 
 
 def test_contrastive_default_width_follows_the_input():
