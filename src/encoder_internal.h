@@ -37,6 +37,11 @@ eb_status eb__run_ranges(size_t n_threads, const size_t *bounds, eb__range_fn fn
 /* Work units (bytes) of each text, and their sum; work must hold n entries. */
 size_t eb__text_work(const eb_text *texts, size_t n, size_t *work);
 
+/* ---- hashing.c ------------------------------------------------------------- */
+
+/* MurmurHash3 x86 32-bit, unsigned. */
+uint32_t eb__murmur3_32(const uint8_t *p, size_t length, uint32_t seed);
+
 /* ---- utf8.c: decoding and the Unicode rules Python's str applies ---------- */
 
 /* Decode the code point at s[*pos] of valid UTF-8 and advance *pos. */

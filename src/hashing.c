@@ -23,7 +23,7 @@ static uint32_t rotl32(uint32_t x, int r)
     return (x << r) | (x >> (32 - r));
 }
 
-static uint32_t murmur3_32(const uint8_t *p, size_t length, uint32_t seed)
+uint32_t eb__murmur3_32(const uint8_t *p, size_t length, uint32_t seed)
 {
     const uint32_t c1 = 0xcc9e2d51u, c2 = 0x1b873593u;
     uint32_t h = seed;
@@ -63,7 +63,7 @@ static uint32_t murmur3_32(const uint8_t *p, size_t length, uint32_t seed)
 
 int32_t eb_murmurhash3_32(const void *data, size_t length, uint32_t seed)
 {
-    uint32_t h = murmur3_32((const uint8_t *)data, length, seed);
+    uint32_t h = eb__murmur3_32((const uint8_t *)data, length, seed);
     /* Two's-complement reinterpretation without relying on implementation-defined conversion. */
     return h <= INT32_MAX ? (int32_t)h : (int32_t)(h - 2147483648u) - INT32_MAX - 1;
 }
@@ -164,7 +164,7 @@ typedef struct hashing_job {
 
 static void add_feature(const hashing_encoder *enc, double *counts, const char *bytes, size_t length)
 {
-    uint32_t h = murmur3_32((const uint8_t *)bytes, length, 0);
+    uint32_t h = eb__murmur3_32((const uint8_t *)bytes, length, 0);
     /* |h| of the signed value: for h >= 2^31 the signed value is h - 2^32. */
     uint32_t magnitude = h < 0x80000000u ? h : (uint32_t)(0u - h);
     size_t index = (size_t)(magnitude % (uint32_t)enc->params.n_features);

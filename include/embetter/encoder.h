@@ -257,8 +257,8 @@ EB_API int32_t eb_murmurhash3_32(const void *data, size_t length, uint32_t seed)
 typedef enum eb_word_vector_format {
     /**
      * Decide from the bytes: no "count dim" first line means GloVe text; with
-     * one, binary if the first vector's bytes are not all characters a text
-     * vector can hold (digits, sign, '.', 'e', 'E', space, tab, newline).
+     * one, text if the line after it is valid UTF-8 without control
+     * characters (tab and CR allowed), binary otherwise.
      */
     EB_WORD_VECTORS_AUTO = 0,
     /** word2vec/fastText text (.vec): a "count dim" line, then "word v1 ... vdim" lines. */

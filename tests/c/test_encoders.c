@@ -1,0 +1,853 @@
+#define _POSIX_C_SOURCE 200809L
+/*
+ * The encoder interface and the three built-in encoders, from C: the hashing
+ * rules on texts small enough to list their n-grams, the input policy (every
+ * kind of bad input is a status with a message naming the row), thread
+ * independence of the output, histogram buckets at numpy's edges, word-vector
+ * files good and malformed, and allocation failures that leak nothing.
+ * Element-wise equality with scikit-learn on the fortunes corpus lives in
+ * tests/python/test_text_hashing.py.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static eb_text text_of(const char *s)
+{
+    eb_text t = {s, strlen(s)};
+    return t;
+}
+
+static eb_encoder *make_hashing(eb_hashing_params p)
+{
+    eb_encoder *enc = NULL;
+    eb_error err;
+    assert_int_equal(eb_hashing_encoder_create(&p, NULL, &enc, &err), EB_OK);
+    assert_non_null(enc);
+    return enc;
+}
+
+/* Encode one text into a fresh row (caller frees). */
+static float *encode_one(const eb_encoder *enc, eb_text text)
+{
+    size_t dim = eb_encoder_output_dim(enc);
+    float *row = calloc(dim, sizeof *row);
+    assert_non_null(row);
+    eb_error err;
+    eb_status status = eb_encoder_encode_texts(enc, &text, 1, eb_mut_matrix_view(row, 1, dim), &err);
+    if (status != EB_OK)
+        fail_msg("encode failed: %s", err.message);
+    return row;
+}
+
+static void expect_message(const eb_error *err, const char *needle)
+{
+    if (strstr(err->message, needle) == NULL)
+        fail_msg("message \"%s\" lacks \"%s\"", err->message, needle);
+}
+
+/* ---- MurmurHash3 ---------------------------------------------------------------- */
+
+/* Reference values of sklearn.utils.murmurhash3_32 (an independent implementation). */
+static void murmurhash_matches_scikit_learn(void **state)
+{
+    (void)state;
+    assert_int_equal(eb_murmurhash3_32("foo", 3, 0), -156908512);
+    assert_int_equal(eb_murmurhash3_32("foo", 3, 42), -1322301282);
+    assert_int_equal(eb_murmurhash3_32("", 0, 0), 0);
+    assert_int_equal(eb_murmurhash3_32("", 0, 1), 1364076727);
+    assert_int_equal(eb_murmurhash3_32("hello world", 11, 0), 1586663183);
+    assert_int_equal(eb_murmurhash3_32("\xc3\xa9\xe6\x97\xa5\xe6\x9c\xac", 8, 0), -378613425);
+    assert_int_equal(eb_murmurhash3_32("abcd", 4, 0), 1139631978);
+    assert_int_equal(eb_murmurhash3_32("abcde", 5, 7), -1257012173);
+}
+
+/* ---- hashing rules ---------------------------------------------------------------- */
+
+/* Expected raw counts built from a list of features with the public hash, the way scikit-learn buckets them. */
+static void add_expected(float *expected, size_t n_features, bool alternate_sign, const char *feature)
+{
+    int32_t h = eb_murmurhash3_32(feature, strlen(feature), 0);
+    int64_t magnitude = h < 0 ? -(int64_t)h : (int64_t)h;
+    size_t index = (size_t)(magnitude % (int64_t)n_features);
+    expected[index] += (alternate_sign && h < 0) ? -1.0f : 1.0f;
+}
+
+static void expect_features(eb_hashing_params p, const char *text, const char *const *features, size_t n)
+{
+    eb_encoder *enc = make_hashing(p);
+    float *row = encode_one(enc, text_of(text));
+    float *expected = calloc(p.n_features, sizeof *expected);
+    assert_non_null(expected);
+    for (size_t i = 0; i < n; i++)
+        add_expected(expected, p.n_features, p.alternate_sign != 0, features[i]);
+    for (size_t c = 0; c < p.n_features; c++) {
+        if (row[c] != expected[c])
+            fail_msg("\"%s\": bucket %zu is %g, expected %g", text, c, row[c], expected[c]);
+    }
+    free(expected);
+    free(row);
+    eb_encoder_free(enc);
+}
+
+static void char_wb_pads_words_and_counts_short_ones_once(void **state)
+{
+    (void)state;
+    eb_hashing_params p = eb_hashing_default_params();
+    p.norm = EB_NORM_NONE;
+    p.n_features = 1 << 20; /* wide enough that these few features do not collide */
+    /* " ab " has 4 characters: n = 4 takes it whole and stops; "c" padded is " c ", shorter than 3. */
+    const char *features[] = {" a", "ab", "b ", " ab", "ab ", " ab ", " c", "c ", " c "};
+    expect_features(p, "AB\t c", features, sizeof features / sizeof *features);
+}
+
+static void char_squeezes_whitespace_runs_only(void **state)
+{
+    (void)state;
+    eb_hashing_params p = eb_hashing_default_params();
+    p.analyzer = EB_ANALYZER_CHAR;
+    p.ngram_min = 1;
+    p.ngram_max = 2;
+    p.norm = EB_NORM_NONE;
+    p.lowercase = 0;
+    p.alternate_sign = 0;
+    p.n_features = 1 << 20;
+    /* "a \t b\nC": the run " \t " becomes one space, the single "\n" stays. */
+    const char *features[] = {"a", " ", "b", "\n", "C", "a ", " b", "b\n", "\nC"};
+    expect_features(p, "a \t b\nC", features, sizeof features / sizeof *features);
+}
+
+static void word_tokens_need_two_word_characters(void **state)
+{
+    (void)state;
+    eb_hashing_params p = eb_hashing_default_params();
+    p.analyzer = EB_ANALYZER_WORD;
+    p.ngram_min = 1;
+    p.ngram_max = 2;
+    p.norm = EB_NORM_NONE;
+    p.n_features = 1 << 20;
+    /* "a" is one character and no token; "_x1" is a token (underscore and digits are word characters). */
+    const char *features[] = {"hello", "_x1", "world", "hello _x1", "_x1 world"};
+    expect_features(p, "Hello, a _x1 -- WORLD!", features, sizeof features / sizeof *features);
+}
+
+static void lowercasing_follows_python(void **state)
+{
+    (void)state;
+    eb_hashing_params p = eb_hashing_default_params();
+    p.analyzer = EB_ANALYZER_WORD;
+    p.ngram_min = 1;
+    p.ngram_max = 1;
+    p.norm = EB_NORM_NONE;
+    p.n_features = 1 << 20;
+    /*
+     * U+0130 lowers to "i" + U+0307, a combining mark and so no word character: the token is "stanbul".
+     * A word-final capital sigma lowers to U+03C2, one followed by a letter to U+03C3.
+     */
+    const char *features[] = {"stanbul", "\xce\xbf\xce\xb4\xce\xbf\xcf\x82",
+                              "\xcf\x83\xce\xb1\xcf\x83\xce\xb1"};
+    expect_features(p, "\xc4\xb0STANBUL \xce\x9f\xce\x94\xce\x9f\xce\xa3 \xce\xa3\xce\x91\xce\xa3\xce\xb1", features,
+                    sizeof features / sizeof *features);
+}
+
+static void norms_scale_rows(void **state)
+{
+    (void)state;
+    eb_hashing_params p = eb_hashing_default_params();
+    const char *text = "the quick brown fox jumps over the lazy dog";
+    p.norm = EB_NORM_NONE;
+    eb_encoder *raw_enc = make_hashing(p);
+    float *raw = encode_one(raw_enc, text_of(text));
+    p.norm = EB_NORM_L2;
+    eb_encoder *l2_enc = make_hashing(p);
+    float *l2 = encode_one(l2_enc, text_of(text));
+    p.norm = EB_NORM_L1;
+    eb_encoder *l1_enc = make_hashing(p);
+    float *l1 = encode_one(l1_enc, text_of(text));
+    double sq = 0, abs_sum = 0;
+    for (size_t c = 0; c < p.n_features; c++) {
+        sq += (double)raw[c] * raw[c];
+        abs_sum += fabs(raw[c]);
+    }
+    assert_true(sq > 0);
+    for (size_t c = 0; c < p.n_features; c++) {
+        assert_true(l2[c] == (float)(raw[c] / sqrt(sq)));
+        assert_true(l1[c] == (float)(raw[c] / abs_sum));
+    }
+    /* An empty text and a text of only spaces have no features: a zero row, not NaN. */
+    float *empty = encode_one(l2_enc, text_of(""));
+    float *spaces = encode_one(l2_enc, text_of("   \n "));
+    for (size_t c = 0; c < p.n_features; c++) {
+        assert_true(empty[c] == 0.0f);
+        assert_true(spaces[c] == 0.0f);
+    }
+    free(empty);
+    free(spaces);
+    free(raw);
+    free(l2);
+    free(l1);
+    eb_encoder_free(raw_enc);
+    eb_encoder_free(l2_enc);
+    eb_encoder_free(l1_enc);
+}
+
+static void embedded_nul_is_part_of_the_text(void **state)
+{
+    (void)state;
+    eb_hashing_params p = eb_hashing_default_params();
+    p.norm = EB_NORM_NONE;
+    eb_encoder *enc = make_hashing(p);
+    const char with_nul[] = {'a', 'b', '\0', 'c', 'd'};
+    eb_text t = {with_nul, sizeof with_nul};
+    float *a = encode_one(enc, t);
+    float *b = encode_one(enc, text_of("ab"));
+    double total_a = 0, total_b = 0;
+    for (size_t c = 0; c < p.n_features; c++) {
+        total_a += fabs(a[c]);
+        total_b += fabs(b[c]);
+    }
+    /* "ab\0cd" is one word of 7 padded characters: 6 + 5 + 4 n-grams; "ab" gives 3 + 2 + 1. */
+    assert_true(memcmp(a, b, p.n_features * sizeof *a) != 0);
+    assert_true(total_a <= 15 && total_a > total_b);
+    free(a);
+    free(b);
+    eb_encoder_free(enc);
+}
+
+static void hashing_params_are_checked(void **state)
+{
+    (void)state;
+    eb_error err;
+    eb_encoder *enc = (eb_encoder *)&err; /* must be reset to NULL on failure */
+    eb_hashing_params p = eb_hashing_default_params();
+    p.ngram_min = 0;
+    assert_int_equal(eb_hashing_encoder_create(&p, NULL, &enc, &err), EB_ERR_INVALID_PARAM);
+    assert_null(enc);
+    expect_message(&err, "ngram_min");
+    p = eb_hashing_default_params();
+    p.ngram_min = 3;
+    p.ngram_max = 2;
+    assert_int_equal(eb_hashing_check_params(&p, &err), EB_ERR_INVALID_PARAM);
+    expect_message(&err, "ngram_max");
+    p = eb_hashing_default_params();
+    p.n_features = 0;
+    assert_int_equal(eb_hashing_check_params(&p, &err), EB_ERR_INVALID_PARAM);
+    expect_message(&err, "n_features");
+    p = eb_hashing_default_params();
+    p.norm = (eb_norm)7;
+    assert_int_equal(eb_hashing_check_params(&p, &err), EB_ERR_INVALID_PARAM);
+    expect_message(&err, "norm");
+    p = eb_hashing_default_params();
+    p.analyzer = (eb_hashing_analyzer)9;
+    assert_int_equal(eb_hashing_check_params(&p, &err), EB_ERR_INVALID_PARAM);
+    expect_message(&err, "analyzer");
+    p = eb_hashing_default_params();
+    p.n_threads = EB_ENCODER_MAX_THREADS + 1;
+    assert_int_equal(eb_hashing_check_params(&p, &err), EB_ERR_INVALID_PARAM);
+    expect_message(&err, "n_threads");
+    assert_int_equal(eb_hashing_encoder_create(NULL, NULL, &enc, &err), EB_ERR_NULL_POINTER);
+    p = eb_hashing_default_params();
+    p.n_features = 77;
+    enc = make_hashing(p);
+    eb_hashing_params got;
+    assert_int_equal(eb_hashing_encoder_get_params(enc, &got, &err), EB_OK);
+    assert_int_equal(got.n_features, 77);
+    assert_int_equal(eb_encoder_output_dim(enc), 77);
+    assert_int_equal(eb_encoder_input_kind(enc), EB_INPUT_TEXT);
+    assert_string_equal(eb_encoder_name(enc), "hashing");
+    eb_encoder_free(enc);
+    eb_encoder_free(NULL);
+}
+
+/* ---- input policy ------------------------------------------------------------------ */
+
+static void expect_text_rejected(const eb_encoder *enc, const eb_text *texts, size_t n, eb_mut_matrix out,
+                                 eb_status status, const char *needle)
+{
+    eb_error err;
+    assert_int_equal(eb_encoder_encode_texts(enc, texts, n, out, &err), status);
+    assert_int_equal(err.status, status);
+    expect_message(&err, needle);
+}
+
+static void invalid_utf8_is_rejected_with_row_and_offset(void **state)
+{
+    (void)state;
+    eb_hashing_params p = eb_hashing_default_params();
+    p.n_features = 8;
+    eb_encoder *enc = make_hashing(p);
+    float out[2 * 8];
+    eb_mut_matrix view = eb_mut_matrix_view(out, 2, 8);
+    const char *bad[] = {
+        "abc\xc0\xaf",         /* overlong '/' */
+        "abc\xed\xa0\x80",     /* UTF-16 surrogate */
+        "abc\xf4\x90\x80\x80", /* above U+10FFFF */
+        "abc\xe2\x82",         /* truncated */
+        "abc\x80",             /* lone continuation byte */
+        "abc\xff",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        eb_text texts[2] = {text_of("fine \xe2\x82\xac"), text_of(bad[i])};
+        expect_text_rejected(enc, texts, 2, view, EB_ERR_INVALID_UTF8, "text 1 is not valid UTF-8 at byte 3");
+        size_t offset = 99;
+        assert_int_equal(eb_utf8_valid(bad[i], strlen(bad[i]), &offset), 0);
+        assert_int_equal(offset, 3);
+    }
+    assert_int_equal(eb_utf8_valid("\xf0\x9f\x98\x80 ok \xc3\xa9", 10, NULL), 1);
+    eb_encoder_free(enc);
+}
+
+static void bad_batches_are_rejected(void **state)
+{
+    (void)state;
+    eb_hashing_params p = eb_hashing_default_params();
+    p.n_features = 8;
+    eb_encoder *enc = make_hashing(p);
+    float out[2 * 8];
+    eb_text texts[2] = {text_of("one"), text_of("two")};
+    expect_text_rejected(enc, texts, 0, eb_mut_matrix_view(out, 0, 8), EB_ERR_EMPTY_INPUT, "0 texts");
+    expect_text_rejected(enc, NULL, 2, eb_mut_matrix_view(out, 2, 8), EB_ERR_NULL_POINTER, "texts");
+    expect_text_rejected(NULL, texts, 2, eb_mut_matrix_view(out, 2, 8), EB_ERR_NULL_POINTER, "encoder");
+    expect_text_rejected(enc, texts, 2, eb_mut_matrix_view(out, 2, 7), EB_ERR_SHAPE_MISMATCH, "2 x 8");
+    expect_text_rejected(enc, texts, 2, eb_mut_matrix_view(out, 1, 8), EB_ERR_SHAPE_MISMATCH, "2 x 8");
+    expect_text_rejected(enc, texts, 2, eb_mut_matrix_view(NULL, 2, 8), EB_ERR_NULL_POINTER, "out.data");
+    eb_text null_text[2] = {text_of("one"), {NULL, 4}};
+    expect_text_rejected(enc, null_text, 2, eb_mut_matrix_view(out, 2, 8), EB_ERR_NULL_POINTER, "text 1");
+    /* NULL data with length 0 is an empty text. */
+    eb_text empty[2] = {{NULL, 0}, text_of("")};
+    eb_error err;
+    assert_int_equal(eb_encoder_encode_texts(enc, empty, 2, eb_mut_matrix_view(out, 2, 8), &err), EB_OK);
+    /* A text encoder does not take images. */
+    uint8_t pixel[3] = {1, 2, 3};
+    eb_image image = {pixel, 1, 1, 3, 3};
+    assert_int_equal(eb_encoder_encode_images(enc, &image, 1, eb_mut_matrix_view(out, 1, 8), &err),
+                     EB_ERR_WRONG_INPUT_KIND);
+    expect_message(&err, "takes texts");
+    eb_encoder_free(enc);
+}
+
+/* ---- threads ------------------------------------------------------------------ */
+
+typedef struct corpus {
+    size_t n;
+    char **owned;
+    eb_text *texts;
+} corpus;
+
+/* Pseudo-random texts with ASCII and multi-byte characters and varied lengths. */
+static corpus make_corpus(size_t n, uint64_t seed)
+{
+    static const char *pieces[] = {"alpha", "BETA", "gamma", " ", "  ", "\t", "\xc3\xa9t\xc3\xa9", "\xce\xa3\xce\xb1",
+                                   "\xe6\x97\xa5\xe6\x9c\xac", "\xc4\xb0z", "42", "_x", ".", "\n"};
+    corpus c = {n, calloc(n, sizeof(char *)), calloc(n, sizeof(eb_text))};
+    assert_non_null(c.owned);
+    assert_non_null(c.texts);
+    test_rng rng = test_rng_make(seed);
+    for (size_t i = 0; i < n; i++) {
+        size_t count = test_rng_next(&rng) % 60;
+        char *s = calloc(count * 12 + 1, 1);
+        assert_non_null(s);
+        for (size_t k = 0; k < count; k++)
+            strcat(s, pieces[test_rng_next(&rng) % (sizeof pieces / sizeof *pieces)]);
+        c.owned[i] = s;
+        c.texts[i] = text_of(s);
+    }
+    return c;
+}
+
+static void corpus_release(corpus *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->owned[i]);
+    free(c->owned);
+    free(c->texts);
+}
+
+static float *encode_corpus(const eb_encoder *enc, const corpus *c)
+{
+    size_t dim = eb_encoder_output_dim(enc);
+    float *out = malloc(c->n * dim * sizeof *out);
+    assert_non_null(out);
+    eb_error err;
+    eb_status status = eb_encoder_encode_texts(enc, c->texts, c->n, eb_mut_matrix_view(out, c->n, dim), &err);
+    if (status != EB_OK)
+        fail_msg("encode failed: %s", err.message);
+    return out;
+}
+
+typedef struct concurrent_call {
+    const eb_encoder *enc;
+    const corpus *c;
+    float *out;
+} concurrent_call;
+
+static void *encode_in_thread(void *arg)
+{
+    concurrent_call *call = arg;
+    call->out = encode_corpus(call->enc, call->c);
+    return NULL;
+}
+
+static void output_does_not_depend_on_threads(void **state)
+{
+    (void)state;
+    /* About 4000 texts of ~150 bytes: big enough for the automatic rule to split. */
+    corpus c = make_corpus(4000, 7);
+    const eb_hashing_analyzer analyzers[] = {EB_ANALYZER_CHAR_WB, EB_ANALYZER_CHAR, EB_ANALYZER_WORD};
+    for (size_t a = 0; a < 3; a++) {
+        eb_hashing_params p = eb_hashing_default_params();
+        p.analyzer = analyzers[a];
+        p.ngram_min = 1;
+        p.ngram_max = 3;
+        p.n_features = 256;
+        p.n_threads = 1;
+        eb_encoder *single = make_hashing(p);
+        p.n_threads = 2;
+        eb_encoder *two = make_hashing(p);
+        p.n_threads = 7;
+        eb_encoder *seven = make_hashing(p);
+        p.n_threads = EB_ENCODER_THREADS_AUTO;
+        eb_encoder *automatic = make_hashing(p);
+        float *expected = encode_corpus(single, &c);
+        size_t bytes = c.n * p.n_features * sizeof(float);
+        float *got = encode_corpus(two, &c);
+        assert_memory_equal(expected, got, bytes);
+        free(got);
+        got = encode_corpus(seven, &c);
+        assert_memory_equal(expected, got, bytes);
+        free(got);
+        /* Four callers at once on one encoder, each splitting its batch as well. */
+        pthread_t threads[4];
+        concurrent_call calls[4];
+        for (size_t t = 0; t < 4; t++) {
+            calls[t].enc = automatic;
+            calls[t].c = &c;
+            calls[t].out = NULL;
+            assert_int_equal(pthread_create(&threads[t], NULL, encode_in_thread, &calls[t]), 0);
+        }
+        for (size_t t = 0; t < 4; t++) {
+            assert_int_equal(pthread_join(threads[t], NULL), 0);
+            assert_memory_equal(expected, calls[t].out, bytes);
+            free(calls[t].out);
+        }
+        free(expected);
+        eb_encoder_free(single);
+        eb_encoder_free(two);
+        eb_encoder_free(seven);
+        eb_encoder_free(automatic);
+    }
+    corpus_release(&c);
+}
+
+static void allocation_failures_leak_nothing(void **state)
+{
+    (void)state;
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    corpus c = make_corpus(3000, 11);
+    eb_hashing_params p = eb_hashing_default_params();
+    p.n_features = 64;
+    p.n_threads = 2;
+    float *out = malloc(c.n * 64 * sizeof *out);
+    assert_non_null(out);
+    size_t failures_seen = 0;
+    for (size_t fail_at = 0; fail_at < 40; fail_at++) {
+        counting_allocator_arm(&counter, fail_at);
+        eb_encoder *enc = NULL;
+        eb_error err;
+        eb_status status = eb_hashing_encoder_create(&p, &mem, &enc, &err);
+        if (status == EB_OK)
+            status = eb_encoder_encode_texts(enc, c.texts, c.n, eb_mut_matrix_view(out, c.n, 64), &err);
+        if (status != EB_OK) {
+            assert_int_equal(status, EB_ERR_NOMEM);
+            failures_seen++;
+        }
+        eb_encoder_free(enc);
+        assert_int_equal(counter.live_blocks, 0);
+    }
+    assert_true(failures_seen >= 5);
+    free(out);
+    corpus_release(&c);
+}
+
+/* ---- a custom encoder through the same entry points ------------------------------- */
+
+typedef struct length_encoder {
+    eb_encoder base;
+    int destroyed_flag_unused;
+} length_encoder;
+
+static size_t length_dim(const eb_encoder *e)
+{
+    (void)e;
+    return 2;
+}
+
+static eb_status length_encode(const eb_encoder *e, const eb_text *texts, size_t n, eb_mut_matrix out, eb_error *err)
+{
+    (void)e;
+    (void)err;
+    for (size_t i = 0; i < n; i++) {
+        out.data[i * out.stride] = (float)texts[i].length;
+        out.data[i * out.stride + 1] = 1.0f;
+    }
+    return EB_OK;
+}
+
+static int custom_destroyed;
+
+static void length_destroy(eb_encoder *e)
+{
+    (void)e;
+    custom_destroyed++;
+}
+
+static const eb_encoder_vtable length_vtable = {"length", EB_INPUT_TEXT, length_dim, length_encode, NULL,
+                                                length_destroy};
+
+static void custom_encoders_get_the_same_checks(void **state)
+{
+    (void)state;
+    length_encoder custom = {{&length_vtable}, 0};
+    eb_encoder *enc = &custom.base;
+    float out[6] = {0};
+    eb_text texts[3] = {text_of("a"), text_of("abc"), text_of("")};
+    eb_error err;
+    assert_int_equal(eb_encoder_encode_texts(enc, texts, 3, eb_mut_matrix_view(out, 3, 2), &err), EB_OK);
+    assert_true(out[0] == 1.0f && out[2] == 3.0f && out[4] == 0.0f && out[5] == 1.0f);
+    eb_text bad[1] = {text_of("\xc3")};
+    assert_int_equal(eb_encoder_encode_texts(enc, bad, 1, eb_mut_matrix_view(out, 1, 2), &err), EB_ERR_INVALID_UTF8);
+    assert_int_equal(eb_encoder_encode_texts(enc, texts, 3, eb_mut_matrix_view(out, 3, 3), &err),
+                     EB_ERR_SHAPE_MISMATCH);
+    expect_message(&err, "length encoder");
+    assert_string_equal(eb_encoder_name(enc), "length");
+    eb_encoder_free(enc);
+    assert_int_equal(custom_destroyed, 1);
+}
+
+/* ---- colour histogram --------------------------------------------------------------- */
+
+static eb_encoder *make_histogram(size_t n_buckets)
+{
+    eb_encoder *enc = NULL;
+    eb_error err;
+    assert_int_equal(eb_color_histogram_encoder_create(n_buckets, 1, NULL, &enc, &err), EB_OK);
+    return enc;
+}
+
+/* A 256 x 1 image whose red channel holds every value once, green the reverse, blue all 7. */
+static void every_value_image(uint8_t *pixels)
+{
+    for (size_t x = 0; x < 256; x++) {
+        pixels[3 * x] = (uint8_t)x;
+        pixels[3 * x + 1] = (uint8_t)(255 - x);
+        pixels[3 * x + 2] = 7;
+    }
+}
+
+static void histogram_buckets_follow_numpy_edges(void **state)
+{
+    (void)state;
+    uint8_t pixels[256 * 3];
+    every_value_image(pixels);
+    eb_image image = {pixels, 256, 1, 3, 256 * 3};
+    eb_error err;
+    /* 256 buckets: one per value. */
+    eb_encoder *enc = make_histogram(256);
+    float out[3 * 256];
+    assert_int_equal(eb_encoder_encode_images(enc, &image, 1, eb_mut_matrix_view(out, 1, 768), &err), EB_OK);
+    for (size_t b = 0; b < 256; b++) {
+        assert_true(out[b] == 1.0f);
+        assert_true(out[256 + b] == 1.0f);
+        assert_true(out[512 + b] == (b == 7 ? 256.0f : 0.0f));
+    }
+    eb_encoder_free(enc);
+    /* 2 buckets, edges 0, 127.5, 255: values 0..127 and 128..255. */
+    enc = make_histogram(2);
+    assert_int_equal(eb_encoder_encode_images(enc, &image, 1, eb_mut_matrix_view(out, 1, 6), &err), EB_OK);
+    assert_true(out[0] == 128.0f && out[1] == 128.0f && out[4] == 256.0f && out[5] == 0.0f);
+    eb_encoder_free(enc);
+    /* 3 buckets, edges 0, 85, 170, 255: 85 opens bucket 1, 170 bucket 2, which also closes on 255. */
+    enc = make_histogram(3);
+    assert_int_equal(eb_encoder_encode_images(enc, &image, 1, eb_mut_matrix_view(out, 1, 9), &err), EB_OK);
+    assert_true(out[0] == 85.0f && out[1] == 85.0f && out[2] == 86.0f);
+    eb_encoder_free(enc);
+    /* 1 bucket holds everything. */
+    enc = make_histogram(1);
+    assert_int_equal(eb_encoder_encode_images(enc, &image, 1, eb_mut_matrix_view(out, 1, 3), &err), EB_OK);
+    assert_true(out[0] == 256.0f && out[1] == 256.0f && out[2] == 256.0f);
+    eb_encoder_free(enc);
+}
+
+static void histogram_honours_stride(void **state)
+{
+    (void)state;
+    /* 2 x 2 image in rows of 8 bytes; the 2 padding bytes of each row are 200 and must not be counted. */
+    uint8_t pixels[16] = {10, 20, 30, 11, 21, 31, 200, 200, 12, 22, 32, 13, 23, 33, 200, 200};
+    eb_image image = {pixels, 2, 2, 3, 8};
+    eb_encoder *enc = make_histogram(256);
+    float out[768];
+    eb_error err;
+    assert_int_equal(eb_encoder_encode_images(enc, &image, 1, eb_mut_matrix_view(out, 1, 768), &err), EB_OK);
+    float total = 0;
+    for (size_t i = 0; i < 768; i++)
+        total += out[i];
+    assert_true(total == 12.0f);
+    assert_true(out[10] == 1.0f && out[13] == 1.0f && out[256 + 22] == 1.0f && out[512 + 33] == 1.0f);
+    assert_true(out[200] == 0.0f);
+    eb_encoder_free(enc);
+}
+
+static void bad_images_are_rejected(void **state)
+{
+    (void)state;
+    eb_error err;
+    eb_encoder *enc = (eb_encoder *)&err;
+    assert_int_equal(eb_color_histogram_encoder_create(0, 1, NULL, &enc, &err), EB_ERR_INVALID_PARAM);
+    assert_null(enc);
+    expect_message(&err, "n_buckets is 0");
+    assert_int_equal(eb_color_histogram_encoder_create(257, 1, NULL, &enc, &err), EB_ERR_INVALID_PARAM);
+    expect_message(&err, "n_buckets is 257");
+    enc = make_histogram(4);
+    assert_int_equal(eb_encoder_input_kind(enc), EB_INPUT_IMAGE);
+    uint8_t pixels[4 * 4 * 4] = {0};
+    float out[2 * 12];
+    eb_mut_matrix view = eb_mut_matrix_view(out, 2, 12);
+    eb_image ok = {pixels, 2, 2, 3, 6};
+    eb_image cases[][2] = {
+        {ok, {pixels, 0, 2, 3, 6}},
+        {ok, {pixels, 2, 0, 3, 6}},
+        {ok, {pixels, 2, 2, 4, 8}},
+        {ok, {pixels, 2, 2, 1, 2}},
+        {ok, {pixels, 2, 2, 3, 5}},
+        {ok, {NULL, 2, 2, 3, 6}},
+    };
+    eb_status expected[] = {EB_ERR_EMPTY_INPUT, EB_ERR_EMPTY_INPUT, EB_ERR_SHAPE_MISMATCH, EB_ERR_SHAPE_MISMATCH,
+                            EB_ERR_SHAPE_MISMATCH, EB_ERR_NULL_POINTER};
+    const char *needles[] = {"image 1 is 0 x 2", "image 1 is 2 x 0", "image 1 has 4 channels",
+                             "image 1 has 1 channels", "image 1 has a row stride of 5", "image 1 has pixels NULL"};
+    for (size_t i = 0; i < sizeof expected / sizeof *expected; i++) {
+        assert_int_equal(eb_encoder_encode_images(enc, cases[i], 2, view, &err), expected[i]);
+        expect_message(&err, needles[i]);
+    }
+    eb_text t = text_of("x");
+    assert_int_equal(eb_encoder_encode_texts(enc, &t, 1, eb_mut_matrix_view(out, 1, 12), &err),
+                     EB_ERR_WRONG_INPUT_KIND);
+    eb_encoder_free(enc);
+}
+
+/* ---- word vectors ------------------------------------------------------------------ */
+
+static eb_status load_vectors(const char *bytes, size_t size, eb_word_vector_format format, int normalize,
+                              eb_encoder **out, eb_error *err)
+{
+    eb_word_vector_params p = eb_word_vectors_default_params();
+    p.format = format;
+    p.normalize = normalize;
+    return eb_word_vectors_load_from_buffer(bytes, size, &p, NULL, out, err);
+}
+
+static const char vec_file[] = "4 3\n"
+                               "hello 1 2 3\n"
+                               "world -1 0.5 2e-1 \n"
+                               "caf\xc3\xa9 0 0 1\n"
+                               "Upper 9 9 9\n";
+
+static void word_vectors_average_known_tokens(void **state)
+{
+    (void)state;
+    eb_encoder *enc = NULL;
+    eb_error err;
+    assert_int_equal(load_vectors(vec_file, sizeof vec_file - 1, EB_WORD_VECTORS_AUTO, 0, &enc, &err), EB_OK);
+    assert_int_equal(eb_word_vectors_vocab_size(enc), 4);
+    assert_int_equal(eb_encoder_output_dim(enc), 3);
+    const float *world = eb_word_vectors_lookup(enc, "world", 5);
+    assert_non_null(world);
+    assert_true(world[0] == -1.0f && world[1] == 0.5f && world[2] == 0.2f);
+    assert_null(eb_word_vectors_lookup(enc, "nope", 4));
+    /* "HELLO, World! Caf\u00c9 upper": tokens hello, world, caf\u00e9, upper; "upper" is unknown (stored "Upper"). */
+    eb_text texts[3] = {text_of("HELLO, World!! CAF\xc3\x89 upper"), text_of("nothing known"), text_of("")};
+    float out[9];
+    assert_int_equal(eb_encoder_encode_texts(enc, texts, 3, eb_mut_matrix_view(out, 3, 3), &err), EB_OK);
+    assert_true(fabsf(out[0] - 0.0f / 3) < 1e-6f);
+    assert_true(fabsf(out[1] - 2.5f / 3) < 1e-6f);
+    assert_true(fabsf(out[2] - 4.2f / 3) < 1e-6f);
+    for (size_t c = 3; c < 9; c++)
+        assert_true(out[c] == 0.0f);
+    eb_encoder_free(enc);
+    /* Normalised: the same direction at unit length; zero rows stay zero. */
+    assert_int_equal(load_vectors(vec_file, sizeof vec_file - 1, EB_WORD_VECTORS_TEXT, 1, &enc, &err), EB_OK);
+    float unit[9];
+    assert_int_equal(eb_encoder_encode_texts(enc, texts, 3, eb_mut_matrix_view(unit, 3, 3), &err), EB_OK);
+    double norm = sqrt((double)out[0] * out[0] + (double)out[1] * out[1] + (double)out[2] * out[2]);
+    for (size_t c = 0; c < 3; c++)
+        assert_true(fabs(unit[c] - out[c] / norm) < 1e-6);
+    assert_true(unit[3] == 0.0f && unit[8] == 0.0f);
+    eb_encoder_free(enc);
+}
+
+static void glove_and_binary_give_the_same_vectors(void **state)
+{
+    (void)state;
+    const char glove[] = "hello 1 2 3\nworld -1 0.5 0.2\n";
+    uint8_t binary[64];
+    size_t size = 0;
+    memcpy(binary, "2 3\n", 4);
+    size = 4;
+    const char *words[2] = {"hello", "world"};
+    const float values[2][3] = {{1, 2, 3}, {-1, 0.5f, 0.2f}};
+    for (size_t w = 0; w < 2; w++) {
+        memcpy(binary + size, words[w], 5);
+        binary[size + 5] = ' ';
+        size += 6;
+        for (size_t c = 0; c < 3; c++) {
+            uint32_t bits;
+            memcpy(&bits, &values[w][c], 4);
+            for (size_t k = 0; k < 4; k++)
+                binary[size++] = (uint8_t)(bits >> (8 * k));
+        }
+        binary[size++] = '\n';
+    }
+    eb_encoder *from_glove = NULL, *from_binary = NULL;
+    eb_error err;
+    assert_int_equal(load_vectors(glove, sizeof glove - 1, EB_WORD_VECTORS_AUTO, 1, &from_glove, &err), EB_OK);
+    assert_int_equal(load_vectors((const char *)binary, size, EB_WORD_VECTORS_AUTO, 1, &from_binary, &err), EB_OK);
+    for (size_t w = 0; w < 2; w++) {
+        const float *a = eb_word_vectors_lookup(from_glove, words[w], 5);
+        const float *b = eb_word_vectors_lookup(from_binary, words[w], 5);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_memory_equal(a, values[w], sizeof values[w]);
+        assert_memory_equal(b, values[w], sizeof values[w]);
+    }
+    eb_encoder_free(from_glove);
+    eb_encoder_free(from_binary);
+    /* Truncated binary: cut inside the last vector. */
+    eb_encoder *enc = (eb_encoder *)&err;
+    assert_int_equal(load_vectors((const char *)binary, size - 3, EB_WORD_VECTORS_BINARY, 1, &enc, &err),
+                     EB_ERR_FORMAT);
+    assert_null(enc);
+    expect_message(&err, "byte 29: record 2 of 2 is truncated");
+}
+
+static void malformed_vector_files_name_the_line(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        eb_word_vector_format format;
+        const char *needle;
+    } cases[] = {
+        {"2 3\nhello 1 2 3\nworld 1 2\n", EB_WORD_VECTORS_TEXT, "line 3: 2 values after the word, expected 3"},
+        {"2 3\nhello 1 2 3\nworld 1 2 3 4\n", EB_WORD_VECTORS_TEXT, "line 3: 4 values after the word, expected 3"},
+        {"2 3\nhello 1 2 3\nworld 1 x2 3\n", EB_WORD_VECTORS_TEXT, "line 3, value 2: \"x2\" is not a number"},
+        {"2 3\nhello 1 2 3\nworld 1 1e99 3\n", EB_WORD_VECTORS_TEXT, "line 3, value 2: \"1e99\" is outside"},
+        {"2 3\nhello 1 2 3\nworld 1 inf 3\n", EB_WORD_VECTORS_TEXT, "line 3, value 2: \"inf\" is not finite"},
+        {"3 3\nhello 1 2 3\nworld 1 2 3\nhello 4 5 6\n", EB_WORD_VECTORS_TEXT,
+         "line 4: duplicate word \"hello\", first seen at line 2"},
+        {"3 3\nhello 1 2 3\nworld 1 2 3\n", EB_WORD_VECTORS_TEXT, "announces 3 words, but the file ends after 2"},
+        {"1 3\nhello 1 2 3\nworld 1 2 3\n", EB_WORD_VECTORS_TEXT, "line 3: more vector lines than the 1"},
+        {"2 3\nhello 1 2 3\n\nworld 1 2 3\n", EB_WORD_VECTORS_TEXT, "line 3 is empty"},
+        {"hello 1 2 3\nworld 1 2 3\n", EB_WORD_VECTORS_TEXT, "line 1: expected the header"},
+        {"hello 1 2 3\nworld 1 2\n", EB_WORD_VECTORS_GLOVE, "line 2: 2 values after the word, expected 3"},
+        {"hello\n", EB_WORD_VECTORS_GLOVE, "line 1: a word without any values"},
+        {"5 3\nab \x01\x02\x03", EB_WORD_VECTORS_BINARY, "more than the 6 bytes after it can hold"},
+        {"", EB_WORD_VECTORS_AUTO, "empty"},
+        {"2 0\n", EB_WORD_VECTORS_TEXT, "0 dimensions"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        eb_encoder *enc = (eb_encoder *)&cases;
+        eb_error err;
+        eb_status status = load_vectors(cases[i].bytes, strlen(cases[i].bytes), cases[i].format, 1, &enc, &err);
+        if (status != EB_ERR_FORMAT)
+            fail_msg("case %zu: status %s (%s)", i, eb_status_string(status), err.message);
+        assert_null(enc);
+        expect_message(&err, cases[i].needle);
+    }
+}
+
+static void word_vector_file_errors_name_the_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/eb_test_vectors_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("2 2\nok 1 2\nbad 1\n", f);
+    fclose(f);
+    eb_word_vector_params p = eb_word_vectors_default_params();
+    eb_encoder *enc = NULL;
+    eb_error err;
+    assert_int_equal(eb_word_vectors_load(path, &p, NULL, &enc, &err), EB_ERR_FORMAT);
+    expect_message(&err, path);
+    expect_message(&err, "line 3: 1 values after the word, expected 2");
+    remove(path);
+    assert_int_equal(eb_word_vectors_load(path, &p, NULL, &enc, &err), EB_ERR_IO);
+    assert_null(enc);
+}
+
+static void word_vector_allocation_failures_leak_nothing(void **state)
+{
+    (void)state;
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    eb_word_vector_params p = eb_word_vectors_default_params();
+    size_t failures_seen = 0;
+    for (size_t fail_at = 0; fail_at < 20; fail_at++) {
+        counting_allocator_arm(&counter, fail_at);
+        eb_encoder *enc = NULL;
+        eb_error err;
+        eb_status status = eb_word_vectors_load_from_buffer(vec_file, sizeof vec_file - 1, &p, &mem, &enc, &err);
+        if (status == EB_OK) {
+            eb_text t = text_of("hello world");
+            float out[3];
+            status = eb_encoder_encode_texts(enc, &t, 1, eb_mut_matrix_view(out, 1, 3), &err);
+        }
+        if (status != EB_OK) {
+            assert_int_equal(status, EB_ERR_NOMEM);
+            failures_seen++;
+        }
+        eb_encoder_free(enc);
+        assert_int_equal(counter.live_blocks, 0);
+    }
+    assert_true(failures_seen >= 5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(murmurhash_matches_scikit_learn),
+        cmocka_unit_test(char_wb_pads_words_and_counts_short_ones_once),
+        cmocka_unit_test(char_squeezes_whitespace_runs_only),
+        cmocka_unit_test(word_tokens_need_two_word_characters),
+        cmocka_unit_test(lowercasing_follows_python),
+        cmocka_unit_test(norms_scale_rows),
+        cmocka_unit_test(embedded_nul_is_part_of_the_text),
+        cmocka_unit_test(hashing_params_are_checked),
+        cmocka_unit_test(invalid_utf8_is_rejected_with_row_and_offset),
+        cmocka_unit_test(bad_batches_are_rejected),
+        cmocka_unit_test(output_does_not_depend_on_threads),
+        cmocka_unit_test(allocation_failures_leak_nothing),
+        cmocka_unit_test(custom_encoders_get_the_same_checks),
+        cmocka_unit_test(histogram_buckets_follow_numpy_edges),
+        cmocka_unit_test(histogram_honours_stride),
+        cmocka_unit_test(bad_images_are_rejected),
+        cmocka_unit_test(word_vectors_average_known_tokens),
+        cmocka_unit_test(glove_and_binary_give_the_same_vectors),
+        cmocka_unit_test(malformed_vector_files_name_the_line),
+        cmocka_unit_test(word_vector_file_errors_name_the_file),
+        cmocka_unit_test(word_vector_allocation_failures_leak_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
