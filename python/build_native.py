@@ -116,7 +116,13 @@ def without_unimplemented_functions(declarations):
 def integer_macros():
     """`#define NAME ...` lines for the headers' integer constants, which cffi resolves at compile time."""
     names = []
-    for header in (VERSION_HEADER, PUBLIC_HEADER):
+    # embetter.h includes the other public headers (encoder.h); their constants count too.
+    other_headers = sorted(
+        os.path.join(INCLUDE_DIR, "embetter", name)
+        for name in os.listdir(os.path.join(INCLUDE_DIR, "embetter"))
+        if name.endswith(".h") and os.path.join(INCLUDE_DIR, "embetter", name) not in (VERSION_HEADER, PUBLIC_HEADER)
+    )
+    for header in [VERSION_HEADER, PUBLIC_HEADER] + other_headers:
         with open(header, encoding="utf-8") as f:
             for line in f:
                 match = re.match(r"\s*#\s*define\s+(EB_[A-Z0-9_]+)\s+(\S.*)$", line)

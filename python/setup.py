@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.realpath(__file__))
 VERSION_HEADER = os.path.join(os.path.dirname(HERE), "include", "embetter", "version.h")
@@ -32,6 +32,11 @@ def library_version():
 os.chdir(HERE)
 setup(
     version=library_version(),
+    # Listed here rather than in pyproject.toml, whose [tool.setuptools] table setuptools 66 calls beta.
+    packages=find_packages(include=["embetter", "embetter.*"]),
     cffi_modules=["build_native.py:ffibuilder"],
+    # The extension's C sources live outside this directory (absolute paths), which
+    # setuptools' package-data collection refuses; the package has no data files anyway.
+    include_package_data=False,
     zip_safe=False,
 )
