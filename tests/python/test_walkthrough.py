@@ -162,6 +162,17 @@ def test_walkthrough_rejects_unknown_arguments(tmp_path):
     assert "unrecognized arguments: --epochs" in result.stderr
 
 
+def test_walkthrough_without_the_data_says_how_to_install_it(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(WALKTHROUGH), "--quick", "--fortunes-dir", str(tmp_path / "absent")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "apt-get install fortunes" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "walkthrough-output" / "raw.png").exists()
+
+
 # ---- the corpus loader ---------------------------------------------------------
 
 
