@@ -1,0 +1,285 @@
+"""Text encoders: a batch of strings in, a float32 matrix out, computed by libembetter's C encoders.
+
+HashingEncoder is scikit-learn's HashingVectorizer made dense (same features,
+same hash, same numbers); WordVectorEncoder averages pre-trained static word
+vectors. Both are stateless scikit-learn transformers: fit learns nothing.
+
+Input policy (the C library's, see include/embetter/encoder.h): every item
+must be a str (or bytes holding UTF-8); None and other types are a TypeError
+naming the item. Text that cannot be UTF-8 (a str with lone surrogates, bytes
+that are not valid UTF-8) is rejected with a ValueError, never replaced. An
+empty string is valid and encodes to a row of zeros. An empty batch is a
+ValueError.
+"""
+import threading
+
+import numpy as np
+
+from embetter._binding import output_matrix, raise_for_status
+from embetter._native import ffi, lib
+from embetter.base import EmbetterBase
+
+__all__ = ["HashingEncoder", "WordVectorEncoder"]
+
+# eb_text is {const char *data; size_t length;}: build the whole array with numpy instead of item by item.
+_TEXT_DTYPE = np.dtype([("data", np.uintp), ("length", np.uintp)])
+assert ffi.sizeof("eb_text") == _TEXT_DTYPE.itemsize
+
+
+def _message(error):
+    return ffi.string(error.message).decode("utf-8", "replace")
+
+
+def _thread_setting(n_threads):
+    """The C n_threads value: None means automatic (EB_ENCODER_THREADS_AUTO)."""
+    if n_threads is None:
+        return lib.EB_ENCODER_THREADS_AUTO
+    if isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, (int, np.integer)):
+        raise TypeError(f"n_threads must be None or a whole number, not {type(n_threads).__name__}")
+    if not 1 <= n_threads <= lib.EB_ENCODER_MAX_THREADS:
+        raise ValueError(f"n_threads is {n_threads}; it must be None (automatic) or 1..{lib.EB_ENCODER_MAX_THREADS}")
+    return int(n_threads)
+
+
+def _text_items(X):
+    """The items of a batch as a list: lists, tuples, 1-D arrays, pandas Series, other iterables."""
+    if isinstance(X, (str, bytes)):
+        raise TypeError("X is a single string; pass a list (or array, or Series) of strings")
+    if hasattr(X, "iloc") and hasattr(X, "to_numpy"):  # pandas Series or one-column DataFrame
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise ValueError(f"X has shape {X.shape}; a batch of texts is one-dimensional")
+        return X.tolist()
+    try:
+        return list(X)
+    except TypeError:
+        raise TypeError(f"X must be a list, array or Series of strings, not {type(X).__name__}") from None
+
+
+def _utf8_batch(X):
+    """(blob, eb_text array) for the batch; the caller keeps both alive during the C call."""
+    items = _text_items(X)
+    encoded = []
+    for position, item in enumerate(items):
+        if isinstance(item, str):
+            try:
+                encoded.append(item.encode("utf-8"))
+            except UnicodeEncodeError as error:
+                raise ValueError(
+                    f"text {position} is not valid Unicode: {error.reason} at character {error.start}; "
+                    "invalid text is rejected, not replaced"
+                ) from None
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            encoded.append(bytes(item))  # the C library checks that it is UTF-8
+        elif item is None:
+            raise TypeError(f"text {position} is None; every item must be a str")
+        else:
+            raise TypeError(f"text {position} is a {type(item).__name__}, not a str")
+    lengths = np.fromiter((len(b) for b in encoded), dtype=np.uintp, count=len(encoded))
+    blob = b"".join(encoded)
+    texts = np.zeros(len(encoded), dtype=_TEXT_DTYPE)
+    if blob:
+        base = int(ffi.cast("uintptr_t", ffi.from_buffer(blob)))
+        starts = np.zeros(len(encoded), dtype=np.uintp)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        texts["data"] = base + starts
+    texts["length"] = lengths
+    return blob, texts
+
+
+class NativeEncoder:
+    """One C encoder (an eb_encoder *), freed when this object is collected."""
+
+    def __init__(self, pointer):
+        self.pointer = ffi.gc(pointer, lib.eb_encoder_free)
+        self.dim = lib.eb_encoder_output_dim(self.pointer)
+
+    def encode_texts(self, X):
+        blob, texts = _utf8_batch(X)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        error = ffi.new("eb_error *")
+        text_pointer = ffi.cast("const eb_text *", texts.ctypes.data)
+        status = lib.eb_encoder_encode_texts(self.pointer, text_pointer, len(texts), output_matrix(out), error)
+        del blob
+        raise_for_status(status, _message(error))
+        return out
+
+    def encode_images(self, images, descriptors):
+        """images: the uint8 arrays, kept alive here; descriptors: their eb_image records."""
+        out = np.empty((len(descriptors), self.dim), dtype=np.float32)
+        error = ffi.new("eb_error *")
+        pointer = ffi.cast("const eb_image *", descriptors.ctypes.data)
+        status = lib.eb_encoder_encode_images(self.pointer, pointer, len(descriptors), output_matrix(out), error)
+        del images
+        raise_for_status(status, _message(error))
+        return out
+
+
+def create_encoder(function_name, *args):
+    """Call an eb_*_create/load function that ends in (..., eb_encoder **out, eb_error *err)."""
+    created = ffi.new("eb_encoder **")
+    error = ffi.new("eb_error *")
+    status = getattr(lib, function_name)(*args, created, error)
+    raise_for_status(status, _message(error))
+    return NativeEncoder(created[0])
+
+
+_ANALYZERS = {"char_wb": lib.EB_ANALYZER_CHAR_WB, "char": lib.EB_ANALYZER_CHAR, "word": lib.EB_ANALYZER_WORD}
+_NORMS = {"l2": lib.EB_NORM_L2, "l1": lib.EB_NORM_L1, None: lib.EB_NORM_NONE}
+
+
+def _whole_number(name, value, low, high=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} is {value}; it must be {bound}")
+    return int(value)
+
+
+class HashingEncoder(EmbetterBase):
+    """Dense feature hashing of character or word n-grams, equal to scikit-learn's HashingVectorizer.
+
+    HashingEncoder(**settings).transform(texts) gives the same numbers as
+    HashingVectorizer(**settings).transform(texts).toarray() in float32: the
+    same n-grams, MurmurHash3 (32-bit, seed 0, signed), bucket |h| mod
+    n_features, sign of h, then the row norm. Lowercasing follows Python's
+    str.lower() (see docs/encoders.md for the code points where the C Unicode
+    tables may disagree). It runs in C, several times faster than the Python
+    original, and can split large batches across threads.
+
+    Parameters:
+        analyzer: "char_wb" (n-grams inside space-padded words), "char" or "word".
+        ngram_range: (min_n, max_n); None means (2, 4) for the char analyzers and (1, 1) for "word".
+        n_features: output width, 1 .. 2**31 - 1.
+        alternate_sign: add -1 instead of +1 for features whose hash is negative.
+        norm: "l2", "l1" or None.
+        lowercase: lowercase the text first.
+        n_threads: None (automatic: threads only for large batches) or a fixed count.
+    """
+
+    def __init__(self, analyzer="char_wb", ngram_range=None, n_features=1024, alternate_sign=True, norm="l2",
+                 lowercase=True, n_threads=None):
+        self.analyzer = analyzer
+        self.ngram_range = ngram_range
+        self.n_features = n_features
+        self.alternate_sign = alternate_sign
+        self.norm = norm
+        self.lowercase = lowercase
+        self.n_threads = n_threads
+
+    def _effective_ngram_range(self):
+        if self.ngram_range is None:
+            return (1, 1) if self.analyzer == "word" else (2, 4)
+        try:
+            low, high = self.ngram_range
+        except (TypeError, ValueError):
+            raise ValueError(f"ngram_range is {self.ngram_range!r}; it must be a pair (min_n, max_n)") from None
+        low = _whole_number("ngram_range[0]", low, 1)
+        high = _whole_number("ngram_range[1]", high, 1)
+        if high < low:
+            raise ValueError(f"ngram_range is {self.ngram_range!r}; min_n must not exceed max_n")
+        return low, high
+
+    def _encoder(self):
+        if self.analyzer not in _ANALYZERS:
+            raise ValueError(f"analyzer is {self.analyzer!r}; it must be 'char_wb', 'char' or 'word'")
+        if self.norm not in _NORMS:
+            raise ValueError(f"norm is {self.norm!r}; it must be 'l2', 'l1' or None")
+        low, high = self._effective_ngram_range()
+        params = lib.eb_hashing_default_params()
+        params.analyzer = _ANALYZERS[self.analyzer]
+        params.ngram_min = low
+        params.ngram_max = high
+        params.n_features = _whole_number("n_features", self.n_features, 1, 2**31 - 1)
+        params.alternate_sign = bool(self.alternate_sign)
+        params.norm = _NORMS[self.norm]
+        params.lowercase = bool(self.lowercase)
+        params.n_threads = _thread_setting(self.n_threads)
+        # Creating one is a single small allocation, so there is no state to keep or pickle.
+        return create_encoder("eb_hashing_encoder_create", ffi.new("eb_hashing_params *", params), ffi.NULL)
+
+    def transform(self, X, y=None):
+        """The n x n_features float32 matrix of the texts in X."""
+        return self._encoder().encode_texts(X)
+
+
+_FORMATS = {
+    "auto": lib.EB_WORD_VECTORS_AUTO,
+    "text": lib.EB_WORD_VECTORS_TEXT,
+    "glove": lib.EB_WORD_VECTORS_GLOVE,
+    "binary": lib.EB_WORD_VECTORS_BINARY,
+}
+
+
+class WordVectorEncoder(EmbetterBase):
+    """The mean of pre-trained static word vectors of a text's tokens.
+
+    Reads word2vec/fastText text files (.vec, with a "count dim" first line),
+    GloVe text files (no header) and word2vec binary files. A text is
+    lowercased and split into runs of letters and digits; its vector is the
+    mean of the vectors of the tokens in the vocabulary (matched exactly as
+    the file spells them), a zero row when no token is known, then scaled to
+    unit length if normalize. A malformed file raises ValueError naming the
+    line (or byte offset, for binary files).
+
+    The file is read on the first fit or transform and kept; pickles and
+    clones hold only the parameters and read it again.
+
+    Parameters:
+        path: the vector file.
+        normalize: L2-normalise every row (zero rows stay zero).
+        format: "auto" (from the bytes), "text", "glove" or "binary".
+        n_threads: None (automatic) or a fixed thread count for encoding.
+    """
+
+    def __init__(self, path, normalize=True, format="auto", n_threads=None):
+        self.path = path
+        self.normalize = normalize
+        self.format = format
+        self.n_threads = n_threads
+
+    def _loaded(self):
+        lock = self.__dict__.setdefault("_load_lock", threading.Lock())
+        with lock:
+            key = (str(self.path), bool(self.normalize), self.format, self.n_threads)
+            cached = self.__dict__.get("_native")
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            if self.format not in _FORMATS:
+                raise ValueError(f"format is {self.format!r}; it must be 'auto', 'text', 'glove' or 'binary'")
+            params = lib.eb_word_vectors_default_params()
+            params.format = _FORMATS[self.format]
+            params.normalize = bool(self.normalize)
+            params.n_threads = _thread_setting(self.n_threads)
+            path = str(self.path).encode("utf-8")
+            try:
+                native = create_encoder(
+                    "eb_word_vectors_load", path, ffi.new("eb_word_vector_params *", params), ffi.NULL
+                )
+            except ValueError as error:
+                if getattr(error, "status", "") == "EB_ERR_IO":
+                    raise OSError(str(error)) from None
+                raise
+            self.__dict__["_native"] = (key, native)
+            self.vocab_size_ = lib.eb_word_vectors_vocab_size(native.pointer)
+            self.dim_ = native.dim
+            return native
+
+    def fit(self, X=None, y=None):
+        """Reads the vector file (nothing is learned); returns self."""
+        self._loaded()
+        return self
+
+    def transform(self, X, y=None):
+        """The n x dim float32 matrix of the texts in X."""
+        return self._loaded().encode_texts(X)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_native", None)
+        state.pop("_load_lock", None)
+        return state
