@@ -221,7 +221,9 @@ static void exercise(const model_api *api, const uint8_t *data, size_t size)
         size_t width = api->output_dim(model);
         float *out = calloc(PROBE_ROWS * width, sizeof *out);
         REQUIRE(out != NULL);
-        REQUIRE(api->transform(model, probe, eb_mut_matrix_view(out, PROBE_ROWS, width), &err) == EB_OK);
+        /* Finite weights near FLT_MAX can still overflow an output: that is reported, never returned as inf. */
+        status = api->transform(model, probe, eb_mut_matrix_view(out, PROBE_ROWS, width), &err);
+        REQUIRE(status == EB_OK || (status == EB_ERR_NONFINITE && err.message[0] != '\0'));
         free(out);
     } else {
         float out[PROBE_ROWS];
