@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     pipeline_points = pipeline.transform([texts[i] for i in held_idx])
     report.add_points("pipeline: text -> finetuner -> PCA", 2, None, None, pipeline_points,
                       "pipeline.png")
-    same = np.allclose(pipeline[1].transform(X_held), feedforward.transform(X_held))
+    same = np.array_equal(pipeline[1].transform(X_held), feedforward.transform(X_held))
     print(f"pipeline's finetuner equals the step-by-step one (same seed): {same}")
 
     # 5. Streaming: only partial_fit, 50 rows at a time.
