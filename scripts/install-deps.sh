@@ -21,6 +21,7 @@ packages=(
   python3-cffi
   python3-dev
   python3-diskcache
+  python3-gensim
   python3-ipykernel
   python3-joblib
   python3-matplotlib
