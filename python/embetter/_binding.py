@@ -29,7 +29,7 @@ def error_for_status(status, message):
         error = MemoryError(detail)
     elif status == lib.EB_ERR_NULL_POINTER:
         error = TypeError(detail)
-    elif status == lib.EB_ERR_NONFINITE:
+    elif status == lib.EB_ERR_NONFINITE and detail.startswith("X["):
         # scikit-learn's convention (and its estimator checks) name the problem "NaN or infinity".
         error = ValueError(f"{detail}; the input must not contain NaN or infinity")
     else:
@@ -144,18 +144,24 @@ class NativeModel:
     def _function(self, name):
         return getattr(lib, f"eb_{self.kind}_{name}")
 
-    @classmethod
-    def create(cls, kind, settings):
-        """An unfitted model; settings maps params-struct fields to values already validated in Python."""
-        params = getattr(lib, f"eb_{kind}_default_params")()
+    @staticmethod
+    def _params_struct(kind, settings, base):
+        """A new params struct: base's fields (a struct), then settings (field -> validated value) over them."""
+        params = ffi.new(f"eb_{kind}_params *", base)
         for field, value in settings.items():
             try:
                 setattr(params, field, value)
             except OverflowError:
                 raise ValueError(f"{field} is {value!r}, too large for the C library") from None
+        return params
+
+    @classmethod
+    def create(cls, kind, settings):
+        """An unfitted model; settings maps params-struct fields to values already validated in Python."""
+        params = cls._params_struct(kind, settings, getattr(lib, f"eb_{kind}_default_params")())
         created = ffi.new(f"eb_{kind} **")
         error = ffi.new("eb_error *")
-        status = getattr(lib, f"eb_{kind}_create")(ffi.new(f"eb_{kind}_params *", params), ffi.NULL, created, error)
+        status = getattr(lib, f"eb_{kind}_create")(params, ffi.NULL, created, error)
         raise_for_status(status, _message(error))
         return cls(kind, created[0])
 
@@ -178,6 +184,17 @@ class NativeModel:
         status = self._function("save_to_buffer")(self._model, buffer, capacity, written, error)
         raise_for_status(status, _message(error))
         return ffi.buffer(buffer, written[0])[:]
+
+    def update_settings(self, settings):
+        """Change params-struct fields (not the callback) for the next training call; the C side refuses a new
+        hidden_dim once fitted."""
+        params = self._params_struct(self.kind, settings, self.params())
+        raise_for_status(self._function("set_params")(self._model, params), self._last_error())
+
+    def restore_params(self, params):
+        """Put back a params struct earlier returned by params() (after a failed training call)."""
+        raise_for_status(self._function("set_params")(self._model, ffi.new(f"eb_{self.kind}_params *", params)),
+                         self._last_error())
 
     def _last_error(self):
         return ffi.string(self._function("last_error")(self._model)).decode("utf-8", "replace")

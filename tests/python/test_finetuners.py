@@ -440,6 +440,39 @@ def test_partial_fit_checks_dataframe_column_names(make, blobs):
         tuner.partial_fit(pd.DataFrame(X, columns=columns[::-1]), y)
 
 
+def test_partial_fit_trains_with_the_current_hyperparameters(make, blobs):
+    X, y = blobs
+    slow, fast = make().partial_fit(X, y, classes=np.unique(y)), make().partial_fit(X, y, classes=np.unique(y))
+    fast.set_params(learning_rate=fast.learning_rate * 10, batch_size=7)
+    untouched = make().partial_fit(X, y, classes=np.unique(y))
+    slow.partial_fit(X, y)
+    fast.partial_fit(X, y)
+    untouched.partial_fit(X, y)
+    # Same weights before the second pass; only the new step size and batches tell them apart.
+    np.testing.assert_array_equal(slow.transform(X), untouched.transform(X))
+    assert not np.array_equal(slow.transform(X), fast.transform(X))
+    # The same change through a fresh model gives the same result: the new settings are exactly the ones used.
+    replay = make().partial_fit(X, y, classes=np.unique(y))
+    replay.set_params(learning_rate=replay.learning_rate * 10, batch_size=7)
+    replay.partial_fit(X, y)
+    np.testing.assert_array_equal(replay.transform(X), fast.transform(X))
+
+
+def test_partial_fit_refuses_a_new_hidden_dim_and_stays_unchanged(make, blobs):
+    X, y = blobs
+    tuner = make().partial_fit(X, y, classes=np.unique(y))
+    before = snapshot(tuner, X)
+    tuner.set_params(hidden_dim=3)
+    with pytest.raises(ValueError, match="hidden_dim cannot change between partial_fit calls"):
+        tuner.partial_fit(X, y)
+    tuner.set_params(hidden_dim=FAST[make.cls]["hidden_dim"])
+    assert snapshot(tuner, X) == before
+    with pytest.raises(ValueError, match="learning_rate"):
+        tuner.set_params(learning_rate=-1.0).partial_fit(X, y)
+    tuner.set_params(learning_rate=FAST[make.cls]["learning_rate"])
+    assert snapshot(tuner, X) == before
+
+
 def test_contrastive_partial_fit_needs_two_classes_declared(blobs):
     X, y = blobs
     with pytest.raises(ValueError, match="at least 2 classes"):

@@ -182,15 +182,17 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """One pass over X, y, continuing from the current weights.
 
         classes (every label there will ever be) is required on the first call
-        and fixes classes_; later calls may omit it or must repeat it. The
-        hyper-parameters are those of the first call. The pass always
+        and fixes classes_; later calls may omit it or must repeat it. Every
+        call trains with the current hyper-parameters (set_params between calls
+        takes effect), except hidden_dim, which the first call fixes, and
+        random_state, which only seeds the first call. The pass always
         completes; a KeyboardInterrupt during it is re-raised afterwards.
         """
         first_call = not hasattr(self, "_native")
+        self._validate_params()
+        hyper = self._hyperparameters()
         with self._unchanged_on_failure():
             if first_call:
-                self._validate_params()
-                hyper = self._hyperparameters()
                 if classes is None:
                     raise ValueError(
                         "classes must be given on the first call to partial_fit: pass every label "
@@ -214,12 +216,30 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 labels = encode_labels(y, known_classes)
                 native = self._native
                 n_classes = 0
-            interrupted = native.partial_fit(as_float32_rows(X), labels, n_classes)
+            previous_params = None if first_call else self._continue_with(native, hyper)
+            try:
+                interrupted = native.partial_fit(as_float32_rows(X), labels, n_classes)
+            except BaseException:
+                if previous_params is not None:
+                    native.restore_params(previous_params)
+                raise
             self.classes_ = known_classes
             self._native = native
         if interrupted is not None:
             raise interrupted
         return self
+
+    def _continue_with(self, native, hyper):
+        """Carry the current hyper-parameters into a fitted C model before another pass; returns the old ones."""
+        previous = native.params()
+        settings = self._native_settings(hyper, seed=previous.seed)
+        if settings["hidden_dim"] != native.params().hidden_dim:
+            raise ValueError(
+                f"hidden_dim is {hyper['hidden_dim']!r}, but the model was fitted with "
+                f"{native.output_dim} outputs; hidden_dim cannot change between partial_fit calls (call fit)"
+            )
+        native.update_settings(settings)
+        return previous
 
     def transform(self, X):
         """The learned embedding of X, float32, one row per row of X."""
