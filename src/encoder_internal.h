@@ -51,6 +51,13 @@ size_t eb__utf8_put(uint32_t cp, char *out);
 
 /* Python's str.isspace(): category Zs or bidirectional class WS, B or S. */
 bool eb__unicode_is_space(uint32_t cp);
+/* eb__unicode_is_space with the ASCII answer inline, since nearly every character asked about is ASCII. */
+static inline bool eb__is_space(uint32_t cp)
+{
+    if (cp < 0x80)
+        return cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x1F);
+    return eb__unicode_is_space(cp);
+}
 /* A character of Python's re \w: a letter (L*), a number (N*) or '_'. */
 bool eb__unicode_is_word(uint32_t cp);
 /* A letter (L*) or a number (N*). */

@@ -12,6 +12,8 @@ typedef struct hashing_encoder {
     eb_encoder base;
     eb_hashing_params params;
     const eb_allocator *mem;
+    /* 1 / n_features, so a bucket costs a multiplication instead of a division per n-gram. */
+    double inverse_n_features;
 } hashing_encoder;
 
 static const eb_encoder_vtable hashing_vtable;
@@ -23,7 +25,7 @@ static uint32_t rotl32(uint32_t x, int r)
     return (x << r) | (x >> (32 - r));
 }
 
-uint32_t eb__murmur3_32(const uint8_t *p, size_t length, uint32_t seed)
+static inline uint32_t murmur3_32(const uint8_t *p, size_t length, uint32_t seed)
 {
     const uint32_t c1 = 0xcc9e2d51u, c2 = 0x1b873593u;
     uint32_t h = seed;
@@ -61,9 +63,14 @@ uint32_t eb__murmur3_32(const uint8_t *p, size_t length, uint32_t seed)
     return h;
 }
 
+uint32_t eb__murmur3_32(const uint8_t *p, size_t length, uint32_t seed)
+{
+    return murmur3_32(p, length, seed);
+}
+
 int32_t eb_murmurhash3_32(const void *data, size_t length, uint32_t seed)
 {
-    uint32_t h = eb__murmur3_32((const uint8_t *)data, length, seed);
+    uint32_t h = murmur3_32((const uint8_t *)data, length, seed);
     /* Two's-complement reinterpretation without relying on implementation-defined conversion. */
     return h <= INT32_MAX ? (int32_t)h : (int32_t)(h - 2147483648u) - INT32_MAX - 1;
 }
@@ -128,6 +135,7 @@ eb_status eb_hashing_encoder_create(const eb_hashing_params *params, const eb_al
     enc->base.vtable = &hashing_vtable;
     enc->params = *params;
     enc->mem = mem;
+    enc->inverse_n_features = 1.0 / (double)params->n_features;
     *out = &enc->base;
     return EB_OK;
 }
@@ -149,7 +157,10 @@ eb_status eb_hashing_encoder_get_params(const eb_encoder *encoder, eb_hashing_pa
 /* Per-thread scratch for one range of texts. */
 typedef struct hashing_scratch {
     eb_text_scratch text;
-    double *counts;     /* n_features */
+    double *counts;     /* n_features, all zero between texts */
+    uint8_t *seen;      /* n_features flags: bucket already listed in touched */
+    uint32_t *touched;  /* the buckets this text added to, so a row costs its features, not n_features */
+    size_t n_touched;
     char *joined;       /* a char_wb padded word, or a word n-gram joined by spaces */
     size_t *joined_offsets;
     size_t *tokens;     /* word analyzer: start, end code point index of each token */
@@ -162,25 +173,39 @@ typedef struct hashing_job {
     hashing_scratch *scratch;
 } hashing_job;
 
-static void add_feature(const hashing_encoder *enc, double *counts, const char *bytes, size_t length)
+static void add_feature(const hashing_encoder *enc, hashing_scratch *s, const char *bytes, size_t length)
 {
-    uint32_t h = eb__murmur3_32((const uint8_t *)bytes, length, 0);
+    uint32_t h = murmur3_32((const uint8_t *)bytes, length, 0);
     /* |h| of the signed value: for h >= 2^31 the signed value is h - 2^32. */
     uint32_t magnitude = h < 0x80000000u ? h : (uint32_t)(0u - h);
-    size_t index = (size_t)(magnitude % (uint32_t)enc->params.n_features);
+    /*
+     * magnitude mod n_features: magnitude < 2^32 and the quotient estimate from
+     * a double is off by at most one, which the two corrections fix exactly.
+     */
+    uint32_t d = (uint32_t)enc->params.n_features;
+    int64_t r = (int64_t)magnitude - (int64_t)(uint32_t)((double)magnitude * enc->inverse_n_features) * d;
+    if (r < 0)
+        r += d;
+    else if (r >= (int64_t)d)
+        r -= d;
+    size_t index = (size_t)r;
+    if (!s->seen[index]) {
+        s->seen[index] = 1;
+        s->touched[s->n_touched++] = (uint32_t)index;
+    }
     if (enc->params.alternate_sign && h >= 0x80000000u)
-        counts[index] -= 1.0;
+        s->counts[index] -= 1.0;
     else
-        counts[index] += 1.0;
+        s->counts[index] += 1.0;
 }
 
 /* All n-grams of lengths [lo, hi] of the code points [begin, end), given as byte offsets into bytes. */
-static void add_substrings(const hashing_encoder *enc, double *counts, const char *bytes, const size_t *offsets,
+static void add_substrings(const hashing_encoder *enc, hashing_scratch *s, const char *bytes, const size_t *offsets,
                            size_t count, size_t lo, size_t hi)
 {
     for (size_t n = lo; n <= hi && n <= count; n++) {
         for (size_t i = 0; i + n <= count; i++)
-            add_feature(enc, counts, bytes + offsets[i], offsets[i + n] - offsets[i]);
+            add_feature(enc, s, bytes + offsets[i], offsets[i + n] - offsets[i]);
     }
 }
 
@@ -188,12 +213,12 @@ static void analyze_char_wb(const hashing_encoder *enc, hashing_scratch *s, eb_d
 {
     size_t i = 0;
     while (i < d.count) {
-        while (i < d.count && eb__unicode_is_space(d.cps[i]))
+        while (i < d.count && eb__is_space(d.cps[i]))
             i++;
         if (i == d.count)
             break;
         size_t start = i;
-        while (i < d.count && !eb__unicode_is_space(d.cps[i]))
+        while (i < d.count && !eb__is_space(d.cps[i]))
             i++;
         /* The word padded with one space each side, as its own byte string. */
         size_t word_bytes = d.offsets[i] - d.offsets[start];
@@ -208,11 +233,11 @@ static void analyze_char_wb(const hashing_encoder *enc, hashing_scratch *s, eb_d
         for (size_t n = enc->params.ngram_min; n <= enc->params.ngram_max; n++) {
             if (padded <= n) {
                 /* A word no longer than n counts once, whole, and ends the n loop (scikit-learn's rule). */
-                add_feature(enc, s->counts, s->joined, word_bytes + 2);
+                add_feature(enc, s, s->joined, word_bytes + 2);
                 break;
             }
             for (size_t k = 0; k + n <= padded; k++)
-                add_feature(enc, s->counts, s->joined + s->joined_offsets[k],
+                add_feature(enc, s, s->joined + s->joined_offsets[k],
                             s->joined_offsets[k + n] - s->joined_offsets[k]);
         }
     }
@@ -223,8 +248,8 @@ static void analyze_char(const hashing_encoder *enc, hashing_scratch *s, eb_deco
     /* Runs of two or more whitespace characters become one space; a single one stays as it is. */
     size_t count = 0, at = 0, i = 0;
     while (i < d.count) {
-        if (eb__unicode_is_space(d.cps[i]) && i + 1 < d.count && eb__unicode_is_space(d.cps[i + 1])) {
-            while (i < d.count && eb__unicode_is_space(d.cps[i]))
+        if (eb__is_space(d.cps[i]) && i + 1 < d.count && eb__is_space(d.cps[i + 1])) {
+            while (i < d.count && eb__is_space(d.cps[i]))
                 i++;
             s->joined_offsets[count++] = at;
             s->joined[at++] = ' ';
@@ -237,7 +262,7 @@ static void analyze_char(const hashing_encoder *enc, hashing_scratch *s, eb_deco
         i++;
     }
     s->joined_offsets[count] = at;
-    add_substrings(enc, s->counts, s->joined, s->joined_offsets, count, enc->params.ngram_min,
+    add_substrings(enc, s, s->joined, s->joined_offsets, count, enc->params.ngram_min,
                    enc->params.ngram_max);
 }
 
@@ -261,7 +286,7 @@ static void analyze_word(const hashing_encoder *enc, hashing_scratch *s, eb_deco
         for (size_t t = 0; t + n <= n_tokens; t++) {
             if (n == 1) {
                 size_t b = d.offsets[s->tokens[2 * t]], e = d.offsets[s->tokens[2 * t + 1]];
-                add_feature(enc, s->counts, d.bytes + b, e - b);
+                add_feature(enc, s, d.bytes + b, e - b);
                 continue;
             }
             size_t at = 0;
@@ -272,7 +297,7 @@ static void analyze_word(const hashing_encoder *enc, hashing_scratch *s, eb_deco
                 memcpy(s->joined + at, d.bytes + b, e - b);
                 at += e - b;
             }
-            add_feature(enc, s->counts, s->joined, at);
+            add_feature(enc, s, s->joined, at);
         }
     }
 }
@@ -285,30 +310,34 @@ static eb_status encode_range(void *ctx, size_t begin, size_t end, size_t worker
     hashing_scratch *s = &job->scratch[worker];
     size_t dim = enc->params.n_features;
     for (size_t r = begin; r < end; r++) {
-        memset(s->counts, 0, dim * sizeof *s->counts);
+        s->n_touched = 0;
         eb_decoded_text d = eb__decode_text(&s->text, job->texts[r], enc->params.lowercase != 0);
         switch (enc->params.analyzer) {
         case EB_ANALYZER_CHAR_WB: analyze_char_wb(enc, s, d); break;
         case EB_ANALYZER_CHAR: analyze_char(enc, s, d); break;
         case EB_ANALYZER_WORD: analyze_word(enc, s, d); break;
         }
-        /* Norms in double, then one rounding to float: the same values scikit-learn's float64 result rounds to. */
+        /*
+         * Norms in double, then one rounding to float: the same values scikit-learn's
+         * float64 result rounds to. The counts are whole numbers, so their squares and
+         * absolute values sum exactly in any order.
+         */
         double norm = 0;
         if (enc->params.norm == EB_NORM_L2) {
-            for (size_t c = 0; c < dim; c++)
-                norm += s->counts[c] * s->counts[c];
+            for (size_t k = 0; k < s->n_touched; k++)
+                norm += s->counts[s->touched[k]] * s->counts[s->touched[k]];
             norm = sqrt(norm);
         } else if (enc->params.norm == EB_NORM_L1) {
-            for (size_t c = 0; c < dim; c++)
-                norm += fabs(s->counts[c]);
+            for (size_t k = 0; k < s->n_touched; k++)
+                norm += fabs(s->counts[s->touched[k]]);
         }
         float *row = job->out.data + r * job->out.stride;
-        if (norm > 0) {
-            for (size_t c = 0; c < dim; c++)
-                row[c] = (float)(s->counts[c] / norm);
-        } else {
-            for (size_t c = 0; c < dim; c++)
-                row[c] = (float)s->counts[c];
+        memset(row, 0, dim * sizeof *row);
+        for (size_t k = 0; k < s->n_touched; k++) {
+            uint32_t index = s->touched[k];
+            row[index] = (float)(norm > 0 ? s->counts[index] / norm : s->counts[index]);
+            s->counts[index] = 0;
+            s->seen[index] = 0;
         }
     }
     return EB_OK;
@@ -319,6 +348,8 @@ static void release_scratch(hashing_scratch *scratch, size_t n, const eb_allocat
     for (size_t t = 0; t < n; t++) {
         eb__text_scratch_release(&scratch[t].text, mem);
         eb__free(mem, scratch[t].counts);
+        eb__free(mem, scratch[t].seen);
+        eb__free(mem, scratch[t].touched);
         eb__free(mem, scratch[t].joined);
         eb__free(mem, scratch[t].joined_offsets);
         eb__free(mem, scratch[t].tokens);
@@ -353,10 +384,13 @@ static eb_status hashing_encode(const eb_encoder *encoder, const eb_text *texts,
         /* A padded word, a squeezed text or a joined word n-gram: at most twice the lowered bytes plus padding. */
         size_t room = 2 * 8 * (longest + 1) + 2;
         s->counts = eb__calloc(mem, enc->params.n_features, sizeof *s->counts);
+        s->seen = eb__calloc(mem, enc->params.n_features, sizeof *s->seen);
+        s->touched = eb__calloc(mem, enc->params.n_features, sizeof *s->touched);
         s->joined = eb__calloc(mem, room, 1);
         s->joined_offsets = eb__calloc(mem, 2 * (longest + 1) + 3, sizeof *s->joined_offsets);
         s->tokens = eb__calloc(mem, 2 * (longest + 1), sizeof *s->tokens);
-        if (s->counts == NULL || s->joined == NULL || s->joined_offsets == NULL || s->tokens == NULL)
+        if (s->counts == NULL || s->seen == NULL || s->touched == NULL || s->joined == NULL ||
+            s->joined_offsets == NULL || s->tokens == NULL)
             status = eb__fail(err, EB_ERR_NOMEM, "out of memory for the scratch of the hashing encoder");
     }
     if (status == EB_OK) {

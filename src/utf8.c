@@ -245,12 +245,38 @@ void eb__text_scratch_release(eb_text_scratch *s, const eb_allocator *mem)
     memset(s, 0, sizeof *s);
 }
 
+/* Pure ASCII needs no decoding: code points are the bytes and every offset is its index. */
+static bool decode_ascii(eb_text_scratch *s, eb_text text, bool lowercase, eb_decoded_text *d)
+{
+    const unsigned char *in = (const unsigned char *)text.data;
+    for (size_t i = 0; i < text.length; i++) {
+        if (in[i] >= 0x80)
+            return false;
+    }
+    for (size_t i = 0; i < text.length; i++) {
+        unsigned char c = in[i];
+        if (lowercase && c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + 32);
+        s->raw[i] = c;
+        s->bytes[i] = (char)c;
+        s->offsets[i] = i;
+    }
+    s->offsets[text.length] = text.length;
+    d->cps = s->raw;
+    d->count = text.length;
+    d->bytes = s->bytes;
+    d->offsets = s->offsets;
+    return true;
+}
+
 eb_decoded_text eb__decode_text(eb_text_scratch *s, eb_text text, bool lowercase)
 {
+    eb_decoded_text d;
+    if (decode_ascii(s, text, lowercase, &d))
+        return d;
     size_t n = 0, pos = 0;
     while (pos < text.length)
         s->raw[n++] = eb__utf8_next(text.data, &pos);
-    eb_decoded_text d;
     if (lowercase) {
         d.cps = s->lowered;
         d.count = eb__unicode_lower(s->raw, n, s->lowered);
