@@ -22,3 +22,12 @@ library_flags() {
     # shellcheck disable=SC2086
     echo "-std=c11 -I$repo_root/include -I$repo_root/src -fno-math-errno $(pkg-config --cflags --libs $modules zlib) -lm -pthread"
 }
+
+# A clear message instead of a compiler error when the fuzzing toolchain is missing.
+require_fuzz_compiler() {
+    if ! command -v "$fuzz_cc" >/dev/null; then
+        echo "$(basename "$0"): $fuzz_cc not found; install the Debian packages clang-14 and libclang-rt-14-dev" >&2
+        echo "$(basename "$0"): (or set EB_FUZZ_CC to another clang with libFuzzer)" >&2
+        exit 2
+    fi
+}

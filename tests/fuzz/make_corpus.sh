@@ -3,6 +3,7 @@
 # make_corpus.c: small real models saved by the current library.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
+require_fuzz_compiler
 
 mkdir -p "$build_dir" "$fuzz_dir/corpus/model_load"
 # shellcheck disable=SC2046

@@ -12,6 +12,7 @@
 # crashes, leaks, trips a sanitizer or times out: libFuzzer then exits non-zero.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
+require_fuzz_compiler
 
 seconds=${1:-60}
 shift || true
