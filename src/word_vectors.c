@@ -374,6 +374,113 @@ static eb_status number_failure(number_result r, const char *data, size_t start,
     }
 }
 
+/*
+ * The common value shape, [-]digits[.digits] with at most 19 digits, in one
+ * pass; anything else (exponents, long mantissas, garbage) goes through
+ * parse_float on the whole token. Returns the bytes consumed, 0 on failure
+ * with *result set.
+ */
+static size_t parse_value(number_parser *np, const char *s, size_t available, float *out, number_result *result)
+{
+    size_t i = 0;
+    bool negative = false;
+    if (i < available && s[i] == '-') {
+        negative = true;
+        i++;
+    }
+    uint64_t mantissa = 0;
+    int digits = 0, frac_digits = 0;
+    size_t first_digit = i;
+    while (i < available && s[i] >= '0' && s[i] <= '9' && digits < 19) {
+        mantissa = mantissa * 10 + (uint64_t)(s[i] - '0');
+        digits++;
+        i++;
+    }
+    if (i < available && s[i] == '.') {
+        i++;
+        while (i < available && s[i] >= '0' && s[i] <= '9' && digits < 19) {
+            mantissa = mantissa * 10 + (uint64_t)(s[i] - '0');
+            digits++;
+            frac_digits++;
+            i++;
+        }
+    }
+    if (digits > 0 && i > first_digit && (i == available || is_blank(s[i])) && frac_digits <= 22 &&
+        mantissa <= (UINT64_C(1) << 53)) {
+        double value = (double)mantissa / powers_of_ten[frac_digits];
+        *out = (float)(negative ? -value : value);
+        *result = NUMBER_OK;
+        return i;
+    }
+    size_t length = 0;
+    while (length < available && !is_blank(s[length]))
+        length++;
+    *result = parse_float(np, s, length, out);
+    return *result == NUMBER_OK ? length : 0;
+}
+
+/* What one thread parses of a text file: rows [begin, end), their words recorded for the serial insert. */
+typedef struct text_rows_job {
+    word_vectors_encoder *enc;
+    const char *data;
+    size_t size;
+    const size_t *line_start;   /* byte offset of every vector line */
+    size_t first_line_no;       /* line number of row 0 */
+    size_t *word_start, *word_length;
+} text_rows_job;
+
+static eb_status parse_text_rows(void *ctx, size_t begin, size_t end, size_t worker, eb_error *err)
+{
+    (void)worker;
+    text_rows_job *job = ctx;
+    const char *data = job->data;
+    size_t dim = job->enc->dim;
+    number_parser np = {0};
+    eb_status status = EB_OK;
+    for (size_t row = begin; row < end && status == EB_OK; row++) {
+        size_t line_no = job->first_line_no + row;
+        line_span l = line_at(data, job->size, job->line_start[row]);
+        field_cursor c = {data, l.start, l.end};
+        size_t ws, wl;
+        next_field(&c, &ws, &wl);
+        job->word_start[row] = ws;
+        job->word_length[row] = wl;
+        float *vector = job->enc->vectors + row * dim;
+        size_t pos = c.pos, column = 0;
+        for (;;) {
+            while (pos < l.end && is_blank(data[pos]))
+                pos++;
+            if (pos >= l.end)
+                break;
+            if (column == dim) {
+                field_cursor rest = {data, pos, l.end};
+                size_t extra = 0, fs, fl;
+                while (next_field(&rest, &fs, &fl))
+                    extra++;
+                status = eb__fail(err, EB_ERR_FORMAT, "line %zu: %zu values after the word, expected %zu", line_no,
+                                  dim + extra, dim);
+                break;
+            }
+            number_result r;
+            size_t used = parse_value(&np, data + pos, l.end - pos, &vector[column], &r);
+            if (used == 0) {
+                size_t length = 0;
+                while (pos + length < l.end && !is_blank(data[pos + length]))
+                    length++;
+                status = number_failure(r, data, pos, length, line_no, column + 1, err);
+                break;
+            }
+            pos += used;
+            column++;
+        }
+        if (status == EB_OK && column != dim)
+            status = eb__fail(err, EB_ERR_FORMAT, "line %zu: %zu values after the word, expected %zu", line_no, column,
+                              dim);
+    }
+    number_parser_finish(&np);
+    return status;
+}
+
 static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t size, bool has_header,
                             eb_error *err)
 {
@@ -427,48 +534,33 @@ static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t 
     eb_status status = allocate_vocabulary(enc, lines, dim, pool_bytes, err);
     if (status != EB_OK)
         return status;
+    size_t *line_start = eb__calloc(enc->mem, lines, sizeof *line_start);
+    size_t *word_start = eb__calloc(enc->mem, lines, sizeof *word_start);
+    size_t *word_length = eb__calloc(enc->mem, lines, sizeof *word_length);
     size_t *line_numbers = eb__calloc(enc->mem, lines, sizeof *line_numbers);
-    if (line_numbers == NULL)
-        return eb__fail(err, EB_ERR_NOMEM, "out of memory for %zu line numbers", lines);
-    number_parser np = {0};
-    size_t pool_used = 0;
-    line_no = first_line_no;
-    for (size_t row = 0; row < lines; row++, line_no++) {
-        line_span l = line_at(data, size, pos);
-        pos = l.end + 1;
-        field_cursor c = {data, l.start, l.end};
-        size_t ws, wl;
-        next_field(&c, &ws, &wl);
-        float *vector = enc->vectors + row * dim;
-        size_t column = 0, fs, fl;
-        while (next_field(&c, &fs, &fl)) {
-            if (column == dim) {
-                size_t extra = 1;
-                while (next_field(&c, &fs, &fl))
-                    extra++;
-                status = eb__fail(err, EB_ERR_FORMAT, "line %zu: %zu values after the word, expected %zu", line_no,
-                                  dim + extra, dim);
-                goto done;
-            }
-            number_result r = parse_float(&np, data + fs, fl, &vector[column]);
-            if (r != NUMBER_OK) {
-                status = number_failure(r, data, fs, fl, line_no, column + 1, err);
-                goto done;
-            }
-            column++;
-        }
-        if (column != dim) {
-            status = eb__fail(err, EB_ERR_FORMAT, "line %zu: %zu values after the word, expected %zu", line_no, column,
-                              dim);
-            goto done;
-        }
-        line_numbers[row] = line_no;
-        status = add_word(enc, data + ws, wl, &pool_used, line_numbers, "line", err);
-        if (status != EB_OK)
-            goto done;
+    if (line_start == NULL || word_start == NULL || word_length == NULL || line_numbers == NULL) {
+        status = eb__fail(err, EB_ERR_NOMEM, "out of memory for the index of %zu lines", lines);
+        goto done;
     }
+    for (size_t row = 0; row < lines; row++) {
+        line_start[row] = pos;
+        pos = line_at(data, size, pos).end + 1;
+        line_numbers[row] = first_line_no + row;
+    }
+    /* Parsing the values is nearly all the work and rows are independent: split them across threads. */
+    size_t n_threads = eb__encoder_threads(enc->params.n_threads, lines, size);
+    size_t bounds[EB_ENCODER_MAX_THREADS + 1];
+    eb__split_ranges(lines, n_threads, NULL, bounds);
+    text_rows_job job = {enc, data, size, line_start, first_line_no, word_start, word_length};
+    status = eb__run_ranges(n_threads, bounds, parse_text_rows, &job, err);
+    /* Words go in one by one, in file order, so a duplicate is reported against its first line. */
+    size_t pool_used = 0;
+    for (size_t row = 0; row < lines && status == EB_OK; row++)
+        status = add_word(enc, data + word_start[row], word_length[row], &pool_used, line_numbers, "line", err);
 done:
-    number_parser_finish(&np);
+    eb__free(enc->mem, line_start);
+    eb__free(enc->mem, word_start);
+    eb__free(enc->mem, word_length);
     eb__free(enc->mem, line_numbers);
     return status;
 }
