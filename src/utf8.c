@@ -168,9 +168,19 @@ static bool is_cased(uint32_t cp)
            p->titlecase_seqindex != UINT16_MAX;
 }
 
-/* Case_Ignorable by general category (Mn, Me, Cf, Lm, Sk); the Word_Break-based members are not included. */
+/*
+ * Case_Ignorable (DerivedCoreProperties): general category Mn, Me, Cf, Lm or
+ * Sk, or Word_Break MidLetter, MidNumLet or Single_Quote. utf8proc has no
+ * Word_Break property, so its 17 members (stable since Unicode 6.0) are listed.
+ */
 static bool is_case_ignorable(uint32_t cp)
 {
+    static const uint32_t word_break_mid[] = {0x0027, 0x002E, 0x003A, 0x00B7, 0x0387, 0x055F, 0x05F4, 0x2018, 0x2019,
+                                              0x2024, 0x2027, 0xFE13, 0xFE52, 0xFE55, 0xFF07, 0xFF0E, 0xFF1A};
+    for (size_t i = 0; i < sizeof word_break_mid / sizeof *word_break_mid; i++) {
+        if (cp == word_break_mid[i])
+            return true;
+    }
     utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
     return c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME || c == UTF8PROC_CATEGORY_CF ||
            c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK;

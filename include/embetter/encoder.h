@@ -275,7 +275,10 @@ typedef struct eb_word_vector_params {
     eb_word_vector_format format;
     /** Non-zero (default): scale each text's mean vector to unit L2 norm (zero rows stay zero). */
     int normalize;
-    /** Threads per encode call; EB_ENCODER_THREADS_AUTO (default) or a fixed count >= 1. */
+    /**
+     * Threads per encode call, and for parsing the values of a text file (one
+     * work unit per file byte); EB_ENCODER_THREADS_AUTO (default) or a fixed count >= 1.
+     */
     size_t n_threads;
 } eb_word_vector_params;
 

@@ -180,3 +180,37 @@ def test_bad_settings_raise_clear_errors(settings, error, needle):
     with pytest.raises(error) as raised:
         HashingEncoder(**settings).transform(["text"])
     assert needle in str(raised.value)
+
+
+def assigned_code_points():
+    """Every code point Python's Unicode database assigns (surrogates excluded: they cannot be UTF-8)."""
+    import unicodedata
+
+    return [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and unicodedata.category(chr(c)) != "Cn"]
+
+
+@pytest.mark.parametrize(
+    "pattern, settings",
+    [
+        # Lowercasing of every character, alone.
+        ("{}", dict(analyzer="char", ngram_range=(1, 1), n_features=1024)),
+        # Word characters (Python's re \w): "a?b" is one token exactly when ? is one.
+        ("a{}b", dict(analyzer="word", ngram_range=(1, 1), n_features=1024)),
+        # Whitespace (str.isspace / re \s): splits "a?b" into two words exactly when ? is one.
+        ("a{}b", dict(analyzer="char_wb", ngram_range=(3, 3), n_features=1024)),
+        # Final sigma: ? as case-ignorable between a letter and a capital sigma, and ? as cased before one.
+        ("ΑΣ{}Α", dict(analyzer="char", ngram_range=(1, 1), n_features=1024)),
+        ("{}Σ", dict(analyzer="char", ngram_range=(1, 1), n_features=1024)),
+    ],
+)
+def test_every_assigned_code_point_follows_python(pattern, settings):
+    settings = dict(settings, norm=None, alternate_sign=False)
+    code_points = assigned_code_points()
+    differing = []
+    for start in range(0, len(code_points), 10000):
+        chunk = code_points[start:start + 10000]
+        texts = [pattern.format(chr(c)) for c in chunk]
+        ours = HashingEncoder(**settings).transform(texts)
+        reference = HashingVectorizer(**settings).transform(texts).toarray()
+        differing += [f"U+{chunk[i]:04X}" for i in np.flatnonzero((ours != reference).any(axis=1))]
+    assert not differing, f"{len(differing)} code points differ, e.g. {differing[:20]}"
