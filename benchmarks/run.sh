@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run embetter's whole benchmark suite and print its tables (Markdown), e.g.
+#   benchmarks/run.sh | tee benchmark-results.md
+# Uses the repository's .venv when there is one (see python/README.md), else Debian's /usr/bin/python3;
+# either must have embetter installed. PyTorch comes from benchmarks/install-bench-deps.sh.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python="${EMBETTER_BENCH_PYTHON:-}"
+if [ -z "$python" ]; then
+  if [ -x "$repo/.venv/bin/python" ]; then python="$repo/.venv/bin/python"; else python=/usr/bin/python3; fi
+fi
+if ! "$python" -c 'import embetter' 2>/dev/null; then
+  echo "run.sh: embetter is not installed for $python; install it first:" >&2
+  echo "  .venv/bin/pip install --no-build-isolation ./python" >&2
+  exit 1
+fi
+exec "$python" "$repo/benchmarks/run.py" "$@"

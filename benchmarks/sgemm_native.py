@@ -1,0 +1,99 @@
+"""cblas_sgemm timed at embetter's shapes, compiled on the fly (cffi) against the OpenBLAS embetter uses.
+
+The helper links the same libopenblas.so.0 that embetter's extension loaded,
+so both run in one process on one OpenBLAS instance with one thread setting.
+"""
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import cffi
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_module = None
+
+
+def _openblas_flags():
+    try:
+        out = subprocess.run(["pkg-config", "--cflags", "--libs", "openblas"], capture_output=True, text=True,
+                             check=True).stdout
+        tokens = shlex.split(out)
+    except (OSError, subprocess.CalledProcessError):
+        tokens = ["-I/usr/include/x86_64-linux-gnu/openblas-pthread", "-lopenblas"]
+    return ([t[2:] for t in tokens if t.startswith("-I")], [t[2:] for t in tokens if t.startswith("-L")],
+            [t[2:] for t in tokens if t.startswith("-l")])
+
+
+def load():
+    """The compiled helper module (built once per process into a temporary directory)."""
+    global _module
+    if _module is not None:
+        return _module
+    include_dirs, library_dirs, libraries = _openblas_flags()
+    ffi = cffi.FFI()
+    with open(os.path.join(HERE, "sgemm_loops.h")) as f:
+        ffi.cdef(f.read())
+    ffi.set_source("_bench_sgemm_loops", '#include "sgemm_loops.h"', sources=[os.path.join(HERE, "sgemm_loops.c")],
+                   include_dirs=[HERE] + include_dirs, library_dirs=library_dirs, libraries=libraries,
+                   extra_compile_args=["-O2"])
+    build_dir = tempfile.mkdtemp(prefix="embetter-bench-")
+    path = ffi.compile(tmpdir=build_dir, verbose=False)
+    spec = importlib.util.spec_from_file_location("_bench_sgemm_loops", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["_bench_sgemm_loops"] = module
+    _module = module
+    return module
+
+
+def _ptr(ffi, array):
+    return ffi.cast("float *", array.ctypes.data)
+
+
+def sgemm_seconds(m, n, k, repeats, trans_a=False, trans_b=False):
+    """Seconds for `repeats` products C (m x n) = op(A) op(B) with inner dimension k."""
+    mod = load()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    c = np.empty((m, n), dtype=np.float32)
+    lda, ldb = a.shape[1], b.shape[1]
+    mod.lib.repeat_sgemm(1, trans_a, trans_b, m, n, k, _ptr(mod.ffi, a), lda, _ptr(mod.ffi, b), ldb,
+                         _ptr(mod.ffi, c), n)
+    start = time.perf_counter()
+    mod.lib.repeat_sgemm(repeats, trans_a, trans_b, m, n, k, _ptr(mod.ffi, a), lda, _ptr(mod.ffi, b), ldb,
+                         _ptr(mod.ffi, c), n)
+    return time.perf_counter() - start
+
+
+def feedforward_flops(epochs, rows, batch, d, h, k):
+    """Floating-point operations of the five products per batch that feed-forward training runs."""
+    total = 0
+    for start in range(0, rows, batch):
+        b = min(batch, rows - start)
+        total += 2 * b * (2 * d * h + 3 * h * k)
+    return epochs * total
+
+
+def feedforward_gemm_seconds(epochs, rows, batch, d, h, k):
+    """Seconds cblas_sgemm alone needs for every product of feed-forward training with these shapes."""
+    mod = load()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, d)).astype(np.float32)
+    w1 = rng.standard_normal((d, h)).astype(np.float32)
+    w2 = rng.standard_normal((h, k)).astype(np.float32)
+    hidden = np.empty((batch, h), np.float32)
+    scores = np.empty((batch, k), np.float32)
+    delta = np.empty((batch, h), np.float32)
+    grad_w1 = np.empty((d, h), np.float32)
+    grad_w2 = np.empty((h, k), np.float32)
+    args = [_ptr(mod.ffi, a) for a in (x, w1, w2, hidden, scores, delta, grad_w1, grad_w2)]
+    mod.lib.feedforward_gemms(1, rows, batch, d, h, k, *args)
+    start = time.perf_counter()
+    mod.lib.feedforward_gemms(epochs, rows, batch, d, h, k, *args)
+    return time.perf_counter() - start
