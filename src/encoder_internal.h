@@ -60,6 +60,13 @@ static inline bool eb__is_space(uint32_t cp)
 }
 /* A character of Python's re \w: a letter (L*), a number (N*) or '_'. */
 bool eb__unicode_is_word(uint32_t cp);
+/* eb__unicode_is_word with the ASCII answer inline. */
+static inline bool eb__is_word(uint32_t cp)
+{
+    if (cp < 0x80)
+        return cp == '_' || (cp >= '0' && cp <= '9') || ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z');
+    return eb__unicode_is_word(cp);
+}
 /* A letter (L*) or a number (N*). */
 bool eb__unicode_is_alnum(uint32_t cp);
 

@@ -271,10 +271,10 @@ static void analyze_word(const hashing_encoder *enc, hashing_scratch *s, eb_deco
     /* Tokens: maximal runs of word characters, at least two long (the pattern \b\w\w+\b). */
     size_t n_tokens = 0, i = 0;
     while (i < d.count) {
-        while (i < d.count && !eb__unicode_is_word(d.cps[i]))
+        while (i < d.count && !eb__is_word(d.cps[i]))
             i++;
         size_t start = i;
-        while (i < d.count && eb__unicode_is_word(d.cps[i]))
+        while (i < d.count && eb__is_word(d.cps[i]))
             i++;
         if (i - start >= 2) {
             s->tokens[2 * n_tokens] = start;
