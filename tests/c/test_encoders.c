@@ -824,6 +824,106 @@ static void word_vector_allocation_failures_leak_nothing(void **state)
     assert_true(failures_seen >= 5);
 }
 
+/* A text vector file of rows x dim values, big enough for threads; caller frees. */
+static char *big_vector_file(size_t rows, size_t dim, size_t *size)
+{
+    size_t capacity = 32 + rows * (16 + dim * 12);
+    char *text = malloc(capacity);
+    assert_non_null(text);
+    size_t at = (size_t)snprintf(text, capacity, "%zu %zu\n", rows, dim);
+    test_rng rng = test_rng_make(5);
+    for (size_t r = 0; r < rows; r++) {
+        at += (size_t)snprintf(text + at, capacity - at, "word%zu", r);
+        for (size_t c = 0; c < dim; c++)
+            at += (size_t)snprintf(text + at, capacity - at, " %.6f", test_rng_uniform(&rng, -1, 1));
+        text[at++] = '\n';
+    }
+    *size = at;
+    return text;
+}
+
+static eb_encoder *load_with_threads(const char *bytes, size_t size, size_t n_threads, eb_status expected,
+                                     eb_error *err)
+{
+    eb_word_vector_params p = eb_word_vectors_default_params();
+    p.n_threads = n_threads;
+    eb_encoder *enc = NULL;
+    assert_int_equal(eb_word_vectors_load_from_buffer(bytes, size, &p, NULL, &enc, err), expected);
+    return enc;
+}
+
+static void word_vector_parsing_does_not_depend_on_threads(void **state)
+{
+    (void)state;
+    size_t size;
+    char *text = big_vector_file(2000, 50, &size);
+    eb_error err;
+    eb_encoder *one = load_with_threads(text, size, 1, EB_OK, &err);
+    eb_encoder *two = load_with_threads(text, size, 2, EB_OK, &err);
+    eb_encoder *automatic = load_with_threads(text, size, EB_ENCODER_THREADS_AUTO, EB_OK, &err);
+    assert_int_equal(eb_word_vectors_vocab_size(two), 2000);
+    char word[32];
+    for (size_t r = 0; r < 2000; r += 37) {
+        size_t length = (size_t)snprintf(word, sizeof word, "word%zu", r);
+        const float *a = eb_word_vectors_lookup(one, word, length);
+        assert_non_null(a);
+        assert_memory_equal(a, eb_word_vectors_lookup(two, word, length), 50 * sizeof(float));
+        assert_memory_equal(a, eb_word_vectors_lookup(automatic, word, length), 50 * sizeof(float));
+    }
+    eb_encoder_free(one);
+    eb_encoder_free(two);
+    eb_encoder_free(automatic);
+    /* Bad values in both halves: the earlier line is the one reported, whichever thread finds it. */
+    char *late = strstr(text, "\nword1900 ") + 1;
+    char *early = strstr(text, "\nword300 ") + 1;
+    memcpy(strchr(late, ' ') + 1, "x", 1);
+    memcpy(strchr(early, ' ') + 1, "y", 1);
+    for (size_t threads = 1; threads <= 4; threads++) {
+        assert_null(load_with_threads(text, size, threads, EB_ERR_FORMAT, &err));
+        expect_message(&err, "line 302, value 1");
+    }
+    free(text);
+}
+
+static void histograms_do_not_depend_on_threads(void **state)
+{
+    (void)state;
+    enum { N = 40, W = 64, H = 48 };
+    uint8_t *pixels = malloc(N * W * H * 3);
+    assert_non_null(pixels);
+    test_rng rng = test_rng_make(9);
+    eb_image images[N];
+    for (size_t i = 0; i < N; i++) {
+        for (size_t k = 0; k < W * H * 3; k++)
+            pixels[i * W * H * 3 + k] = (uint8_t)(test_rng_next(&rng) >> 56);
+        eb_image im = {pixels + i * W * H * 3, W, H, 3, W * 3};
+        images[i] = im;
+    }
+    float *expected = malloc(N * 3 * 10 * sizeof(float)), *got = malloc(N * 3 * 10 * sizeof(float));
+    assert_non_null(expected);
+    assert_non_null(got);
+    eb_error err;
+    eb_encoder *enc = NULL;
+    assert_int_equal(eb_color_histogram_encoder_create(10, 1, NULL, &enc, &err), EB_OK);
+    assert_int_equal(eb_encoder_encode_images(enc, images, N, eb_mut_matrix_view(expected, N, 30), &err), EB_OK);
+    eb_encoder_free(enc);
+    for (size_t threads = 2; threads <= 3; threads++) {
+        assert_int_equal(eb_color_histogram_encoder_create(10, threads, NULL, &enc, &err), EB_OK);
+        assert_int_equal(eb_encoder_encode_images(enc, images, N, eb_mut_matrix_view(got, N, 30), &err), EB_OK);
+        assert_memory_equal(expected, got, N * 30 * sizeof(float));
+        eb_encoder_free(enc);
+    }
+    for (size_t i = 0; i < N; i++) {
+        float total = 0;
+        for (size_t b = 0; b < 30; b++)
+            total += expected[i * 30 + b];
+        assert_true(total == 3.0f * W * H);
+    }
+    free(expected);
+    free(got);
+    free(pixels);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -848,6 +948,8 @@ int main(void)
         cmocka_unit_test(malformed_vector_files_name_the_line),
         cmocka_unit_test(word_vector_file_errors_name_the_file),
         cmocka_unit_test(word_vector_allocation_failures_leak_nothing),
+        cmocka_unit_test(word_vector_parsing_does_not_depend_on_threads),
+        cmocka_unit_test(histograms_do_not_depend_on_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
