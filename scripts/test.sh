@@ -93,9 +93,11 @@ for test in json.load(sys.stdin)["tests"]:
   local status=0 name command
   while read -r name command; do
     echo "valgrind: $name"
-    # One BLAS thread keeps the run deterministic and spares valgrind OpenBLAS's thread pool.
+    # One BLAS thread keeps the run deterministic and spares valgrind OpenBLAS's thread pool. Children that tests
+    # exec (a re-executed test binary) run under valgrind too: they are checked as well, and they see the same
+    # CPU as the parent (valgrind reports fewer CPU features, e.g. no AVX-512, than the real CPU has).
     # shellcheck disable=SC2086
-    if ! eval OPENBLAS_NUM_THREADS=1 valgrind --quiet --error-exitcode=99 --leak-check=full \
+    if ! eval OPENBLAS_NUM_THREADS=1 valgrind --quiet --trace-children=yes --error-exitcode=99 --leak-check=full \
       --errors-for-leak-kinds=definite,indirect --track-origins=yes "$command" >"$builds/valgrind-$name.log" 2>&1
     then
       echo "valgrind found errors in $name (or it failed); log: $builds/valgrind-$name.log" >&2
