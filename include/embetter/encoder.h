@@ -83,6 +83,7 @@ typedef enum eb_input_kind {
 /* The interface                                                            */
 /* ------------------------------------------------------------------------ */
 
+/** An encoder of any kind, built-in or custom; the struct is defined below its vtable. */
 typedef struct eb_encoder eb_encoder;
 
 /**
