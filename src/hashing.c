@@ -173,7 +173,7 @@ typedef struct hashing_job {
     hashing_scratch *scratch;
 } hashing_job;
 
-static void add_feature(const hashing_encoder *enc, hashing_scratch *s, const char *bytes, size_t length)
+static inline void add_feature(const hashing_encoder *enc, hashing_scratch *s, const char *bytes, size_t length)
 {
     uint32_t h = murmur3_32((const uint8_t *)bytes, length, 0);
     /* |h| of the signed value: for h >= 2^31 the signed value is h - 2^32. */
@@ -226,6 +226,18 @@ static void analyze_char_wb(const hashing_encoder *enc, hashing_scratch *s, eb_d
         s->joined[0] = ' ';
         memcpy(s->joined + 1, d.bytes + d.offsets[start], word_bytes);
         s->joined[word_bytes + 1] = ' ';
+        if (word_bytes + 2 == padded) {
+            /* One byte per character (ASCII words): n-grams are byte ranges, no offset table needed. */
+            for (size_t n = enc->params.ngram_min; n <= enc->params.ngram_max; n++) {
+                if (padded <= n) {
+                    add_feature(enc, s, s->joined, padded);
+                    break;
+                }
+                for (size_t k = 0; k + n <= padded; k++)
+                    add_feature(enc, s, s->joined + k, n);
+            }
+            continue;
+        }
         s->joined_offsets[0] = 0;
         for (size_t k = start; k <= i; k++)
             s->joined_offsets[k - start + 1] = d.offsets[k] - d.offsets[start] + 1;
@@ -262,6 +274,14 @@ static void analyze_char(const hashing_encoder *enc, hashing_scratch *s, eb_deco
         i++;
     }
     s->joined_offsets[count] = at;
+    if (at == count) {
+        /* One byte per character: n-grams are byte ranges. */
+        for (size_t n = enc->params.ngram_min; n <= enc->params.ngram_max && n <= count; n++) {
+            for (size_t k = 0; k + n <= count; k++)
+                add_feature(enc, s, s->joined + k, n);
+        }
+        return;
+    }
     add_substrings(enc, s, s->joined, s->joined_offsets, count, enc->params.ngram_min,
                    enc->params.ngram_max);
 }
