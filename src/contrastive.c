@@ -23,10 +23,8 @@
 static const float NORM_FLOOR = 1e-8f;
 
 struct eb_contrastive {
-    eb_allocator mem;
+    eb_model_core core; /* first, so a model pointer is also a core pointer */
     eb_contrastive_params params;
-    eb_error last_error;
-    eb_fit_state state;
 };
 
 typedef struct cl_pair {
@@ -104,7 +102,7 @@ eb_status eb_contrastive_create(const eb_contrastive_params *params, const eb_al
     eb_contrastive *model = eb__calloc(mem, 1, sizeof *model);
     if (model == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory creating the model");
-    model->mem = *mem;
+    model->core.mem = *mem;
     model->params = *params;
     *out = model;
     return EB_OK;
@@ -114,8 +112,8 @@ void eb_contrastive_free(eb_contrastive *model)
 {
     if (model == NULL)
         return;
-    eb_allocator mem = model->mem;
-    eb__fit_state_release(&model->state, &mem);
+    eb_allocator mem = model->core.mem;
+    eb__fit_state_release(&model->core.state, &mem);
     eb__free(&mem, model);
 }
 
@@ -209,7 +207,7 @@ static void index_labels(cl_workspace *ws, const int32_t *y)
 static eb_status workspace_alloc(cl_workspace *ws, const eb_contrastive *model, eb_matrix x, const int32_t *y,
                                  size_t h, eb_error *err)
 {
-    const eb_allocator *mem = &model->mem;
+    const eb_allocator *mem = &model->core.mem;
     size_t n = x.rows;
     memset(ws, 0, sizeof *ws);
     ws->n_rows = n;
@@ -386,7 +384,7 @@ static eb_status new_state(const eb_contrastive *model, size_t n_features, size_
     size_t h = width_for(&model->params, n_features), weights;
     if (!eb__mul_size(n_features + 1, h, &weights))
         return eb__fail(err, EB_ERR_TOO_LARGE, "%zu features x %zu outputs is too many weights", n_features, h);
-    eb_status status = eb__trainable_alloc(&state->weights, weights, &model->mem);
+    eb_status status = eb__trainable_alloc(&state->weights, weights, &model->core.mem);
     if (status != EB_OK)
         return eb__fail(err, status, "out of memory allocating %zu weights", weights);
     state->n_features = n_features;
@@ -403,20 +401,20 @@ static eb_status train(const eb_contrastive *model, eb_fit_state *state, eb_matr
 {
     epoch_context ctx = {model, state, x, ws};
     return eb__train_epochs(state, n_epochs, model->params.on_epoch, model->params.callback_data, run_epoch, &ctx,
-                            state == &model->state, &model->mem, err);
+                            state == &model->core.state, &model->core.mem, err);
 }
 
 static eb_status fit_common(eb_contrastive *model, eb_matrix x, const int32_t *y, size_t n_classes, bool partial)
 {
     if (model == NULL)
         return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->last_error;
+    eb_error *err = &model->core.last_error;
     eb__error_clear(err);
-    eb_status status = eb__check_training_input(&model->state, x, y, n_classes, partial, err);
+    eb_status status = eb__check_training_input(&model->core.state, x, y, n_classes, partial, err);
     if (status != EB_OK)
         return status;
-    bool continuing = partial && model->state.fitted;
-    size_t h = continuing ? model->state.out_dim : width_for(&model->params, x.cols);
+    bool continuing = partial && model->core.state.fitted;
+    size_t h = continuing ? model->core.state.out_dim : width_for(&model->params, x.cols);
     if (h > (size_t)INT_MAX)
         return eb__fail(err, EB_ERR_TOO_LARGE, "an output width of %zu is too large", h);
     cl_workspace ws;
@@ -424,12 +422,12 @@ static eb_status fit_common(eb_contrastive *model, eb_matrix x, const int32_t *y
     if (status != EB_OK)
         return status;
     if (!continuing && ws.distinct_labels < 2) {
-        workspace_release(&ws, &model->mem);
+        workspace_release(&ws, &model->core.mem);
         return eb__fail(err, EB_ERR_TOO_FEW_CLASSES,
                         "y holds a single label (%d); the first fit needs at least two distinct labels", (int)y[0]);
     }
     if (continuing) {
-        status = train(model, &model->state, x, &ws, 1, err);
+        status = train(model, &model->core.state, x, &ws, 1, err);
     } else {
         eb_fit_state fresh;
         status = new_state(model, x.cols, n_classes, &fresh, err);
@@ -437,13 +435,13 @@ static eb_status fit_common(eb_contrastive *model, eb_matrix x, const int32_t *y
             status = train(model, &fresh, x, &ws, partial ? 1 : model->params.n_epochs, err);
         if (status == EB_OK) {
             fresh.fitted = true;
-            eb__fit_state_release(&model->state, &model->mem);
-            model->state = fresh;
+            eb__fit_state_release(&model->core.state, &model->core.mem);
+            model->core.state = fresh;
         } else {
-            eb__fit_state_release(&fresh, &model->mem);
+            eb__fit_state_release(&fresh, &model->core.mem);
         }
     }
-    workspace_release(&ws, &model->mem);
+    workspace_release(&ws, &model->core.mem);
     return status;
 }
 
@@ -459,28 +457,21 @@ eb_status eb_contrastive_partial_fit(eb_contrastive *model, eb_matrix x, const i
 
 eb_status eb_contrastive_transform(const eb_contrastive *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
 {
-    eb__error_clear(err);
-    if (model == NULL)
+    if (model == NULL) {
+        eb__error_clear(err);
         return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
-    if (!model->state.fitted)
-        return eb__fail(err, EB_ERR_NOT_FITTED, "the model is not fitted yet; call fit or partial_fit first");
-    eb_status status = eb__check_input(x, "X", err);
+    }
+    eb_status status = eb__check_transform(&model->core, x, out, err);
     if (status != EB_OK)
         return status;
-    const eb_fit_state *state = &model->state;
-    if (x.cols != state->n_features)
-        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "X has %zu columns, the model was fitted on %zu", x.cols,
-                        state->n_features);
-    status = eb__check_output(out, x.rows, state->out_dim, err);
-    if (status != EB_OK)
-        return status;
+    const eb_fit_state *state = &model->core.state;
     eb__affine(x, state->weights.values, state->weights.values + state->n_features * state->out_dim, out);
     return eb__check_result(out, err);
 }
 
 const char *eb_contrastive_last_error(const eb_contrastive *model)
 {
-    return model == NULL ? "model is NULL" : model->last_error.message;
+    return model == NULL ? "model is NULL" : model->core.last_error.message;
 }
 
 eb_contrastive_params eb_contrastive_get_params(const eb_contrastive *model)
@@ -490,39 +481,39 @@ eb_contrastive_params eb_contrastive_get_params(const eb_contrastive *model)
 
 int eb_contrastive_is_fitted(const eb_contrastive *model)
 {
-    return model != NULL && model->state.fitted;
+    return model != NULL && model->core.state.fitted;
 }
 
 size_t eb_contrastive_n_features(const eb_contrastive *model)
 {
-    return model == NULL ? 0 : model->state.n_features;
+    return model == NULL ? 0 : model->core.state.n_features;
 }
 
 size_t eb_contrastive_n_classes(const eb_contrastive *model)
 {
-    return model == NULL ? 0 : model->state.n_classes;
+    return model == NULL ? 0 : model->core.state.n_classes;
 }
 
 size_t eb_contrastive_output_dim(const eb_contrastive *model)
 {
     if (model == NULL)
         return 0;
-    if (model->state.fitted)
-        return model->state.out_dim;
+    if (model->core.state.fitted)
+        return model->core.state.out_dim;
     return model->params.hidden_dim == EB_HIDDEN_DIM_AS_INPUT ? 0 : model->params.hidden_dim;
 }
 
 const double *eb_contrastive_loss_history(const eb_contrastive *model, size_t *length)
 {
-    size_t n = model == NULL ? 0 : model->state.history.length;
+    size_t n = model == NULL ? 0 : model->core.state.history.length;
     if (length != NULL)
         *length = n;
-    return n == 0 ? NULL : model->state.history.values;
+    return n == 0 ? NULL : model->core.state.history.values;
 }
 
 /* ---- saving and loading ------------------------------------------------------- */
 
-static void write_payload(const void *opaque, eb_writer *w)
+static void write_params(const void *opaque, eb_writer *w)
 {
     const eb_contrastive *model = opaque;
     /* The sentinel is SIZE_MAX, which differs between 32- and 64-bit builds; the file always says UINT64_MAX. */
@@ -533,18 +524,17 @@ static void write_payload(const void *opaque, eb_writer *w)
     eb__write_f32(w, model->params.learning_rate);
     eb__write_u64(w, model->params.batch_size);
     eb__write_u64(w, model->params.seed);
-    eb__write_fit_state(w, &model->state);
 }
 
 eb_status eb_contrastive_set_params(eb_contrastive *model, const eb_contrastive_params *params)
 {
     if (model == NULL)
         return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->last_error;
+    eb_error *err = &model->core.last_error;
     eb_status status = eb_contrastive_check_params(params, err);
     if (status != EB_OK)
         return status;
-    if (model->state.fitted && params->hidden_dim != model->params.hidden_dim)
+    if (model->core.state.fitted && params->hidden_dim != model->params.hidden_dim)
         return eb__fail(err, EB_ERR_INVALID_PARAM,
                         "hidden_dim cannot change once fitted (the weights have hidden_dim %zu); call fit instead",
                         model->params.hidden_dim);
@@ -560,32 +550,11 @@ void eb_contrastive_set_callback(eb_contrastive *model, eb_epoch_callback on_epo
     }
 }
 
-size_t eb_contrastive_saved_size(const eb_contrastive *model)
-{
-    return model == NULL ? 0 : eb__saved_size(write_payload, model);
-}
-
-eb_status eb_contrastive_save_to_buffer(const eb_contrastive *model, void *buffer, size_t capacity,
-                                        size_t *written, eb_error *err)
-{
-    eb__error_clear(err);
-    if (model == NULL || buffer == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", model == NULL ? "model" : "buffer");
-    return eb__save_to_buffer(EB_KIND_CONTRASTIVE, write_payload, model, buffer, capacity, written, err);
-}
-
-eb_status eb_contrastive_save(const eb_contrastive *model, const char *path, eb_error *err)
-{
-    eb__error_clear(err);
-    if (model == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
-    return eb__save_file(EB_KIND_CONTRASTIVE, write_payload, model, &model->mem, path, err);
-}
-
 /* The saved state must be exactly what fit would have built for these params. */
-static eb_status check_loaded_state(const eb_contrastive *model, eb_error *err)
+static eb_status check_loaded_state(const void *opaque, eb_error *err)
 {
-    const eb_fit_state *st = &model->state;
+    const eb_contrastive *model = opaque;
+    const eb_fit_state *st = &model->core.state;
     if (!st->fitted)
         return EB_OK;
     size_t expected;
@@ -598,66 +567,73 @@ static eb_status check_loaded_state(const eb_contrastive *model, eb_error *err)
     return EB_OK;
 }
 
-eb_status eb_contrastive_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
-                                          eb_contrastive **out, eb_error *err)
+/* The params part of a saved model, checked, as a new unfitted model. */
+static eb_status create_from_params(eb_reader *r, const eb_allocator *mem, void **out, eb_error *err)
 {
-    eb__error_clear(err);
-    if (out == NULL || buffer == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", out == NULL ? "out" : "buffer");
-    *out = NULL;
-    eb_reader r;
-    eb_status status = eb__open_saved(buffer, size, EB_KIND_CONTRASTIVE, &r, err);
-    if (status != EB_OK)
-        return status;
     eb_contrastive_params params = eb_contrastive_default_params();
     uint64_t saved_hidden_dim;
-    if (!eb__read_u64(&r, &saved_hidden_dim))
+    if (!eb__read_u64(r, &saved_hidden_dim))
         return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated params");
     if (saved_hidden_dim != UINT64_MAX && saved_hidden_dim > (uint64_t)INT_MAX)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: invalid params: hidden_dim is %llu; it must be at most %d",
                         (unsigned long long)saved_hidden_dim, INT_MAX);
     params.hidden_dim = saved_hidden_dim == UINT64_MAX ? EB_HIDDEN_DIM_AS_INPUT : (size_t)saved_hidden_dim;
-    if (!eb__read_size(&r, &params.n_neg) ||
-        !eb__read_size(&r, &params.n_epochs) ||
-        !eb__read_f32(&r, &params.learning_rate) || !eb__read_size(&r, &params.batch_size) ||
-        !eb__read_u64(&r, &params.seed))
+    if (!eb__read_size(r, &params.n_neg) ||
+        !eb__read_size(r, &params.n_epochs) ||
+        !eb__read_f32(r, &params.learning_rate) || !eb__read_size(r, &params.batch_size) ||
+        !eb__read_u64(r, &params.seed))
         return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated params");
     eb_error detail;
     if (eb_contrastive_check_params(&params, &detail) != EB_OK)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: invalid params: %s", detail.message);
     eb_contrastive *model;
-    status = eb_contrastive_create(&params, mem, &model, err);
+    eb_status status = eb_contrastive_create(&params, mem, &model, err);
     if (status != EB_OK)
         return status;
-    status = eb__read_fit_state(&r, &model->state, &model->mem, err);
-    if (status == EB_OK)
-        status = check_loaded_state(model, err);
-    if (status == EB_OK && r.pos != r.size)
-        status = eb__fail(err, EB_ERR_FORMAT, "saved model: %zu unexpected bytes after the model", r.size - r.pos);
-    if (status != EB_OK) {
-        eb_contrastive_free(model);
-        return status;
-    }
     *out = model;
     return EB_OK;
 }
 
+static void release(void *model)
+{
+    eb_contrastive_free(model);
+}
+
+static const eb_model_codec CODEC = {EB_KIND_CONTRASTIVE, write_params, create_from_params, check_loaded_state, release};
+
+eb_status eb_contrastive_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem, eb_contrastive **out,
+                                 eb_error *err)
+{
+    void *model = NULL;
+    eb_status status = eb__model_load_from_buffer(&CODEC, buffer, size, mem, out == NULL ? NULL : &model, err);
+    if (out != NULL)
+        *out = model;
+    return status;
+}
+
 eb_status eb_contrastive_load(const char *path, const eb_allocator *mem, eb_contrastive **out, eb_error *err)
 {
-    eb__error_clear(err);
-    if (out == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "out is NULL");
-    *out = NULL;
-    if (mem == NULL)
-        mem = eb_default_allocator();
-    void *bytes;
-    size_t size;
-    eb_status status = eb__read_file(path, mem, &bytes, &size, err);
-    if (status != EB_OK)
-        return status;
-    status = eb_contrastive_load_from_buffer(bytes, size, mem, out, err);
-    eb__free(mem, bytes);
+    void *model = NULL;
+    eb_status status = eb__model_load(&CODEC, path, mem, out == NULL ? NULL : &model, err);
+    if (out != NULL)
+        *out = model;
     return status;
+}
+
+eb_status eb_contrastive_save_to_buffer(const eb_contrastive *model, void *buffer, size_t capacity, size_t *written,
+                               eb_error *err)
+{
+    return eb__model_save_to_buffer(&CODEC, model, buffer, capacity, written, err);
+}
+
+eb_status eb_contrastive_save(const eb_contrastive *model, const char *path, eb_error *err)
+{
+    return eb__model_save(&CODEC, model, path, err);
+}
+
+size_t eb_contrastive_saved_size(const eb_contrastive *model)
+{
+    return eb__model_saved_size(&CODEC, model);
 }
 
 /* ---- testing hooks --------------------------------------------------------- */
@@ -667,27 +643,27 @@ eb_status eb__contrastive_init_weights(eb_contrastive *model, size_t n_features,
     if (model == NULL || n_features == 0)
         return EB_ERR_INVALID_PARAM;
     eb_fit_state fresh;
-    eb_status status = new_state(model, n_features, n_classes, &fresh, &model->last_error);
+    eb_status status = new_state(model, n_features, n_classes, &fresh, &model->core.last_error);
     if (status != EB_OK)
         return status;
     fresh.fitted = true;
-    eb__fit_state_release(&model->state, &model->mem);
-    model->state = fresh;
+    eb__fit_state_release(&model->core.state, &model->core.mem);
+    model->core.state = fresh;
     return EB_OK;
 }
 
 float *eb__contrastive_weights(eb_contrastive *model, size_t *count)
 {
-    *count = model->state.weights.count;
-    return model->state.weights.values;
+    *count = model->core.state.weights.count;
+    return model->core.state.weights.values;
 }
 
 eb_status eb__contrastive_gradient(eb_contrastive *model, eb_matrix x, const uint32_t *left,
                                    const uint32_t *right, const float *target, size_t n_pairs, float *grad,
                                    double *mean_loss)
 {
-    const eb_allocator *mem = &model->mem;
-    size_t h = model->state.out_dim;
+    const eb_allocator *mem = &model->core.mem;
+    size_t h = model->core.state.out_dim;
     eb_status status = EB_ERR_NOMEM;
     cl_pair *pairs = eb__calloc(mem, n_pairs, sizeof *pairs);
     float *embed = eb__calloc(mem, x.rows, h * sizeof(float));
@@ -696,7 +672,7 @@ eb_status eb__contrastive_gradient(eb_contrastive *model, eb_matrix x, const uin
     if (pairs != NULL && embed != NULL && embed_grad != NULL && norms != NULL) {
         for (size_t p = 0; p < n_pairs; p++)
             pairs[p] = (cl_pair){left[p], right[p], target[p]};
-        *mean_loss = pair_gradient(model->state.weights.values, grad, h, x, pairs, n_pairs, embed, embed_grad,
+        *mean_loss = pair_gradient(model->core.state.weights.values, grad, h, x, pairs, n_pairs, embed, embed_grad,
                                    norms) /
                      (double)n_pairs;
         status = EB_OK;

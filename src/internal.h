@@ -162,20 +162,44 @@ bool eb__read_size(eb_reader *r, size_t *value);
 /* The fit state as eb__write_fit_state wrote it; checks sizes against the bytes left before allocating. */
 eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocator *mem, eb_error *err);
 
+/* What every model handle starts with, so a model pointer also points to its core. */
+typedef struct eb_model_core {
+    eb_allocator mem;
+    eb_error last_error;
+    eb_fit_state state;
+} eb_model_core;
+
 enum { EB_KIND_FEEDFORWARD = 1, EB_KIND_CONTRASTIVE = 2 };
 
-/* Writes the model-specific part (params, then state) of a saved model. */
-typedef void (*eb__payload_writer)(const void *model, eb_writer *w);
-size_t eb__saved_size(eb__payload_writer write_payload, const void *model);
-eb_status eb__save_to_buffer(uint32_t kind, eb__payload_writer write_payload, const void *model, void *buffer,
-                             size_t capacity, size_t *written, eb_error *err);
-/* Check header and checksum of saved bytes of the given kind; *payload then reads the payload. */
-eb_status eb__open_saved(const void *buffer, size_t size, uint32_t kind, eb_reader *payload, eb_error *err);
+/* How one model kind is saved and loaded; the shared code frames it and handles the fit state. */
+typedef struct eb_model_codec {
+    uint32_t kind;
+    /* The params part of the payload, which the fit state follows. */
+    void (*write_params)(const void *model, eb_writer *w);
+    /* Read and check the params part, then create an unfitted model holding them. */
+    eb_status (*create_from_params)(eb_reader *r, const eb_allocator *mem, void **model, eb_error *err);
+    /* The loaded state must be exactly what fit would have built for the model's params. */
+    eb_status (*check_loaded_state)(const void *model, eb_error *err);
+    void (*release)(void *model);
+} eb_model_codec;
+
+size_t eb__model_saved_size(const eb_model_codec *codec, const void *model);
+eb_status eb__model_save_to_buffer(const eb_model_codec *codec, const void *model, void *buffer, size_t capacity,
+                                   size_t *written, eb_error *err);
 /* Serialise to memory, then write path atomically. */
-eb_status eb__save_file(uint32_t kind, eb__payload_writer write_payload, const void *model,
-                        const eb_allocator *mem, const char *path, eb_error *err);
-/* The whole file at path, from mem; the caller frees *bytes. */
+eb_status eb__model_save(const eb_model_codec *codec, const void *model, const char *path, eb_error *err);
+eb_status eb__model_load_from_buffer(const eb_model_codec *codec, const void *buffer, size_t size,
+                                     const eb_allocator *mem, void **out, eb_error *err);
+eb_status eb__model_load(const eb_model_codec *codec, const char *path, const eb_allocator *mem, void **out,
+                         eb_error *err);
+
+/* The whole file at path (a regular file), from mem; the caller frees *bytes. */
 eb_status eb__read_file(const char *path, const eb_allocator *mem, void **bytes, size_t *size, eb_error *err);
+
+/* ---- model.c -------------------------------------------------------------- */
+
+/* The checks every transform makes before computing: fitted, X valid and as wide as the fit, out's shape. */
+eb_status eb__check_transform(const eb_model_core *core, eb_matrix x, eb_mut_matrix out, eb_error *err);
 
 /* ---- testing hooks (defined in the model files) -------------------------- */
 /* See tests/c/testing.h for their contracts. */

@@ -305,17 +305,28 @@ static uint32_t crc32_of(const uint8_t *data, size_t size)
     return (uint32_t)crc;
 }
 
-size_t eb__saved_size(eb__payload_writer write_payload, const void *model)
+static void write_payload(const eb_model_codec *codec, const void *model, eb_writer *w)
+{
+    codec->write_params(model, w);
+    eb__write_fit_state(w, &((const eb_model_core *)model)->state);
+}
+
+static size_t saved_size(const eb_model_codec *codec, const void *model)
 {
     eb_writer counter = {NULL, 0, 0};
-    write_payload(model, &counter);
+    write_payload(codec, model, &counter);
     return HEADER_SIZE + counter.length;
 }
 
-eb_status eb__save_to_buffer(uint32_t kind, eb__payload_writer write_payload, const void *model, void *buffer,
-                             size_t capacity, size_t *written, eb_error *err)
+size_t eb__model_saved_size(const eb_model_codec *codec, const void *model)
 {
-    size_t needed = eb__saved_size(write_payload, model);
+    return model == NULL ? 0 : saved_size(codec, model);
+}
+
+static eb_status save_to_buffer(const eb_model_codec *codec, const void *model, void *buffer, size_t capacity,
+                                size_t *written, eb_error *err)
+{
+    size_t needed = saved_size(codec, model);
     if (written != NULL)
         *written = 0;
     if (capacity < needed)
@@ -325,15 +336,24 @@ eb_status eb__save_to_buffer(uint32_t kind, eb__payload_writer write_payload, co
     for (size_t i = 0; i < sizeof MAGIC; i++)
         eb__write_u8(&w, MAGIC[i]);
     eb__write_u32(&w, FORMAT_VERSION);
-    eb__write_u32(&w, kind);
+    eb__write_u32(&w, codec->kind);
     eb__write_u64(&w, needed - HEADER_SIZE);
     eb__write_u32(&w, 0); /* the CRC, filled in below */
-    write_payload(model, &w);
+    write_payload(codec, model, &w);
     eb_writer crc_slot = {buffer, capacity, HEADER_SIZE - 4};
     eb__write_u32(&crc_slot, crc32_of(w.data + HEADER_SIZE, needed - HEADER_SIZE));
     if (written != NULL)
         *written = needed;
     return EB_OK;
+}
+
+eb_status eb__model_save_to_buffer(const eb_model_codec *codec, const void *model, void *buffer, size_t capacity,
+                                   size_t *written, eb_error *err)
+{
+    eb__error_clear(err);
+    if (model == NULL || buffer == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", model == NULL ? "model" : "buffer");
+    return save_to_buffer(codec, model, buffer, capacity, written, err);
 }
 
 static const char *kind_name(uint32_t kind)
@@ -345,7 +365,8 @@ static const char *kind_name(uint32_t kind)
     }
 }
 
-eb_status eb__open_saved(const void *buffer, size_t size, uint32_t kind, eb_reader *payload, eb_error *err)
+/* Check header and checksum of saved bytes of the given kind; *payload then reads the payload. */
+static eb_status open_saved(const void *buffer, size_t size, uint32_t kind, eb_reader *payload, eb_error *err)
 {
     eb_reader r = {buffer, size, 0};
     if (size < HEADER_SIZE)
@@ -453,12 +474,12 @@ static int create_temp_file(const char *path, size_t path_length, char *temp_pat
     return -1; /* errno is EEXIST */
 }
 
-eb_status eb__save_file(uint32_t kind, eb__payload_writer write_payload, const void *model,
-                        const eb_allocator *mem, const char *path, eb_error *err)
+static eb_status save_file(const eb_model_codec *codec, const void *model, const char *path, eb_error *err)
 {
+    const eb_allocator *mem = &((const eb_model_core *)model)->mem;
     if (path == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "path is NULL");
-    size_t size = eb__saved_size(write_payload, model);
+    size_t size = saved_size(codec, model);
     size_t path_length = strlen(path);
     if (path_length == 0)
         return eb__fail(err, EB_ERR_IO, "path is empty");
@@ -471,7 +492,7 @@ eb_status eb__save_file(uint32_t kind, eb__payload_writer write_payload, const v
         eb__free(mem, temp_path);
         return eb__fail(err, EB_ERR_NOMEM, "out of memory serialising the model (%zu bytes)", size);
     }
-    eb_status status = eb__save_to_buffer(kind, write_payload, model, bytes, size, NULL, err);
+    eb_status status = save_to_buffer(codec, model, bytes, size, NULL, err);
     int fd = status == EB_OK ? create_temp_file(path, path_length, temp_path) : -1;
     if (status == EB_OK && fd < 0) {
         status = io_failure(err, "cannot create a temporary file next to", path);
@@ -541,4 +562,62 @@ eb_status eb__read_file(const char *path, const eb_allocator *mem, void **bytes,
     *bytes = data;
     *size = length;
     return EB_OK;
+}
+
+/* ---- models ------------------------------------------------------------------ */
+
+eb_status eb__model_save(const eb_model_codec *codec, const void *model, const char *path, eb_error *err)
+{
+    eb__error_clear(err);
+    if (model == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
+    return save_file(codec, model, path, err);
+}
+
+eb_status eb__model_load_from_buffer(const eb_model_codec *codec, const void *buffer, size_t size,
+                                     const eb_allocator *mem, void **out, eb_error *err)
+{
+    eb__error_clear(err);
+    if (out == NULL || buffer == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", out == NULL ? "out" : "buffer");
+    *out = NULL;
+    eb_reader r;
+    eb_status status = open_saved(buffer, size, codec->kind, &r, err);
+    if (status != EB_OK)
+        return status;
+    void *model;
+    status = codec->create_from_params(&r, mem, &model, err);
+    if (status != EB_OK)
+        return status;
+    eb_model_core *core = model;
+    status = eb__read_fit_state(&r, &core->state, &core->mem, err);
+    if (status == EB_OK)
+        status = codec->check_loaded_state(model, err);
+    if (status == EB_OK && r.pos != r.size)
+        status = eb__fail(err, EB_ERR_FORMAT, "saved model: %zu unexpected bytes after the model", r.size - r.pos);
+    if (status != EB_OK) {
+        codec->release(model);
+        return status;
+    }
+    *out = model;
+    return EB_OK;
+}
+
+eb_status eb__model_load(const eb_model_codec *codec, const char *path, const eb_allocator *mem, void **out,
+                         eb_error *err)
+{
+    eb__error_clear(err);
+    if (out == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "out is NULL");
+    *out = NULL;
+    if (mem == NULL)
+        mem = eb_default_allocator();
+    void *bytes;
+    size_t size;
+    eb_status status = eb__read_file(path, mem, &bytes, &size, err);
+    if (status != EB_OK)
+        return status;
+    status = eb__model_load_from_buffer(codec, bytes, size, mem, out, err);
+    eb__free(mem, bytes);
+    return status;
 }

@@ -1,0 +1,17 @@
+/* What the two model kinds share outside training: the checks in front of every transform. */
+#include "internal.h"
+
+eb_status eb__check_transform(const eb_model_core *core, eb_matrix x, eb_mut_matrix out, eb_error *err)
+{
+    eb__error_clear(err);
+    const eb_fit_state *state = &core->state;
+    if (!state->fitted)
+        return eb__fail(err, EB_ERR_NOT_FITTED, "the model is not fitted yet; call fit or partial_fit first");
+    eb_status status = eb__check_input(x, "X", err);
+    if (status != EB_OK)
+        return status;
+    if (x.cols != state->n_features)
+        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "X has %zu columns, the model was fitted on %zu", x.cols,
+                        state->n_features);
+    return eb__check_output(out, x.rows, state->out_dim, err);
+}
