@@ -14,10 +14,8 @@
 #include "testing.h"
 
 struct eb_feedforward {
-    eb_allocator mem;
+    eb_model_core core; /* first, so a model pointer is also a core pointer */
     eb_feedforward_params params;
-    eb_error last_error;
-    eb_fit_state state;
 };
 
 typedef struct ff_shape {
@@ -113,7 +111,7 @@ eb_status eb_feedforward_create(const eb_feedforward_params *params, const eb_al
     eb_feedforward *model = eb__calloc(mem, 1, sizeof *model);
     if (model == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory creating the model");
-    model->mem = *mem;
+    model->core.mem = *mem;
     model->params = *params;
     *out = model;
     return EB_OK;
@@ -123,8 +121,8 @@ void eb_feedforward_free(eb_feedforward *model)
 {
     if (model == NULL)
         return;
-    eb_allocator mem = model->mem;
-    eb__fit_state_release(&model->state, &mem);
+    eb_allocator mem = model->core.mem;
+    eb__fit_state_release(&model->core.state, &mem);
     eb__free(&mem, model);
 }
 
@@ -334,12 +332,12 @@ static eb_status train(const eb_feedforward *model, eb_fit_state *state, eb_matr
                        size_t n_epochs, eb_error *err)
 {
     ff_workspace ws;
-    const eb_allocator *mem = &model->mem;
+    const eb_allocator *mem = &model->core.mem;
     if (workspace_alloc(&ws, x.rows, model->params.batch_size, shape_of(model, state), mem) != EB_OK)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating training buffers for %zu rows", x.rows);
     epoch_context ctx = {model, state, x, y, &ws};
     eb_status status = eb__train_epochs(state, n_epochs, model->params.on_epoch, model->params.callback_data,
-                                        epoch_thunk, &ctx, state == &model->state, mem, err);
+                                        epoch_thunk, &ctx, state == &model->core.state, mem, err);
     workspace_release(&ws, mem);
     return status;
 }
@@ -354,7 +352,7 @@ static eb_status new_state(const eb_feedforward *model, size_t n_features, size_
     if (n_classes > (size_t)INT_MAX || !parameter_count(s, &count))
         return eb__fail(err, EB_ERR_TOO_LARGE, "%zu features x %zu hidden x %zu classes is too many weights",
                         s.d, s.h, s.k);
-    eb_status status = eb__trainable_alloc(&state->weights, count, &model->mem);
+    eb_status status = eb__trainable_alloc(&state->weights, count, &model->core.mem);
     if (status != EB_OK)
         return eb__fail(err, status, "out of memory allocating %zu weights", count);
     state->n_features = n_features;
@@ -372,18 +370,18 @@ static eb_status new_state(const eb_feedforward *model, size_t n_features, size_
 static eb_status fit_from_scratch(eb_feedforward *model, eb_matrix x, const int32_t *y, size_t n_classes,
                                   size_t n_epochs)
 {
-    eb_error *err = &model->last_error;
+    eb_error *err = &model->core.last_error;
     eb_fit_state fresh;
     eb_status status = new_state(model, x.cols, n_classes, &fresh, err);
     if (status == EB_OK)
         status = train(model, &fresh, x, y, n_epochs, err);
     if (status != EB_OK) {
-        eb__fit_state_release(&fresh, &model->mem);
+        eb__fit_state_release(&fresh, &model->core.mem);
         return status;
     }
     fresh.fitted = true;
-    eb__fit_state_release(&model->state, &model->mem);
-    model->state = fresh;
+    eb__fit_state_release(&model->core.state, &model->core.mem);
+    model->core.state = fresh;
     return EB_OK;
 }
 
@@ -391,9 +389,9 @@ eb_status eb_feedforward_fit(eb_feedforward *model, eb_matrix x, const int32_t *
 {
     if (model == NULL)
         return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->last_error;
+    eb_error *err = &model->core.last_error;
     eb__error_clear(err);
-    eb_status status = eb__check_training_input(&model->state, x, y, n_classes, false, err);
+    eb_status status = eb__check_training_input(&model->core.state, x, y, n_classes, false, err);
     if (status != EB_OK)
         return status;
     return fit_from_scratch(model, x, y, n_classes, model->params.n_epochs);
@@ -403,33 +401,26 @@ eb_status eb_feedforward_partial_fit(eb_feedforward *model, eb_matrix x, const i
 {
     if (model == NULL)
         return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->last_error;
+    eb_error *err = &model->core.last_error;
     eb__error_clear(err);
-    eb_status status = eb__check_training_input(&model->state, x, y, n_classes, true, err);
+    eb_status status = eb__check_training_input(&model->core.state, x, y, n_classes, true, err);
     if (status != EB_OK)
         return status;
-    if (!model->state.fitted)
+    if (!model->core.state.fitted)
         return fit_from_scratch(model, x, y, n_classes, 1);
-    return train(model, &model->state, x, y, 1, err);
+    return train(model, &model->core.state, x, y, 1, err);
 }
 
 eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
 {
-    eb__error_clear(err);
-    if (model == NULL)
+    if (model == NULL) {
+        eb__error_clear(err);
         return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
-    if (!model->state.fitted)
-        return eb__fail(err, EB_ERR_NOT_FITTED, "the model is not fitted yet; call fit or partial_fit first");
-    eb_status status = eb__check_input(x, "X", err);
+    }
+    eb_status status = eb__check_transform(&model->core, x, out, err);
     if (status != EB_OK)
         return status;
-    const eb_fit_state *state = &model->state;
-    if (x.cols != state->n_features)
-        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "X has %zu columns, the model was fitted on %zu", x.cols,
-                        state->n_features);
-    status = eb__check_output(out, x.rows, state->out_dim, err);
-    if (status != EB_OK)
-        return status;
+    const eb_fit_state *state = &model->core.state;
     ff_layers l = layers_of(state->weights.values, shape_of(model, state));
     eb__affine(x, l.w1, l.b1, out);
     for (size_t r = 0; r < out.rows; r++)
@@ -439,7 +430,7 @@ eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix x, eb_
 
 const char *eb_feedforward_last_error(const eb_feedforward *model)
 {
-    return model == NULL ? "model is NULL" : model->last_error.message;
+    return model == NULL ? "model is NULL" : model->core.last_error.message;
 }
 
 eb_feedforward_params eb_feedforward_get_params(const eb_feedforward *model)
@@ -449,17 +440,17 @@ eb_feedforward_params eb_feedforward_get_params(const eb_feedforward *model)
 
 int eb_feedforward_is_fitted(const eb_feedforward *model)
 {
-    return model != NULL && model->state.fitted;
+    return model != NULL && model->core.state.fitted;
 }
 
 size_t eb_feedforward_n_features(const eb_feedforward *model)
 {
-    return model == NULL ? 0 : model->state.n_features;
+    return model == NULL ? 0 : model->core.state.n_features;
 }
 
 size_t eb_feedforward_n_classes(const eb_feedforward *model)
 {
-    return model == NULL ? 0 : model->state.n_classes;
+    return model == NULL ? 0 : model->core.state.n_classes;
 }
 
 size_t eb_feedforward_output_dim(const eb_feedforward *model)
@@ -469,15 +460,15 @@ size_t eb_feedforward_output_dim(const eb_feedforward *model)
 
 const double *eb_feedforward_loss_history(const eb_feedforward *model, size_t *length)
 {
-    size_t n = model == NULL ? 0 : model->state.history.length;
+    size_t n = model == NULL ? 0 : model->core.state.history.length;
     if (length != NULL)
         *length = n;
-    return n == 0 ? NULL : model->state.history.values;
+    return n == 0 ? NULL : model->core.state.history.values;
 }
 
 /* ---- saving and loading ------------------------------------------------------- */
 
-static void write_payload(const void *opaque, eb_writer *w)
+static void write_params(const void *opaque, eb_writer *w)
 {
     const eb_feedforward *model = opaque;
     eb__write_u64(w, model->params.hidden_dim);
@@ -485,18 +476,17 @@ static void write_payload(const void *opaque, eb_writer *w)
     eb__write_f32(w, model->params.learning_rate);
     eb__write_u64(w, model->params.batch_size);
     eb__write_u64(w, model->params.seed);
-    eb__write_fit_state(w, &model->state);
 }
 
 eb_status eb_feedforward_set_params(eb_feedforward *model, const eb_feedforward_params *params)
 {
     if (model == NULL)
         return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->last_error;
+    eb_error *err = &model->core.last_error;
     eb_status status = eb_feedforward_check_params(params, err);
     if (status != EB_OK)
         return status;
-    if (model->state.fitted && params->hidden_dim != model->params.hidden_dim)
+    if (model->core.state.fitted && params->hidden_dim != model->params.hidden_dim)
         return eb__fail(err, EB_ERR_INVALID_PARAM,
                         "hidden_dim cannot change once fitted (the weights have hidden_dim %zu); call fit instead",
                         model->params.hidden_dim);
@@ -512,32 +502,11 @@ void eb_feedforward_set_callback(eb_feedforward *model, eb_epoch_callback on_epo
     }
 }
 
-size_t eb_feedforward_saved_size(const eb_feedforward *model)
-{
-    return model == NULL ? 0 : eb__saved_size(write_payload, model);
-}
-
-eb_status eb_feedforward_save_to_buffer(const eb_feedforward *model, void *buffer, size_t capacity,
-                                        size_t *written, eb_error *err)
-{
-    eb__error_clear(err);
-    if (model == NULL || buffer == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", model == NULL ? "model" : "buffer");
-    return eb__save_to_buffer(EB_KIND_FEEDFORWARD, write_payload, model, buffer, capacity, written, err);
-}
-
-eb_status eb_feedforward_save(const eb_feedforward *model, const char *path, eb_error *err)
-{
-    eb__error_clear(err);
-    if (model == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
-    return eb__save_file(EB_KIND_FEEDFORWARD, write_payload, model, &model->mem, path, err);
-}
-
 /* The saved state must be exactly what fit would have built for these params. */
-static eb_status check_loaded_state(const eb_feedforward *model, eb_error *err)
+static eb_status check_loaded_state(const void *opaque, eb_error *err)
 {
-    const eb_fit_state *st = &model->state;
+    const eb_feedforward *model = opaque;
+    const eb_fit_state *st = &model->core.state;
     if (!st->fitted)
         return EB_OK;
     ff_shape s = shape_of(model, st);
@@ -551,58 +520,65 @@ static eb_status check_loaded_state(const eb_feedforward *model, eb_error *err)
     return EB_OK;
 }
 
-eb_status eb_feedforward_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
-                                          eb_feedforward **out, eb_error *err)
+/* The params part of a saved model, checked, as a new unfitted model. */
+static eb_status create_from_params(eb_reader *r, const eb_allocator *mem, void **out, eb_error *err)
 {
-    eb__error_clear(err);
-    if (out == NULL || buffer == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", out == NULL ? "out" : "buffer");
-    *out = NULL;
-    eb_reader r;
-    eb_status status = eb__open_saved(buffer, size, EB_KIND_FEEDFORWARD, &r, err);
-    if (status != EB_OK)
-        return status;
     eb_feedforward_params params = eb_feedforward_default_params();
-    if (!eb__read_size(&r, &params.hidden_dim) || !eb__read_size(&r, &params.n_epochs) ||
-        !eb__read_f32(&r, &params.learning_rate) || !eb__read_size(&r, &params.batch_size) ||
-        !eb__read_u64(&r, &params.seed))
+    if (!eb__read_size(r, &params.hidden_dim) || !eb__read_size(r, &params.n_epochs) ||
+        !eb__read_f32(r, &params.learning_rate) || !eb__read_size(r, &params.batch_size) ||
+        !eb__read_u64(r, &params.seed))
         return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated params");
     eb_error detail;
     if (eb_feedforward_check_params(&params, &detail) != EB_OK)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: invalid params: %s", detail.message);
     eb_feedforward *model;
-    status = eb_feedforward_create(&params, mem, &model, err);
+    eb_status status = eb_feedforward_create(&params, mem, &model, err);
     if (status != EB_OK)
         return status;
-    status = eb__read_fit_state(&r, &model->state, &model->mem, err);
-    if (status == EB_OK)
-        status = check_loaded_state(model, err);
-    if (status == EB_OK && r.pos != r.size)
-        status = eb__fail(err, EB_ERR_FORMAT, "saved model: %zu unexpected bytes after the model", r.size - r.pos);
-    if (status != EB_OK) {
-        eb_feedforward_free(model);
-        return status;
-    }
     *out = model;
     return EB_OK;
 }
 
+static void release(void *model)
+{
+    eb_feedforward_free(model);
+}
+
+static const eb_model_codec CODEC = {EB_KIND_FEEDFORWARD, write_params, create_from_params, check_loaded_state, release};
+
+eb_status eb_feedforward_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem, eb_feedforward **out,
+                                 eb_error *err)
+{
+    void *model = NULL;
+    eb_status status = eb__model_load_from_buffer(&CODEC, buffer, size, mem, out == NULL ? NULL : &model, err);
+    if (out != NULL)
+        *out = model;
+    return status;
+}
+
 eb_status eb_feedforward_load(const char *path, const eb_allocator *mem, eb_feedforward **out, eb_error *err)
 {
-    eb__error_clear(err);
-    if (out == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "out is NULL");
-    *out = NULL;
-    if (mem == NULL)
-        mem = eb_default_allocator();
-    void *bytes;
-    size_t size;
-    eb_status status = eb__read_file(path, mem, &bytes, &size, err);
-    if (status != EB_OK)
-        return status;
-    status = eb_feedforward_load_from_buffer(bytes, size, mem, out, err);
-    eb__free(mem, bytes);
+    void *model = NULL;
+    eb_status status = eb__model_load(&CODEC, path, mem, out == NULL ? NULL : &model, err);
+    if (out != NULL)
+        *out = model;
     return status;
+}
+
+eb_status eb_feedforward_save_to_buffer(const eb_feedforward *model, void *buffer, size_t capacity, size_t *written,
+                               eb_error *err)
+{
+    return eb__model_save_to_buffer(&CODEC, model, buffer, capacity, written, err);
+}
+
+eb_status eb_feedforward_save(const eb_feedforward *model, const char *path, eb_error *err)
+{
+    return eb__model_save(&CODEC, model, path, err);
+}
+
+size_t eb_feedforward_saved_size(const eb_feedforward *model)
+{
+    return eb__model_saved_size(&CODEC, model);
 }
 
 /* ---- testing hooks --------------------------------------------------------- */
@@ -612,34 +588,34 @@ eb_status eb__feedforward_init_weights(eb_feedforward *model, size_t n_features,
     if (model == NULL || n_features == 0 || n_classes == 0)
         return EB_ERR_INVALID_PARAM;
     eb_fit_state fresh;
-    eb_status status = new_state(model, n_features, n_classes, &fresh, &model->last_error);
+    eb_status status = new_state(model, n_features, n_classes, &fresh, &model->core.last_error);
     if (status != EB_OK)
         return status;
     fresh.fitted = true;
-    eb__fit_state_release(&model->state, &model->mem);
-    model->state = fresh;
+    eb__fit_state_release(&model->core.state, &model->core.mem);
+    model->core.state = fresh;
     return EB_OK;
 }
 
 float *eb__feedforward_weights(eb_feedforward *model, size_t *count)
 {
-    *count = model->state.weights.count;
-    return model->state.weights.values;
+    *count = model->core.state.weights.count;
+    return model->core.state.weights.values;
 }
 
 eb_status eb__feedforward_gradient(eb_feedforward *model, eb_matrix x, const int32_t *y, float *grad,
                                    double *mean_loss)
 {
-    eb_error *err = &model->last_error;
-    eb_status status = eb__check_training_input(&model->state, x, y, 0, true, err);
+    eb_error *err = &model->core.last_error;
+    eb_status status = eb__check_training_input(&model->core.state, x, y, 0, true, err);
     if (status != EB_OK)
         return status;
     ff_workspace ws;
-    ff_shape s = shape_of(model, &model->state);
-    if (workspace_alloc(&ws, x.rows, 0, s, &model->mem) != EB_OK)
+    ff_shape s = shape_of(model, &model->core.state);
+    if (workspace_alloc(&ws, x.rows, 0, s, &model->core.mem) != EB_OK)
         return EB_ERR_NOMEM;
     memcpy(ws.labels, y, x.rows * sizeof *y);
-    *mean_loss = batch_gradient(s, model->state.weights.values, grad, x, &ws) / (double)x.rows;
-    workspace_release(&ws, &model->mem);
+    *mean_loss = batch_gradient(s, model->core.state.weights.values, grad, x, &ws) / (double)x.rows;
+    workspace_release(&ws, &model->core.mem);
     return EB_OK;
 }
