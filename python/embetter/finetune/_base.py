@@ -251,6 +251,29 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         """fit(X, y), then the embedding of X."""
         return self.fit(X, y, **fit_params).transform(X)
 
+    # ---- files -------------------------------------------------------------------
+
+    def save(self, path):
+        """Write the fitted model to path and its Python-side state to path + ".json".
+
+        path gets the C library's model format (docs/model-format.md), written
+        atomically by eb_feedforward_save / eb_contrastive_save, so C programs
+        can load it; the JSON sidecar keeps what the C format has no place for:
+        the class, the parameters as set, classes_ and feature_names_in_.
+        An unfitted estimator raises NotFittedError (there is nothing learned
+        to save). Labels must be str, int, float or bool; pickle keeps others.
+        """
+        from embetter.finetune._persist import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """The fitted estimator saved at path by save(); it must be this class or a subclass of it."""
+        from embetter.finetune._persist import load
+
+        return load(path, expected_class=cls)
+
     # ---- pickling ---------------------------------------------------------------
 
     def __getstate__(self):

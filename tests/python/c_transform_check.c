@@ -1,0 +1,120 @@
+/*
+ * A C consumer of a model file that Python saved: tests/python/test_save_load.py
+ * compiles this against the library sources, runs it, and compares the output
+ * with the Python transform of the same rows.
+ *
+ * usage: c_transform_check MODEL INPUT ROWS COLS OUTPUT
+ *   MODEL  a model file (docs/model-format.md); its kind is read from the header
+ *   INPUT  ROWS x COLS float32 values, row-major, native byte order
+ *   OUTPUT receives ROWS x output_dim float32 values the same way
+ * Prints "kind output_dim" on success; on failure the reason goes to stderr
+ * and the exit status is 1.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embetter/embetter.h"
+
+enum { HEADER_SIZE = 28, KIND_OFFSET = 12, KIND_FEEDFORWARD = 1, KIND_CONTRASTIVE = 2 };
+
+static int fail(const char *what, const char *detail)
+{
+    fprintf(stderr, "c_transform_check: %s%s%s\n", what, detail[0] ? ": " : "", detail);
+    return 1;
+}
+
+/* The model kind from the little-endian u32 at offset 12, whatever this machine's byte order. */
+static int read_kind(const char *path, uint32_t *kind)
+{
+    unsigned char header[HEADER_SIZE];
+    FILE *file = fopen(path, "rb");
+    if (file == NULL)
+        return 0;
+    size_t got = fread(header, 1, sizeof header, file);
+    fclose(file);
+    if (got != sizeof header || memcmp(header, "EMBETTER", 8) != 0)
+        return 0;
+    const unsigned char *k = header + KIND_OFFSET;
+    *kind = (uint32_t)k[0] | (uint32_t)k[1] << 8 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 24;
+    return 1;
+}
+
+static float *read_floats(const char *path, size_t count)
+{
+    float *values = malloc(count * sizeof *values);
+    FILE *file = fopen(path, "rb");
+    if (values == NULL || file == NULL || fread(values, sizeof *values, count, file) != count) {
+        free(values);
+        values = NULL;
+    }
+    if (file != NULL)
+        fclose(file);
+    return values;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 6)
+        return fail("usage: c_transform_check MODEL INPUT ROWS COLS OUTPUT", "");
+    const char *model_path = argv[1];
+    size_t rows = strtoull(argv[3], NULL, 10);
+    size_t cols = strtoull(argv[4], NULL, 10);
+    uint32_t kind = 0;
+    if (!read_kind(model_path, &kind))
+        return fail("not a model file", model_path);
+    float *x = read_floats(argv[2], rows * cols);
+    if (x == NULL)
+        return fail("cannot read the input matrix", argv[2]);
+
+    eb_error err = {0};
+    eb_feedforward *feedforward = NULL;
+    eb_contrastive *contrastive = NULL;
+    eb_status status;
+    size_t out_dim = 0;
+    if (kind == KIND_FEEDFORWARD) {
+        status = eb_feedforward_load(model_path, NULL, &feedforward, &err);
+        if (status == EB_OK)
+            out_dim = eb_feedforward_output_dim(feedforward);
+    } else if (kind == KIND_CONTRASTIVE) {
+        status = eb_contrastive_load(model_path, NULL, &contrastive, &err);
+        if (status == EB_OK)
+            out_dim = eb_contrastive_output_dim(contrastive);
+    } else {
+        free(x);
+        return fail("unknown model kind in the header", model_path);
+    }
+    if (status != EB_OK) {
+        free(x);
+        return fail(eb_status_string(status), err.message);
+    }
+
+    float *out = malloc(rows * out_dim * sizeof *out);
+    if (out == NULL) {
+        status = EB_ERR_NOMEM;
+    } else if (feedforward != NULL) {
+        status = eb_feedforward_transform(feedforward, eb_matrix_view(x, rows, cols),
+                                          eb_mut_matrix_view(out, rows, out_dim), &err);
+    } else {
+        status = eb_contrastive_transform(contrastive, eb_matrix_view(x, rows, cols),
+                                          eb_mut_matrix_view(out, rows, out_dim), &err);
+    }
+    int exit_code = 0;
+    if (status != EB_OK) {
+        exit_code = fail(eb_status_string(status), err.message);
+    } else {
+        FILE *file = fopen(argv[5], "wb");
+        if (file == NULL || fwrite(out, sizeof *out, rows * out_dim, file) != rows * out_dim)
+            exit_code = fail("cannot write the output", argv[5]);
+        if (file != NULL && fclose(file) != 0)
+            exit_code = fail("cannot write the output", argv[5]);
+        if (exit_code == 0)
+            printf("%s %zu\n", kind == KIND_FEEDFORWARD ? "feedforward" : "contrastive", out_dim);
+    }
+    free(out);
+    free(x);
+    eb_feedforward_free(feedforward);
+    eb_contrastive_free(contrastive);
+    return exit_code;
+}
