@@ -3,6 +3,8 @@
 make_pipeline(ColumnGrabber("path"), ImageLoader(), ColorHistogramEncoder())
 turns a DataFrame of image paths into colour histograms.
 """
+import os
+
 import numpy as np
 
 from embetter._native import ffi, lib
@@ -113,6 +115,26 @@ class ColorHistogramEncoder(EmbetterBase):
         return encoder.encode_images(arrays, descriptors)
 
 
+def _path_batch(X):
+    """The paths of a batch as a list; the same shapes as a batch of texts are accepted."""
+    if isinstance(X, (str, bytes, os.PathLike)):
+        raise TypeError("X is a single path; pass a list of paths")
+    if hasattr(X, "iloc") and hasattr(X, "to_numpy"):  # pandas Series or one-column DataFrame
+        X = X.to_numpy()
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise ValueError(f"X has shape {X.shape}; a batch of paths is one-dimensional")
+    try:
+        paths = list(X)
+    except TypeError:
+        raise TypeError(f"X must be a list, array or Series of paths, not {type(X).__name__}") from None
+    if not paths:
+        raise ValueError("the batch holds 0 paths")
+    return paths
+
+
 class ImageLoader(EmbetterBase):
     """Open image files with Pillow.
 
@@ -130,10 +152,10 @@ class ImageLoader(EmbetterBase):
         if self.out not in ("pil", "numpy"):
             raise ValueError(f"out is {self.out!r}; it must be 'pil' or 'numpy'")
         Image = _pillow()
-        if isinstance(X, (str, bytes)):
-            raise TypeError("X is a single path; pass a list of paths")
         images = []
-        for position, path in enumerate(X.to_numpy() if hasattr(X, "to_numpy") else X):
+        for position, path in enumerate(_path_batch(X)):
+            if not isinstance(path, (str, bytes, os.PathLike)) and not hasattr(path, "read"):
+                raise TypeError(f"image {position} is a {type(path).__name__}; pass paths (str or Path) or open files")
             try:
                 with Image.open(path) as opened:
                     image = opened.convert(self.convert) if self.convert is not None else opened.copy()

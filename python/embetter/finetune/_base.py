@@ -1,7 +1,7 @@
 """What both finetuners share: input and label handling, training calls, pickling."""
 import warnings
 from contextlib import contextmanager
-from numbers import Integral, Real
+from numbers import Integral, Number, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
@@ -53,6 +53,36 @@ def encode_labels(y, classes):
             "partial_fit can only learn the classes given on its first call"
         )
     return np.ascontiguousarray(in_range, dtype=np.int32)
+
+
+def _first_non_number(X):
+    """(index, value) of the first cell of X that float() refuses, or None."""
+    if hasattr(X, "iloc") and hasattr(X, "to_numpy"):
+        X = X.to_numpy(dtype=object)
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):  # sparse matrices have their own message
+        return None
+    try:
+        cells = np.asarray(X, dtype=object)
+    except (TypeError, ValueError):
+        return None
+    if cells.ndim == 0 or cells.size == 0 or np.asarray(X).dtype.kind not in "OUSV":
+        return None  # an array of numbers holds nothing float() refuses
+    for row_index, row in enumerate(cells.reshape(cells.shape[0], -1)):
+        try:
+            row.astype(np.float64)  # whole rows at numpy speed; only a failing row is looked at cell by cell
+            continue
+        except (TypeError, ValueError):
+            pass
+        for column_index, value in enumerate(row):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                # Complex numbers keep scikit-learn's own "Complex data not supported".
+                if isinstance(value, (Number, np.number)):
+                    return None
+                index = np.unravel_index(row_index * row.size + column_index, cells.shape)
+                return tuple(int(i) for i in index), value
+    return None
 
 
 class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -125,6 +155,21 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             self.__dict__.update(saved)
             raise
 
+    def _checked_input(self, X, y="no_validation", reset=True):
+        """scikit-learn's input validation to float32; NaN and infinity are left for the C library to name."""
+        try:
+            return self._validate_data(X, y, dtype=np.float32, force_all_finite=False, reset=reset)
+        except (TypeError, ValueError) as error:
+            cell = _first_non_number(X)
+            if cell is None:
+                raise
+            index, value = cell
+            # numpy's own message ("could not convert string to float") does not say where the value is.
+            raise type(error)(
+                f"X[{', '.join(map(str, index))}] is {value!r} (a {type(value).__name__}), not a number ({error}); "
+                "X must hold numbers (encode texts or images first, e.g. with embetter.text.HashingEncoder)"
+            ) from None
+
     def _check_class_count(self, classes):
         if len(classes) < self._min_classes:
             def count(n):
@@ -165,7 +210,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self._validate_params()
         hyper = self._hyperparameters()
         with self._unchanged_on_failure():
-            X, y = self._validate_data(X, y, dtype=np.float32, force_all_finite=False)
+            X, y = self._checked_input(X, y)
             check_classification_targets(y)
             classes, labels = np.unique(y, return_inverse=True)
             self._check_class_count(classes)
@@ -198,7 +243,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                         "classes must be given on the first call to partial_fit: pass every label "
                         "the model will ever see, e.g. partial_fit(X, y, classes=np.unique(all_labels))"
                     )
-                X, y = self._validate_data(X, y, dtype=np.float32, force_all_finite=False, reset=True)
+                X, y = self._checked_input(X, y, reset=True)
                 check_classification_targets(y)
                 known_classes = np.unique(classes)
                 self._check_class_count(known_classes)
@@ -206,7 +251,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 native = self._new_native_model(hyper)
                 n_classes = len(known_classes)
             else:
-                X, y = self._validate_data(X, y, dtype=np.float32, force_all_finite=False, reset=False)
+                X, y = self._checked_input(X, y, reset=False)
                 known_classes = self.classes_
                 if classes is not None and not np.array_equal(np.unique(classes), known_classes):
                     raise ValueError(
@@ -244,7 +289,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def transform(self, X):
         """The learned embedding of X, float32, one row per row of X."""
         check_is_fitted(self)
-        X = self._validate_data(X, dtype=np.float32, force_all_finite=False, reset=False)
+        X = self._checked_input(X, reset=False)
         return self._native.transform(as_float32_rows(X))
 
     def fit_transform(self, X, y=None, **fit_params):
