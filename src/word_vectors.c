@@ -496,7 +496,7 @@ static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t 
     }
     /* Count the vector lines first, so nothing is allocated from a header's word alone. */
     size_t lines = 0, scan = pos, line_no = first_line_no;
-    size_t pool_bytes = 0;
+    size_t pool_bytes = 0, first_short_line_no = 0, first_short_length = 0;
     while (scan < size) {
         line_span l = line_at(data, size, scan);
         if (line_is_blank(data, l)) {
@@ -510,6 +510,10 @@ static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t 
         }
         lines++;
         pool_bytes += l.end - l.start;
+        if (first_short_line_no == 0 && (l.end - l.start) / 2 < dim) {
+            first_short_line_no = line_no;
+            first_short_length = l.end - l.start;
+        }
         scan = l.end + 1;
         line_no++;
     }
@@ -522,6 +526,12 @@ static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t 
         return eb__fail(err, EB_ERR_FORMAT,
                         "the header announces %zu words, but the file ends after %zu vector lines (line %zu)", count,
                         lines, first_line_no + lines - 1);
+    /* Every value takes at least two bytes with its separator. Checking that the lines can hold dim values
+     * each before allocating keeps a header's dim alone (17 bytes announcing 10^9 dimensions) from
+     * allocating gigabytes; the vectors then take at most twice the file's size. */
+    if (has_header && pool_bytes / 2 / lines < dim)
+        return eb__fail(err, EB_ERR_FORMAT, "line %zu has %zu bytes, too few for the %zu values the header announces",
+                        first_short_line_no, first_short_length, dim);
     if (!has_header) {
         field_cursor c = {data, pos, line_at(data, size, pos).end};
         size_t s, l;
