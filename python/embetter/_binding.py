@@ -11,6 +11,7 @@ import threading
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
+from embetter._config import training_threads
 from embetter._native import ffi, lib
 
 FLOAT_SIZE = np.dtype(np.float32).itemsize
@@ -206,7 +207,8 @@ class NativeModel:
         outer_monitor = getattr(_training, "monitor", None)
         _training.monitor = self.monitor
         try:
-            status = self._function(function_name)(self._model, matrix, label_pointer(labels), n_classes)
+            with training_threads(self.kind, X.shape[0], X.shape[1], self.params()):
+                status = self._function(function_name)(self._model, matrix, label_pointer(labels), n_classes)
         finally:
             _training.monitor = outer_monitor
             self.monitor.listener = None

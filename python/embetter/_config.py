@@ -5,9 +5,14 @@ OpenBLAS 0.3.21 does not know some recent Xeons and then silently uses its
 generic "Prescott" kernels, several times slower than the ones the CPU can
 run. The C library compares the core OpenBLAS reports with the CPU's vector
 instructions (eb_blas_info); this module turns a mismatch into one warning
-that names the fix.
+that names the fix. It also holds the measured policy for OpenBLAS's threads
+during training (training_threads), which the binding applies around fit and
+partial_fit.
 """
+import os
+import threading
 import warnings
+from contextlib import contextmanager
 
 from embetter._native import ffi, lib
 
@@ -88,3 +93,90 @@ def show_config():
     message = slow_blas_message(config)
     lines.append(f"advice:           {message}" if message else "advice:           none, the kernels match the CPU")
     print("\n".join(lines))
+
+
+# ---- BLAS threads during training ------------------------------------------------------------------
+
+# OpenBLAS splits one matrix product over its threads. For the small products of a
+# minibatch (32 rows x 384 features x 200 hidden units is 2.5 million multiply-adds)
+# handing the work to a second thread and waiting for it costs more than it saves:
+# the seed workload at batch_size=32 ran about 2x slower with 2 threads than with 1
+# on the 2-core machine of docs/benchmarks.md, while full-batch products of
+# thousands of rows gain from the second thread. Below this many multiply-adds in
+# the largest product of one training step, training runs on one BLAS thread.
+SINGLE_THREAD_BELOW = 8_000_000
+
+# EMBETTER_TRAINING_THREADS=keep leaves OpenBLAS's thread count alone during training.
+_POLICY_VARIABLE = "EMBETTER_TRAINING_THREADS"
+
+_limit_lock = threading.Lock()
+_active_limits = 0
+_limiter = None
+_controller = None
+
+
+def training_product_size(kind, n_rows, n_features, width, batch_size):
+    """Multiply-adds of the largest matrix product of one training step: rows per step x features x width.
+
+    A feed-forward step multiplies its batch of rows; a contrastive step all
+    rows (full batch) or the two rows of each pair of its minibatch.
+    """
+    if not batch_size or batch_size >= n_rows:
+        rows = n_rows
+    elif kind == "contrastive":
+        rows = min(2 * batch_size, n_rows)
+    else:
+        rows = batch_size
+    return rows * n_features * width
+
+
+def single_thread_training(kind, n_rows, n_features, width, batch_size, policy=None):
+    """Whether a training call of this shape should run on one BLAS thread (the library's measured policy)."""
+    policy = os.environ.get(_POLICY_VARIABLE, "auto") if policy is None else policy
+    if policy not in ("auto", "keep"):
+        raise ValueError(f"{_POLICY_VARIABLE} is {policy!r}; it must be 'auto' or 'keep'")
+    size = training_product_size(kind, n_rows, n_features, width, batch_size)
+    return policy == "auto" and size < SINGLE_THREAD_BELOW
+
+
+def _enter_single_thread():
+    global _active_limits, _limiter, _controller
+    with _limit_lock:
+        if _active_limits == 0:
+            if _controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _controller = ThreadpoolController()
+            _limiter = _controller.limit(limits=1, user_api="blas")
+        _active_limits += 1
+
+
+def _leave_single_thread():
+    global _active_limits, _limiter
+    with _limit_lock:
+        _active_limits -= 1
+        if _active_limits == 0:
+            _limiter.restore_original_limits()
+            _limiter = None
+
+
+@contextmanager
+def training_threads(kind, n_rows, n_features, params):
+    """One BLAS thread for the duration of a training call whose products are small, else no change.
+
+    kind is "feedforward" or "contrastive", params the model's C params
+    struct. OpenBLAS's thread count is process-wide: the C library never
+    changes it (it keeps no global state), so the Python layer does, only
+    around fit and partial_fit, and puts the previous count back afterwards.
+    Overlapping calls from several threads share one limit, lifted when the
+    last ends. Yields whether it limited.
+    """
+    width = n_features if params.hidden_dim == lib.EB_HIDDEN_DIM_AS_INPUT else params.hidden_dim
+    if not single_thread_training(kind, n_rows, n_features, width, params.batch_size):
+        yield False
+        return
+    _enter_single_thread()
+    try:
+        yield True
+    finally:
+        _leave_single_thread()

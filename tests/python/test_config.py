@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -116,3 +117,82 @@ def test_native_kernels_do_not_warn():
     assert result.stdout.strip() == fix
     assert "SlowBLASWarning" not in result.stderr
 
+
+
+# ---- BLAS threads during training --------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, rows, features, width, batch, single", [
+    ("feedforward", 200, 384, 200, 32, True),       # the seed workload's minibatches: 2.5M multiply-adds
+    ("feedforward", 200, 384, 200, 0, False),       # full batch of 200 rows: 15M
+    ("feedforward", 10_000, 384, 200, 0, False),
+    ("feedforward", 10_000, 384, 200, 64, True),
+    ("feedforward", 50, 20, 5, 0, True),
+    ("contrastive", 10_000, 384, 384, 0, False),
+    ("contrastive", 10_000, 384, 384, 16, True),    # 16 pairs gather 32 rows
+    ("contrastive", 10_000, 384, 384, 64, False),   # 128 rows: 19M
+])
+def test_single_thread_policy_on_shapes(kind, rows, features, width, batch, single):
+    assert _config.single_thread_training(kind, rows, features, width, batch, policy="auto") is single
+    assert _config.single_thread_training(kind, rows, features, width, batch, policy="keep") is False
+
+
+def test_unknown_policy_is_an_error_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("EMBETTER_TRAINING_THREADS", "sometimes")
+    with pytest.raises(ValueError, match="EMBETTER_TRAINING_THREADS is 'sometimes'"):
+        _config.single_thread_training("feedforward", 10, 10, 10, 0)
+
+
+def threads_seen_during_fit(X, y, **settings):
+    """OpenBLAS's thread count as the per-epoch callback sees it, then after fit."""
+    from embetter._binding import NativeModel
+
+    model = NativeModel.create("feedforward", dict({"hidden_dim": 8, "n_epochs": 3, "seed": 1}, **settings))
+    seen = []
+    model.fit(X, y.astype(np.int32), int(y.max()) + 1, lambda epoch, loss: seen.append(_config.blas_config()["threads"]))
+    return seen, _config.blas_config()["threads"]
+
+
+def test_small_training_runs_on_one_thread_and_restores_the_count():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 12)).astype(np.float32), np.arange(60) % 3
+    with threadpool_limits(limits=2, user_api="blas"):
+        seen, after = threads_seen_during_fit(X, y)
+        assert seen == [1, 1, 1]
+        assert after == 2
+
+
+def test_large_training_and_keep_leave_the_count(monkeypatch):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 12)).astype(np.float32), np.arange(60) % 3
+    with threadpool_limits(limits=2, user_api="blas"):
+        monkeypatch.setattr(_config, "SINGLE_THREAD_BELOW", 10)
+        assert threads_seen_during_fit(X, y) == ([2, 2, 2], 2)
+        monkeypatch.setattr(_config, "SINGLE_THREAD_BELOW", 10**12)
+        monkeypatch.setenv("EMBETTER_TRAINING_THREADS", "keep")
+        assert threads_seen_during_fit(X, y) == ([2, 2, 2], 2)
+
+
+def test_overlapping_fits_restore_the_count_once_all_end():
+    import threading
+
+    from embetter.finetune import FeedForwardFinetuner
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((200, 64)).astype(np.float32), np.arange(200) % 4
+    with threadpool_limits(limits=2, user_api="blas"):
+        errors = []
+
+        def fit():
+            try:
+                for _ in range(5):
+                    FeedForwardFinetuner(hidden_dim=16, n_epochs=20, batch_size=16, random_state=0).fit(X, y)
+            except Exception as error:  # reported below; a thread cannot fail the test itself
+                errors.append(error)
+
+        workers = [threading.Thread(target=fit) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert errors == []
+        assert _config.blas_config()["threads"] == 2
