@@ -80,7 +80,11 @@ eb_status eb_encoder_encode_texts(const eb_encoder *encoder, const eb_text *text
     if (texts == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "texts is NULL");
     for (size_t i = 0; i < n; i++) {
-        if (texts[i].data == NULL && texts[i].length > 0)
+        /* An empty text is almost always a missing value upstream; a zero row would hide it. */
+        if (texts[i].length == 0)
+            return eb__fail(err, EB_ERR_EMPTY_INPUT,
+                            "text %zu is empty; drop the row or give it a placeholder text", i);
+        if (texts[i].data == NULL)
             return eb__fail(err, EB_ERR_NULL_POINTER, "text %zu has length %zu but data NULL", i, texts[i].length);
         size_t bad;
         if (!eb_utf8_valid(texts[i].data, texts[i].length, &bad))

@@ -14,7 +14,9 @@ def fortunes_texts():
         current = []
         for line in path.read_text(encoding="utf-8").split("\n"):
             if line == "%":
-                texts.append("\n".join(current))
+                # Two '%' lines in a row delimit no fortune: not a text (the encoders refuse empty texts).
+                if current:
+                    texts.append("\n".join(current))
                 current = []
             else:
                 current.append(line)

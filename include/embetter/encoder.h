@@ -24,8 +24,9 @@
  *     code points above U+10FFFF, truncated sequences) is rejected with
  *     EB_ERR_INVALID_UTF8, naming the row and byte offset; nothing is replaced;
  *   - a text with length > 0 and data NULL is EB_ERR_NULL_POINTER;
- *   - an empty text (length 0) is valid and encodes like a text without any
- *     feature: a zero row for the hashing and word-vector encoders;
+ *   - an empty text (length 0) is EB_ERR_EMPTY_INPUT naming the row: it is
+ *     nearly always a missing value, which a zero row would hide. A text of
+ *     only spaces is valid and has no features (a zero row);
  *   - an image with width or height 0 is EB_ERR_EMPTY_INPUT; a stride below
  *     width * channels or a channel count the encoder does not take is
  *     EB_ERR_SHAPE_MISMATCH.

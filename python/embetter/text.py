@@ -8,8 +8,9 @@ Input policy (the C library's, see include/embetter/encoder.h): every item
 must be a str (or bytes holding UTF-8); None and other types are a TypeError
 naming the item. Text that cannot be UTF-8 (a str with lone surrogates, bytes
 that are not valid UTF-8) is rejected with a ValueError, never replaced. An
-empty string is valid and encodes to a row of zeros. An empty batch is a
-ValueError.
+empty string is a ValueError naming the item (usually a missing value; a
+zero row would hide it), and so is an empty batch. A text of only spaces
+encodes to a row of zeros, as in HashingVectorizer.
 """
 import threading
 

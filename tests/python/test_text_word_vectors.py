@@ -55,7 +55,7 @@ TEXTS = [
     "CAFÉ in 東京, 42 times",
     "naïve_cat Upper upper",  # "_" splits tokens; "Upper" is stored capitalised, tokens are lowercased
     "nothing known here",
-    "",
+    "!? --",  # no token at all: the zero vector
 ]
 
 
