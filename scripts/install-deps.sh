@@ -16,13 +16,19 @@ packages=(
   # C tests
   libcmocka-dev
   valgrind
+  # fuzzing (tests/fuzz: clang with libFuzzer and the sanitizer runtimes)
+  clang-14
+  libclang-rt-14-dev
   # Python package, its tests and the demos
   python3
   python3-cffi
+  python3-dask
   python3-dev
   python3-diskcache
+  python3-distributed
   python3-gensim
   python3-ipykernel
+  python3-ipywidgets
   python3-joblib
   python3-matplotlib
   python3-nbclient

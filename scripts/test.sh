@@ -6,6 +6,7 @@
 #   4. valgrind memcheck over every C test program
 #   5. install into a temporary prefix and build consumers with find_package and pkg-config
 #   6. the Python package in a venv and its pytest suite
+#   7. every libFuzzer target of tests/fuzz for 60 s each (clang-14, ASan + UBSan)
 # Later stages still run after a failure where they can, so one run shows every problem.
 # Exits non-zero if any stage failed; the last line is the summary.
 # Build trees go to build-ci/ (override with EMBETTER_CI_BUILD_DIR).
@@ -121,6 +122,11 @@ python_stage() {
     "$venv/bin/python" -m pytest "$root/tests/python" -q
 }
 
+# Each target builds with clang-14 and runs 60 s from its seed corpus; new corpus entries stay in the build tree.
+fuzz_targets() {
+  EB_FUZZ_BUILD_DIR="$builds/fuzz" bash "$root/tests/fuzz/run.sh" 60
+}
+
 run_stage "install-deps" bash "$root/scripts/install-deps.sh"
 if ! stage_passed "install-deps"; then
   echo "SUMMARY: FAILED: the Debian packages could not be installed; nothing else was run" >&2
@@ -140,6 +146,8 @@ fi
 run_stage "sanitizer build + ctest" sanitize_build_and_tests
 
 run_stage "Python package + pytest" python_stage
+
+run_stage "fuzzing (60 s per target)" fuzz_targets
 
 join() { local IFS=';'; echo "$*" | sed 's/;/, /g'; }
 echo

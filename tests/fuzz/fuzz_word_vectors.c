@@ -70,27 +70,37 @@ static eb_encoder *load(const uint8_t *data, size_t size, eb_word_vector_format 
     return encoder;
 }
 
-/* Encode probe texts cut from the input (so they share its words) with the given thread count. */
+/*
+ * Encode probe texts cut from the input, so they share its words: first the raw bytes, which must encode or be
+ * refused as invalid UTF-8 (or as an empty text), then the same cuts kept to printable ASCII, which must encode.
+ */
 static float *encode_probes(const eb_encoder *encoder, const uint8_t *data, size_t size, size_t dim)
 {
+    enum { PROBE_BYTES = 64 };
     eb_text texts[PROBE_TEXTS];
+    char ascii[PROBE_TEXTS][PROBE_BYTES];
+    eb_text ascii_texts[PROBE_TEXTS];
     for (size_t i = 0; i < PROBE_TEXTS; i++) {
         size_t start = size * i / PROBE_TEXTS;
-        size_t length = size - start < 64 ? size - start : 64;
+        size_t length = size - start < PROBE_BYTES ? size - start : PROBE_BYTES;
         texts[i] = (eb_text){(const char *)data + start, length};
+        size_t kept = 0;
+        for (size_t b = 0; b < length; b++) {
+            if (data[start + b] >= 0x20 && data[start + b] < 0x7f)
+                ascii[i][kept++] = (char)data[start + b];
+        }
+        if (kept == 0)
+            ascii[i][kept++] = 'x';
+        ascii_texts[i] = (eb_text){ascii[i], kept};
     }
     float *out = calloc(PROBE_TEXTS * dim, sizeof *out);
     REQUIRE(out != NULL);
     eb_error err;
-    eb_status status = eb_encoder_encode_texts(encoder, texts, PROBE_TEXTS, eb_mut_matrix_view(out, PROBE_TEXTS, dim),
-                                               &err);
-    if (status == EB_ERR_INVALID_UTF8) {
-        /* Raw fuzzer bytes are rarely UTF-8; the empty text always is. */
-        for (size_t i = 0; i < PROBE_TEXTS; i++)
-            texts[i].length = 0;
-        status = eb_encoder_encode_texts(encoder, texts, PROBE_TEXTS, eb_mut_matrix_view(out, PROBE_TEXTS, dim), &err);
-    }
-    REQUIRE(status == EB_OK);
+    eb_mut_matrix view = eb_mut_matrix_view(out, PROBE_TEXTS, dim);
+    eb_status status = eb_encoder_encode_texts(encoder, texts, PROBE_TEXTS, view, &err);
+    REQUIRE(status == EB_OK || status == EB_ERR_INVALID_UTF8 || status == EB_ERR_EMPTY_INPUT);
+    REQUIRE(status == EB_OK || err.message[0] != '\0');
+    REQUIRE(eb_encoder_encode_texts(encoder, ascii_texts, PROBE_TEXTS, view, &err) == EB_OK);
     return out;
 }
 
