@@ -4,9 +4,9 @@ Each category file under /usr/share/games/fortunes/ holds short texts
 separated by lines that contain only ``%``. The category is the label.
 The package ships the data on disk, so the examples run without a network.
 
-Also holds the text encoder the examples use until the library has its own:
-character n-gram hashing, made dense because the finetuners take dense
-float arrays.
+Also holds make_text_encoder: the walk-through's HashingEncoder settings in
+one call, for code that wants the same features without restating them
+(benchmarks/run.py does).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer
+
+from embetter.text import HashingEncoder
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 
@@ -120,32 +119,16 @@ def load_fortunes(
     return texts, np.array(labels)
 
 
-def to_dense_float32(X):
-    """Sparse hashing output as the dense float32 array the finetuners take.
+def make_text_encoder(n_features: int = 1024) -> HashingEncoder:
+    """Texts -> dense float32 character n-gram counts (rows have unit L2 norm).
 
-    A named module-level function (not a lambda) so that pipelines holding it
-    can be pickled.
+    The settings finetune_walkthrough.py, the notebook and docs/finetuners.md
+    spell out (tests/python/test_walkthrough.py keeps them equal).
+    alternate_sign=False keeps every count positive, the features the examples
+    have always used, so their numbers stay comparable. Stateless: hashing
+    needs no vocabulary, so the same text always gets the same vector.
     """
-    if hasattr(X, "toarray"):
-        X = X.toarray()
-    return np.asarray(X, dtype=np.float32)
-
-
-def make_text_encoder(n_features: int = 1024):
-    """Texts -> dense character n-gram features (rows have unit L2 norm).
-
-    Stateless: hashing needs no vocabulary, so fitting it learns nothing and
-    the same text always gets the same vector.
-    """
-    return make_pipeline(
-        HashingVectorizer(
-            analyzer="char_wb",
-            ngram_range=(2, 4),
-            n_features=n_features,
-            alternate_sign=False,
-        ),
-        FunctionTransformer(to_dense_float32),
-    )
+    return HashingEncoder(analyzer="char_wb", ngram_range=(2, 4), n_features=n_features, alternate_sign=False)
 
 
 if __name__ == "__main__":  # a quick look at what is on this machine

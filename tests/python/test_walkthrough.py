@@ -227,13 +227,42 @@ def test_one_category_is_refused(tmp_path):
         fortunes_data.load_fortunes(["computers"])
 
 
-def test_encoder_is_stateless_dense_float32_and_picklable():
+def notebook_encoder_settings() -> dict:
+    import ast
+    import json
+
+    notebook = json.loads((REPO_ROOT / "examples" / "notebooks" / "finetuning.ipynb").read_text(encoding="utf-8"))
+    for cell in notebook["cells"]:
+        for line in "".join(cell["source"]).splitlines():
+            if cell["cell_type"] == "code" and line.startswith("ENCODER_SETTINGS = "):
+                return ast.literal_eval(line.split("=", 1)[1].strip())
+    raise AssertionError("the notebook no longer defines ENCODER_SETTINGS")
+
+
+def test_examples_share_one_encoder_setting():
+    import finetune_walkthrough
+
+    from embetter.text import HashingEncoder
+
+    walkthrough = HashingEncoder(**finetune_walkthrough.ENCODER_SETTINGS).get_params()
+    assert fortunes_data.make_text_encoder().get_params() == walkthrough
+    assert HashingEncoder(**notebook_encoder_settings()).get_params() == walkthrough
+
+
+def test_encoder_gives_the_features_the_numbers_were_measured_on():
+    """The documented numbers were first measured on scikit-learn's HashingVectorizer
+    made dense; the library's encoder must give exactly those features."""
     import pickle
 
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    texts, _ = fortunes_data.load_fortunes()
     encoder = fortunes_data.make_text_encoder()
-    first = encoder.transform(["Hello, world", "YOW!"])
-    again = pickle.loads(pickle.dumps(encoder)).transform(["Hello, world", "YOW!"])
-    assert first.dtype == np.float32 and first.shape == (2, 1024)
-    assert isinstance(first, np.ndarray)
-    np.testing.assert_array_equal(first, again)
-    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, rtol=1e-5)
+    X = encoder.transform(texts)
+    assert isinstance(X, np.ndarray) and X.dtype == np.float32 and X.shape == (len(texts), 1024)
+    reference = HashingVectorizer(analyzer="char_wb", ngram_range=(2, 4), n_features=1024, alternate_sign=False)
+    np.testing.assert_array_equal(X, reference.transform(texts).toarray().astype(np.float32))
+    assert X.min() >= 0.0
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-5)
+    again = pickle.loads(pickle.dumps(encoder)).transform(texts[:50])
+    np.testing.assert_array_equal(again, X[:50])
