@@ -504,6 +504,7 @@ class InterruptingBar:
     def __init__(self, total, **kwargs):
         self.total = total
         self.updates = 0
+        self.n = 0  # tqdm's count of completed steps
         self.closed = False
         InterruptingBar.instances.append(self)
 
@@ -512,6 +513,7 @@ class InterruptingBar:
 
     def update(self, n):
         self.updates += n
+        self.n += n
         if self.updates == 3:
             raise KeyboardInterrupt
 
@@ -520,10 +522,11 @@ class InterruptingBar:
 
 
 def test_an_exception_in_the_progress_callback_stops_training(make, blobs, monkeypatch):
-    import tqdm.auto
+    import tqdm.std
 
     X, y = blobs
-    monkeypatch.setattr(tqdm.auto, "tqdm", InterruptingBar)
+    # Outside Jupyter the bar is tqdm's text bar.
+    monkeypatch.setattr(tqdm.std, "tqdm", InterruptingBar)
     InterruptingBar.instances.clear()
     tuner = make(n_epochs=3).fit(X, y)
     before = snapshot(tuner, X)

@@ -11,6 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from embetter._binding import NativeModel, as_float32_rows
+from embetter._progress import epoch_progress
 
 POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
@@ -182,22 +183,12 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     @contextmanager
     def _progress(self, n_epochs, verbose):
-        """A per-epoch listener that drives a tqdm bar (a widget in Jupyter), or None when not verbose."""
+        """A per-epoch listener that drives a progress bar (a widget in Jupyter), or None when not verbose."""
         if not verbose:
             yield None
             return
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_epochs, desc=type(self).__name__, unit="epoch")
-
-        def on_epoch(epoch, loss):
-            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-            bar.update(1)
-
-        try:
-            yield on_epoch
-        finally:
-            bar.close()
+        with epoch_progress(n_epochs, type(self).__name__) as listener:
+            yield listener
 
     # ---- training -------------------------------------------------------------
 
