@@ -40,3 +40,10 @@ def blobs():
 @pytest.fixture
 def repo_root():
     return REPO_ROOT
+
+
+def pytest_configure(config):
+    # distributed 2022.12 on Debian 12 calls a tornado API that tornado 6.2 deprecates; that is theirs, not ours.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:make_current is deprecated:DeprecationWarning:tornado.ioloop"
+    )
