@@ -123,13 +123,14 @@ def test_native_kernels_do_not_warn():
 
 @pytest.mark.parametrize("kind, rows, features, width, batch, single", [
     ("feedforward", 200, 384, 200, 32, True),       # the seed workload's minibatches: 2.5M multiply-adds
-    ("feedforward", 200, 384, 200, 0, False),       # full batch of 200 rows: 15M
-    ("feedforward", 10_000, 384, 200, 0, False),
+    ("feedforward", 200, 384, 200, 0, True),        # its full batch of 200 rows: 15M
+    ("feedforward", 1000, 384, 200, 0, False),      # 77M
     ("feedforward", 10_000, 384, 200, 64, True),
     ("feedforward", 50, 20, 5, 0, True),
+    ("contrastive", 200, 384, 384, 0, False),       # 29M
     ("contrastive", 10_000, 384, 384, 0, False),
     ("contrastive", 10_000, 384, 384, 16, True),    # 16 pairs gather 32 rows
-    ("contrastive", 10_000, 384, 384, 64, False),   # 128 rows: 19M
+    ("contrastive", 10_000, 384, 384, 128, False),  # 256 rows: 38M
 ])
 def test_single_thread_policy_on_shapes(kind, rows, features, width, batch, single):
     assert _config.single_thread_training(kind, rows, features, width, batch, policy="auto") is single
