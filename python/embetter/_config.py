@@ -100,13 +100,13 @@ def show_config():
 # OpenBLAS splits one matrix product over its threads. For the small products of
 # training on a few hundred rows, handing work to a second thread and waiting for
 # it costs about as much as it saves, and far more when the other core is busy.
-# Measured on the 2-core machine of docs/benchmarks.md: minibatches of 32 rows
-# (32 x 384 x 200 = 2.5M multiply-adds) ran 1.2-2.4x slower on 2 threads than on
-# 1 in three of four runs (1.2x faster in one); the full batch of 200 rows (15M) gained at most 13% from a second thread on
-# a quiet machine and lost up to 2.8x on a busy one; the contrastive full batch of
-# 200 x 384 x 384 (29M) and everything larger gained from it. Below this many
-# multiply-adds in the largest product of one training step, training runs on one
-# BLAS thread.
+# Measured on the 2-core machine of docs/benchmarks.md ("Threads"): minibatches of
+# 32 rows (32 x 384 x 200 = 2.5M multiply-adds) ran up to 2.4x slower on 2 threads
+# than on 1 (in three of four runs); the full batch of 200 rows (15M) gained at
+# most 15% from a second thread on a quiet machine and lost up to 2.8x on a busy
+# one; the contrastive full batch of 200 x 384 x 384 (29M) and everything larger
+# gained from it. Below this many multiply-adds in the largest product of one
+# training step, training runs on one BLAS thread.
 SINGLE_THREAD_BELOW = 20_000_000
 
 # EMBETTER_TRAINING_THREADS=keep leaves OpenBLAS's thread count alone during training.
