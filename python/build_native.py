@@ -189,7 +189,7 @@ def make_ffibuilder():
         libraries=libraries + ["m"],
         define_macros=[("EMBETTER_BUILDING", None)],
         # The same flags the CMake build gives the library's objects.
-        extra_compile_args=["-O2", "-std=c11", "-fvisibility=hidden", "-fno-math-errno"],
+        extra_compile_args=["-O3", "-std=c11", "-fvisibility=hidden", "-fno-math-errno"],
     )
     return ffibuilder
 

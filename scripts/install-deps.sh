@@ -42,6 +42,7 @@ packages=(
   python3-setuptools
   python3-sklearn
   python3-tqdm
+  python3-threadpoolctl
   python3-venv
   python3-wheel
   # demo data and text processing
