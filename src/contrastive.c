@@ -653,10 +653,11 @@ static void release(void *model)
     eb_contrastive_free(model);
 }
 
-static const eb_model_codec CODEC = {EB_KIND_CONTRASTIVE, write_params, create_from_params, check_loaded_state, release};
+static const eb_model_codec CODEC = {EB_KIND_CONTRASTIVE, write_params, create_from_params, check_loaded_state,
+                                     release};
 
-eb_status eb_contrastive_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem, eb_contrastive **out,
-                                 eb_error *err)
+eb_status eb_contrastive_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
+                                          eb_contrastive **out, eb_error *err)
 {
     void *model = NULL;
     eb_status status = eb__model_load_from_buffer(&CODEC, buffer, size, mem, out == NULL ? NULL : &model, err);
@@ -674,8 +675,8 @@ eb_status eb_contrastive_load(const char *path, const eb_allocator *mem, eb_cont
     return status;
 }
 
-eb_status eb_contrastive_save_to_buffer(const eb_contrastive *model, void *buffer, size_t capacity, size_t *written,
-                               eb_error *err)
+eb_status eb_contrastive_save_to_buffer(const eb_contrastive *model, void *buffer, size_t capacity,
+                                        size_t *written, eb_error *err)
 {
     return eb__model_save_to_buffer(&CODEC, model, buffer, capacity, written, err);
 }

@@ -544,10 +544,11 @@ static void release(void *model)
     eb_feedforward_free(model);
 }
 
-static const eb_model_codec CODEC = {EB_KIND_FEEDFORWARD, write_params, create_from_params, check_loaded_state, release};
+static const eb_model_codec CODEC = {EB_KIND_FEEDFORWARD, write_params, create_from_params, check_loaded_state,
+                                     release};
 
-eb_status eb_feedforward_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem, eb_feedforward **out,
-                                 eb_error *err)
+eb_status eb_feedforward_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
+                                          eb_feedforward **out, eb_error *err)
 {
     void *model = NULL;
     eb_status status = eb__model_load_from_buffer(&CODEC, buffer, size, mem, out == NULL ? NULL : &model, err);
@@ -565,8 +566,8 @@ eb_status eb_feedforward_load(const char *path, const eb_allocator *mem, eb_feed
     return status;
 }
 
-eb_status eb_feedforward_save_to_buffer(const eb_feedforward *model, void *buffer, size_t capacity, size_t *written,
-                               eb_error *err)
+eb_status eb_feedforward_save_to_buffer(const eb_feedforward *model, void *buffer, size_t capacity,
+                                        size_t *written, eb_error *err)
 {
     return eb__model_save_to_buffer(&CODEC, model, buffer, capacity, written, err);
 }
