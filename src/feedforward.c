@@ -213,6 +213,47 @@ static EB_VECTOR_CLONES void sigmoid_in_place(float *restrict values, size_t cou
         values[i] = sigmoid(values[i]);
 }
 
+/*
+ * sigmoid_in_place that also says whether every result is finite, so that
+ * transform touches its output once after the product instead of once for the
+ * sigmoid and once more for eb__check_result. A float is NaN or infinite
+ * exactly when its exponent bits are all ones; adding one to the exponent
+ * field then carries into the top bit, so OR-ing those sums over the row
+ * (a reduction that vectorises beside the sigmoid) sets the top bit exactly
+ * when some result is not finite.
+ */
+static inline uint32_t exponent_carry(float value)
+{
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    return (bits & 0x7F800000u) + 0x00800000u;
+}
+
+static EB_VECTOR_CLONES bool sigmoid_in_place_all_finite(float *restrict values, size_t count)
+{
+    uint32_t carries = 0;
+    size_t i = 0;
+    for (; i + EB_BLOCK <= count; i += EB_BLOCK) {
+        for (size_t j = i; j < i + EB_BLOCK; j++) {
+            float result = sigmoid(values[j]);
+            values[j] = result;
+            carries |= exponent_carry(result);
+        }
+    }
+    if (i < count) {
+        /* The tail goes through one padded block too: scalar sigmoids cost as much as a dozen blocks. */
+        float tail[EB_BLOCK] = {0};
+        memcpy(tail, values + i, (count - i) * sizeof(float));
+        for (size_t j = 0; j < EB_BLOCK; j++) {
+            float result = sigmoid(tail[j]);
+            tail[j] = result;
+            carries |= exponent_carry(result);
+        }
+        memcpy(values + i, tail, (count - i) * sizeof(float));
+    }
+    return (carries & 0x80000000u) == 0;
+}
+
 /* delta *= s (1 - s): the sigmoid's derivative from its output s. */
 static EB_VECTOR_CLONES void times_sigmoid_slope(float *restrict delta, const float *restrict s, size_t count)
 {
@@ -417,15 +458,36 @@ eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix x, eb_
         eb__error_clear(err);
         return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
     }
-    eb_status status = eb__check_transform(&model->core, x, out, err);
+    eb_status status = eb__check_transform_layout(&model->core, x, out, err);
     if (status != EB_OK)
         return status;
     const eb_fit_state *state = &model->core.state;
     ff_layers l = layers_of(state->weights.values, shape_of(model, state));
-    eb__affine(x, l.w1, l.b1, out);
-    for (size_t r = 0; r < out.rows; r++)
-        sigmoid_in_place(out.data + r * out.stride, out.cols);
-    return eb__check_result(out, err);
+    /*
+     * Slices of rows small enough to stay in cache from the finiteness scan of
+     * X through the product to the sigmoid, instead of three trips through
+     * memory over the whole of X and of the output.
+     */
+    const size_t slice_rows = 512; /* 512 rows of 384 floats: 768 KiB, within a 1 MiB L2 */
+    for (size_t start = 0; start < x.rows; start += slice_rows) {
+        size_t count = x.rows - start < slice_rows ? x.rows - start : slice_rows;
+        eb_matrix x_slice = {x.data + start * x.stride, count, x.cols, x.stride};
+        eb_mut_matrix out_slice = {out.data + start * out.stride, count, out.cols, out.stride};
+        status = eb__check_input_values(x_slice, "X", start, err);
+        if (status != EB_OK)
+            return status;
+        eb__affine(x_slice, l.w1, l.b1, out_slice);
+        for (size_t r = start; r < start + count; r++) {
+            if (sigmoid_in_place_all_finite(out.data + r * out.stride, out.cols))
+                continue;
+            /* A non-finite value anywhere in X is reported before an overflow, as eb__check_transform would. */
+            eb_matrix rest = {x.data + (start + count) * x.stride, x.rows - start - count, x.cols, x.stride};
+            status = eb__check_input_values(rest, "X", start + count, err);
+            /* Rows before r are finite, so eb__check_result names row r, with its column. */
+            return status != EB_OK ? status : eb__check_result(out, err);
+        }
+    }
+    return EB_OK;
 }
 
 const char *eb_feedforward_last_error(const eb_feedforward *model)

@@ -43,6 +43,10 @@ bool eb__mul_size(size_t a, size_t b, size_t *out);
 
 /* Shape, stride and finiteness of an input matrix; name is how messages call it ("X"). */
 eb_status eb__check_input(eb_matrix x, const char *name, eb_error *err);
+/* The two halves of eb__check_input, for a caller that scans the values slice by slice while they are in cache. */
+eb_status eb__check_input_layout(eb_matrix x, const char *name, eb_error *err);
+/* Finiteness of x's values; x's row 0 is row first_row of the caller's matrix, as messages name it. */
+eb_status eb__check_input_values(eb_matrix x, const char *name, size_t first_row, eb_error *err);
 /* An output view of exactly rows x cols. */
 eb_status eb__check_output(eb_mut_matrix out, size_t rows, size_t cols, eb_error *err);
 /* A computed output holds only finite values (large inputs times large weights can overflow). */
@@ -200,6 +204,12 @@ eb_status eb__read_file(const char *path, const eb_allocator *mem, void **bytes,
 
 /* The checks every transform makes before computing: fitted, X valid and as wide as the fit, out's shape. */
 eb_status eb__check_transform(const eb_model_core *core, eb_matrix x, eb_mut_matrix out, eb_error *err);
+/*
+ * eb__check_transform except scanning X's values, which the caller then does
+ * with eb__check_input_values before it uses them; when a shape check fails,
+ * X's values are scanned first, so the error is the one eb__check_transform gives.
+ */
+eb_status eb__check_transform_layout(const eb_model_core *core, eb_matrix x, eb_mut_matrix out, eb_error *err);
 
 /* ---- testing hooks (defined in the model files) -------------------------- */
 /* See tests/c/testing.h for their contracts. */

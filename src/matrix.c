@@ -59,7 +59,7 @@ static bool fits_blas(size_t value)
     return value <= (size_t)INT_MAX;
 }
 
-eb_status eb__check_input(eb_matrix x, const char *name, eb_error *err)
+eb_status eb__check_input_layout(eb_matrix x, const char *name, eb_error *err)
 {
     if (x.data == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "%s.data is NULL", name);
@@ -73,17 +73,29 @@ eb_status eb__check_input(eb_matrix x, const char *name, eb_error *err)
     size_t span;
     if (!fits_blas(x.rows) || !fits_blas(x.stride) || !eb__mul_size(x.rows - 1, x.stride, &span))
         return eb__fail(err, EB_ERR_TOO_LARGE, "%s is too large (%zu rows, stride %zu)", name, x.rows, x.stride);
+    return EB_OK;
+}
+
+eb_status eb__check_input_values(eb_matrix x, const char *name, size_t first_row, eb_error *err)
+{
     for (size_t r = 0; r < x.rows; r++) {
         const float *row = x.data + r * x.stride;
         if (all_finite(row, x.cols))
             continue;
         for (size_t c = 0; c < x.cols; c++) {
             if (!isfinite(row[c]))
-                return eb__fail(err, EB_ERR_NONFINITE, "%s[%zu, %zu] is %s (row %zu, column %zu)", name, r, c,
-                                isnan(row[c]) ? "NaN" : (row[c] > 0 ? "+Inf" : "-Inf"), r, c);
+                return eb__fail(err, EB_ERR_NONFINITE, "%s[%zu, %zu] is %s (row %zu, column %zu)", name,
+                                first_row + r, c, isnan(row[c]) ? "NaN" : (row[c] > 0 ? "+Inf" : "-Inf"),
+                                first_row + r, c);
         }
     }
     return EB_OK;
+}
+
+eb_status eb__check_input(eb_matrix x, const char *name, eb_error *err)
+{
+    eb_status status = eb__check_input_layout(x, name, err);
+    return status != EB_OK ? status : eb__check_input_values(x, name, 0, err);
 }
 
 eb_status eb__check_output(eb_mut_matrix out, size_t rows, size_t cols, eb_error *err)

@@ -15,3 +15,21 @@ eb_status eb__check_transform(const eb_model_core *core, eb_matrix x, eb_mut_mat
                         state->n_features);
     return eb__check_output(out, x.rows, state->out_dim, err);
 }
+
+eb_status eb__check_transform_layout(const eb_model_core *core, eb_matrix x, eb_mut_matrix out, eb_error *err)
+{
+    eb__error_clear(err);
+    const eb_fit_state *state = &core->state;
+    if (!state->fitted)
+        return eb__fail(err, EB_ERR_NOT_FITTED, "the model is not fitted yet; call fit or partial_fit first");
+    eb_status status = eb__check_input_layout(x, "X", err);
+    if (status != EB_OK)
+        return status;
+    eb_error ignored;
+    bool shapes_fit = x.cols == state->n_features &&
+                      eb__check_output(out, x.rows, state->out_dim, &ignored) == EB_OK;
+    if (shapes_fit)
+        return EB_OK;
+    status = eb__check_input_values(x, "X", 0, err);
+    return status != EB_OK ? status : eb__check_transform(core, x, out, err);
+}
