@@ -192,8 +192,9 @@ static inline float exp_for_sigmoid(float x)
     float r = x - n * 0.693145752f - n * 1.42860677e-6f;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f +
                                                                  r * (0.00833333377f + r * 0.00138888892f)))));
-    union { float f; int32_t i; } bits = {shifted}, scale;
-    scale.i = (bits.i - 0x4B400000 + 127) << 23;
+    /* Unsigned, so a NaN's arbitrary bits wrap instead of overflowing a signed shift; p is NaN then anyway. */
+    union { float f; uint32_t u; } bits = {shifted}, scale;
+    scale.u = (bits.u - 0x4B400000u + 127u) << 23;
     return p * scale.f;
 }
 

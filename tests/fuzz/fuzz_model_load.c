@@ -25,41 +25,7 @@
 
 enum { PROBE_ROWS = 4, HEADER_SIZE = 28, FORMAT_VERSION = 1 };
 
-/* A failure of an invariant: report it the way libFuzzer records crashes. */
-#define REQUIRE(condition)                                                                  \
-    do {                                                                                    \
-        if (!(condition)) {                                                                 \
-            fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #condition); \
-            abort();                                                                        \
-        }                                                                                   \
-    } while (0)
-
-/* An allocator that fails allocation number fail_at and counts what is live. */
-typedef struct failing_allocator {
-    size_t attempts;
-    size_t fail_at;
-    size_t live;
-} failing_allocator;
-
-static void *failing_calloc(void *ctx, size_t count, size_t size)
-{
-    failing_allocator *a = ctx;
-    if (a->attempts++ == a->fail_at)
-        return NULL;
-    void *p = calloc(count, size);
-    if (p != NULL)
-        a->live++;
-    return p;
-}
-
-static void failing_free(void *ctx, void *ptr)
-{
-    failing_allocator *a = ctx;
-    if (ptr != NULL) {
-        a->live--;
-        free(ptr);
-    }
-}
+#include "fuzz_support.h"
 
 /* Finite probe rows derived from the input, so transform sees varied but valid data. */
 static float *probe_rows(const uint8_t *data, size_t size, size_t cols)
