@@ -151,15 +151,30 @@ size_t eb__encoder_threads(size_t requested, size_t n_items, size_t total_work)
     return threads >= 1 ? threads : 1;
 }
 
-size_t eb__text_work(const eb_text *texts, size_t n, size_t *work)
+eb_status eb__plan_text_threads(const eb_text *texts, size_t n, size_t requested, const eb_allocator *mem,
+                                size_t *bounds, size_t *n_threads, eb_error *err)
 {
+    size_t *work = eb__calloc(mem, n, sizeof *work);
+    if (work == NULL)
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory for a batch of %zu texts", n);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        /* +1 so empty texts still weigh something when balancing ranges. */
+        /* +1 so that a text's fixed cost counts too when balancing ranges. */
         work[i] = texts[i].length + 1;
         total = total > SIZE_MAX - work[i] ? SIZE_MAX : total + work[i];
     }
-    return total;
+    *n_threads = eb__encoder_threads(requested, n, total);
+    eb__split_ranges(n, *n_threads, work, bounds);
+    eb__free(mem, work);
+    return EB_OK;
+}
+
+size_t eb__longest_text(const eb_text *texts, size_t begin, size_t end)
+{
+    size_t longest = 0;
+    for (size_t r = begin; r < end; r++)
+        longest = texts[r].length > longest ? texts[r].length : longest;
+    return longest;
 }
 
 typedef struct range_job {

@@ -34,8 +34,16 @@ void eb__split_ranges(size_t n_items, size_t n_threads, const size_t *work, size
  */
 eb_status eb__run_ranges(size_t n_threads, const size_t *bounds, eb__range_fn fn, void *ctx, eb_error *err);
 
-/* Work units (bytes) of each text, and their sum; work must hold n entries. */
-size_t eb__text_work(const eb_text *texts, size_t n, size_t *work);
+/*
+ * How a text encoder spreads a batch over threads: the thread count from
+ * requested (EB_ENCODER_THREADS_AUTO's rule) and ranges of about equal bytes in
+ * bounds (*n_threads + 1 entries, as eb__split_ranges). Only NOMEM can fail.
+ */
+eb_status eb__plan_text_threads(const eb_text *texts, size_t n, size_t requested, const eb_allocator *mem,
+                                size_t *bounds, size_t *n_threads, eb_error *err);
+
+/* The length of the longest of texts[begin .. end), which sizes a thread's scratch buffers. */
+size_t eb__longest_text(const eb_text *texts, size_t begin, size_t end);
 
 /* ---- hashing.c ------------------------------------------------------------- */
 

@@ -804,22 +804,16 @@ static eb_status word_vectors_encode(const eb_encoder *encoder, const eb_text *t
 {
     const word_vectors_encoder *enc = (const word_vectors_encoder *)encoder;
     const eb_allocator *mem = enc->mem;
-    size_t *work = eb__calloc(mem, n, sizeof *work);
-    if (work == NULL)
-        return eb__fail(err, EB_ERR_NOMEM, "out of memory for a batch of %zu texts", n);
-    size_t total = eb__text_work(texts, n, work);
-    size_t n_threads = eb__encoder_threads(enc->params.n_threads, n, total);
-    size_t bounds[EB_ENCODER_MAX_THREADS + 1];
+    size_t bounds[EB_ENCODER_MAX_THREADS + 1], n_threads;
+    eb_status planned = eb__plan_text_threads(texts, n, enc->params.n_threads, mem, bounds, &n_threads, err);
+    if (planned != EB_OK)
+        return planned;
     pooling_scratch scratch[EB_ENCODER_MAX_THREADS];
     memset(scratch, 0, sizeof scratch);
-    eb__split_ranges(n, n_threads, work, bounds);
-    eb__free(mem, work);
     eb_status status = EB_OK;
     for (size_t t = 0; t < n_threads && status == EB_OK; t++) {
-        size_t longest = 0;
-        for (size_t r = bounds[t]; r < bounds[t + 1]; r++)
-            longest = texts[r].length > longest ? texts[r].length : longest;
-        status = eb__text_scratch_alloc(&scratch[t].text, longest, mem, err);
+        status = eb__text_scratch_alloc(&scratch[t].text, eb__longest_text(texts, bounds[t], bounds[t + 1]), mem,
+                                        err);
         if (status != EB_OK)
             break;
         scratch[t].sum = eb__calloc(mem, enc->dim, sizeof *scratch[t].sum);
