@@ -280,3 +280,34 @@ void snapshot_release(model_snapshot *s)
     free(s->weights);
     memset(s, 0, sizeof *s);
 }
+
+static eb_status ff_fit(void *m, eb_matrix x, const int32_t *y, size_t k) { return eb_feedforward_fit(m, x, y, k); }
+static eb_status ff_partial(void *m, eb_matrix x, const int32_t *y, size_t k)
+{
+    return eb_feedforward_partial_fit(m, x, y, k);
+}
+static eb_status ff_transform(const void *m, eb_matrix x, eb_mut_matrix out, eb_error *err)
+{
+    return eb_feedforward_transform(m, x, out, err);
+}
+static const char *ff_last_error(const void *m) { return eb_feedforward_last_error(m); }
+static model_snapshot ff_snapshot(void *m, eb_matrix probe) { return snapshot_feedforward(m, probe); }
+static void ff_release(void *m) { eb_feedforward_free(m); }
+
+static eb_status cl_fit(void *m, eb_matrix x, const int32_t *y, size_t k) { return eb_contrastive_fit(m, x, y, k); }
+static eb_status cl_partial(void *m, eb_matrix x, const int32_t *y, size_t k)
+{
+    return eb_contrastive_partial_fit(m, x, y, k);
+}
+static eb_status cl_transform(const void *m, eb_matrix x, eb_mut_matrix out, eb_error *err)
+{
+    return eb_contrastive_transform(m, x, out, err);
+}
+static const char *cl_last_error(const void *m) { return eb_contrastive_last_error(m); }
+static model_snapshot cl_snapshot(void *m, eb_matrix probe) { return snapshot_contrastive(m, probe); }
+static void cl_release(void *m) { eb_contrastive_free(m); }
+
+const model_calls FEEDFORWARD_CALLS = {"feedforward", ff_fit, ff_partial, ff_transform,
+                                       ff_last_error, ff_snapshot, ff_release};
+const model_calls CONTRASTIVE_CALLS = {"contrastive", cl_fit, cl_partial, cl_transform,
+                                       cl_last_error, cl_snapshot, cl_release};

@@ -100,4 +100,22 @@ void snapshot_release(model_snapshot *s);
 /* Copy of a loss history (malloc'd; NULL when empty). */
 double *copy_history(const double *values, size_t length);
 
+/*
+ * The calls both finetuners answer, behind one signature each, so a test can
+ * run one table of cases over both models. Creating a model stays with each
+ * test: what it needs (params, allocator) differs.
+ */
+typedef struct model_calls {
+    const char *name;
+    eb_status (*fit)(void *model, eb_matrix x, const int32_t *y, size_t n_classes);
+    eb_status (*partial_fit)(void *model, eb_matrix x, const int32_t *y, size_t n_classes);
+    eb_status (*transform)(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err);
+    const char *(*last_error)(const void *model);
+    model_snapshot (*snapshot)(void *model, eb_matrix probe);
+    void (*release)(void *model);
+} model_calls;
+
+extern const model_calls FEEDFORWARD_CALLS;
+extern const model_calls CONTRASTIVE_CALLS;
+
 #endif

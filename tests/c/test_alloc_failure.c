@@ -38,14 +38,8 @@ static dataset make_data(void)
 static char not_a_model;
 
 typedef struct model_ops {
-    const char *name;
     eb_status (*create)(size_t batch_size, const eb_allocator *mem, void **out, eb_error *err);
-    eb_status (*fit)(void *model, eb_matrix x, const int32_t *y, size_t n_classes);
-    eb_status (*partial_fit)(void *model, eb_matrix x, const int32_t *y, size_t n_classes);
-    eb_status (*transform)(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err);
-    const char *(*last_error)(const void *model);
-    model_snapshot (*snapshot)(void *model, eb_matrix probe);
-    void (*release)(void *model);
+    const model_calls *calls;
     size_t width;
 } model_ops;
 
@@ -62,18 +56,6 @@ static eb_status ff_create(size_t batch_size, const eb_allocator *mem, void **ou
     *out = model;
     return status;
 }
-static eb_status ff_fit(void *m, eb_matrix x, const int32_t *y, size_t k) { return eb_feedforward_fit(m, x, y, k); }
-static eb_status ff_partial(void *m, eb_matrix x, const int32_t *y, size_t k)
-{
-    return eb_feedforward_partial_fit(m, x, y, k);
-}
-static eb_status ff_transform(const void *m, eb_matrix x, eb_mut_matrix out, eb_error *err)
-{
-    return eb_feedforward_transform(m, x, out, err);
-}
-static const char *ff_last_error(const void *m) { return eb_feedforward_last_error(m); }
-static model_snapshot ff_snapshot(void *m, eb_matrix probe) { return snapshot_feedforward(m, probe); }
-static void ff_release(void *m) { eb_feedforward_free(m); }
 
 static eb_status cl_create(size_t batch_size, const eb_allocator *mem, void **out, eb_error *err)
 {
@@ -87,23 +69,9 @@ static eb_status cl_create(size_t batch_size, const eb_allocator *mem, void **ou
     *out = model;
     return status;
 }
-static eb_status cl_fit(void *m, eb_matrix x, const int32_t *y, size_t k) { return eb_contrastive_fit(m, x, y, k); }
-static eb_status cl_partial(void *m, eb_matrix x, const int32_t *y, size_t k)
-{
-    return eb_contrastive_partial_fit(m, x, y, k);
-}
-static eb_status cl_transform(const void *m, eb_matrix x, eb_mut_matrix out, eb_error *err)
-{
-    return eb_contrastive_transform(m, x, out, err);
-}
-static const char *cl_last_error(const void *m) { return eb_contrastive_last_error(m); }
-static model_snapshot cl_snapshot(void *m, eb_matrix probe) { return snapshot_contrastive(m, probe); }
-static void cl_release(void *m) { eb_contrastive_free(m); }
 
-static const model_ops FEEDFORWARD = {"feedforward", ff_create, ff_fit, ff_partial, ff_transform,
-                                      ff_last_error, ff_snapshot, ff_release, 4};
-static const model_ops CONTRASTIVE = {"contrastive", cl_create, cl_fit, cl_partial, cl_transform,
-                                      cl_last_error, cl_snapshot, cl_release, 4};
+static const model_ops FEEDFORWARD = {ff_create, &FEEDFORWARD_CALLS, 4};
+static const model_ops CONTRASTIVE = {cl_create, &CONTRASTIVE_CALLS, 4};
 
 /* ---- create ------------------------------------------------------------------ */
 
@@ -121,7 +89,7 @@ static void check_create(const model_ops *ops)
         if (status == EB_OK) {
             assert_int_equal(counter.failures, 0);
             assert_non_null(model);
-            ops->release(model);
+            ops->calls->release(model);
             break;
         }
         assert_int_equal(status, EB_ERR_NOMEM);
@@ -156,7 +124,7 @@ typedef enum training_call { CALL_FIT, CALL_PARTIAL_FIT } training_call;
 static eb_status train(const model_ops *ops, void *model, training_call call, const dataset *data)
 {
     eb_matrix x = eb_matrix_view(data->x, ROWS, COLS);
-    return call == CALL_FIT ? ops->fit(model, x, data->y, CLASSES) : ops->partial_fit(model, x, data->y, CLASSES);
+    return call == CALL_FIT ? ops->calls->fit(model, x, data->y, CLASSES) : ops->calls->partial_fit(model, x, data->y, CLASSES);
 }
 
 static void *new_model(const model_ops *ops, size_t batch_size, const eb_allocator *mem, prior_state prior,
@@ -180,14 +148,14 @@ static void check_training_call(const model_ops *ops, size_t batch_size, prior_s
     /* The model a failure-free call produces, from an identically prepared start. */
     void *reference = new_model(ops, batch_size, NULL, prior, &data);
     assert_int_equal(train(ops, reference, call, &data), EB_OK);
-    model_snapshot expected = ops->snapshot(reference, probe);
-    ops->release(reference);
+    model_snapshot expected = ops->calls->snapshot(reference, probe);
+    ops->calls->release(reference);
 
     counting_allocator counter;
     eb_allocator mem = counting_allocator_init(&counter);
     void *model = new_model(ops, batch_size, &mem, prior, &data);
     const size_t baseline_blocks = counter.live_blocks, baseline_bytes = counter.live_bytes;
-    model_snapshot before = ops->snapshot(model, probe);
+    model_snapshot before = ops->calls->snapshot(model, probe);
 
     size_t failed_runs = 0;
     for (size_t n = 0;; n++) {
@@ -203,27 +171,27 @@ static void check_training_call(const model_ops *ops, size_t batch_size, prior_s
         }
         assert_int_equal(failures, 1);
         if (status != EB_ERR_NOMEM)
-            fail_msg("%s: allocation %zu failing gave %s (%s)", ops->name, n, eb_status_string(status),
-                     ops->last_error(model));
-        assert_non_null(strstr(ops->last_error(model), "out of memory"));
+            fail_msg("%s: allocation %zu failing gave %s (%s)", ops->calls->name, n, eb_status_string(status),
+                     ops->calls->last_error(model));
+        assert_non_null(strstr(ops->calls->last_error(model), "out of memory"));
         /* Nothing leaked: the live allocations are exactly the model's own from before the call. */
         assert_int_equal(counter.live_blocks, baseline_blocks);
         assert_int_equal(counter.live_bytes, baseline_bytes);
-        model_snapshot after = ops->snapshot(model, probe);
+        model_snapshot after = ops->calls->snapshot(model, probe);
         assert_true(snapshots_identical(&before, &after));
         snapshot_release(&after);
         failed_runs++;
     }
-    print_message("%s batch %zu %s %s: %zu failing runs\n", ops->name, batch_size,
+    print_message("%s batch %zu %s %s: %zu failing runs\n", ops->calls->name, batch_size,
                   prior == PRIOR_FITTED ? "fitted" : "fresh", call == CALL_FIT ? "fit" : "partial_fit", failed_runs);
     /* Every one of these calls needs memory (buffers, if not weights), so some run must have failed. */
     assert_true(failed_runs >= 1);
 
-    model_snapshot got = ops->snapshot(model, probe);
+    model_snapshot got = ops->calls->snapshot(model, probe);
     assert_true(snapshots_identical(&expected, &got));
     snapshot_release(&got);
 
-    ops->release(model);
+    ops->calls->release(model);
     assert_int_equal(counter.live_blocks, 0);
     assert_int_equal(counter.live_bytes, 0);
     snapshot_release(&before);
@@ -270,7 +238,7 @@ static void history_growth_survives_allocation_failure(void **state)
         void *model = new_model(ops, 0, &mem, PRIOR_FITTED, &data);
         size_t failed_runs = 0;
         for (size_t call = 0; call < 40; call++) {
-            model_snapshot before = ops->snapshot(model, probe);
+            model_snapshot before = ops->calls->snapshot(model, probe);
             for (size_t n = 0;; n++) {
                 assert_true(n < ATTEMPT_LIMIT);
                 counting_allocator_arm(&counter, n);
@@ -282,19 +250,19 @@ static void history_growth_survives_allocation_failure(void **state)
                     break;
                 }
                 assert_int_equal(status, EB_ERR_NOMEM);
-                model_snapshot after = ops->snapshot(model, probe);
+                model_snapshot after = ops->calls->snapshot(model, probe);
                 assert_true(snapshots_identical(&before, &after));
                 snapshot_release(&after);
                 failed_runs++;
             }
-            model_snapshot now = ops->snapshot(model, probe);
+            model_snapshot now = ops->calls->snapshot(model, probe);
             assert_int_equal(now.history_length, before.history_length + 1);
             assert_memory_equal(now.history, before.history, before.history_length * sizeof(double));
             snapshot_release(&now);
             snapshot_release(&before);
         }
         assert_true(failed_runs >= 40);
-        ops->release(model);
+        ops->calls->release(model);
         assert_int_equal(counter.live_blocks, 0);
     }
 }
@@ -312,17 +280,17 @@ static void transform_allocates_nothing(void **state)
         counting_allocator counter;
         eb_allocator mem = counting_allocator_init(&counter);
         void *model = new_model(ops, 0, &mem, PRIOR_FITTED, &data);
-        model_snapshot before = ops->snapshot(model, x);
+        model_snapshot before = ops->calls->snapshot(model, x);
         float out[ROWS * 4];
         /* Every allocation from the first on fails: transform must not need any. */
         counting_allocator_arm(&counter, 0);
         eb_error err;
-        assert_int_equal(ops->transform(model, x, eb_mut_matrix_view(out, ROWS, ops->width), &err), EB_OK);
+        assert_int_equal(ops->calls->transform(model, x, eb_mut_matrix_view(out, ROWS, ops->width), &err), EB_OK);
         assert_int_equal(counter.attempts, 0);
         assert_memory_equal(out, before.embedding, sizeof out);
         counting_allocator_arm(&counter, SIZE_MAX);
         snapshot_release(&before);
-        ops->release(model);
+        ops->calls->release(model);
         assert_int_equal(counter.live_blocks, 0);
     }
 }

@@ -23,14 +23,8 @@ enum { ROWS = 30, COLS = 6, CLASSES = 3, HIDDEN = 4, PAD = 3 };
 /* ---- both models behind one table ---------------------------------------------- */
 
 typedef struct model_ops {
-    const char *name;
     void *(*create_unfitted)(void);
-    eb_status (*fit)(void *model, eb_matrix x, const int32_t *y, size_t n_classes);
-    eb_status (*partial_fit)(void *model, eb_matrix x, const int32_t *y, size_t n_classes);
-    eb_status (*transform)(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err);
-    const char *(*last_error)(const void *model);
-    model_snapshot (*snapshot)(void *model, eb_matrix probe);
-    void (*release)(void *model);
+    const model_calls *calls;
 } model_ops;
 
 static void *ff_create(void)
@@ -43,18 +37,6 @@ static void *ff_create(void)
     assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
     return model;
 }
-static eb_status ff_fit(void *m, eb_matrix x, const int32_t *y, size_t k) { return eb_feedforward_fit(m, x, y, k); }
-static eb_status ff_partial(void *m, eb_matrix x, const int32_t *y, size_t k)
-{
-    return eb_feedforward_partial_fit(m, x, y, k);
-}
-static eb_status ff_transform(const void *m, eb_matrix x, eb_mut_matrix out, eb_error *err)
-{
-    return eb_feedforward_transform(m, x, out, err);
-}
-static const char *ff_last_error(const void *m) { return eb_feedforward_last_error(m); }
-static model_snapshot ff_snapshot(void *m, eb_matrix probe) { return snapshot_feedforward(m, probe); }
-static void ff_release(void *m) { eb_feedforward_free(m); }
 
 static void *cl_create(void)
 {
@@ -66,23 +48,9 @@ static void *cl_create(void)
     assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
     return model;
 }
-static eb_status cl_fit(void *m, eb_matrix x, const int32_t *y, size_t k) { return eb_contrastive_fit(m, x, y, k); }
-static eb_status cl_partial(void *m, eb_matrix x, const int32_t *y, size_t k)
-{
-    return eb_contrastive_partial_fit(m, x, y, k);
-}
-static eb_status cl_transform(const void *m, eb_matrix x, eb_mut_matrix out, eb_error *err)
-{
-    return eb_contrastive_transform(m, x, out, err);
-}
-static const char *cl_last_error(const void *m) { return eb_contrastive_last_error(m); }
-static model_snapshot cl_snapshot(void *m, eb_matrix probe) { return snapshot_contrastive(m, probe); }
-static void cl_release(void *m) { eb_contrastive_free(m); }
 
-static const model_ops FEEDFORWARD = {"feedforward", ff_create, ff_fit, ff_partial, ff_transform,
-                                      ff_last_error, ff_snapshot, ff_release};
-static const model_ops CONTRASTIVE = {"contrastive", cl_create, cl_fit, cl_partial, cl_transform,
-                                      cl_last_error, cl_snapshot, cl_release};
+static const model_ops FEEDFORWARD = {ff_create, &FEEDFORWARD_CALLS};
+static const model_ops CONTRASTIVE = {cl_create, &CONTRASTIVE_CALLS};
 
 /* ---- data and checks ---------------------------------------------------------- */
 
@@ -117,14 +85,14 @@ static void expect_training_rejected(const model_ops *ops, void *model, training
                                      const int32_t *y, size_t n_classes, eb_status status, const char *needle,
                                      const char *needle2, eb_matrix probe)
 {
-    model_snapshot before = ops->snapshot(model, probe);
-    eb_status got = call == CALL_FIT ? ops->fit(model, x, y, n_classes) : ops->partial_fit(model, x, y, n_classes);
+    model_snapshot before = ops->calls->snapshot(model, probe);
+    eb_status got = call == CALL_FIT ? ops->calls->fit(model, x, y, n_classes) : ops->calls->partial_fit(model, x, y, n_classes);
     if (got != status)
-        fail_msg("%s %s: got %s, expected %s (%s)", ops->name, call == CALL_FIT ? "fit" : "partial_fit",
-                 eb_status_string(got), eb_status_string(status), ops->last_error(model));
-    assert_contains(ops->last_error(model), needle);
-    assert_contains(ops->last_error(model), needle2);
-    model_snapshot after = ops->snapshot(model, probe);
+        fail_msg("%s %s: got %s, expected %s (%s)", ops->calls->name, call == CALL_FIT ? "fit" : "partial_fit",
+                 eb_status_string(got), eb_status_string(status), ops->calls->last_error(model));
+    assert_contains(ops->calls->last_error(model), needle);
+    assert_contains(ops->calls->last_error(model), needle2);
+    model_snapshot after = ops->calls->snapshot(model, probe);
     assert_true(snapshots_identical(&before, &after));
     snapshot_release(&before);
     snapshot_release(&after);
@@ -142,7 +110,7 @@ static void expect_both_rejected(const model_ops *ops, void *model, eb_matrix x,
 static void expect_transform_rejected(const model_ops *ops, void *model, eb_matrix x, eb_mut_matrix out,
                                       eb_status status, const char *needle, const char *needle2, eb_matrix probe)
 {
-    model_snapshot before = ops->snapshot(model, probe);
+    model_snapshot before = ops->calls->snapshot(model, probe);
     size_t out_floats = out.data == NULL ? 0 : (out.rows == 0 ? 0 : (out.rows - 1) * out.stride + out.cols);
     float *copy = NULL;
     if (out_floats > 0) {
@@ -153,9 +121,9 @@ static void expect_transform_rejected(const model_ops *ops, void *model, eb_matr
     eb_error err;
     err.status = EB_OK;
     snprintf(err.message, sizeof err.message, "stale");
-    eb_status got = ops->transform(model, x, out, &err);
+    eb_status got = ops->calls->transform(model, x, out, &err);
     if (got != status)
-        fail_msg("%s transform: got %s, expected %s (%s)", ops->name, eb_status_string(got), eb_status_string(status),
+        fail_msg("%s transform: got %s, expected %s (%s)", ops->calls->name, eb_status_string(got), eb_status_string(status),
                  err.message);
     assert_int_equal(err.status, status);
     assert_contains(err.message, needle);
@@ -163,8 +131,8 @@ static void expect_transform_rejected(const model_ops *ops, void *model, eb_matr
     if (out_floats > 0)
         assert_memory_equal(copy, out.data, out_floats * sizeof *copy);
     /* Without an eb_error the call must fail the same way. */
-    assert_int_equal(ops->transform(model, x, out, NULL), status);
-    model_snapshot after = ops->snapshot(model, probe);
+    assert_int_equal(ops->calls->transform(model, x, out, NULL), status);
+    model_snapshot after = ops->calls->snapshot(model, probe);
     assert_true(snapshots_identical(&before, &after));
     snapshot_release(&before);
     snapshot_release(&after);
@@ -181,12 +149,12 @@ static void check_training_input(const model_ops *ops)
     /* Unfitted and fitted models alike must reject and stay as they are. */
     for (int fitted = 0; fitted <= 1; fitted++) {
         if (fitted)
-            assert_int_equal(ops->fit(model, x, data.y, CLASSES), EB_OK);
+            assert_int_equal(ops->calls->fit(model, x, data.y, CLASSES), EB_OK);
 
-        eb_status null_model = ops->fit(NULL, x, data.y, CLASSES);
+        eb_status null_model = ops->calls->fit(NULL, x, data.y, CLASSES);
         assert_int_equal(null_model, EB_ERR_NULL_POINTER);
-        assert_int_equal(ops->partial_fit(NULL, x, data.y, CLASSES), EB_ERR_NULL_POINTER);
-        assert_contains(ops->last_error(NULL), "model is NULL");
+        assert_int_equal(ops->calls->partial_fit(NULL, x, data.y, CLASSES), EB_ERR_NULL_POINTER);
+        assert_contains(ops->calls->last_error(NULL), "model is NULL");
 
         eb_matrix no_data = x;
         no_data.data = NULL;
@@ -252,10 +220,10 @@ static void check_training_input(const model_ops *ops)
                              "n_classes is 4", "fitted with 3", x);
 
     /* After all those failures the model still trains, and a success clears the message. */
-    assert_int_equal(ops->partial_fit(model, x, data.y, 0), EB_OK);
-    assert_string_equal(ops->last_error(model), "");
-    assert_int_equal(ops->fit(model, eb_matrix_view(wider, ROWS, COLS + 1), data.y, CLASSES), EB_OK);
-    ops->release(model);
+    assert_int_equal(ops->calls->partial_fit(model, x, data.y, 0), EB_OK);
+    assert_string_equal(ops->calls->last_error(model), "");
+    assert_int_equal(ops->calls->fit(model, eb_matrix_view(wider, ROWS, COLS + 1), data.y, CLASSES), EB_OK);
+    ops->calls->release(model);
 }
 
 static void feedforward_rejects_bad_training_input(void **state)
@@ -284,13 +252,13 @@ static void check_transform_input(const model_ops *ops)
 
     expect_transform_rejected(ops, model, x, out, EB_ERR_NOT_FITTED, "not fitted", NULL, x);
     /* A failed fit does not make a model fitted. */
-    assert_int_equal(ops->fit(model, x, data.y, 0), EB_ERR_TOO_FEW_CLASSES);
+    assert_int_equal(ops->calls->fit(model, x, data.y, 0), EB_ERR_TOO_FEW_CLASSES);
     expect_transform_rejected(ops, model, x, out, EB_ERR_NOT_FITTED, "not fitted", NULL, x);
 
-    assert_int_equal(ops->fit(model, x, data.y, CLASSES), EB_OK);
+    assert_int_equal(ops->calls->fit(model, x, data.y, CLASSES), EB_OK);
 
     eb_error err;
-    assert_int_equal(ops->transform(NULL, x, out, &err), EB_ERR_NULL_POINTER);
+    assert_int_equal(ops->calls->transform(NULL, x, out, &err), EB_ERR_NULL_POINTER);
     assert_int_equal(err.status, EB_ERR_NULL_POINTER);
     assert_contains(err.message, "model is NULL");
 
@@ -352,10 +320,10 @@ static void check_transform_input(const model_ops *ops)
     /* A successful call clears a stale error. */
     snprintf(err.message, sizeof err.message, "stale");
     err.status = EB_ERR_NOMEM;
-    assert_int_equal(ops->transform(model, x, out, &err), EB_OK);
+    assert_int_equal(ops->calls->transform(model, x, out, &err), EB_OK);
     assert_int_equal(err.status, EB_OK);
     assert_string_equal(err.message, "");
-    ops->release(model);
+    ops->calls->release(model);
 }
 
 static void feedforward_rejects_bad_transform_input(void **state)
@@ -392,12 +360,12 @@ static void check_strided_views(const model_ops *ops)
 
     void *contiguous_model = ops->create_unfitted();
     void *strided_model = ops->create_unfitted();
-    assert_int_equal(ops->fit(contiguous_model, x, data.y, CLASSES), EB_OK);
-    assert_int_equal(ops->fit(strided_model, strided, data.y, CLASSES), EB_OK);
-    assert_int_equal(ops->partial_fit(contiguous_model, x, data.y, 0), EB_OK);
-    assert_int_equal(ops->partial_fit(strided_model, strided, data.y, 0), EB_OK);
-    model_snapshot a = ops->snapshot(contiguous_model, x);
-    model_snapshot b = ops->snapshot(strided_model, x);
+    assert_int_equal(ops->calls->fit(contiguous_model, x, data.y, CLASSES), EB_OK);
+    assert_int_equal(ops->calls->fit(strided_model, strided, data.y, CLASSES), EB_OK);
+    assert_int_equal(ops->calls->partial_fit(contiguous_model, x, data.y, 0), EB_OK);
+    assert_int_equal(ops->calls->partial_fit(strided_model, strided, data.y, 0), EB_OK);
+    model_snapshot a = ops->calls->snapshot(contiguous_model, x);
+    model_snapshot b = ops->calls->snapshot(strided_model, x);
     assert_int_equal(a.transform_status, EB_OK);
     assert_true(snapshots_identical(&a, &b));
 
@@ -407,7 +375,7 @@ static void check_strided_views(const model_ops *ops)
     for (size_t i = 0; i < ROWS * out_stride; i++)
         out_padded[i] = -7.0f;
     eb_mut_matrix out = {out_padded, ROWS, HIDDEN, out_stride};
-    assert_int_equal(ops->transform(contiguous_model, strided, out, NULL), EB_OK);
+    assert_int_equal(ops->calls->transform(contiguous_model, strided, out, NULL), EB_OK);
     for (size_t r = 0; r < ROWS; r++) {
         assert_memory_equal(out_padded + r * out_stride, a.embedding + r * HIDDEN, HIDDEN * sizeof(float));
         for (size_t c = HIDDEN; c < out_stride; c++)
@@ -418,16 +386,16 @@ static void check_strided_views(const model_ops *ops)
     float gathered[(ROWS / 2) * COLS], out_view[(ROWS / 2) * HIDDEN], out_copy[(ROWS / 2) * HIDDEN];
     for (size_t r = 0; r < ROWS / 2; r++)
         memcpy(gathered + r * COLS, data.x + 2 * r * COLS, COLS * sizeof(float));
-    assert_int_equal(ops->transform(strided_model, every_other, eb_mut_matrix_view(out_view, ROWS / 2, HIDDEN), NULL),
+    assert_int_equal(ops->calls->transform(strided_model, every_other, eb_mut_matrix_view(out_view, ROWS / 2, HIDDEN), NULL),
                      EB_OK);
-    assert_int_equal(ops->transform(strided_model, eb_matrix_view(gathered, ROWS / 2, COLS),
+    assert_int_equal(ops->calls->transform(strided_model, eb_matrix_view(gathered, ROWS / 2, COLS),
                                     eb_mut_matrix_view(out_copy, ROWS / 2, HIDDEN), NULL),
                      EB_OK);
     assert_memory_equal(out_view, out_copy, sizeof out_view);
     snapshot_release(&a);
     snapshot_release(&b);
-    ops->release(contiguous_model);
-    ops->release(strided_model);
+    ops->calls->release(contiguous_model);
+    ops->calls->release(strided_model);
 }
 
 static void feedforward_strided_views_match_contiguous(void **state)
@@ -597,7 +565,7 @@ static void oversized_inputs_are_refused(void **state)
     for (size_t m = 0; m < 2; m++) {
         const model_ops *ops = all[m];
         void *model = ops->create_unfitted();
-        assert_int_equal(ops->fit(model, x, data.y, CLASSES), EB_OK);
+        assert_int_equal(ops->calls->fit(model, x, data.y, CLASSES), EB_OK);
         eb_matrix huge = eb_matrix_view(data.x, beyond_int, COLS);
         expect_both_rejected(ops, model, huge, data.y, CLASSES, EB_ERR_TOO_LARGE, "too large", NULL, x);
         float out_data[ROWS * HIDDEN] = {0};
@@ -605,15 +573,15 @@ static void oversized_inputs_are_refused(void **state)
                                   "too large", NULL, x);
         eb_matrix wide_stride = {data.x, 1, COLS, beyond_int};
         expect_both_rejected(ops, model, wide_stride, data.y, CLASSES, EB_ERR_TOO_LARGE, "stride", NULL, x);
-        ops->release(model);
+        ops->calls->release(model);
     }
 
     /* More classes than BLAS can index: every label is valid, the weight matrix is not. */
     void *model = FEEDFORWARD.create_unfitted();
-    assert_int_equal(FEEDFORWARD.fit(model, x, data.y, CLASSES), EB_OK);
+    assert_int_equal(FEEDFORWARD.calls->fit(model, x, data.y, CLASSES), EB_OK);
     expect_training_rejected(&FEEDFORWARD, model, CALL_FIT, x, data.y, beyond_int, EB_ERR_TOO_LARGE,
                              "too many weights", NULL, x);
-    FEEDFORWARD.release(model);
+    FEEDFORWARD.calls->release(model);
 
     eb_error err;
     eb_feedforward_params ff_params = eb_feedforward_default_params();
