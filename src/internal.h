@@ -75,6 +75,18 @@ uint64_t eb__rng_below(eb_rng *rng, uint64_t bound);
 float eb__rng_uniform(eb_rng *rng, float low, float high);
 void eb__rng_shuffle(eb_rng *rng, uint32_t *items, size_t count);
 
+/* ---- small_gemm.c -------------------------------------------------------- */
+
+/* Minibatches up to this many rows use the kernels below where the CPU has them. */
+enum { EB_SMALL_GEMM_MAX_ROWS = 64 };
+
+/* Whether eb__small_affine and eb__small_transposed_product have a fast kernel for `rows` rows here; without one they call BLAS. */
+bool eb__small_gemm_available(size_t rows);
+/* out = x w + bias, like eb__affine (w is x.cols x out.cols, row-major); out is written, never read. */
+void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out);
+/* g (x.cols x h, row-major) = x^T d, with d x.rows x h, row-major. */
+void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *g);
+
 /* ---- training.c ---------------------------------------------------------- */
 
 /* Weights, their gradient and Adam's moments, in one allocation of 4 * count floats. */
@@ -93,6 +105,8 @@ void eb__trainable_release(eb_trainable *t, const eb_allocator *mem);
 void eb__init_uniform(float *values, size_t count, size_t fan_in, eb_rng *rng);
 /* One Adam step (beta1 0.9, beta2 0.999, eps 1e-8) on t->values from t->grad. */
 void eb__adam_step(eb_trainable *t, float learning_rate);
+/* Adam's element-wise update: w -= step m / (sqrt(v) inv_sqrt_c2 + eps) after updating m and v from g. */
+void eb__adam_update(size_t count, float *w, const float *g, float *m, float *v, float step, float inv_sqrt_c2);
 
 /* ---- shared training bookkeeping (training.c) ---------------------------- */
 

@@ -221,8 +221,10 @@ EB_API eb_status eb_feedforward_partial_fit(eb_feedforward *model, eb_matrix X, 
 /**
  * Write the hidden-layer activations of X into out, which must be
  * X.rows x hidden_dim. Allocates nothing; safe from many threads at once.
- * err (optional) receives the detail of a failure. EB_ERR_NONFINITE after the
- * input checks means a row overflowed float32 (out's content is then unspecified).
+ * err (optional) receives the detail of a failure. EB_ERR_NONFINITE names the
+ * first NaN or infinity in X, or else the first row whose pre-activations
+ * overflow float32; out's content is then unspecified (X is checked during the
+ * product, not before it). A failed shape or layout check leaves out untouched.
  */
 EB_API eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix X, eb_mut_matrix out,
                                           eb_error *err);

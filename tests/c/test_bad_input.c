@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "testing.h"
 
 enum { ROWS = 30, COLS = 6, CLASSES = 3, HIDDEN = 4, PAD = 3 };
 
@@ -106,7 +107,11 @@ static void expect_both_rejected(const model_ops *ops, void *model, eb_matrix x,
     expect_training_rejected(ops, model, CALL_PARTIAL_FIT, x, y, n_classes, status, needle, needle2, probe);
 }
 
-/* transform must fail with `status`, fill err with it and the needles, and write nothing to out. */
+/*
+ * transform must fail with `status` and fill err with it and the needles. A
+ * failed check of shapes or layout writes nothing to out; a non-finite value
+ * is found during the product, so out's content is then unspecified.
+ */
 static void expect_transform_rejected(const model_ops *ops, void *model, eb_matrix x, eb_mut_matrix out,
                                       eb_status status, const char *needle, const char *needle2, eb_matrix probe)
 {
@@ -128,7 +133,7 @@ static void expect_transform_rejected(const model_ops *ops, void *model, eb_matr
     assert_int_equal(err.status, status);
     assert_contains(err.message, needle);
     assert_contains(err.message, needle2);
-    if (out_floats > 0)
+    if (out_floats > 0 && status != EB_ERR_NONFINITE)
         assert_memory_equal(copy, out.data, out_floats * sizeof *copy);
     /* Without an eb_error the call must fail the same way. */
     assert_int_equal(ops->calls->transform(model, x, out, NULL), status);
@@ -594,6 +599,65 @@ static void oversized_inputs_are_refused(void **state)
 
 /* ---- status strings and version ------------------------------------------------ */
 
+/*
+ * The feed-forward transform finds bad values of X during the product, slice
+ * by slice (512 rows), from the pre-activations they poison: check it across
+ * slices, with a weight of exactly zero (infinity times zero is NaN) and with
+ * an overflowing row before the bad value, which must not hide it.
+ */
+enum { MANY_ROWS = 1500 };
+
+static void expect_nonfinite(eb_feedforward *model, const float *x, const char *needle)
+{
+    static float out[MANY_ROWS * HIDDEN];
+    eb_error err;
+    eb_status status = eb_feedforward_transform(model, eb_matrix_view(x, MANY_ROWS, COLS),
+                                                eb_mut_matrix_view(out, MANY_ROWS, HIDDEN), &err);
+    if (status != EB_ERR_NONFINITE)
+        fail_msg("transform: got %s, expected EB_ERR_NONFINITE mentioning \"%s\" (%s)", eb_status_string(status),
+                 needle, err.message);
+    assert_contains(err.message, needle);
+}
+
+static void feedforward_transform_checks_values_in_every_slice(void **state)
+{
+    (void)state;
+    dataset data = make_data();
+    eb_feedforward *model = ff_create();
+    assert_int_equal(eb_feedforward_fit(model, eb_matrix_view(data.x, ROWS, COLS), data.y, CLASSES), EB_OK);
+    static float x[MANY_ROWS * COLS], out[MANY_ROWS * HIDDEN];
+    for (size_t r = 0; r < MANY_ROWS; r++)
+        memcpy(x + r * COLS, data.x + (r % ROWS) * COLS, COLS * sizeof(float));
+    eb_matrix view = eb_matrix_view(x, MANY_ROWS, COLS);
+    eb_mut_matrix out_view = eb_mut_matrix_view(out, MANY_ROWS, HIDDEN);
+    assert_int_equal(eb_feedforward_transform(model, view, out_view, NULL), EB_OK);
+
+    x[1300 * COLS + 2] = INFINITY;
+    expect_nonfinite(model, x, "X[1300, 2] is +Inf");
+    x[700 * COLS + 5] = NAN;
+    expect_nonfinite(model, x, "X[700, 5] is NaN");
+    x[700 * COLS + 5] = data.x[(700 % ROWS) * COLS + 5];
+    x[1300 * COLS + 2] = data.x[(1300 % ROWS) * COLS + 2];
+
+    /* Input 1 feeds no hidden unit: its infinity becomes NaN, not infinity, in every pre-activation. */
+    size_t count;
+    float *w = eb__feedforward_weights(model, &count);
+    memset(w + 1 * HIDDEN, 0, HIDDEN * sizeof(float));
+    x[900 * COLS + 1] = -INFINITY;
+    expect_nonfinite(model, x, "X[900, 1] is -Inf");
+    x[900 * COLS + 1] = data.x[(900 % ROWS) * COLS + 1];
+
+    /* With every weight 1, a row of 3e38 overflows; a NaN further down X is still what is reported. */
+    for (size_t i = 0; i < COLS * HIDDEN; i++)
+        w[i] = 1.0f;
+    for (size_t c = 0; c < COLS; c++)
+        x[10 * COLS + c] = 3e38f;
+    expect_nonfinite(model, x, "row 10 of X overflows float32");
+    x[1400 * COLS + 3] = NAN;
+    expect_nonfinite(model, x, "X[1400, 3] is NaN");
+    eb_feedforward_free(model);
+}
+
 /* The expected name of a status is its enumerator's own spelling. */
 #define EXPECTED_NAME(status) [status] = #status
 
@@ -654,6 +718,7 @@ int main(void)
         cmocka_unit_test(contrastive_rejects_bad_training_input),
         cmocka_unit_test(feedforward_rejects_bad_transform_input),
         cmocka_unit_test(contrastive_rejects_bad_transform_input),
+        cmocka_unit_test(feedforward_transform_checks_values_in_every_slice),
         cmocka_unit_test(feedforward_strided_views_match_contiguous),
         cmocka_unit_test(contrastive_strided_views_match_contiguous),
         cmocka_unit_test(feedforward_rejects_bad_params),

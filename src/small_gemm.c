@@ -1,0 +1,173 @@
+/*
+ * The two large products of a feed-forward minibatch step, for minibatches of
+ * at most EB_SMALL_GEMM_MAX_ROWS rows:
+ *
+ *   forward   H = X W + bias       (b x d) (d x h), b rows
+ *   backward  G = X^T D            (d x b) (b x h), inner dimension b
+ *
+ * OpenBLAS packs both operands into its own buffers on every call; at 32 rows
+ * copying the 384 x 200 weight matrix costs about as much as multiplying by it,
+ * and its beta = 0 path clears G before accumulating into it. These kernels
+ * read the row-major operands in place (the weight rows are streamed from L2)
+ * and write each result once. With AVX-512 the register tile is 8 rows x 48
+ * columns: 24 accumulators, 3 loads of the right operand and 8 broadcasts per
+ * step of the inner dimension. Elsewhere (no AVX-512, larger batches) the
+ * callers use cblas_sgemm.
+ *
+ * Every output element is a sum over the inner dimension in index order with
+ * one fused multiply-add per term, starting from zero; the bias is added last,
+ * as OpenBLAS does it for a pre-filled output. Results therefore match
+ * cblas_sgemm to rounding, not bit for bit (tests/c/test_small_gemm.c).
+ */
+#include <cblas.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "internal.h"
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#  define EB_HAVE_AVX512_GEMM 1
+#  include <immintrin.h>
+#endif
+
+bool eb__small_gemm_available(size_t rows)
+{
+#ifdef EB_HAVE_AVX512_GEMM
+    return rows >= 1 && rows <= EB_SMALL_GEMM_MAX_ROWS && __builtin_cpu_supports("avx512f");
+#else
+    (void)rows;
+    return false;
+#endif
+}
+
+#ifdef EB_HAVE_AVX512_GEMM
+
+enum { TILE_ROWS = 8, TILE_VECTORS = 3, LANES = 16, TILE_COLS = TILE_VECTORS * LANES };
+
+/* Lanes of the three column vectors of a tile that starts `left` columns before the end of the row. */
+__attribute__((target("avx512f"))) static void tile_masks(size_t left, __mmask16 masks[TILE_VECTORS])
+{
+    for (size_t v = 0; v < TILE_VECTORS; v++) {
+        size_t start = v * LANES;
+        size_t lanes = left <= start ? 0 : (left - start >= LANES ? LANES : left - start);
+        masks[v] = (__mmask16)((1u << lanes) - 1u);
+    }
+}
+
+#define EB_FOR_TILE_ROWS(op) op(0) op(1) op(2) op(3) op(4) op(5) op(6) op(7)
+
+/*
+ * One 8 x 48 tile: C[r][col] = sum over k of a(r, k) * B[k][col] (+ bias[col]),
+ * for r < rows. a(r, k) = a_rows[r][k * a_step]; B row k starts at b + k * ldb.
+ * Rows past `rows` repeat the last real row and are not stored, so the tile
+ * has one fixed shape, written out so that its 24 accumulators stay in registers.
+ */
+__attribute__((target("avx512f"))) static void tile(size_t rows, const float *const a_rows[TILE_ROWS], size_t a_step,
+                                                   size_t inner, const float *b, size_t ldb, const float *bias,
+                                                   const __mmask16 masks[TILE_VECTORS], float *c, size_t ldc)
+{
+#define EB_DECLARE(r)                                                                                               \
+    __m512 acc##r##_0 = _mm512_setzero_ps(), acc##r##_1 = _mm512_setzero_ps(), acc##r##_2 = _mm512_setzero_ps(); \
+    const float *a##r = a_rows[r];
+    EB_FOR_TILE_ROWS(EB_DECLARE)
+#undef EB_DECLARE
+    const __mmask16 m0 = masks[0], m1 = masks[1], m2 = masks[2];
+    const bool full = (m0 & m1 & m2) == 0xFFFF;
+    for (size_t k = 0; k < inner; k++) {
+        const float *b_row = b + k * ldb;
+        __m512 b0, b1, b2;
+        if (full) {
+            b0 = _mm512_loadu_ps(b_row);
+            b1 = _mm512_loadu_ps(b_row + LANES);
+            b2 = _mm512_loadu_ps(b_row + 2 * LANES);
+        } else {
+            b0 = _mm512_maskz_loadu_ps(m0, b_row);
+            b1 = _mm512_maskz_loadu_ps(m1, b_row + LANES);
+            b2 = _mm512_maskz_loadu_ps(m2, b_row + 2 * LANES);
+        }
+        size_t offset = k * a_step;
+#define EB_STEP(r)                                                                                                  \
+    {                                                                                                               \
+        __m512 a = _mm512_set1_ps(a##r[offset]);                                                                  \
+        acc##r##_0 = _mm512_fmadd_ps(a, b0, acc##r##_0);                                                            \
+        acc##r##_1 = _mm512_fmadd_ps(a, b1, acc##r##_1);                                                            \
+        acc##r##_2 = _mm512_fmadd_ps(a, b2, acc##r##_2);                                                            \
+    }
+        EB_FOR_TILE_ROWS(EB_STEP)
+#undef EB_STEP
+    }
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps(), bias2 = _mm512_setzero_ps();
+    if (bias != NULL) {
+        bias0 = _mm512_maskz_loadu_ps(m0, bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, bias + LANES);
+        bias2 = _mm512_maskz_loadu_ps(m2, bias + 2 * LANES);
+    }
+#define EB_STORE(r)                                                                                                 \
+    if (r < rows) {                                                                                                 \
+        float *c_row = c + (size_t)(r) * ldc;                                                                       \
+        _mm512_mask_storeu_ps(c_row, m0, bias != NULL ? _mm512_add_ps(acc##r##_0, bias0) : acc##r##_0);             \
+        _mm512_mask_storeu_ps(c_row + LANES, m1, bias != NULL ? _mm512_add_ps(acc##r##_1, bias1) : acc##r##_1);     \
+        _mm512_mask_storeu_ps(c_row + 2 * LANES, m2, bias != NULL ? _mm512_add_ps(acc##r##_2, bias2) : acc##r##_2); \
+    }
+    EB_FOR_TILE_ROWS(EB_STORE)
+#undef EB_STORE
+}
+
+__attribute__((target("avx512f"))) static void affine_avx512(eb_matrix x, const float *w, const float *bias,
+                                                            eb_mut_matrix out)
+{
+    const size_t h = out.cols;
+    for (size_t col = 0; col < h; col += TILE_COLS) {
+        __mmask16 masks[TILE_VECTORS];
+        tile_masks(h - col, masks);
+        for (size_t row = 0; row < x.rows; row += TILE_ROWS) {
+            size_t rows = x.rows - row < TILE_ROWS ? x.rows - row : TILE_ROWS;
+            const float *a_rows[TILE_ROWS];
+            for (size_t r = 0; r < TILE_ROWS; r++)
+                a_rows[r] = x.data + (row + (r < rows ? r : rows - 1)) * x.stride;
+            tile(rows, a_rows, 1, x.cols, w + col, h, bias + col, masks, out.data + row * out.stride + col, out.stride);
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void transposed_product_avx512(eb_matrix x, const float *d, size_t h,
+                                                                        float *g)
+{
+    /* G row i is sum over k of X[k][i] D[k]: tile rows are columns of X, read down with a step of X's stride. */
+    for (size_t col = 0; col < h; col += TILE_COLS) {
+        __mmask16 masks[TILE_VECTORS];
+        tile_masks(h - col, masks);
+        for (size_t row = 0; row < x.cols; row += TILE_ROWS) {
+            size_t rows = x.cols - row < TILE_ROWS ? x.cols - row : TILE_ROWS;
+            const float *a_rows[TILE_ROWS];
+            for (size_t r = 0; r < TILE_ROWS; r++)
+                a_rows[r] = x.data + row + (r < rows ? r : rows - 1);
+            tile(rows, a_rows, x.stride, x.rows, d + col, h, NULL, masks, g + row * h + col, h);
+        }
+    }
+}
+
+#endif
+
+void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out)
+{
+#ifdef EB_HAVE_AVX512_GEMM
+    if (eb__small_gemm_available(x.rows)) {
+        affine_avx512(x, w, bias, out);
+        return;
+    }
+#endif
+    eb__affine(x, w, bias, out);
+}
+
+void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *g)
+{
+#ifdef EB_HAVE_AVX512_GEMM
+    if (eb__small_gemm_available(x.rows)) {
+        transposed_product_avx512(x, d, h, g);
+        return;
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)x.cols, (int)h, (int)x.rows, 1.0f, x.data,
+                (int)x.stride, d, (int)h, 0.0f, g, (int)h);
+}
