@@ -11,7 +11,7 @@ import threading
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-from embetter._config import training_threads
+from embetter._config import single_blas_thread, training_threads, transform_blocks
 from embetter._native import ffi, lib
 
 FLOAT_SIZE = np.dtype(np.float32).itemsize
@@ -226,10 +226,35 @@ class NativeModel:
 
     def transform(self, X):
         out = np.empty((X.shape[0], self.output_dim), dtype=np.float32)
+        blocks = transform_blocks(X.shape[0], X.shape[1], self.output_dim)
+        if len(blocks) > 1 and self._transform_in_blocks(X, out, blocks):
+            return out
+        # One call: also how a failed block learns its error, with rows numbered from the start of X.
         error = ffi.new("eb_error *")
         status = self._function("transform")(self._model, input_matrix(X), output_matrix(out), error)
         raise_for_status(status, _message(error))
         return out
+
+    def _transform_in_blocks(self, X, out, blocks):
+        """Transform each (start, stop) block of rows on a thread of its own; False if any block failed."""
+        transform = self._function("transform")
+        statuses = [None] * len(blocks)
+
+        def run(index):
+            start, stop = blocks[index]
+            statuses[index] = transform(self._model, input_matrix(X[start:stop]), output_matrix(out[start:stop]),
+                                        ffi.NULL)
+
+        with single_blas_thread():
+            helpers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(blocks))]
+            for helper in helpers:
+                helper.start()
+            try:
+                run(0)
+            finally:
+                for helper in helpers:
+                    helper.join()
+        return all(status == lib.EB_OK for status in statuses)
 
     @property
     def is_fitted(self):

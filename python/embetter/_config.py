@@ -5,9 +5,9 @@ OpenBLAS 0.3.21 does not know some recent Xeons and then silently uses its
 generic "Prescott" kernels, several times slower than the ones the CPU can
 run. The C library compares the core OpenBLAS reports with the CPU's vector
 instructions (eb_blas_info); this module turns a mismatch into one warning
-that names the fix. It also holds the measured policy for OpenBLAS's threads
-during training (training_threads), which the binding applies around fit and
-partial_fit.
+that names the fix. It also holds the measured policies for OpenBLAS's
+threads during training (training_threads), which the binding applies around
+fit and partial_fit, and during transform (transform_blocks).
 """
 import os
 import threading
@@ -140,6 +140,51 @@ def single_thread_training(kind, n_rows, n_features, width, batch_size, policy=N
         raise ValueError(f"{_POLICY_VARIABLE} is {policy!r}; it must be 'auto' or 'keep'")
     size = training_product_size(kind, n_rows, n_features, width, batch_size)
     return policy == "auto" and size < SINGLE_THREAD_BELOW
+
+
+# ---- threads during transform ----------------------------------------------------------------------
+
+# OpenBLAS threads only the matrix product of transform; the rest of it (the
+# sigmoid and the finiteness check of every output) runs on the calling thread
+# while OpenBLAS's other threads wait, which held a 2-thread transform of
+# 100,000 x 384 -> 200 to about half of cblas_sgemm's speed on the same product
+# (docs/benchmarks.md, section 3). Giving each of OpenBLAS's threads a block of
+# rows of its own, transformed on a thread of its own with OpenBLAS held to one
+# thread, runs all of it in parallel. Blocks start on multiples of the C
+# library's 512-row slices, so every row goes through the same products as in
+# one call and the result has the same bits.
+TRANSFORM_SLICE_ROWS = 512
+# Below this many multiply-adds per block, starting a thread costs more than it saves.
+PARALLEL_TRANSFORM_MIN_MACS = 50_000_000
+
+
+def transform_blocks(n_rows, n_features, width, threads=None):
+    """Row ranges (start, stop) to transform on threads of their own; a single range means one plain call.
+
+    threads defaults to OpenBLAS's current thread count (so a threadpoolctl
+    limit or OPENBLAS_NUM_THREADS=1 keeps transform on the calling thread).
+    """
+    macs = n_rows * n_features * width
+    if macs < 2 * PARALLEL_TRANSFORM_MIN_MACS:
+        return [(0, n_rows)]
+    if threads is None:
+        threads = blas_config()["threads"]
+    slices = -(-n_rows // TRANSFORM_SLICE_ROWS)
+    blocks = min(threads, os.cpu_count() or 1, slices, macs // PARALLEL_TRANSFORM_MIN_MACS)
+    if blocks <= 1:
+        return [(0, n_rows)]
+    step = -(-slices // blocks) * TRANSFORM_SLICE_ROWS
+    return [(start, min(n_rows, start + step)) for start in range(0, n_rows, step)]
+
+
+@contextmanager
+def single_blas_thread():
+    """OpenBLAS on one thread for the duration (shared with overlapping training calls, as training_threads)."""
+    _enter_single_thread()
+    try:
+        yield
+    finally:
+        _leave_single_thread()
 
 
 def _enter_single_thread():

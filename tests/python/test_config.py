@@ -197,3 +197,72 @@ def test_overlapping_fits_restore_the_count_once_all_end():
             worker.join()
         assert errors == []
         assert _config.blas_config()["threads"] == 2
+
+
+# ---- transform in blocks ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("rows, features, width, threads, expected", [
+    (100, 384, 200, 2, [(0, 100)]),                      # 7.7M multiply-adds: one call
+    (100_000, 384, 200, 1, [(0, 100_000)]),              # one BLAS thread: one call
+    (100_000, 384, 200, 2, [(0, 50_176), (50_176, 100_000)]),
+    (1_300, 384, 200, 2, [(0, 1_300)]),                  # 99.8M: under two blocks' worth
+    (1_400, 384, 200, 2, [(0, 1_024), (1_024, 1_400)]),  # whole slices first
+    (5_000, 384, 200, 2, [(0, 2_560), (2_560, 5_000)]),
+])
+def test_transform_blocks_start_on_slices_and_cover_every_row(rows, features, width, threads, expected):
+    blocks = _config.transform_blocks(rows, features, width, threads=min(threads, os.cpu_count()))
+    if os.cpu_count() < threads:
+        expected = [(0, rows)]
+    assert blocks == expected
+    assert blocks[0][0] == 0 and blocks[-1][1] == rows
+    for (_, stop), (start, _) in zip(blocks, blocks[1:]):
+        assert stop == start and start % _config.TRANSFORM_SLICE_ROWS == 0
+
+
+def fitted_models(n_features=384, width=200):
+    from embetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
+
+    rng = np.random.default_rng(3)
+    X, y = rng.standard_normal((120, n_features)).astype(np.float32), np.arange(120) % 4
+    return [FeedForwardFinetuner(hidden_dim=width, n_epochs=3, random_state=0).fit(X, y),
+            ContrastiveFinetuner(hidden_dim=width, n_epochs=2, random_state=0).fit(X, y)]
+
+
+@pytest.mark.skipif(os.cpu_count() < 2, reason="blocks need two CPUs")
+@pytest.mark.parametrize("index", [0, 1], ids=["feedforward", "contrastive"])
+def test_blocked_transform_runs_blocks_on_their_own_threads_with_the_same_bits(index, monkeypatch):
+    import threading
+
+    from embetter import _binding
+
+    model = fitted_models()[index]
+    X = np.random.default_rng(4).standard_normal((5_000, 384)).astype(np.float32)
+    with threadpool_limits(limits=1, user_api="blas"):
+        serial = model.transform(X)
+    seen = []
+    real_input_matrix = _binding.input_matrix
+
+    def spying_input_matrix(array):
+        seen.append((threading.get_ident(), array.shape[0], _config.blas_config()["threads"]))
+        return real_input_matrix(array)
+
+    monkeypatch.setattr(_binding, "input_matrix", spying_input_matrix)
+    with threadpool_limits(limits=2, user_api="blas"):
+        blocked = model.transform(X)
+        assert _config.blas_config()["threads"] == 2
+    assert sorted(rows for _, rows, _ in seen) == [2_440, 2_560]
+    assert len({ident for ident, _, _ in seen}) == 2
+    assert [threads for _, _, threads in seen] == [1, 1]
+    assert blocked.tobytes() == serial.tobytes()
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["feedforward", "contrastive"])
+@pytest.mark.parametrize("row", [10, 4_000])
+def test_bad_value_in_any_block_is_named_with_its_row_in_x(index, row):
+    model = fitted_models()[index]
+    X = np.random.default_rng(5).standard_normal((5_000, 384)).astype(np.float32)
+    X[row, 17] = np.nan
+    with threadpool_limits(limits=2, user_api="blas"):
+        with pytest.raises(ValueError, match=rf"X\[{row}, 17\] is NaN"):
+            model.transform(X)
+        assert _config.blas_config()["threads"] == 2
