@@ -55,20 +55,33 @@ def _ptr(ffi, array):
     return ffi.cast("float *", array.ctypes.data)
 
 
-def sgemm_seconds(m, n, k, repeats, trans_a=False, trans_b=False):
-    """Seconds for `repeats` products C (m x n) = op(A) op(B) with inner dimension k."""
+def sgemm_timer(m, n, k, trans_a=False, trans_b=False):
+    """A function of `repeats` giving the seconds of that many products C (m x n) = op(A) op(B), inner dimension k.
+
+    The operands are made once, here: timing a product beside embetter's
+    transform must not allocate and free hundreds of megabytes every time,
+    which left the kernel remapping pages during the next transform.
+    """
     mod = load()
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
-    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    a = rng.standard_normal((k, m) if trans_a else (m, k), dtype=np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n), dtype=np.float32)
     c = np.empty((m, n), dtype=np.float32)
     lda, ldb = a.shape[1], b.shape[1]
-    mod.lib.repeat_sgemm(1, trans_a, trans_b, m, n, k, _ptr(mod.ffi, a), lda, _ptr(mod.ffi, b), ldb,
-                         _ptr(mod.ffi, c), n)
-    start = time.perf_counter()
-    mod.lib.repeat_sgemm(repeats, trans_a, trans_b, m, n, k, _ptr(mod.ffi, a), lda, _ptr(mod.ffi, b), ldb,
-                         _ptr(mod.ffi, c), n)
-    return time.perf_counter() - start
+    pointers = (_ptr(mod.ffi, a), lda, _ptr(mod.ffi, b), ldb, _ptr(mod.ffi, c), n)
+    mod.lib.repeat_sgemm(1, trans_a, trans_b, m, n, k, *pointers)
+
+    def seconds(repeats, operands=(a, b, c)):  # the default keeps the arrays behind the pointers alive
+        start = time.perf_counter()
+        mod.lib.repeat_sgemm(repeats, trans_a, trans_b, m, n, k, *pointers)
+        return time.perf_counter() - start
+
+    return seconds
+
+
+def sgemm_seconds(m, n, k, repeats, trans_a=False, trans_b=False):
+    """Seconds for `repeats` products C (m x n) = op(A) op(B) with inner dimension k."""
+    return sgemm_timer(m, n, k, trans_a, trans_b)(repeats)
 
 
 def feedforward_flops(epochs, rows, batch, d, h, k):
@@ -97,3 +110,68 @@ def feedforward_gemm_seconds(epochs, rows, batch, d, h, k):
     start = time.perf_counter()
     mod.lib.feedforward_gemms(epochs, rows, batch, d, h, k, *args)
     return time.perf_counter() - start
+
+
+# ---- the FMA peak (benchmarks/peak_flops.c) ---------------------------------------------------------
+
+_peak_module = None
+
+
+def load_peak():
+    """The compiled peak-FLOP/s helper, a module of its own so sgemm's build and link flags stay untouched."""
+    global _peak_module
+    if _peak_module is not None:
+        return _peak_module
+    ffi = cffi.FFI()
+    with open(os.path.join(HERE, "peak_flops.h")) as f:
+        ffi.cdef(f.read())
+    # -O2 and no -march: the loops pick their ISA per function (target attributes), so the build itself runs
+    # anywhere and only the path the CPU supports is ever called.
+    ffi.set_source("_bench_peak_flops", '#include "peak_flops.h"', sources=[os.path.join(HERE, "peak_flops.c")],
+                   include_dirs=[HERE], extra_compile_args=["-O2", "-pthread"], extra_link_args=["-pthread"])
+    build_dir = tempfile.mkdtemp(prefix="embetter-bench-")
+    path = ffi.compile(tmpdir=build_dir, verbose=False)
+    spec = importlib.util.spec_from_file_location("_bench_peak_flops", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["_bench_peak_flops"] = module
+    _peak_module = module
+    return module
+
+
+def peak_isa():
+    """"AVX-512", "AVX2+FMA" or None: the registers the peak loop runs on here."""
+    return {512: "AVX-512", 256: "AVX2+FMA"}.get(load_peak().lib.peak_fma_width())
+
+
+def peak_cpus():
+    """CPUs the peak may use at once: the online ones this process is allowed on, at most os.cpu_count()."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = os.cpu_count() or 1
+    return max(1, min(allowed, os.cpu_count() or 1))
+
+
+def peak_gflops(threads, runs=7, seconds=0.1):
+    """Best GFLOP/s of `runs` runs of about `seconds` each, `threads` FMA loops at once; None when unsupported.
+
+    The best and not the median: on a shared machine every disturbance only ever slows the loop down, so the
+    fastest run is the one closest to what the silicon does.
+    """
+    mod = load_peak()
+    checksum = mod.ffi.new("double *")
+    if mod.lib.peak_fma_width() == 0:
+        return None
+    # A probe run sizes the others, and also lets the core settle into its wide-vector clock before timing.
+    iterations = 1 << 20
+    probe = mod.lib.peak_fma_gflops(threads, iterations, checksum)
+    if probe < 0:
+        raise RuntimeError(f"peak_fma_gflops could not start {threads} threads")
+    iterations = max(iterations, int(seconds * probe * 1e9 / (threads * mod.lib.peak_fma_flops_per_iteration())))
+    best = 0.0
+    for _ in range(runs):
+        best = max(best, mod.lib.peak_fma_gflops(threads, iterations, checksum))
+    if not np.isfinite(checksum[0]):
+        raise RuntimeError(f"peak_fma_gflops' accumulators went non-finite ({checksum[0]})")
+    return best
