@@ -29,26 +29,29 @@ def _openblas_flags():
             [t[2:] for t in tokens if t.startswith("-l")])
 
 
+def _compile(module_name, stem, **source_options):
+    """Build benchmarks/<stem>.c behind <stem>.h as a cffi module in a temporary directory and import it."""
+    ffi = cffi.FFI()
+    with open(os.path.join(HERE, f"{stem}.h")) as f:
+        ffi.cdef(f.read())
+    ffi.set_source(module_name, f'#include "{stem}.h"', sources=[os.path.join(HERE, f"{stem}.c")], **source_options)
+    build_dir = tempfile.mkdtemp(prefix="embetter-bench-")
+    path = ffi.compile(tmpdir=build_dir, verbose=False)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[module_name] = module
+    return module
+
+
 def load():
     """The compiled helper module (built once per process into a temporary directory)."""
     global _module
-    if _module is not None:
-        return _module
-    include_dirs, library_dirs, libraries = _openblas_flags()
-    ffi = cffi.FFI()
-    with open(os.path.join(HERE, "sgemm_loops.h")) as f:
-        ffi.cdef(f.read())
-    ffi.set_source("_bench_sgemm_loops", '#include "sgemm_loops.h"', sources=[os.path.join(HERE, "sgemm_loops.c")],
-                   include_dirs=[HERE] + include_dirs, library_dirs=library_dirs, libraries=libraries,
-                   extra_compile_args=["-O2"])
-    build_dir = tempfile.mkdtemp(prefix="embetter-bench-")
-    path = ffi.compile(tmpdir=build_dir, verbose=False)
-    spec = importlib.util.spec_from_file_location("_bench_sgemm_loops", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules["_bench_sgemm_loops"] = module
-    _module = module
-    return module
+    if _module is None:
+        include_dirs, library_dirs, libraries = _openblas_flags()
+        _module = _compile("_bench_sgemm_loops", "sgemm_loops", include_dirs=[HERE] + include_dirs,
+                           library_dirs=library_dirs, libraries=libraries, extra_compile_args=["-O2"])
+    return _module
 
 
 def _ptr(ffi, array):
@@ -120,23 +123,12 @@ _peak_module = None
 def load_peak():
     """The compiled peak-FLOP/s helper, a module of its own so sgemm's build and link flags stay untouched."""
     global _peak_module
-    if _peak_module is not None:
-        return _peak_module
-    ffi = cffi.FFI()
-    with open(os.path.join(HERE, "peak_flops.h")) as f:
-        ffi.cdef(f.read())
-    # -O2 and no -march: the loops pick their ISA per function (target attributes), so the build itself runs
-    # anywhere and only the path the CPU supports is ever called.
-    ffi.set_source("_bench_peak_flops", '#include "peak_flops.h"', sources=[os.path.join(HERE, "peak_flops.c")],
-                   include_dirs=[HERE], extra_compile_args=["-O2", "-pthread"], extra_link_args=["-pthread"])
-    build_dir = tempfile.mkdtemp(prefix="embetter-bench-")
-    path = ffi.compile(tmpdir=build_dir, verbose=False)
-    spec = importlib.util.spec_from_file_location("_bench_peak_flops", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules["_bench_peak_flops"] = module
-    _peak_module = module
-    return module
+    if _peak_module is None:
+        # -O2 and no -march: the loops pick their ISA per function (target attributes), so the build itself runs
+        # anywhere and only the path the CPU supports is ever called.
+        _peak_module = _compile("_bench_peak_flops", "peak_flops", include_dirs=[HERE],
+                                extra_compile_args=["-O2", "-pthread"], extra_link_args=["-pthread"])
+    return _peak_module
 
 
 def peak_isa():

@@ -285,7 +285,7 @@ static double batch_gradient(ff_shape s, const float *values, float *grad, eb_ma
     const int32_t *labels = ws->labels;
 
     eb_mut_matrix hidden_view = {hidden, b, s.h, s.h};
-    /* Minibatches skip OpenBLAS's packing (src/small_gemm.c); the same kernels or BLAS for both products. */
+    /* Minibatches multiply in src/small_gemm.c's kernels, skipping OpenBLAS's packing; both products go one way. */
     const bool small = eb__small_gemm_available(b);
     if (small)
         eb__small_affine(xb, w.w1, w.b1, hidden_view);

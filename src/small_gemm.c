@@ -113,36 +113,24 @@ __attribute__((target("avx512f"))) static void tile(size_t rows, const float *co
 #undef EB_STORE
 }
 
-__attribute__((target("avx512f"))) static void affine_avx512(eb_matrix x, const float *w, const float *bias,
-                                                            eb_mut_matrix out)
+/*
+ * C (c_rows x h, row stride ldc) = A B (+ bias), where a(i, k) =
+ * a[i * a_row_step + k * a_k_step] and row k of B (h floats) starts at b + k * h.
+ */
+__attribute__((target("avx512f"))) static void tiled_product(size_t c_rows, const float *a, size_t a_row_step,
+                                                            size_t a_k_step, size_t inner, const float *b, size_t h,
+                                                            const float *bias, float *c, size_t ldc)
 {
-    const size_t h = out.cols;
     for (size_t col = 0; col < h; col += TILE_COLS) {
         __mmask16 masks[TILE_VECTORS];
         tile_masks(h - col, masks);
-        for (size_t row = 0; row < x.rows; row += TILE_ROWS) {
-            size_t rows = x.rows - row < TILE_ROWS ? x.rows - row : TILE_ROWS;
+        for (size_t row = 0; row < c_rows; row += TILE_ROWS) {
+            size_t rows = c_rows - row < TILE_ROWS ? c_rows - row : TILE_ROWS;
             const float *a_rows[TILE_ROWS];
             for (size_t r = 0; r < TILE_ROWS; r++)
-                a_rows[r] = x.data + (row + (r < rows ? r : rows - 1)) * x.stride;
-            tile(rows, a_rows, 1, x.cols, w + col, h, bias + col, masks, out.data + row * out.stride + col, out.stride);
-        }
-    }
-}
-
-__attribute__((target("avx512f"))) static void transposed_product_avx512(eb_matrix x, const float *d, size_t h,
-                                                                        float *g)
-{
-    /* G row i is sum over k of X[k][i] D[k]: tile rows are columns of X, read down with a step of X's stride. */
-    for (size_t col = 0; col < h; col += TILE_COLS) {
-        __mmask16 masks[TILE_VECTORS];
-        tile_masks(h - col, masks);
-        for (size_t row = 0; row < x.cols; row += TILE_ROWS) {
-            size_t rows = x.cols - row < TILE_ROWS ? x.cols - row : TILE_ROWS;
-            const float *a_rows[TILE_ROWS];
-            for (size_t r = 0; r < TILE_ROWS; r++)
-                a_rows[r] = x.data + row + (r < rows ? r : rows - 1);
-            tile(rows, a_rows, x.stride, x.rows, d + col, h, NULL, masks, g + row * h + col, h);
+                a_rows[r] = a + (row + (r < rows ? r : rows - 1)) * a_row_step;
+            tile(rows, a_rows, a_k_step, inner, b + col, h, bias == NULL ? NULL : bias + col, masks,
+                 c + row * ldc + col, ldc);
         }
     }
 }
@@ -153,7 +141,7 @@ void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_mat
 {
 #ifdef EB_HAVE_AVX512_GEMM
     if (eb__small_gemm_available(x.rows)) {
-        affine_avx512(x, w, bias, out);
+        tiled_product(x.rows, x.data, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
         return;
     }
 #endif
@@ -164,7 +152,8 @@ void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *
 {
 #ifdef EB_HAVE_AVX512_GEMM
     if (eb__small_gemm_available(x.rows)) {
-        transposed_product_avx512(x, d, h, g);
+        /* Row i of G sums X[k][i] D[k] over k: A's rows are X's columns, read down X's stride. */
+        tiled_product(x.cols, x.data, 1, x.stride, x.rows, d, h, NULL, g, h);
         return;
     }
 #endif

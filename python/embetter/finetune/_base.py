@@ -278,7 +278,12 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return previous
 
     def transform(self, X):
-        """The learned embedding of X, float32, one row per row of X."""
+        """The learned embedding of X, float32, one row per row of X.
+
+        A large X (from about 100 million multiply-adds) is split into one
+        block of rows per OpenBLAS thread, each transformed on a thread of its
+        own; the result has the same bits as one call (docs/benchmarks.md, "Threads").
+        """
         check_is_fitted(self)
         X = self._checked_input(X, reset=False)
         return self._native.transform(as_float32_rows(X))
