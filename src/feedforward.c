@@ -285,12 +285,8 @@ static double batch_gradient(ff_shape s, const float *values, float *grad, eb_ma
     const int32_t *labels = ws->labels;
 
     eb_mut_matrix hidden_view = {hidden, b, s.h, s.h};
-    /* Minibatches multiply in src/small_gemm.c's kernels, skipping OpenBLAS's packing; both products go one way. */
-    const bool small = eb__small_gemm_available(b);
-    if (small)
-        eb__small_affine(xb, w.w1, w.b1, hidden_view);
-    else
-        eb__affine(xb, w.w1, w.b1, hidden_view);
+    /* Minibatches multiply in src/small_gemm.c's kernels, skipping OpenBLAS's packing; larger batches in BLAS. */
+    eb__small_affine(xb, w.w1, w.b1, hidden_view);
     sigmoid_in_place(hidden, b * s.h);
     eb_matrix hidden_in = {hidden, b, s.h, s.h};
     eb_mut_matrix scores_view = {scores, b, s.k, s.k};
@@ -325,11 +321,7 @@ static double batch_gradient(ff_shape s, const float *values, float *grad, eb_ma
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)s.h, (int)s.k, 1.0f, scores, (int)s.k,
                 w.w2, (int)s.k, 0.0f, delta, (int)s.h);
     times_sigmoid_slope(delta, hidden, b * s.h);
-    if (small)
-        eb__small_transposed_product(xb, delta, s.h, g.w1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s.d, (int)s.h, (int)b, 1.0f, xb.data,
-                    (int)xb.stride, delta, (int)s.h, 0.0f, g.w1, (int)s.h);
+    eb__small_transposed_product(xb, delta, s.h, g.w1);
     eb__column_sums(delta, b, s.h, g.b1);
     return loss_sum;
 }

@@ -25,6 +25,15 @@
 #  define EB_VECTOR_CLONES
 #endif
 
+/*
+ * Kernels written with AVX-512 intrinsics inside target("avx512f") functions
+ * can be compiled (GCC or Clang on x86-64); each still checks the CPU with
+ * __builtin_cpu_supports("avx512f") before it runs one, and has a portable path.
+ */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#  define EB_HAVE_AVX512_KERNELS 1
+#endif
+
 /* ---- status.c ------------------------------------------------------------ */
 
 /* Fill err (which may be NULL) and return status, so failures read `return eb__fail(...)`. */
@@ -82,9 +91,9 @@ enum { EB_SMALL_GEMM_MAX_ROWS = 64 };
 
 /* Whether eb__small_affine and eb__small_transposed_product have a fast kernel for `rows` rows here; without one they call BLAS. */
 bool eb__small_gemm_available(size_t rows);
-/* out = x w + bias, like eb__affine (w is x.cols x out.cols, row-major); out is written, never read. */
+/* out = x w + bias, as eb__affine computes it (w is x.cols x out.cols, row-major), for any number of rows. */
 void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out);
-/* g (x.cols x h, row-major) = x^T d, with d x.rows x h, row-major. */
+/* g (x.cols x h, row-major) = x^T d, with d x.rows x h, row-major, for any number of rows. */
 void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *g);
 
 /* ---- training.c ---------------------------------------------------------- */
@@ -105,7 +114,12 @@ void eb__trainable_release(eb_trainable *t, const eb_allocator *mem);
 void eb__init_uniform(float *values, size_t count, size_t fan_in, eb_rng *rng);
 /* One Adam step (beta1 0.9, beta2 0.999, eps 1e-8) on t->values from t->grad. */
 void eb__adam_step(eb_trainable *t, float learning_rate);
-/* Adam's element-wise update: w -= step m / (sqrt(v) inv_sqrt_c2 + eps) after updating m and v from g. */
+/*
+ * Adam's element-wise update as training runs it (the fastest variant this CPU
+ * supports; every variant gives the same bits): m = 0.9 m + 0.1 g;
+ * v = 0.999 v + 0.001 g g; w -= step m / (sqrt(v) inv_sqrt_c2 + 1e-8), each
+ * operation rounded to float. eb__adam_step derives step and inv_sqrt_c2.
+ */
 void eb__adam_update(size_t count, float *w, const float *g, float *m, float *v, float step, float inv_sqrt_c2);
 
 /* ---- shared training bookkeeping (training.c) ---------------------------- */

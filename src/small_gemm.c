@@ -11,8 +11,9 @@
  * read the row-major operands in place (the weight rows are streamed from L2)
  * and write each result once. With AVX-512 the register tile is 8 rows x 48
  * columns: 24 accumulators, 3 loads of the right operand and 8 broadcasts per
- * step of the inner dimension (16 or 32 columns for the last few). Elsewhere (no AVX-512, larger batches) the
- * callers use cblas_sgemm.
+ * step of the inner dimension (16 or 32 columns for the last few). Elsewhere
+ * (no AVX-512, larger batches) both functions call cblas_sgemm themselves, so
+ * callers use them for any batch.
  *
  * Every output element is a sum over the inner dimension in index order with
  * one fused multiply-add per term, starting from zero; the bias is added last,
@@ -25,14 +26,13 @@
 
 #include "internal.h"
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#  define EB_HAVE_AVX512_GEMM 1
+#ifdef EB_HAVE_AVX512_KERNELS
 #  include <immintrin.h>
 #endif
 
 bool eb__small_gemm_available(size_t rows)
 {
-#ifdef EB_HAVE_AVX512_GEMM
+#ifdef EB_HAVE_AVX512_KERNELS
     return rows >= 1 && rows <= EB_SMALL_GEMM_MAX_ROWS && __builtin_cpu_supports("avx512f");
 #else
     (void)rows;
@@ -40,7 +40,7 @@ bool eb__small_gemm_available(size_t rows)
 #endif
 }
 
-#ifdef EB_HAVE_AVX512_GEMM
+#ifdef EB_HAVE_AVX512_KERNELS
 
 enum { TILE_ROWS = 8, TILE_VECTORS = 3, LANES = 16, TILE_COLS = TILE_VECTORS * LANES };
 
@@ -169,7 +169,7 @@ __attribute__((target("avx512f"))) static void tiled_product(size_t c_rows, cons
 
 void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out)
 {
-#ifdef EB_HAVE_AVX512_GEMM
+#ifdef EB_HAVE_AVX512_KERNELS
     if (eb__small_gemm_available(x.rows)) {
         tiled_product(x.rows, x.data, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
         return;
@@ -180,7 +180,7 @@ void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_mat
 
 void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *g)
 {
-#ifdef EB_HAVE_AVX512_GEMM
+#ifdef EB_HAVE_AVX512_KERNELS
     if (eb__small_gemm_available(x.rows)) {
         /* Row i of G sums X[k][i] D[k] over k: A's rows are X's columns, read down X's stride. */
         tiled_product(x.cols, x.data, 1, x.stride, x.rows, d, h, NULL, g, h);

@@ -46,11 +46,4 @@ eb_status eb__contrastive_gradient(eb_contrastive *model, eb_matrix X, const uin
                                    const uint32_t *right, const float *target, size_t n_pairs, float *grad,
                                    double *mean_loss);
 
-/*
- * Adam's element-wise update as training runs it (the fastest variant this CPU
- * supports): m = 0.9 m + 0.1 g; v = 0.999 v + 0.001 g g;
- * w -= step m / (sqrt(v) inv_sqrt_c2 + 1e-8), each operation rounded to float.
- */
-void eb__adam_update(size_t count, float *w, const float *g, float *m, float *v, float step, float inv_sqrt_c2);
-
 #endif

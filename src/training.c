@@ -68,8 +68,7 @@ static EB_VECTOR_CLONES void adam_update_portable(size_t count, float *restrict 
     }
 }
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#  define EB_HAVE_AVX512_ADAM 1
+#ifdef EB_HAVE_AVX512_KERNELS
 #  include <immintrin.h>
 
 /*
@@ -132,7 +131,7 @@ __attribute__((target("avx512f"))) static void adam_update_avx512(size_t count, 
 
 void eb__adam_update(size_t count, float *w, const float *g, float *m, float *v, float step, float inv_sqrt_c2)
 {
-#ifdef EB_HAVE_AVX512_ADAM
+#ifdef EB_HAVE_AVX512_KERNELS
     if (__builtin_cpu_supports("avx512f")) {
         adam_update_avx512(count, w, g, m, v, step, inv_sqrt_c2);
         return;

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "helpers.h"
-#include "testing.h"
+#include "internal.h"
 
 /* Not a multiple of the 16-float vector: the scalar tail is compared too. */
 enum { COUNT = 4099 };
