@@ -223,8 +223,5 @@ def training_threads(kind, n_rows, n_features, params):
     if not single_thread_training(kind, n_rows, n_features, width, params.batch_size):
         yield False
         return
-    _enter_single_thread()
-    try:
+    with single_blas_thread():
         yield True
-    finally:
-        _leave_single_thread()
