@@ -82,11 +82,6 @@ def sgemm_timer(m, n, k, trans_a=False, trans_b=False):
     return seconds
 
 
-def sgemm_seconds(m, n, k, repeats, trans_a=False, trans_b=False):
-    """Seconds for `repeats` products C (m x n) = op(A) op(B) with inner dimension k."""
-    return sgemm_timer(m, n, k, trans_a, trans_b)(repeats)
-
-
 def feedforward_flops(epochs, rows, batch, d, h, k):
     """Floating-point operations of the five products per batch that feed-forward training runs."""
     total = 0
