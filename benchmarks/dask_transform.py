@@ -167,8 +167,8 @@ def main():
 
     from sklearn.pipeline import make_pipeline
 
-    from embetter.finetune import FeedForwardFinetuner
-    from embetter.text import HashingEncoder
+    from libembetter.finetune import FeedForwardFinetuner
+    from libembetter.text import HashingEncoder
 
     texts, labels = labelled_fortunes()
     train = np.random.RandomState(0).choice(len(texts), 2000, replace=False)

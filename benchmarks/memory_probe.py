@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from embetter.finetune import ContrastiveFinetuner
+from libembetter.finetune import ContrastiveFinetuner
 
 
 def peak_rss_kib():

@@ -39,9 +39,9 @@ from threadpoolctl import threadpool_limits
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import embetter  # noqa: E402
-from embetter import _config  # noqa: E402
-from embetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner  # noqa: E402
+import libembetter  # noqa: E402
+from libembetter import _config  # noqa: E402
+from libembetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner  # noqa: E402
 
 import sgemm_native  # noqa: E402
 
@@ -509,7 +509,7 @@ def main():
     blas = _config.blas_config()
     print("# embetter benchmark suite\n")
     print(f"- machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}")
-    print(f"- embetter {embetter.__version__}; Python {platform.python_version()}; numpy {np.__version__}"
+    print(f"- embetter {libembetter.__version__}; Python {platform.python_version()}; numpy {np.__version__}"
           + (f"; torch {torch.__version__}" if torch is not None else "; torch not installed"))
     print(f"- BLAS: {blas['library']} {blas['version']}, core {blas['core']}, {blas['threading']}, "
           f"{blas['threads']} threads by default; CPU vector ISA {blas['cpu_vector_isa']}; "

@@ -9,7 +9,7 @@ python="${EMBETTER_BENCH_PYTHON:-}"
 if [ -z "$python" ]; then
   if [ -x "$repo/.venv/bin/python" ]; then python="$repo/.venv/bin/python"; else python=/usr/bin/python3; fi
 fi
-if ! "$python" -c 'import embetter' 2>/dev/null; then
+if ! "$python" -c 'import libembetter' 2>/dev/null; then
   echo "run.sh: embetter is not installed for $python; install it first:" >&2
   echo "  .venv/bin/pip install --no-build-isolation ./python" >&2
   exit 1

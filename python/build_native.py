@@ -1,4 +1,4 @@
-"""cffi out-of-line API-mode build of embetter._native.
+"""cffi out-of-line API-mode build of libembetter._native.
 
 The declarations handed to cffi are generated from the public header
 include/embetter/embetter.h at build time, so the binding cannot drift from the
@@ -181,7 +181,7 @@ def make_ffibuilder():
     ffibuilder = cffi.FFI()
     ffibuilder.cdef(without_unimplemented_functions(preprocessed_header()) + integer_macros() + CALLBACK_DECLARATION)
     ffibuilder.set_source(
-        "embetter._native",
+        "libembetter._native",
         '#include "embetter/embetter.h"\n',
         sources=library_sources(),
         include_dirs=[INCLUDE_DIR, SOURCE_DIR] + include_dirs,

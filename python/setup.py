@@ -33,7 +33,7 @@ os.chdir(HERE)
 setup(
     version=library_version(),
     # Listed here rather than in pyproject.toml, whose [tool.setuptools] table setuptools 66 calls beta.
-    packages=find_packages(include=["embetter", "embetter.*"]),
+    packages=find_packages(include=["libembetter", "libembetter.*"]),
     cffi_modules=["build_native.py:ffibuilder"],
     # The extension's C sources live outside this directory (absolute paths), which
     # setuptools' package-data collection refuses; the package has no data files anyway.

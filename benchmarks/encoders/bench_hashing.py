@@ -19,7 +19,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corpus import best_time, fortunes_texts  # noqa: E402
 
-from embetter.text import HashingEncoder  # noqa: E402
+from libembetter.text import HashingEncoder  # noqa: E402
 
 SETTINGS = {
     "char_wb (2,4), 1024, l2 [default]": dict(analyzer="char_wb", ngram_range=(2, 4), n_features=1024),

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corpus import best_time, fortunes_texts  # noqa: E402
 
-from embetter.text import WordVectorEncoder  # noqa: E402
+from libembetter.text import WordVectorEncoder  # noqa: E402
 
 # The encoder's tokens: runs of letters and digits of the lowercased text.
 TOKEN = re.compile(r"[^\W_]+")

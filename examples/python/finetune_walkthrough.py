@@ -44,8 +44,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 
 from fortunes_data import FORTUNES_DIR, FortunesNotInstalled, load_fortunes  # noqa: E402
 
-from embetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner  # noqa: E402
-from embetter.text import HashingEncoder  # noqa: E402
+from libembetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner  # noqa: E402
+from libembetter.text import HashingEncoder  # noqa: E402
 
 N_TRAIN = 200
 N_HELD_OUT = 2000

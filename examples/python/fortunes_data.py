@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embetter.text import HashingEncoder
+from libembetter.text import HashingEncoder
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 

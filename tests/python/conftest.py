@@ -13,9 +13,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-if importlib.util.find_spec("embetter") is None or importlib.util.find_spec("embetter._native") is None:
+if importlib.util.find_spec("libembetter") is None or importlib.util.find_spec("libembetter._native") is None:
     raise ImportError(
-        "the embetter Python package is not installed in this interpreter. Create a venv and install it:\n"
+        "the libembetter Python package is not installed in this interpreter. Create a venv and install it:\n"
         "  /usr/bin/python3 -m venv --system-site-packages .venv\n"
         "  .venv/bin/pip install --no-build-isolation ./python\n"
         "then run .venv/bin/python -m pytest tests/python"

@@ -18,10 +18,10 @@ import pytest
 import scipy.sparse
 from PIL import Image
 
-from embetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
-from embetter.finetune._base import FinetunerBase
-from embetter.text import HashingEncoder, WordVectorEncoder
-from embetter.vision import ColorHistogramEncoder, ImageLoader
+from libembetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
+from libembetter.finetune._base import FinetunerBase
+from libembetter.text import HashingEncoder, WordVectorEncoder
+from libembetter.vision import ColorHistogramEncoder, ImageLoader
 
 from conftest import make_blobs_dataset
 

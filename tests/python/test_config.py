@@ -1,4 +1,4 @@
-"""embetter.show_config and the slow-kernel warning report the BLAS as it really runs.
+"""libembetter.show_config and the slow-kernel warning report the BLAS as it really runs.
 
 threadpoolctl inspects the same OpenBLAS independently, so the report is
 checked against it; the Prescott fallback is provoked for real in a child
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-import embetter
-from embetter import _config
+import libembetter
+from libembetter import _config
 
 
 def openblas_seen_by_threadpoolctl():
@@ -52,13 +52,13 @@ def test_threads_follow_a_limit_set_from_outside():
 
 
 def test_show_config_prints_library_core_and_threads(capsys):
-    embetter.show_config()
+    libembetter.show_config()
     printed = capsys.readouterr().out
     reference = openblas_seen_by_threadpoolctl()
     assert f"BLAS library:     OpenBLAS {reference['version']}" in printed
     assert f"BLAS core:        {reference['architecture']}" in printed
     assert f"{reference['num_threads']} threads" in printed
-    assert embetter.__version__ in printed
+    assert libembetter.__version__ in printed
 
 
 @pytest.mark.parametrize("core, isa, expected", [
@@ -95,8 +95,8 @@ def test_prescott_fallback_warns_once_at_import_with_the_fix():
     code = (
         "import warnings\n"
         "warnings.simplefilter('always')\n"
-        "import embetter\n"
-        "from embetter import _config\n"
+        "import libembetter\n"
+        "from libembetter import _config\n"
         "print(_config.blas_config()['core'])\n"
         "print(_config.warn_if_slow_blas() is not None)\n"
     )
@@ -112,7 +112,7 @@ def test_native_kernels_do_not_warn():
     fix = native_coretype(_config.blas_config()["cpu_vector_isa"])
     if fix is None:
         pytest.fail("this test needs an AVX2 or AVX-512 CPU")
-    code = "import warnings\nwarnings.simplefilter('error')\nimport embetter\nprint(embetter._config.blas_config()['core'])\n"
+    code = "import warnings\nwarnings.simplefilter('error')\nimport libembetter\nprint(libembetter._config.blas_config()['core'])\n"
     result = run_python(code, OPENBLAS_CORETYPE=fix)
     assert result.stdout.strip() == fix
     assert "SlowBLASWarning" not in result.stderr
@@ -145,7 +145,7 @@ def test_unknown_policy_is_an_error_naming_the_variable(monkeypatch):
 
 def threads_seen_during_fit(X, y, **settings):
     """OpenBLAS's thread count as the per-epoch callback sees it, then after fit."""
-    from embetter._binding import NativeModel
+    from libembetter._binding import NativeModel
 
     model = NativeModel.create("feedforward", dict({"hidden_dim": 8, "n_epochs": 3, "seed": 1}, **settings))
     seen = []
@@ -176,7 +176,7 @@ def test_large_training_and_keep_leave_the_count(monkeypatch):
 def test_overlapping_fits_restore_the_count_once_all_end():
     import threading
 
-    from embetter.finetune import FeedForwardFinetuner
+    from libembetter.finetune import FeedForwardFinetuner
 
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((200, 64)).astype(np.float32), np.arange(200) % 4
@@ -220,7 +220,7 @@ def test_transform_blocks_start_on_slices_and_cover_every_row(rows, features, wi
 
 
 def fitted_models(n_features=384, width=200):
-    from embetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
+    from libembetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
 
     rng = np.random.default_rng(3)
     X, y = rng.standard_normal((120, n_features)).astype(np.float32), np.arange(120) % 4
@@ -233,7 +233,7 @@ def fitted_models(n_features=384, width=200):
 def test_blocked_transform_runs_blocks_on_their_own_threads_with_the_same_bits(index, monkeypatch):
     import threading
 
-    from embetter import _binding
+    from libembetter import _binding
 
     model = fitted_models()[index]
     X = np.random.default_rng(4).standard_normal((5_000, 384)).astype(np.float32)

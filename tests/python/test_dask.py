@@ -13,8 +13,8 @@ import pytest
 from distributed import Client, LocalCluster
 from sklearn.pipeline import make_pipeline
 
-from embetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
-from embetter.text import HashingEncoder
+from libembetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
+from libembetter.text import HashingEncoder
 
 # distributed 2022.12 calls a tornado API that newer tornado deprecates; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:make_current is deprecated:DeprecationWarning")

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from embetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
+from libembetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
 
 FAST = {
     FeedForwardFinetuner: dict(hidden_dim=6, n_epochs=30, learning_rate=0.05),

@@ -1,4 +1,4 @@
-"""embetter.grab, embetter.utils and embetter.model."""
+"""libembetter.grab, libembetter.utils and libembetter.model."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,10 +6,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from embetter.finetune import FeedForwardFinetuner
-from embetter.grab import ColumnGrabber, KeyGrabber
-from embetter.model import DifferenceClassifier
-from embetter.utils import batched, cached, calc_distances
+from libembetter.finetune import FeedForwardFinetuner
+from libembetter.grab import ColumnGrabber, KeyGrabber
+from libembetter.model import DifferenceClassifier
+from libembetter.utils import batched, cached, calc_distances
 
 
 class LetterCounts(BaseEstimator, TransformerMixin):

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-import embetter
-import embetter._binding as binding
-import embetter._native
-from embetter._native import ffi, lib
-from embetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
+import libembetter
+import libembetter._binding as binding
+import libembetter._native
+from libembetter._native import ffi, lib
+from libembetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
 
 TUNERS = [
     pytest.param(lambda: FeedForwardFinetuner(hidden_dim=6, n_epochs=20, random_state=0), id="feedforward"),
@@ -46,7 +46,7 @@ def test_every_public_function_is_bound(repo_root):
     unbound = sorted(name for name in declared if not hasattr(lib, name))
     # The build leaves out only declarations whose C definition does not exist yet, so
     # nothing unbound may be among the symbols the compiled library exports.
-    exported = ctypes.CDLL(embetter._native.__file__)
+    exported = ctypes.CDLL(libembetter._native.__file__)
     assert [name for name in unbound if hasattr(exported, name)] == []
     assert len(unbound) < len(declared) // 4
 
@@ -62,8 +62,8 @@ def test_header_constants_are_exposed(repo_root):
 def test_version_comes_from_the_library(repo_root):
     version_header = (repo_root / "include" / "embetter" / "version.h").read_text()
     expected = re.search(r'#define EB_VERSION_STRING "([^"]+)"', version_header).group(1)
-    assert embetter.__version__ == expected
-    assert importlib.metadata.version("embetter") == expected
+    assert libembetter.__version__ == expected
+    assert importlib.metadata.version("libembetter") == expected
 
 
 # ---- statuses become exceptions ----------------------------------------------------------

@@ -3,7 +3,7 @@
 The kernel is this test's own interpreter (the venv that has embetter
 installed), through a kernel spec written to a temporary directory: the
 machine's default "python3" kernel may be a different Python that cannot
-import embetter.
+import libembetter.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def test_verbose_training_shows_a_progress_widget_in_jupyter(kernel_for_this_int
     """verbose=True drives a progress bar from the C per-epoch callback; in a kernel it is a Jupyter widget."""
     code = (
         "import numpy as np\n"
-        "from embetter.finetune import FeedForwardFinetuner\n"
+        "from libembetter.finetune import FeedForwardFinetuner\n"
         "rng = np.random.default_rng(0)\n"
         "X, y = rng.normal(size=(60, 8)).astype('float32'), np.arange(60) % 3\n"
         "tuner = FeedForwardFinetuner(hidden_dim=4, n_epochs=25, verbose=True, random_state=0).fit(X, y)\n"

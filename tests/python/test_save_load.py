@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
 
-import embetter.finetune as finetune
-from embetter.finetune import (
+import libembetter.finetune as finetune
+from libembetter.finetune import (
     ContrastiveFinetuner,
     ContrastiveTuner,
     FeedForwardFinetuner,

@@ -10,7 +10,7 @@ from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from conftest import make_blobs_dataset
-from embetter.finetune import ContrastiveFinetuner, ContrastiveTuner, FeedForwardFinetuner, FeedForwardTuner
+from libembetter.finetune import ContrastiveFinetuner, ContrastiveTuner, FeedForwardFinetuner, FeedForwardTuner
 
 # Few epochs keep the whole check suite at a few seconds.
 CHECKED = [

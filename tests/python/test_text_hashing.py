@@ -9,8 +9,8 @@ from sklearn.base import clone
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.pipeline import make_pipeline
 
-from embetter.finetune import FeedForwardFinetuner
-from embetter.text import HashingEncoder
+from libembetter.finetune import FeedForwardFinetuner
+from libembetter.text import HashingEncoder
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 

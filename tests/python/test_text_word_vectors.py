@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from embetter.text import WordVectorEncoder
+from libembetter.text import WordVectorEncoder
 
 WORDS = ["the", "cat", "sat", "on", "mat", "café", "東京", "42", "naïve", "Upper"]
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from embetter.finetune import (
+from libembetter.finetune import (
     ContrastiveFinetuner,
     ContrastiveTuner,
     FeedForwardFinetuner,

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 from sklearn.pipeline import make_pipeline
 
-from embetter.grab import ColumnGrabber
-from embetter.vision import ColorHistogramEncoder, ImageLoader
+from libembetter.grab import ColumnGrabber
+from libembetter.vision import ColorHistogramEncoder, ImageLoader
 
 
 def numpy_histogram(image, n_buckets):

@@ -242,7 +242,7 @@ def notebook_encoder_settings() -> dict:
 def test_examples_share_one_encoder_setting():
     import finetune_walkthrough
 
-    from embetter.text import HashingEncoder
+    from libembetter.text import HashingEncoder
 
     walkthrough = HashingEncoder(**finetune_walkthrough.ENCODER_SETTINGS).get_params()
     assert fortunes_data.make_text_encoder().get_params() == walkthrough

@@ -6,9 +6,9 @@ They run on libembetter like the new classes; two differences from 0.9's
 PyTorch models: partial_fit makes one pass instead of n_epochs, and the
 contrastive network is one linear layer.
 """
-from embetter.finetune._base import POSITIVE_INT, POSITIVE_REAL
-from embetter.finetune._contrastive import ContrastiveFinetuner
-from embetter.finetune._feedforward import FeedForwardFinetuner
+from libembetter.finetune._base import POSITIVE_INT, POSITIVE_REAL
+from libembetter.finetune._contrastive import ContrastiveFinetuner
+from libembetter.finetune._feedforward import FeedForwardFinetuner
 
 
 class FeedForwardTuner(FeedForwardFinetuner):

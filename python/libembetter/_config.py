@@ -14,7 +14,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 
-from embetter._native import ffi, lib
+from libembetter._native import ffi, lib
 
 
 class SlowBLASWarning(RuntimeWarning):

@@ -10,8 +10,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from embetter._binding import NativeModel, as_float32_rows
-from embetter._progress import epoch_progress
+from libembetter._binding import NativeModel, as_float32_rows
+from libembetter._progress import epoch_progress
 
 POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
@@ -168,7 +168,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             # numpy's own message ("could not convert string to float") does not say where the value is.
             raise type(error)(
                 f"X[{', '.join(map(str, index))}] is {value!r} (a {type(value).__name__}), not a number ({error}); "
-                "X must hold numbers (encode texts or images first, e.g. with embetter.text.HashingEncoder)"
+                "X must hold numbers (encode texts or images first, e.g. with libembetter.text.HashingEncoder)"
             ) from None
 
     def _check_class_count(self, classes):
@@ -304,14 +304,14 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         An unfitted estimator raises NotFittedError (there is nothing learned
         to save). Labels must be str, int, float or bool; pickle keeps others.
         """
-        from embetter.finetune._persist import save
+        from libembetter.finetune._persist import save
 
         save(self, path)
 
     @classmethod
     def load(cls, path):
         """The fitted estimator saved at path by save(); it must be this class or a subclass of it."""
-        from embetter.finetune._persist import load
+        from libembetter.finetune._persist import load
 
         return load(path, expected_class=cls)
 

@@ -20,8 +20,8 @@ import tempfile
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-from embetter._binding import NativeModel, raise_for_status, _message
-from embetter._native import ffi, lib
+from libembetter._binding import NativeModel, raise_for_status, _message
+from libembetter._native import ffi, lib
 
 SIDECAR_FORMAT = "embetter-finetuner-metadata"
 SIDECAR_VERSION = 1
@@ -42,9 +42,9 @@ def sidecar_path(path):
 
 def _estimator_classes():
     # Imported here: the estimator modules import this one.
-    from embetter.finetune._contrastive import ContrastiveFinetuner
-    from embetter.finetune._feedforward import FeedForwardFinetuner
-    from embetter.finetune._tuners import ContrastiveTuner, FeedForwardTuner
+    from libembetter.finetune._contrastive import ContrastiveFinetuner
+    from libembetter.finetune._feedforward import FeedForwardFinetuner
+    from libembetter.finetune._tuners import ContrastiveTuner, FeedForwardTuner
 
     return {cls.__name__: cls for cls in (FeedForwardFinetuner, ContrastiveFinetuner, FeedForwardTuner,
                                           ContrastiveTuner)}
@@ -239,7 +239,7 @@ def load(path, expected_class=None):
     _check(cls._native_kind == kind, sidecar, f"{cls.__name__} is a {cls._native_kind} model, the file holds a {kind}")
     if expected_class is not None and not issubclass(cls, expected_class):
         raise TypeError(f"{path} holds a {cls.__name__}, not a {expected_class.__name__}; "
-                        "embetter.finetune.load(path) loads any finetuner")
+                        "libembetter.finetune.load(path) loads any finetuner")
     try:
         params = dict(metadata["params"])
         params["random_state"] = _decode_random_state(params.get("random_state"))

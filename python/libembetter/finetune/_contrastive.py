@@ -1,5 +1,5 @@
-from embetter._native import lib
-from embetter.finetune._base import POSITIVE_INT, POSITIVE_REAL, FinetunerBase
+from libembetter._native import lib
+from libembetter.finetune._base import POSITIVE_INT, POSITIVE_REAL, FinetunerBase
 
 
 class ContrastiveFinetuner(FinetunerBase):

@@ -1,5 +1,5 @@
 """Pipeline steps that pick one field out of tabular or dict-shaped input."""
-from embetter.base import EmbetterBase
+from libembetter.base import EmbetterBase
 
 
 class ColumnGrabber(EmbetterBase):

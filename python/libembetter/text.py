@@ -16,9 +16,9 @@ import threading
 
 import numpy as np
 
-from embetter._binding import output_matrix, raise_for_status
-from embetter._native import ffi, lib
-from embetter.base import EmbetterBase
+from libembetter._binding import output_matrix, raise_for_status
+from libembetter._native import ffi, lib
+from libembetter.base import EmbetterBase
 
 __all__ = ["HashingEncoder", "WordVectorEncoder"]
 

@@ -1,4 +1,4 @@
-from embetter.finetune._base import POSITIVE_INT, POSITIVE_REAL, FinetunerBase
+from libembetter.finetune._base import POSITIVE_INT, POSITIVE_REAL, FinetunerBase
 
 
 class FeedForwardFinetuner(FinetunerBase):

@@ -11,8 +11,8 @@ import threading
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
-from embetter._config import single_blas_thread, training_threads, transform_blocks
-from embetter._native import ffi, lib
+from libembetter._config import single_blas_thread, training_threads, transform_blocks
+from libembetter._native import ffi, lib
 
 FLOAT_SIZE = np.dtype(np.float32).itemsize
 

@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 
-from embetter._native import ffi, lib
-from embetter.base import EmbetterBase
-from embetter.text import NativeEncoder, _thread_setting, create_encoder
+from libembetter._native import ffi, lib
+from libembetter.base import EmbetterBase
+from libembetter.text import NativeEncoder, _thread_setting, create_encoder
 
 __all__ = ["ColorHistogramEncoder", "ImageLoader"]
 
@@ -23,7 +23,7 @@ def _pillow():
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow is a dependency of the vision steps
-        raise ImportError("embetter.vision needs Pillow; install it (Debian: apt-get install python3-pil)") from None
+        raise ImportError("libembetter.vision needs Pillow; install it (Debian: apt-get install python3-pil)") from None
     return Image
 
 

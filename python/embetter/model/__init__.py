@@ -1,3 +1,0 @@
-from embetter.model._difference import DifferenceClassifier
-
-__all__ = ["DifferenceClassifier"]

@@ -1,0 +1,3 @@
+from libembetter.model._difference import DifferenceClassifier
+
+__all__ = ["DifferenceClassifier"]
