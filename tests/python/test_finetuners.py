@@ -554,6 +554,8 @@ def test_ctrl_c_interrupts_a_long_fit(make):
     y = np.arange(200) % 2
     tuner = make(n_epochs=10**9)  # days of training unless the interrupt works
     timer = threading.Timer(0.3, os.kill, args=(os.getpid(), signal.SIGINT))
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    previous_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     timer.start()
     try:
@@ -561,6 +563,7 @@ def test_ctrl_c_interrupts_a_long_fit(make):
             tuner.fit(X, y)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous_handler)
     assert time.monotonic() - started < 30
     with pytest.raises(NotFittedError):
         tuner.transform(X)
