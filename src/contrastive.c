@@ -141,9 +141,8 @@ static eb_status alloc_batch_buffers(cl_workspace *ws, size_t n_rows, size_t bat
                                      const eb_allocator *mem)
 {
     ws->batch_pairs = batch_pairs;
-    /* Gathering copies 2 rows per pair; past n_rows that is more work than using X whole. */
-    ws->gather = batch_pairs < n_rows / 2;
-    size_t matrix_rows = ws->gather ? 2 * batch_pairs : n_rows;
+    size_t matrix_rows = eb_training_step_rows(EB_KIND_CONTRASTIVE, n_rows, batch_pairs);
+    ws->gather = matrix_rows < n_rows;
     if (ws->gather) {
         ws->gathered = eb__calloc(mem, matrix_rows, d * sizeof(float));
         ws->local_pairs = eb__calloc(mem, batch_pairs, sizeof *ws->local_pairs);

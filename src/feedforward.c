@@ -141,10 +141,9 @@ static eb_status workspace_alloc(ff_workspace *ws, size_t n_rows, size_t batch_s
                                  const eb_allocator *mem)
 {
     memset(ws, 0, sizeof *ws);
-    bool full_batch = batch_size == 0 || batch_size >= n_rows;
-    ws->batch_rows = full_batch ? n_rows : batch_size;
+    ws->batch_rows = eb_training_step_rows(EB_KIND_FEEDFORWARD, n_rows, batch_size);
     size_t b = ws->batch_rows;
-    if (!full_batch) {
+    if (b < n_rows) {
         ws->order = eb__calloc(mem, n_rows, sizeof *ws->order);
         ws->gathered = eb__calloc(mem, b, s.d * sizeof(float));
         if (ws->order == NULL || ws->gathered == NULL)
@@ -476,7 +475,7 @@ eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix x, eb_
      * separate scan of X (15% of transform's time) is not needed. Rows go in
      * slices small enough to stay in cache from the product to the sigmoid.
      */
-    const size_t slice_rows = 512; /* 512 rows of 384 floats: 768 KiB, within a 1 MiB L2 */
+    const size_t slice_rows = EB_TRANSFORM_SLICE_ROWS; /* 512 rows of 384 floats: 768 KiB, within a 1 MiB L2 */
     for (size_t start = 0; start < x.rows; start += slice_rows) {
         size_t count = x.rows - start < slice_rows ? x.rows - start : slice_rows;
         eb_matrix x_slice = {x.data + start * x.stride, count, x.cols, x.stride};

@@ -201,11 +201,9 @@ typedef struct eb_model_core {
     eb_fit_state state;
 } eb_model_core;
 
-enum { EB_KIND_FEEDFORWARD = 1, EB_KIND_CONTRASTIVE = 2 };
-
 /* How one model kind is saved and loaded; the shared code frames it and handles the fit state. */
 typedef struct eb_model_codec {
-    uint32_t kind;
+    eb_model_kind kind;
     /* The params part of the payload, which the fit state follows. */
     void (*write_params)(const void *model, eb_writer *w);
     /* Read and check the params part, then create an unfitted model holding them. */

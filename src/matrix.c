@@ -84,8 +84,9 @@ eb_status eb__check_input_values(eb_matrix x, const char *name, size_t first_row
             continue;
         for (size_t c = 0; c < x.cols; c++) {
             if (!isfinite(row[c]))
-                return eb__fail(err, EB_ERR_NONFINITE, "%s[%zu, %zu] is %s (row %zu, column %zu)", name,
-                                first_row + r, c, isnan(row[c]) ? "NaN" : (row[c] > 0 ? "+Inf" : "-Inf"),
+                return eb__fail(err, EB_ERR_NONFINITE,
+                                "%s[%zu, %zu] is %s (row %zu, column %zu); the input must not contain NaN or infinity",
+                                name, first_row + r, c, isnan(row[c]) ? "NaN" : (row[c] > 0 ? "+Inf" : "-Inf"),
                                 first_row + r, c);
         }
     }

@@ -1,4 +1,4 @@
-/* What the two model kinds share outside training: the checks in front of every transform. */
+/* What the two model kinds share outside training: the checks in front of every transform, and the shape of a training step. */
 #include "internal.h"
 
 eb_status eb__check_transform(const eb_model_core *core, eb_matrix x, eb_mut_matrix out, eb_error *err)
@@ -32,4 +32,16 @@ eb_status eb__check_transform_layout(const eb_model_core *core, eb_matrix x, eb_
         return EB_OK;
     status = eb__check_input_values(x, "X", 0, err);
     return status != EB_OK ? status : eb__check_transform(core, x, out, err);
+}
+
+size_t eb_training_step_rows(eb_model_kind kind, size_t n_rows, size_t batch_size)
+{
+    switch (kind) {
+    case EB_KIND_FEEDFORWARD:
+        return batch_size == 0 || batch_size >= n_rows ? n_rows : batch_size;
+    case EB_KIND_CONTRASTIVE:
+        /* Gathering copies 2 rows per pair; past half of X that is more work than using X whole. */
+        return batch_size != 0 && batch_size < n_rows / 2 ? 2 * batch_size : n_rows;
+    }
+    return 0;
 }

@@ -30,7 +30,7 @@
 #include "internal.h"
 
 static const uint8_t MAGIC[8] = {'E', 'M', 'B', 'E', 'T', 'T', 'E', 'R'};
-enum { FORMAT_VERSION = 1, HEADER_SIZE = 28 };
+enum { FORMAT_VERSION = EB_MODEL_FORMAT_VERSION, HEADER_SIZE = EB_MODEL_HEADER_SIZE };
 
 /*
  * The largest Adam step count a file may hold. No run gets near it (2^62
@@ -365,20 +365,20 @@ static const char *kind_name(uint32_t kind)
     }
 }
 
-/* Check header and checksum of saved bytes of the given kind; *payload then reads the payload. */
-static eb_status open_saved(const void *buffer, size_t size, uint32_t kind, eb_reader *payload, eb_error *err)
+/* The header checks of every loader, shared with eb_model_read_header so the two cannot disagree. */
+static eb_status parse_header(const uint8_t *bytes, size_t size, eb_model_header *out, eb_error *err)
 {
-    eb_reader r = {buffer, size, 0};
     if (size < HEADER_SIZE)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: %zu bytes is shorter than the %d-byte header", size,
                         HEADER_SIZE);
-    if (memcmp(buffer, MAGIC, sizeof MAGIC) != 0)
-        return eb__fail(err, EB_ERR_FORMAT, "saved model: the data does not start with the EMBETTER magic");
-    r.pos = sizeof MAGIC;
-    uint32_t version, saved_kind, crc;
+    if (memcmp(bytes, MAGIC, sizeof MAGIC) != 0)
+        return eb__fail(err, EB_ERR_FORMAT,
+                        "saved model: not an embetter model, the data does not start with the EMBETTER magic");
+    eb_reader r = {bytes, size, sizeof MAGIC};
+    uint32_t version, kind, crc;
     uint64_t payload_size;
     read_u32(&r, &version);
-    read_u32(&r, &saved_kind);
+    read_u32(&r, &kind);
     eb__read_u64(&r, &payload_size);
     read_u32(&r, &crc);
     if (version > FORMAT_VERSION)
@@ -386,17 +386,50 @@ static eb_status open_saved(const void *buffer, size_t size, uint32_t kind, eb_r
                         (unsigned)version, FORMAT_VERSION);
     if (version == 0)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: format version 0 does not exist");
-    if (saved_kind != kind)
+    if (kind != EB_KIND_FEEDFORWARD && kind != EB_KIND_CONTRASTIVE)
+        return eb__fail(err, EB_ERR_FORMAT,
+                        "saved model: unknown kind %u; this library knows %d (feed-forward finetuner) and %d "
+                        "(contrastive finetuner)",
+                        (unsigned)kind, EB_KIND_FEEDFORWARD, EB_KIND_CONTRASTIVE);
+    out->format_version = version;
+    out->kind = (eb_model_kind)kind;
+    out->payload_size = payload_size;
+    out->payload_crc32 = crc;
+    return EB_OK;
+}
+
+eb_status eb_model_read_header(const void *buffer, size_t size, eb_model_header *out, eb_error *err)
+{
+    eb__error_clear(err);
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    if (buffer == NULL || out == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", buffer == NULL ? "buffer" : "out");
+    eb_model_header header;
+    eb_status status = parse_header(buffer, size, &header, err);
+    if (status == EB_OK)
+        *out = header;
+    return status;
+}
+
+/* Check header and checksum of saved bytes of the given kind; *payload then reads the payload. */
+static eb_status open_saved(const void *buffer, size_t size, eb_model_kind kind, eb_reader *payload, eb_error *err)
+{
+    eb_model_header header;
+    eb_status status = parse_header(buffer, size, &header, err);
+    if (status != EB_OK)
+        return status;
+    if (header.kind != kind)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: it holds a %s (kind %u), not a %s",
-                        kind_name(saved_kind), (unsigned)saved_kind, kind_name(kind));
-    if (payload_size != size - HEADER_SIZE)
+                        kind_name(header.kind), (unsigned)header.kind, kind_name(kind));
+    if (header.payload_size != size - HEADER_SIZE)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: the header announces %llu payload bytes, %zu are present",
-                        (unsigned long long)payload_size, size - HEADER_SIZE);
+                        (unsigned long long)header.payload_size, size - HEADER_SIZE);
     const uint8_t *bytes = buffer;
     uint32_t actual = crc32_of(bytes + HEADER_SIZE, size - HEADER_SIZE);
-    if (actual != crc)
+    if (actual != header.payload_crc32)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: checksum mismatch (stored %08x, computed %08x); the data is corrupt",
-                        (unsigned)crc, (unsigned)actual);
+                        (unsigned)header.payload_crc32, (unsigned)actual);
     payload->data = bytes + HEADER_SIZE;
     payload->size = size - HEADER_SIZE;
     payload->pos = 0;
@@ -562,6 +595,49 @@ eb_status eb__read_file(const char *path, const eb_allocator *mem, void **bytes,
     *bytes = data;
     *size = length;
     return EB_OK;
+}
+
+eb_status eb_model_read_file_header(const char *path, eb_model_header *out, eb_error *err)
+{
+    eb__error_clear(err);
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    if (path == NULL || out == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", path == NULL ? "path" : "out");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return io_failure(err, "cannot open", path);
+    struct stat info;
+    if (fstat(fd, &info) != 0) {
+        eb_status status = io_failure(err, "cannot stat", path);
+        close(fd);
+        return status;
+    }
+    if (!S_ISREG(info.st_mode)) {
+        close(fd);
+        return eb__fail(err, EB_ERR_IO, "%s is not a regular file", path);
+    }
+    uint8_t bytes[HEADER_SIZE];
+    size_t done = 0;
+    while (done < sizeof bytes) {
+        ssize_t n = read(fd, bytes + done, sizeof bytes - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            eb_status status = io_failure(err, "cannot read", path);
+            close(fd);
+            return status;
+        }
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    close(fd);
+    eb_model_header header;
+    eb_status status = parse_header(bytes, done, &header, err);
+    if (status == EB_OK)
+        *out = header;
+    return status;
 }
 
 /* ---- models ------------------------------------------------------------------ */

@@ -418,6 +418,79 @@ EB_API eb_status eb_contrastive_load(const char *path, const eb_allocator *mem, 
                                      eb_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Either kind of model: saved headers and how the work divides             */
+/* ------------------------------------------------------------------------ */
+
+/** The kinds of model. The value is the one a saved model's header stores. */
+typedef enum eb_model_kind {
+    /** eb_feedforward: a sigmoid hidden layer trained with a softmax head. */
+    EB_KIND_FEEDFORWARD = 1,
+    /** eb_contrastive: one linear layer trained on the cosine of pairs. */
+    EB_KIND_CONTRASTIVE = 2
+} eb_model_kind;
+
+/** Bytes of the fixed header that starts every saved model (docs/model-format.md). */
+#define EB_MODEL_HEADER_SIZE 28
+
+/** The format version this library writes; it reads every version from 1 up to this one. */
+#define EB_MODEL_FORMAT_VERSION 1
+
+/** The fixed header of a saved model, as eb_model_read_header decodes it. */
+typedef struct eb_model_header {
+    /** Format version, 1 .. EB_MODEL_FORMAT_VERSION. */
+    uint32_t format_version;
+    /** Which loader reads the model: eb_feedforward_load* or eb_contrastive_load*. */
+    eb_model_kind kind;
+    /** Bytes that follow the header, as the header announces them. */
+    uint64_t payload_size;
+    /** CRC-32 (zlib's) of the payload, as stored. */
+    uint32_t payload_crc32;
+} eb_model_header;
+
+/**
+ * Decode the header at the start of saved model bytes without loading the
+ * model, e.g. to pick the loader for a file of unknown kind. size may cover
+ * only the header. Checks what the header alone can show, exactly as the
+ * loaders do: at least EB_MODEL_HEADER_SIZE bytes, the EMBETTER magic, a
+ * version this library reads and a known kind; anything else is
+ * EB_ERR_FORMAT with a message starting "saved model:". The payload length
+ * and checksum are reported, not checked (the loaders check them against the
+ * payload). EB_ERR_NULL_POINTER when buffer or out is NULL. On failure *out
+ * is zeroed. err is optional.
+ */
+EB_API eb_status eb_model_read_header(const void *buffer, size_t size, eb_model_header *out, eb_error *err);
+
+/**
+ * eb_model_read_header on the first EB_MODEL_HEADER_SIZE bytes of the file
+ * at path, which is read no further. A file that cannot be opened or read is
+ * EB_ERR_IO with the path and the system's reason; a shorter file is
+ * EB_ERR_FORMAT.
+ */
+EB_API eb_status eb_model_read_file_header(const char *path, eb_model_header *out, eb_error *err);
+
+/**
+ * Rows per slice of transform. The feed-forward transform works through X in
+ * slices of this many rows, so that a slice stays in cache from the product
+ * to the sigmoid. Splitting one transform of either kind into several calls
+ * at multiples of this many rows (e.g. one call per thread) puts every row
+ * through the same products as one call, so the output has the same bits.
+ */
+#define EB_TRANSFORM_SLICE_ROWS 512
+
+/**
+ * Rows of the largest matrix that one training step of a model of this
+ * kind multiplies through its weights, when it trains on n_rows rows with
+ * params.batch_size batch_size (0 for full batch): what the cost of one
+ * step scales with, e.g. to decide how many BLAS threads a fit deserves.
+ * Feed-forward: the rows of a minibatch (all n_rows when batch_size is 0 or
+ * at least n_rows). Contrastive: a minibatch of pairs gathers its two rows
+ * per pair when that is fewer than half of X (2 * batch_size rows), else it
+ * multiplies all n_rows. The training code itself uses this rule. An
+ * unknown kind gives 0.
+ */
+EB_API size_t eb_training_step_rows(eb_model_kind kind, size_t n_rows, size_t batch_size);
+
+/* ------------------------------------------------------------------------ */
 /* The BLAS underneath                                                      */
 /* ------------------------------------------------------------------------ */
 

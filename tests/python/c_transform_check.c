@@ -4,7 +4,7 @@
  * with the Python transform of the same rows.
  *
  * usage: c_transform_check MODEL INPUT ROWS COLS OUTPUT
- *   MODEL  a model file (docs/model-format.md); its kind is read from the header
+ *   MODEL  a model file (docs/model-format.md); eb_model_read_file_header says its kind
  *   INPUT  ROWS x COLS float32 values, row-major, native byte order
  *   OUTPUT receives ROWS x output_dim float32 values the same way
  * Prints "kind output_dim" on success; on failure the reason goes to stderr
@@ -13,31 +13,12 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "embetter/embetter.h"
-
-enum { HEADER_SIZE = 28, KIND_OFFSET = 12, KIND_FEEDFORWARD = 1, KIND_CONTRASTIVE = 2 };
 
 static int fail(const char *what, const char *detail)
 {
     fprintf(stderr, "c_transform_check: %s%s%s\n", what, detail[0] ? ": " : "", detail);
-    return 1;
-}
-
-/* The model kind from the little-endian u32 at offset 12, whatever this machine's byte order. */
-static int read_kind(const char *path, uint32_t *kind)
-{
-    unsigned char header[HEADER_SIZE];
-    FILE *file = fopen(path, "rb");
-    if (file == NULL)
-        return 0;
-    size_t got = fread(header, 1, sizeof header, file);
-    fclose(file);
-    if (got != sizeof header || memcmp(header, "EMBETTER", 8) != 0)
-        return 0;
-    const unsigned char *k = header + KIND_OFFSET;
-    *kind = (uint32_t)k[0] | (uint32_t)k[1] << 8 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 24;
     return 1;
 }
 
@@ -61,29 +42,27 @@ int main(int argc, char **argv)
     const char *model_path = argv[1];
     size_t rows = strtoull(argv[3], NULL, 10);
     size_t cols = strtoull(argv[4], NULL, 10);
-    uint32_t kind = 0;
-    if (!read_kind(model_path, &kind))
-        return fail("not a model file", model_path);
+    eb_error err = {0};
+    eb_model_header header;
+    if (eb_model_read_file_header(model_path, &header, &err) != EB_OK)
+        return fail(eb_status_string(err.status), err.message);
+    eb_model_kind kind = header.kind;
     float *x = read_floats(argv[2], rows * cols);
     if (x == NULL)
         return fail("cannot read the input matrix", argv[2]);
 
-    eb_error err = {0};
     eb_feedforward *feedforward = NULL;
     eb_contrastive *contrastive = NULL;
     eb_status status;
     size_t out_dim = 0;
-    if (kind == KIND_FEEDFORWARD) {
+    if (kind == EB_KIND_FEEDFORWARD) {
         status = eb_feedforward_load(model_path, NULL, &feedforward, &err);
         if (status == EB_OK)
             out_dim = eb_feedforward_output_dim(feedforward);
-    } else if (kind == KIND_CONTRASTIVE) {
+    } else {
         status = eb_contrastive_load(model_path, NULL, &contrastive, &err);
         if (status == EB_OK)
             out_dim = eb_contrastive_output_dim(contrastive);
-    } else {
-        free(x);
-        return fail("unknown model kind in the header", model_path);
     }
     if (status != EB_OK) {
         free(x);
@@ -110,7 +89,7 @@ int main(int argc, char **argv)
         if (file != NULL && fclose(file) != 0)
             exit_code = fail("cannot write the output", argv[5]);
         if (exit_code == 0)
-            printf("%s %zu\n", kind == KIND_FEEDFORWARD ? "feedforward" : "contrastive", out_dim);
+            printf("%s %zu\n", kind == EB_KIND_FEEDFORWARD ? "feedforward" : "contrastive", out_dim);
     }
     free(out);
     free(x);
