@@ -368,12 +368,13 @@ static const char *kind_name(uint32_t kind)
 /* The header checks of every loader, shared with eb_model_read_header so the two cannot disagree. */
 static eb_status parse_header(const uint8_t *bytes, size_t size, eb_model_header *out, eb_error *err)
 {
+    /* The magic first, as far as the bytes go: a short file of something else is not a model, not a short model. */
+    if (memcmp(bytes, MAGIC, size < sizeof MAGIC ? size : sizeof MAGIC) != 0)
+        return eb__fail(err, EB_ERR_FORMAT,
+                        "saved model: not an embetter model, the data does not start with the EMBETTER magic");
     if (size < HEADER_SIZE)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: %zu bytes is shorter than the %d-byte header", size,
                         HEADER_SIZE);
-    if (memcmp(bytes, MAGIC, sizeof MAGIC) != 0)
-        return eb__fail(err, EB_ERR_FORMAT,
-                        "saved model: not an embetter model, the data does not start with the EMBETTER magic");
     eb_reader r = {bytes, size, sizeof MAGIC};
     uint32_t version, kind, crc;
     uint64_t payload_size;

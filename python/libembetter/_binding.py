@@ -2,49 +2,46 @@
 
 Everything numeric happens in C. This module only builds matrix views of
 arrays (copying solely when an array cannot be described as a row-major
-float32 view), turns C statuses into Python exceptions, and routes the C
-per-epoch callback back into Python. cffi's API mode releases the GIL during
-every C call, so transforms on several threads run in parallel.
+float32 view), turns C statuses into Python exceptions (through
+libembetter._errors), and routes the C per-epoch callback back into Python.
+cffi's API mode releases the GIL during every C call, so transforms on
+several threads run in parallel.
 """
+from __future__ import annotations
+
+import os
 import threading
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
-from sklearn.exceptions import NotFittedError
 
 from libembetter._config import single_blas_thread, training_threads, transform_blocks
+from libembetter._errors import error_for_status, raise_for_status, status_name
 from libembetter._native import ffi, lib
+
+__all__ = [
+    "NativeModel",
+    "as_float32_rows",
+    "error_for_status",
+    "input_matrix",
+    "label_pointer",
+    "library_version",
+    "output_matrix",
+    "raise_for_status",
+    "status_name",
+]
 
 FLOAT_SIZE = np.dtype(np.float32).itemsize
 
+# The binding's name of each model kind (its C functions are eb_<name>_*), by the C library's kind number.
+KIND_NAMES = {lib.EB_KIND_FEEDFORWARD: "feedforward", lib.EB_KIND_CONTRASTIVE: "contrastive"}
 
-def status_name(status):
-    return ffi.string(lib.eb_status_string(status)).decode("ascii")
-
-
-def error_for_status(status, message):
-    """The Python exception for a failed C call; message is the C library's detail."""
-    detail = message or status_name(status)
-    if status == lib.EB_ERR_NOT_FITTED:
-        error = NotFittedError(detail)
-    elif status == lib.EB_ERR_NOMEM:
-        error = MemoryError(detail)
-    elif status == lib.EB_ERR_NULL_POINTER:
-        error = TypeError(detail)
-    elif status == lib.EB_ERR_NONFINITE and detail.startswith("X["):
-        # scikit-learn's convention (and its estimator checks) name the problem "NaN or infinity".
-        error = ValueError(f"{detail}; the input must not contain NaN or infinity")
-    else:
-        error = ValueError(detail)
-    error.status = status_name(status)
-    return error
+PathLike = Union[str, "os.PathLike[str]"]
+# What a training listener receives: the 1-based epoch and its mean loss.
+EpochListener = Callable[[int, float], None]
 
 
-def raise_for_status(status, message=""):
-    if status != lib.EB_OK:
-        raise error_for_status(status, message)
-
-
-def _is_float32_row_view(array):
+def _is_float32_row_view(array: np.ndarray) -> bool:
     """True when the C API can read array in place: float32, rows of adjacent floats, aligned."""
     if array.dtype != np.float32 or array.ndim != 2:
         return False
@@ -57,7 +54,7 @@ def _is_float32_row_view(array):
     return array.ctypes.data % FLOAT_SIZE == 0
 
 
-def as_float32_rows(X):
+def as_float32_rows(X: Any) -> np.ndarray:
     """X itself when C can read it in place, else a C-contiguous, aligned float32 copy."""
     array = np.asarray(X)
     if _is_float32_row_view(array):
@@ -65,7 +62,7 @@ def as_float32_rows(X):
     return np.require(array, dtype=np.float32, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
-def input_matrix(array):
+def input_matrix(array: np.ndarray) -> Any:
     """An eb_matrix view of a 2-D array from as_float32_rows. The caller keeps array alive."""
     rows, cols = array.shape
     stride = array.strides[0] // FLOAT_SIZE if rows > 1 else cols
@@ -75,7 +72,7 @@ def input_matrix(array):
     )[0]
 
 
-def output_matrix(array):
+def output_matrix(array: np.ndarray) -> Any:
     """An eb_mut_matrix view of a C-contiguous float32 array."""
     rows, cols = array.shape
     return ffi.new(
@@ -84,7 +81,7 @@ def output_matrix(array):
     )[0]
 
 
-def label_pointer(labels):
+def label_pointer(labels: np.ndarray) -> Any:
     """A const int32_t * into labels, which must be a C-contiguous int32 array kept alive by the caller."""
     return ffi.cast("const int32_t *", labels.ctypes.data)
 
@@ -99,11 +96,11 @@ class EpochMonitor:
     exception cannot unwind through C frames.
     """
 
-    def __init__(self):
-        self.listener = None
-        self.pending = None
+    def __init__(self) -> None:
+        self.listener: Optional[EpochListener] = None
+        self.pending: Optional[BaseException] = None
 
-    def on_epoch(self, epoch, loss):
+    def on_epoch(self, epoch: int, loss: float) -> int:
         if self.listener is not None:
             self.listener(epoch, loss)
         return 0
@@ -131,10 +128,11 @@ class NativeModel:
     """One C model (eb_feedforward or eb_contrastive) and the objects it points back to.
 
     kind is "feedforward" or "contrastive". Build one with create() or
-    from_bytes(); the C model is freed when this object is collected.
+    from_bytes(); save() writes the C model file. The C model is freed when
+    this object is collected.
     """
 
-    def __init__(self, kind, pointer):
+    def __init__(self, kind: str, pointer: Any) -> None:
         self.kind = kind
         self._model = ffi.gc(pointer, getattr(lib, f"eb_{kind}_free"))
         self.monitor = EpochMonitor()
@@ -142,11 +140,11 @@ class NativeModel:
         self._monitor_handle = ffi.new_handle(self.monitor)
         self._function("set_callback")(self._model, lib.embetter_on_epoch, self._monitor_handle)
 
-    def _function(self, name):
+    def _function(self, name: str) -> Any:
         return getattr(lib, f"eb_{self.kind}_{name}")
 
     @staticmethod
-    def _params_struct(kind, settings, base):
+    def _params_struct(kind: str, settings: dict[str, Any], base: Any) -> Any:
         """A new params struct: base's fields (a struct), then settings (field -> validated value) over them."""
         params = ffi.new(f"eb_{kind}_params *", base)
         for field, value in settings.items():
@@ -157,7 +155,7 @@ class NativeModel:
         return params
 
     @classmethod
-    def create(cls, kind, settings):
+    def create(cls, kind: str, settings: dict[str, Any]) -> NativeModel:
         """An unfitted model; settings maps params-struct fields to values already validated in Python."""
         params = cls._params_struct(kind, settings, getattr(lib, f"eb_{kind}_default_params")())
         created = ffi.new(f"eb_{kind} **")
@@ -166,17 +164,42 @@ class NativeModel:
         raise_for_status(status, _message(error))
         return cls(kind, created[0])
 
+    @staticmethod
+    def saved_kind(data: bytes) -> str:
+        """The kind of model saved in data ("feedforward" or "contrastive"), read by the C library from the header.
+
+        A ModelFormatError (a ValueError) says why bytes that are not a saved model are refused.
+        """
+        header = ffi.new("eb_model_header *")
+        error = ffi.new("eb_error *")
+        raise_for_status(lib.eb_model_read_header(data, len(data), header, error), _message(error))
+        return KIND_NAMES[header.kind]
+
     @classmethod
-    def from_bytes(cls, kind, data):
-        """A model rebuilt from to_bytes() output; the C library validates every byte."""
+    def from_bytes(cls, kind: Optional[str], data: bytes) -> NativeModel:
+        """A model rebuilt from to_bytes() output or a model file's bytes; the C library validates every byte.
+
+        kind None takes the kind the bytes hold; a kind given must be the one they hold.
+        """
         data = bytes(data)
+        if kind is None:
+            kind = cls.saved_kind(data)
         loaded = ffi.new(f"eb_{kind} **")
         error = ffi.new("eb_error *")
         status = getattr(lib, f"eb_{kind}_load_from_buffer")(data, len(data), ffi.NULL, loaded, error)
         raise_for_status(status, _message(error))
         return cls(kind, loaded[0])
 
-    def to_bytes(self):
+    def save(self, path: PathLike) -> None:
+        """Write the model file (docs/model-format.md) to path atomically, as eb_feedforward_save does.
+
+        A file that cannot be written raises FileAccessError (an OSError) naming the path and the reason.
+        """
+        error = ffi.new("eb_error *")
+        status = self._function("save")(self._model, os.fsencode(path), error)
+        raise_for_status(status, _message(error))
+
+    def to_bytes(self) -> bytes:
         """The whole model state (params, weights, optimiser and RNG state, loss history) in the C format."""
         capacity = self._function("saved_size")(self._model)
         buffer = ffi.new("unsigned char[]", capacity)
@@ -186,21 +209,22 @@ class NativeModel:
         raise_for_status(status, _message(error))
         return ffi.buffer(buffer, written[0])[:]
 
-    def update_settings(self, settings):
+    def update_settings(self, settings: dict[str, Any]) -> None:
         """Change params-struct fields (not the callback) for the next training call; the C side refuses a new
         hidden_dim once fitted."""
         params = self._params_struct(self.kind, settings, self.params())
         raise_for_status(self._function("set_params")(self._model, params), self._last_error())
 
-    def restore_params(self, params):
+    def restore_params(self, params: Any) -> None:
         """Put back a params struct earlier returned by params() (after a failed training call)."""
         raise_for_status(self._function("set_params")(self._model, ffi.new(f"eb_{self.kind}_params *", params)),
                          self._last_error())
 
-    def _last_error(self):
+    def _last_error(self) -> str:
         return ffi.string(self._function("last_error")(self._model)).decode("utf-8", "replace")
 
-    def _train(self, function_name, X, labels, n_classes, listener):
+    def _train(self, function_name: str, X: np.ndarray, labels: np.ndarray, n_classes: int,
+               listener: Optional[EpochListener]) -> Optional[BaseException]:
         matrix = input_matrix(X)
         self.monitor.listener = listener
         self.monitor.pending = None
@@ -216,15 +240,17 @@ class NativeModel:
         interrupted, self.monitor.pending = self.monitor.pending, None
         return interrupted
 
-    def fit(self, X, labels, n_classes, listener=None):
+    def fit(self, X: np.ndarray, labels: np.ndarray, n_classes: int,
+            listener: Optional[EpochListener] = None) -> Optional[BaseException]:
         """Train from scratch. Returns the exception a listener raised (training stopped there), or None."""
         return self._train("fit", X, labels, n_classes, listener)
 
-    def partial_fit(self, X, labels, n_classes, listener=None):
+    def partial_fit(self, X: np.ndarray, labels: np.ndarray, n_classes: int,
+                    listener: Optional[EpochListener] = None) -> Optional[BaseException]:
         """One pass; see fit for the return value."""
         return self._train("partial_fit", X, labels, n_classes, listener)
 
-    def transform(self, X):
+    def transform(self, X: np.ndarray) -> np.ndarray:
         out = np.empty((X.shape[0], self.output_dim), dtype=np.float32)
         blocks = transform_blocks(X.shape[0], X.shape[1], self.output_dim)
         if len(blocks) > 1 and self._transform_in_blocks(X, out, blocks):
@@ -235,7 +261,7 @@ class NativeModel:
         raise_for_status(status, _message(error))
         return out
 
-    def _transform_in_blocks(self, X, out, blocks):
+    def _transform_in_blocks(self, X: np.ndarray, out: np.ndarray, blocks: list[tuple[int, int]]) -> bool:
         """Transform each (start, stop) block of rows on a thread of its own; False if any block failed."""
         transform = self._function("transform")
         statuses = [None] * len(blocks)
@@ -257,35 +283,35 @@ class NativeModel:
         return all(status == lib.EB_OK for status in statuses)
 
     @property
-    def is_fitted(self):
+    def is_fitted(self) -> bool:
         return bool(self._function("is_fitted")(self._model))
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         return int(self._function("n_features")(self._model))
 
     @property
-    def n_classes(self):
+    def n_classes(self) -> int:
         return int(self._function("n_classes")(self._model))
 
     @property
-    def output_dim(self):
+    def output_dim(self) -> int:
         return int(self._function("output_dim")(self._model))
 
-    def loss_history(self):
+    def loss_history(self) -> np.ndarray:
         length = ffi.new("size_t *")
         values = self._function("loss_history")(self._model, length)
         if length[0] == 0:
             return np.empty(0, dtype=np.float64)
         return np.frombuffer(ffi.buffer(values, length[0] * ffi.sizeof("double")), dtype=np.float64).copy()
 
-    def params(self):
+    def params(self) -> Any:
         return self._function("get_params")(self._model)
 
 
-def _message(error):
+def _message(error: Any) -> str:
     return ffi.string(error.message).decode("utf-8", "replace")
 
 
-def library_version():
+def library_version() -> str:
     return ffi.string(lib.eb_version()).decode("ascii")

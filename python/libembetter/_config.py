@@ -14,6 +14,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 
+from libembetter._errors import raise_for_status
 from libembetter._native import ffi, lib
 
 
@@ -28,9 +29,7 @@ def _text(field):
 def blas_config():
     """The BLAS as it runs now: library, version, core, threading, threads, CPU ISA, recommended coretype."""
     config = ffi.new("eb_blas_config *")
-    status = lib.eb_blas_info(config)
-    if status != lib.EB_OK:
-        raise RuntimeError(f"eb_blas_info failed: {ffi.string(lib.eb_status_string(status)).decode('ascii')}")
+    raise_for_status(lib.eb_blas_info(config))
     return {
         "library": _text(config.library),
         "version": _text(config.version),
@@ -121,15 +120,11 @@ _controller = None
 def training_product_size(kind, n_rows, n_features, width, batch_size):
     """Multiply-adds of the largest matrix product of one training step: rows per step x features x width.
 
-    A feed-forward step multiplies its batch of rows; a contrastive step all
-    rows (full batch) or the two rows of each pair of its minibatch.
+    The rows per step are the C library's own rule (eb_training_step_rows): a
+    feed-forward step multiplies its batch of rows; a contrastive step all
+    rows, or the two rows of each pair of a minibatch small enough to gather.
     """
-    if not batch_size or batch_size >= n_rows:
-        rows = n_rows
-    elif kind == "contrastive":
-        rows = min(2 * batch_size, n_rows)
-    else:
-        rows = batch_size
+    rows = lib.eb_training_step_rows(getattr(lib, f"EB_KIND_{kind.upper()}"), n_rows, batch_size)
     return rows * n_features * width
 
 
@@ -151,9 +146,9 @@ def single_thread_training(kind, n_rows, n_features, width, batch_size, policy=N
 # (docs/benchmarks.md, section 3). Giving each of OpenBLAS's threads a block of
 # rows of its own, transformed on a thread of its own with OpenBLAS held to one
 # thread, runs all of it in parallel. Blocks start on multiples of the C
-# library's 512-row slices, so every row goes through the same products as in
-# one call and the result has the same bits.
-TRANSFORM_SLICE_ROWS = 512
+# library's slices (EB_TRANSFORM_SLICE_ROWS), so every row goes through the
+# same products as in one call and the result has the same bits.
+TRANSFORM_SLICE_ROWS = lib.EB_TRANSFORM_SLICE_ROWS
 # Below this many multiply-adds per block, starting a thread costs more than it saves.
 PARALLEL_TRANSFORM_MIN_MACS = 50_000_000
 

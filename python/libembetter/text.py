@@ -257,14 +257,10 @@ class WordVectorEncoder(EmbetterBase):
             params.normalize = bool(self.normalize)
             params.n_threads = _thread_setting(self.n_threads)
             path = str(self.path).encode("utf-8")
-            try:
-                native = create_encoder(
-                    "eb_word_vectors_load", path, ffi.new("eb_word_vector_params *", params), ffi.NULL
-                )
-            except ValueError as error:
-                if getattr(error, "status", "") == "EB_ERR_IO":
-                    raise OSError(str(error)) from None
-                raise
+            # A file that cannot be read is a FileAccessError, an OSError, from the C status.
+            native = create_encoder(
+                "eb_word_vectors_load", path, ffi.new("eb_word_vector_params *", params), ffi.NULL
+            )
             self.__dict__["_native"] = (key, native)
             self.vocab_size_ = lib.eb_word_vectors_vocab_size(native.pointer)
             self.dim_ = native.dim

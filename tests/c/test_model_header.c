@@ -159,6 +159,7 @@ static void a_header_the_loaders_refuse_is_refused_with_the_same_message(void **
         {12, UINT32_MAX, "unknown kind 4294967295"},
         {SIZE_MAX, EB_MODEL_HEADER_SIZE - 1, "27 bytes is shorter than the 28-byte header"},
         {SIZE_MAX, 0, "0 bytes is shorter"},
+        {SIZE_MAX, 5, "5 bytes is shorter"},    /* "EMBET": a model cut short */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memcpy(copy, saved.data, saved.size);
@@ -271,7 +272,11 @@ static void reads_the_header_of_a_file_and_no_further(void **state)
     assert_header_zero(&header);
     write_file(short_path, "PK\x03\x04 certainly not a model file", 33);
     assert_int_equal(eb_model_read_file_header(short_path, &header, &err), EB_ERR_FORMAT);
-    assert_contains(err.message, "EMBETTER magic");
+    assert_contains(err.message, "not an embetter model");
+    /* Shorter than a header, but not the start of a model either: that is what the message says. */
+    write_file(short_path, "PK\x03\x04", 4);
+    assert_int_equal(eb_model_read_file_header(short_path, &header, &err), EB_ERR_FORMAT);
+    assert_contains(err.message, "not an embetter model");
 
     assert_int_equal(eb_model_read_file_header(directory, &header, &err), EB_ERR_IO);
     assert_contains(err.message, "is not a regular file");

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
 
+import libembetter
 import libembetter.finetune as finetune
 from libembetter.finetune import (
     ContrastiveFinetuner,
@@ -201,8 +202,11 @@ def test_a_sidecar_that_is_not_json_is_refused(saved):
 def test_a_file_that_is_not_a_model_is_refused(tmp_path):
     path = tmp_path / "model.ebm"
     path.write_bytes(b"PK\x03\x04 certainly not a model")
-    with pytest.raises(ValueError, match="not an embetter model file"):
+    with pytest.raises(ValueError, match=r"model\.ebm: saved model: not an embetter model") as caught:
         finetune.load(path)
+    # The C library read the header: its status comes with the error.
+    assert isinstance(caught.value, libembetter.ModelFormatError)
+    assert caught.value.status == "EB_ERR_FORMAT"
 
 
 def test_the_classmethod_refuses_another_finetuner(saved):

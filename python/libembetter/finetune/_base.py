@@ -2,16 +2,21 @@
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Number, Real
+from typing import Any, Optional, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from libembetter._binding import NativeModel, as_float32_rows
+from libembetter._binding import NativeModel, PathLike, as_float32_rows
 from libembetter._progress import epoch_progress
+from libembetter.finetune import _persist
+
+_Finetuner = TypeVar("_Finetuner", bound="FinetunerBase")
 
 POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
@@ -192,7 +197,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     # ---- training -------------------------------------------------------------
 
-    def fit(self, X, y):
+    def fit(self: "_Finetuner", X: ArrayLike, y: ArrayLike) -> "_Finetuner":
         """Learn the embedding from scratch on X (n_samples x n_features) and labels y of any type.
 
         Replaces an earlier fit. Interrupting (KeyboardInterrupt) stops training
@@ -214,7 +219,9 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             self._native = native
         return self
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(
+        self: "_Finetuner", X: ArrayLike, y: ArrayLike, classes: Optional[ArrayLike] = None
+    ) -> "_Finetuner":
         """One pass over X, y, continuing from the current weights.
 
         classes (every label there will ever be) is required on the first call
@@ -277,7 +284,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         native.update_settings(settings)
         return previous
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """The learned embedding of X, float32, one row per row of X.
 
         A large X (from about 100 million multiply-adds) is split into one
@@ -288,13 +295,13 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         X = self._checked_input(X, reset=False)
         return self._native.transform(as_float32_rows(X))
 
-    def fit_transform(self, X, y=None, **fit_params):
+    def fit_transform(self, X: ArrayLike, y: Optional[ArrayLike] = None, **fit_params: Any) -> np.ndarray:
         """fit(X, y), then the embedding of X."""
         return self.fit(X, y, **fit_params).transform(X)
 
     # ---- files -------------------------------------------------------------------
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Write the fitted model to path and its Python-side state to path + ".json".
 
         path gets the C library's model format (docs/model-format.md), written
@@ -304,16 +311,12 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         An unfitted estimator raises NotFittedError (there is nothing learned
         to save). Labels must be str, int, float or bool; pickle keeps others.
         """
-        from libembetter.finetune._persist import save
-
-        save(self, path)
+        _persist.save(self, path)
 
     @classmethod
-    def load(cls, path):
+    def load(cls: "type[_Finetuner]", path: PathLike) -> "_Finetuner":
         """The fitted estimator saved at path by save(); it must be this class or a subclass of it."""
-        from libembetter.finetune._persist import load
-
-        return load(path, expected_class=cls)
+        return _persist.load(path, expected_class=cls)
 
     # ---- pickling ---------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 from libembetter._native import lib
 from libembetter.finetune._base import POSITIVE_INT, POSITIVE_REAL, FinetunerBase
+from libembetter.finetune._persist import persistable
 
 
+@persistable
 class ContrastiveFinetuner(FinetunerBase):
     """Fine-tune embeddings so that cosine similarity follows whether labels agree.
 

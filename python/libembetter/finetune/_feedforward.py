@@ -1,6 +1,8 @@
 from libembetter.finetune._base import POSITIVE_INT, POSITIVE_REAL, FinetunerBase
+from libembetter.finetune._persist import persistable
 
 
+@persistable
 class FeedForwardFinetuner(FinetunerBase):
     """Fine-tune embeddings toward labels with one sigmoid hidden layer.
 

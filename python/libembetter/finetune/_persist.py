@@ -9,45 +9,52 @@ the model file, so a pair that does not belong together (one file replaced,
 a save interrupted between the two files) is refused instead of mixed.
 
 Nothing in either file is executed: the sidecar can only name one of the
-finetuner classes listed in _ESTIMATORS, and its values are plain JSON.
+finetuner classes that registered themselves with @persistable, and its values
+are plain JSON. The model file itself is read and written by the C library
+(through NativeModel), header included.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import os
-import struct
 import tempfile
+from typing import Any, Optional, TypeVar
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from libembetter._binding import NativeModel, raise_for_status, _message
-from libembetter._native import ffi, lib
+from libembetter._binding import NativeModel, PathLike
+from libembetter._errors import EmbetterError, error_for_status
 
 SIDECAR_FORMAT = "embetter-finetuner-metadata"
 SIDECAR_VERSION = 1
-
-_MAGIC = b"EMBETTER"
-_HEADER = struct.Struct("<8sIIQI")
-_KINDS = {1: "feedforward", 2: "contrastive"}
 
 # dtype kinds of classes_ stored as a JSON list: bool, signed and unsigned integers, floats, str, and
 # object arrays whose items are each one of those.
 _PLAIN_KINDS = "biufU"
 _JSON_SCALARS = (bool, int, float, str)
 
+# The classes a sidecar may name, by class name. Only classes that register
+# themselves are saved or loaded, so a subclass (whose __init__ could differ)
+# is refused rather than saved under its parent's name.
+_ESTIMATORS: dict[str, type[BaseEstimator]] = {}
 
-def sidecar_path(path):
+_Estimator = TypeVar("_Estimator", bound=type)
+
+
+def persistable(cls: _Estimator) -> _Estimator:
+    """Class decorator: save() may write instances of cls and load() may rebuild them."""
+    registered = _ESTIMATORS.setdefault(cls.__name__, cls)
+    if registered is not cls:
+        raise TypeError(f"two persistable finetuner classes are named {cls.__name__}: "
+                        f"{registered.__module__} and {cls.__module__}")
+    return cls
+
+
+def sidecar_path(path: PathLike) -> str:
     return os.fspath(path) + ".json"
-
-
-def _estimator_classes():
-    # Imported here: the estimator modules import this one.
-    from libembetter.finetune._contrastive import ContrastiveFinetuner
-    from libembetter.finetune._feedforward import FeedForwardFinetuner
-    from libembetter.finetune._tuners import ContrastiveTuner, FeedForwardTuner
-
-    return {cls.__name__: cls for cls in (FeedForwardFinetuner, ContrastiveFinetuner, FeedForwardTuner,
-                                          ContrastiveTuner)}
 
 
 # ---- values <-> JSON ------------------------------------------------------------------------------------
@@ -119,7 +126,7 @@ def _decode_classes(encoded):
 # ---- files --------------------------------------------------------------------------------------------------
 
 
-def _write_atomically(path, data):
+def _write_atomically(path: str, data: bytes) -> None:
     """data into path via a temporary file in the same directory, synced and renamed, as the C save does."""
     directory = os.path.dirname(os.path.abspath(path))
     descriptor, temporary = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp-", dir=directory)
@@ -146,7 +153,7 @@ def _write_atomically(path, data):
         os.close(directory_descriptor)
 
 
-def save(estimator, path):
+def save(estimator: Any, path: PathLike) -> None:
     """Write a fitted finetuner to path (the C model format) and path + ".json" (what only Python knows)."""
     if not hasattr(estimator, "_native"):
         raise NotFittedError(
@@ -154,7 +161,7 @@ def save(estimator, path):
             "An unfitted estimator is just its parameters: keep get_params(), or pickle it"
         )
     name = type(estimator).__name__
-    if _estimator_classes().get(name) is not type(estimator):
+    if _ESTIMATORS.get(name) is not type(estimator):
         raise TypeError(f"save() stores embetter's own finetuner classes, not the subclass {type(estimator).__qualname__}")
     # Everything that can refuse runs before either file is touched.
     metadata = {
@@ -168,13 +175,8 @@ def save(estimator, path):
             [str(feature) for feature in estimator.feature_names_in_] if hasattr(estimator, "feature_names_in_") else None
         ),
     }
-    native = estimator._native
     path = os.fspath(path)
-    error = ffi.new("eb_error *")
-    status = getattr(lib, f"eb_{native.kind}_save")(native._model, os.fsencode(path), error)
-    if status == lib.EB_ERR_IO:
-        raise OSError(_message(error))
-    raise_for_status(status, _message(error))
+    estimator._native.save(path)
     # The hash of what is on disk now, not of a second serialisation, ties the sidecar to this very file.
     with open(path, "rb") as file:
         metadata["model_sha256"] = hashlib.sha256(file.read()).hexdigest()
@@ -182,16 +184,15 @@ def save(estimator, path):
     _write_atomically(sidecar_path(path), text.encode("utf-8"))
 
 
-def _read_kind(path, data):
-    if len(data) < _HEADER.size or data[:8] != _MAGIC:
-        raise ValueError(f"{path} is not an embetter model file: it does not start with the magic 'EMBETTER'")
-    kind = _HEADER.unpack_from(data)[2]
-    if kind not in _KINDS:
-        raise ValueError(f"{path} holds model kind {kind}, which this library does not know (1 or 2)")
-    return _KINDS[kind]
+def _saved_kind(path: str, data: bytes) -> str:
+    """The kind of model in a model file's bytes, as the C library reads it; its refusal names the file."""
+    try:
+        return NativeModel.saved_kind(data)
+    except EmbetterError as error:
+        raise error_for_status(error.code, f"{path}: {error}") from None
 
 
-def _read_metadata(path, data):
+def _read_metadata(path: str, data: bytes) -> dict[str, Any]:
     sidecar = sidecar_path(path)
     try:
         with open(sidecar, "rb") as file:
@@ -218,21 +219,21 @@ def _read_metadata(path, data):
     return metadata
 
 
-def _check(condition, sidecar, problem):
+def _check(condition: bool, sidecar: str, problem: str) -> None:
     if not condition:
         raise ValueError(f"{sidecar}: {problem}")
 
 
-def load(path, expected_class=None):
+def load(path: PathLike, expected_class: Optional[type] = None) -> Any:
     """A fitted finetuner from a model file and its sidecar written by save()."""
     path = os.fspath(path)
     with open(path, "rb") as file:
         data = file.read()
-    kind = _read_kind(path, data)
+    kind = _saved_kind(path, data)
     metadata = _read_metadata(path, data)
     sidecar = sidecar_path(path)
     try:
-        cls = _estimator_classes()[metadata["estimator"]]
+        cls = _ESTIMATORS[metadata["estimator"]]
     except (KeyError, TypeError):
         raise ValueError(f"{sidecar} names estimator {metadata.get('estimator')!r}, which is not an embetter "
                          "finetuner") from None

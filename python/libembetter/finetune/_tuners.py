@@ -9,8 +9,10 @@ contrastive network is one linear layer.
 from libembetter.finetune._base import POSITIVE_INT, POSITIVE_REAL
 from libembetter.finetune._contrastive import ContrastiveFinetuner
 from libembetter.finetune._feedforward import FeedForwardFinetuner
+from libembetter.finetune._persist import persistable
 
 
+@persistable
 class FeedForwardTuner(FeedForwardFinetuner):
     """embetter 0.9's FeedForwardTuner: FeedForwardFinetuner with minibatches of 32 rows by default."""
 
@@ -26,6 +28,7 @@ class FeedForwardTuner(FeedForwardFinetuner):
         )
 
 
+@persistable
 class ContrastiveTuner(ContrastiveFinetuner):
     """embetter 0.9's ContrastiveTuner: a 50-wide ContrastiveFinetuner whose epoch count is `epochs`."""
 
