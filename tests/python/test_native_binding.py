@@ -110,6 +110,47 @@ def test_corrupt_saved_bytes_are_rejected():
         binding.NativeModel.from_bytes("contrastive", saved)  # the other kind of model
 
 
+# ---- what the binding asks the C library instead of knowing it --------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["feedforward", "contrastive"])
+def test_the_kind_of_saved_bytes_comes_from_the_c_header_reader(kind, tmp_path):
+    model = binding.NativeModel.create(kind, {"hidden_dim": 3})
+    data = model.to_bytes()
+    assert binding.NativeModel.saved_kind(data) == kind
+    assert binding.NativeModel.saved_kind(data[:lib.EB_MODEL_HEADER_SIZE]) == kind  # the header is enough
+    assert binding.NativeModel.from_bytes(None, data).kind == kind
+    # save() is the C library's atomic file save of the same bytes.
+    model.save(tmp_path / "model.ebm")
+    assert (tmp_path / "model.ebm").read_bytes() == data
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda data: b"PK" + data[2:], "not an embetter model"),
+    (lambda data: data[:8] + bytes([lib.EB_MODEL_FORMAT_VERSION + 1, 0, 0, 0]) + data[12:], "is newer than"),
+    (lambda data: data[:12] + bytes([7, 0, 0, 0]) + data[16:], "unknown kind 7"),
+    (lambda data: data[:20], "20 bytes is shorter than the 28-byte header"),
+])
+def test_a_header_the_loaders_refuse_is_refused_with_their_message(change, message):
+    data = change(binding.NativeModel.create("feedforward", {"hidden_dim": 3}).to_bytes())
+    with pytest.raises(libembetter.ModelFormatError, match=message) as from_header:
+        binding.NativeModel.saved_kind(data)
+    with pytest.raises(libembetter.ModelFormatError) as from_loader:
+        binding.NativeModel.from_bytes("feedforward", data)
+    assert str(from_header.value) == str(from_loader.value)
+
+
+def test_transform_slices_and_training_step_rows_are_the_c_librarys():
+    from libembetter import _config
+
+    assert _config.TRANSFORM_SLICE_ROWS == lib.EB_TRANSFORM_SLICE_ROWS
+    # 2 pairs per batch over 5 rows: 2 is not below 5 // 2, so the step uses all 5 rows, not 4.
+    assert _config.training_product_size("contrastive", 5, 10, 3, 2) == 5 * 10 * 3
+    assert _config.training_product_size("contrastive", 5, 10, 3, 1) == 2 * 10 * 3
+    assert _config.training_product_size("feedforward", 200, 10, 3, 32) == 32 * 10 * 3
+    assert _config.training_product_size("feedforward", 200, 10, 3, 0) == 200 * 10 * 3
+
+
 # ---- zero-copy views ---------------------------------------------------------------------------
 
 

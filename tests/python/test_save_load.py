@@ -229,6 +229,57 @@ def test_pickle_and_joblib_still_carry_the_c_format(make, blobs, tmp_path):
     same_state(pickle.loads(pickle.dumps(tuner)), tuner, X)
 
 
+# ---- the modules behind save and load -----------------------------------------------------------------------
+
+
+def test_the_saveable_classes_registered_themselves():
+    from libembetter.finetune import _persist
+
+    assert _persist._ESTIMATORS == {cls.__name__: cls for cls in (
+        FeedForwardFinetuner, ContrastiveFinetuner, FeedForwardTuner, ContrastiveTuner)}
+    assert ForwardFinetuner is FeedForwardFinetuner  # the seed's name is the same class, saved under its name
+
+
+def test_a_second_class_of_a_registered_name_is_refused():
+    from libembetter.finetune import _persist
+
+    with pytest.raises(TypeError, match="two persistable finetuner classes are named FeedForwardFinetuner"):
+        _persist.persistable(type("FeedForwardFinetuner", (FeedForwardFinetuner,), {}))
+    assert _persist._ESTIMATORS["FeedForwardFinetuner"] is FeedForwardFinetuner
+
+
+def module_imports(path):
+    """(modules imported at module level, (line, modules) of each import inside a function) of a Python file."""
+    import ast
+
+    def names(node):
+        return [node.module] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+
+    tree = ast.parse(path.read_text())
+    top = {name for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)) for name in names(node)}
+    nested = [
+        (inner.lineno, names(inner))
+        for function in ast.walk(tree) if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for inner in ast.walk(function) if isinstance(inner, (ast.Import, ast.ImportFrom))
+    ]
+    return top, nested
+
+
+def test_no_import_circle_between_persistence_and_the_estimators():
+    package = REPO_ROOT / "python" / "libembetter"
+    persist_imports, _ = module_imports(package / "finetune" / "_persist.py")
+    # _persist knows the binding and the errors, never an estimator module.
+    assert not {name for name in persist_imports if name.startswith("libembetter.finetune")}
+    for path in sorted((package / "finetune").glob("*.py")) + [package / "_binding.py", package / "_errors.py"]:
+        _, nested = module_imports(path)
+        assert nested == [], f"{path.name} imports inside a function: {nested}"
+    # Importing persistence first, in a fresh interpreter, works and registers every class.
+    run = subprocess.run([sys.executable, "-c", "import libembetter.finetune._persist as p; print(len(p._ESTIMATORS))"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[-1] == "4"
+
+
 # ---- a C program loads what Python saved ----------------------------------------------------------------------
 
 
