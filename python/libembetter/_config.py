@@ -78,7 +78,7 @@ def warn_if_slow_blas(config=None):
     return message
 
 
-def show_config():
+def show_config() -> None:
     """Print the BLAS embetter uses: library, version, core it runs, threads, and any advice."""
     config = blas_config()
     lines = [

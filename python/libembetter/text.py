@@ -13,8 +13,10 @@ zero row would hide it), and so is an empty batch. A text of only spaces
 encodes to a row of zeros, as in HashingVectorizer.
 """
 import threading
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from libembetter._binding import output_matrix, raise_for_status
 from libembetter._native import ffi, lib
@@ -203,7 +205,7 @@ class HashingEncoder(EmbetterBase):
         # Creating one is a single small allocation, so there is no state to keep or pickle.
         return create_encoder("eb_hashing_encoder_create", ffi.new("eb_hashing_params *", params), ffi.NULL)
 
-    def transform(self, X, y=None):
+    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
         """The n x n_features float32 matrix of the texts in X."""
         return self._encoder().encode_texts(X)
 
@@ -266,12 +268,12 @@ class WordVectorEncoder(EmbetterBase):
             self.dim_ = native.dim
             return native
 
-    def fit(self, X=None, y=None):
+    def fit(self, X: Any = None, y: Any = None) -> "WordVectorEncoder":
         """Reads the vector file (nothing is learned); returns self."""
         self._loaded()
         return self
 
-    def transform(self, X, y=None):
+    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
         """The n x dim float32 matrix of the texts in X."""
         return self._loaded().encode_texts(X)
 

@@ -4,6 +4,7 @@ make_pipeline(ColumnGrabber("path"), ImageLoader(), ColorHistogramEncoder())
 turns a DataFrame of image paths into colour histograms.
 """
 import os
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class ColorHistogramEncoder(EmbetterBase):
             raise ValueError(f"n_buckets is {n}; it must be between 1 and {lib.EB_COLOR_HISTOGRAM_MAX_BUCKETS}")
         return create_encoder("eb_color_histogram_encoder_create", int(n), _thread_setting(self.n_threads), ffi.NULL)
 
-    def transform(self, X, y=None):
+    def transform(self, X: Any, y: Any = None) -> np.ndarray:
         """The n x (3 * n_buckets) float32 matrix of pixel counts."""
         encoder = self._encoder()
         arrays, descriptors = _image_batch(X)

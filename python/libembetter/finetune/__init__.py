@@ -1,8 +1,15 @@
 """Finetuners: scikit-learn transformers that learn a new embedding from labelled rows."""
+from libembetter._binding import PathLike
+from libembetter.finetune._base import FinetunerBase
 from libembetter.finetune._contrastive import ContrastiveFinetuner
 from libembetter.finetune._feedforward import FeedForwardFinetuner, ForwardFinetuner
-from libembetter.finetune._persist import load
 from libembetter.finetune._tuners import ContrastiveTuner, FeedForwardTuner
+
+
+def load(path: PathLike) -> FinetunerBase:
+    """The fitted finetuner saved at path by save(), of whichever class the file holds."""
+    return FinetunerBase.load(path)
+
 
 __all__ = [
     "FeedForwardFinetuner",

@@ -94,7 +94,7 @@ def _first_non_number(X):
 class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared machinery; subclasses set _native_kind and _min_classes and describe their settings."""
 
-    _native_kind = None
+    _native_kind: Optional[str] = None
     _min_classes = 1
 
     # ---- hyper-parameters -------------------------------------------------
@@ -295,7 +295,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         X = self._checked_input(X, reset=False)
         return self._native.transform(as_float32_rows(X))
 
-    def fit_transform(self, X: ArrayLike, y: Optional[ArrayLike] = None, **fit_params: Any) -> np.ndarray:
+    def fit_transform(self, X: ArrayLike, y: Any = None, **fit_params: Any) -> np.ndarray:
         """fit(X, y), then the embedding of X."""
         return self.fit(X, y, **fit_params).transform(X)
 

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional, TypeVar, overload
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -42,6 +42,7 @@ _JSON_SCALARS = (bool, int, float, str)
 _ESTIMATORS: dict[str, type[BaseEstimator]] = {}
 
 _Estimator = TypeVar("_Estimator", bound=type)
+_Loaded = TypeVar("_Loaded")
 
 
 def persistable(cls: _Estimator) -> _Estimator:
@@ -224,8 +225,16 @@ def _check(condition: bool, sidecar: str, problem: str) -> None:
         raise ValueError(f"{sidecar}: {problem}")
 
 
-def load(path: PathLike, expected_class: Optional[type] = None) -> Any:
-    """A fitted finetuner from a model file and its sidecar written by save()."""
+@overload
+def load(path: PathLike) -> BaseEstimator: ...
+
+
+@overload
+def load(path: PathLike, expected_class: type[_Loaded]) -> _Loaded: ...
+
+
+def load(path: PathLike, expected_class: Optional[type[Any]] = None) -> Any:
+    """A fitted finetuner from a model file and its sidecar written by save(); an instance of expected_class if given."""
     path = os.fspath(path)
     with open(path, "rb") as file:
         data = file.read()
