@@ -9,7 +9,8 @@
  * sends the fuzzer's bytes through the payload checks behind the checksum.
  *
  * A rejected input must fail cleanly (the sanitizers and the leak checker
- * judge that). An accepted one must behave like a real model: save back to
+ * judge that), and eb_model_read_header must refuse exactly the headers the
+ * loaders refuse, with the same message. An accepted one must behave like a real model: save back to
  * exactly the input bytes, transform, fail every allocation cleanly on a
  * second load, and after one partial_fit still save and load again, since a
  * model produced by training must always be loadable.
@@ -151,6 +152,16 @@ static void exercise(const model_api *api, const uint8_t *data, size_t size)
     void *model = NULL;
     eb_error err;
     eb_status status = api->load(data, size, NULL, &model, &err);
+    /* eb_model_read_header is the loaders' own header check: what it refuses, they refuse with its message. */
+    eb_model_header header;
+    eb_error header_err;
+    eb_status header_status = eb_model_read_header(data, size, &header, &header_err);
+    if (header_status != EB_OK)
+        REQUIRE(header_status == EB_ERR_FORMAT && status == EB_ERR_FORMAT &&
+                strcmp(header_err.message, err.message) == 0);
+    else if (status == EB_OK)
+        REQUIRE(header.kind == (eb_model_kind)api->kind && header.payload_size == size - HEADER_SIZE &&
+                header.format_version >= 1 && header.format_version <= EB_MODEL_FORMAT_VERSION);
     if (status != EB_OK) {
         REQUIRE(model == NULL);
         REQUIRE(status == EB_ERR_FORMAT);
