@@ -270,7 +270,8 @@ static void reads_the_header_of_a_file_and_no_further(void **state)
     assert_int_equal(eb_model_read_file_header(short_path, &header, &err), EB_ERR_FORMAT);
     assert_contains(err.message, "10 bytes is shorter than the 28-byte header");
     assert_header_zero(&header);
-    write_file(short_path, "PK\x03\x04 certainly not a model file", 33);
+    static const char not_a_model[] = "PK\x03\x04 certainly not a model file";
+    write_file(short_path, not_a_model, sizeof not_a_model - 1);
     assert_int_equal(eb_model_read_file_header(short_path, &header, &err), EB_ERR_FORMAT);
     assert_contains(err.message, "not an embetter model");
     /* Shorter than a header, but not the start of a model either: that is what the message says. */
