@@ -239,7 +239,7 @@ static bool token_list_add(token_list *list, const char *token, size_t length, i
     }
     if (length > SIZE_MAX / 2 - list->length)
         return false;
-    if (list->length + length > list->bytes_capacity) {
+    if (list->bytes == NULL || list->length + length > list->bytes_capacity) {
         size_t capacity = list->bytes_capacity ? list->bytes_capacity : 16384;
         while (capacity < list->length + length)
             capacity *= 2;

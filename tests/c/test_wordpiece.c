@@ -516,6 +516,7 @@ static void test_bad_vocab_txt(void **state)
     expect_vocab_error("", 0, "no tokens");
     expect_vocab_error("[UNK]\n[CLS]\nhello\n", 18, "[SEP]");
     expect_vocab_error("[CLS]\n[SEP]\n", 12, "[UNK]");
+    expect_vocab_error("\n\n\n", 3, "[UNK]"); /* only empty tokens */
     expect_vocab_error("[UNK]\n[CLS]\n[SEP]\nbad\xff\n", 22, "line 4");
 
     /* Trailing white space and CRLF line ends are dropped, as tokenizers reads vocab.txt. */
