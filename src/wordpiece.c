@@ -982,12 +982,22 @@ static void finish_word(encode_state *st)
 
     size_t n_pieces = 0;
     size_t start = 0;
+    /*
+     * Nothing longer than the longest vocabulary entry can match, so each start
+     * tries ends from `reach` down. reach only moves forward (but for the
+     * prefix's bytes once the pieces start to carry it): linear in the word.
+     */
+    size_t reach = 0;
     while (start < n) {
         size_t key_extra = start > 0 ? p : 0;
-        /* Nothing longer than the longest vocabulary entry can match; start from there. */
-        size_t end = n;
-        while (end > start && s->offsets[end] - s->offsets[start] + key_extra > wp->longest_key)
-            end--;
+        size_t budget = wp->longest_key >= key_extra ? wp->longest_key - key_extra : 0;
+        if (reach < start)
+            reach = start;
+        while (reach > start && s->offsets[reach] - s->offsets[start] > budget)
+            reach--;
+        while (reach < n && s->offsets[reach + 1] - s->offsets[start] <= budget)
+            reach++;
+        size_t end = reach;
         if (start > 0)
             memcpy(word + s->offsets[start] - p, wp->prefix, p); /* over bytes already matched */
         const char *key = word + s->offsets[start] - key_extra;
