@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Reference token ids for tests/c/test_wordpiece.c, from Hugging Face `tokenizers` (PyPI; no PyTorch).
 
-usage:
+usage (in a venv with `pip install tokenizers`; the committed files come from tokenizers 0.23.3):
+  scripts/fetch-models.sh                                     # all-MiniLM-L6-v2 into the model cache
   python scripts/make_tokenizer_fixtures.py [--models DIR]   # writes tests/fixtures/tokenizer/
-  python scripts/make_tokenizer_fixtures.py --tables          # writes src/wordpiece_tables.h
+  python scripts/make_tokenizer_fixtures.py --tables          # writes src/wordpiece_tables.h (needs libutf8proc)
 
 The fixture (tests/fixtures/tokenizer/reference.bin.gz) holds the texts and, for each tokenizer
 configuration, the ids `tokenizers` gives each text with [CLS]/[SEP] and truncation at that
