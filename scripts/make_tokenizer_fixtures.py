@@ -13,8 +13,8 @@ configuration's max_length. Little-endian layout:
   u32 n_configs, n_configs x (u8 name length, name, u32 max_length, n_texts x (u16 n_ids, n_ids x u16 id))
 Configurations:
   minilm   all-MiniLM-L6-v2's tokenizer.json from the model cache (scripts/fetch-models.sh), max_length 256
-  cased    a WordPiece vocabulary trained here on the fortunes corpus, lowercase=False and no accent
-           stripping (committed as cased-tokenizer.json and cased-vocab.txt), max_length 128
+  cased    a WordPiece vocabulary built here from the fortunes corpus's word counts, lowercase=False and no
+           accent stripping (committed as cased-tokenizer.json and cased-vocab.txt), max_length 128
   variant  the cased vocabulary with lowercase=True, strip_accents=False, handle_chinese_chars=False,
            clean_text=False (variant-tokenizer.json), max_length 64
 
@@ -33,6 +33,7 @@ import os
 import struct
 import sys
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 from tokenizers import BertWordPieceTokenizer, Tokenizer, normalizers, pre_tokenizers
@@ -127,11 +128,41 @@ def sweep_texts() -> list[str]:
 # ---- tokenizers --------------------------------------------------------------------------------
 
 
-def train_cased(texts: list[str]) -> BertWordPieceTokenizer:
-    tok = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
-    corpus = texts + [t for t in hand_picked_texts() if t.strip()]
-    tok.train_from_iterator(corpus, vocab_size=4000, min_frequency=2, show_progress=False, limit_alphabet=500)
-    return tok
+def cased_vocabulary(texts: list[str]) -> list[str]:
+    """A cased WordPiece vocabulary built from word counts, deterministically (training is not: ties fall in hash order).
+
+    The special tokens; every character seen twice, alone and as a continuation; the 2,500 commonest words; the 500
+    commonest word beginnings of 3 to 5 characters and the 800 commonest endings of 2 to 4 as continuations, so the
+    greedy longest match has real choices to make.
+    """
+    normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+    )
+    pre = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts + [t for t in hand_picked_texts() if t.strip()]:
+        words.update(word for word, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars: Counter[str] = Counter()
+    beginnings: Counter[str] = Counter()
+    endings: Counter[str] = Counter()
+    for word, count in words.items():
+        for c in word:
+            chars[c] += count
+        for k in range(3, 6):
+            if len(word) > k:
+                beginnings[word[:k]] += count
+        for k in range(2, 5):
+            if len(word) > k:
+                endings[word[-k:]] += count
+
+    def commonest(counter: Counter[str], n: int) -> list[str]:
+        return [w for w, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+    alphabet = sorted(c for c, count in chars.items() if count >= 2)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + alphabet + ["##" + c for c in alphabet]
+    vocab += commonest(Counter({w: c for w, c in words.items() if len(w) >= 2}), 2500)
+    vocab += commonest(beginnings, 500) + ["##" + e for e in commonest(endings, 800)]
+    return list(dict.fromkeys(vocab))
 
 
 def configurations(models: Path, fortunes: list[str]) -> list[tuple[str, Tokenizer, int]]:
@@ -141,10 +172,8 @@ def configurations(models: Path, fortunes: list[str]) -> list[tuple[str, Tokeniz
     configs = [("minilm", Tokenizer.from_file(str(minilm)), 256)]
 
     FIXTURE_DIR.mkdir(parents=True, exist_ok=True)
-    trained = train_cased(fortunes)
-    vocab = sorted(trained.get_vocab().items(), key=lambda kv: kv[1])
-    (FIXTURE_DIR / "cased-vocab.txt").write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
-    # Built again from its vocab.txt: only then does BertWordPieceTokenizer add its [CLS] ... [SEP] post-processor.
+    vocab = cased_vocabulary(fortunes)
+    (FIXTURE_DIR / "cased-vocab.txt").write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
     cased = BertWordPieceTokenizer(
         str(FIXTURE_DIR / "cased-vocab.txt"),
         clean_text=True,
