@@ -47,6 +47,7 @@ packages=(
   python3-wheel
   # demo data and text processing
   fortunes
+  libjson-c-dev
   libutf8proc-dev
 )
 
