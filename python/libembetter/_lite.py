@@ -405,7 +405,8 @@ def _load(path):
             for member, attribute in _SVD_ARRAYS.items():
                 is_components = attribute == "components_"
                 shape = (n_components, n_terms) if is_components else (n_components,)
-                setattr(svd, attribute, _read_array(archive, member, shape, np.float16 if lite and is_components else None))
+                lite_dtype = np.float16 if lite and is_components else None
+                setattr(svd, attribute, _read_array(archive, member, shape, lite_dtype))
             svd.n_features_in_ = n_terms
     except _Invalid as error:
         raise ValueError(f"{path}: {error}") from None

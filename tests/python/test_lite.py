@@ -156,7 +156,8 @@ def test_functions_cannot_be_saved(tmp_path):
         learn_lite_text_embeddings(CORPUS, dim=8, path=tmp_path / "e.lite", analyzer=str.split)
     assert list(tmp_path.iterdir()) == []
     # Without a path nothing is stored, so a function is fine.
-    assert learn_lite_text_embeddings(CORPUS, dim=8, tokenizer=str.split, token_pattern=None).transform(HELD_OUT).shape == (40, 8)
+    unsaved = learn_lite_text_embeddings(CORPUS, dim=8, tokenizer=str.split, token_pattern=None)
+    assert unsaved.transform(HELD_OUT).shape == (40, 8)
 
 
 # ---- files that are not what they should be ----------------------------------------------------------------------
@@ -258,7 +259,8 @@ BROKEN_FILES = [
     ("not JSON", with_member("lite-text-embeddings.json", b"{not json"), "lite-text-embeddings.json is not valid JSON"),
     ("JSON list", with_member("lite-text-embeddings.json", b"[]"), "must hold a JSON object"),
     ("no components", with_member("components.npy", None), "has no member components.npy"),
-    ("truncated array", with_member("singular_values.npy", b"\x93NUMPY\x01\x00"), "singular_values.npy is not a readable"),
+    ("truncated array", with_member("singular_values.npy", b"\x93NUMPY\x01\x00"),
+     "singular_values.npy is not a readable"),
     ("int array", with_member("singular_values.npy", npy(np.arange(6))), "singular_values.npy has dtype int64"),
     ("NaN", with_member("explained_variance.npy", npy(np.array([1.0, np.nan, 1, 1, 1, 1]))),
      r"explained_variance.npy holds nan at \(1,\)"),

@@ -329,7 +329,8 @@ def test_the_reference_reads_real_signatures(reference):
 
     for module, name in ((embetter.grab, "ColumnGrabber"), (embetter.grab, "KeyGrabber"),
                          (embetter.utils, "calc_distances"), (embetter.utils, "batched"), (embetter.utils, "cached")):
-        assert reference.signature(module.__name__, name) == without_annotations(inspect.signature(getattr(module, name)))
+        installed = without_annotations(inspect.signature(getattr(module, name)))
+        assert reference.signature(module.__name__, name) == installed
 
 
 def test_comparison_catches_differences():
@@ -443,8 +444,8 @@ def test_difference_classifier_clf_head_is_the_fitted_head(given_head):
     assert isinstance(model.clf_head, LogisticRegression)
     expected = LogisticRegression(class_weight="balanced") if given_head is None else given_head
     assert model.clf_head.get_params() == expected.get_params()
-    assert np.array_equal(model.clf_head.predict(np.abs(LetterCounts().transform(left) - LetterCounts().transform(right))),
-                          model.predict(left, right))
+    differences = np.abs(LetterCounts().transform(left) - LetterCounts().transform(right))
+    assert np.array_equal(model.clf_head.predict(differences), model.predict(left, right))
     assert (model.predict(left, right) == similar).mean() > 0.95
     if given_head is not None:
         assert not hasattr(given_head, "coef_")  # trained on a clone: the object passed in stays as it was

@@ -160,7 +160,8 @@ def test_numpy_output_is_one_stacked_array_as_embetter_09_gives(tmp_path, conver
     assert np.array_equal(ours, theirs)
     pil = ImageLoader(convert=convert).transform(paths)
     assert np.array_equal(np.stack([np.asarray(image) for image in pil]), ours)
-    assert [image.mode for image in pil] == [image.mode for image in EmbetterImageLoader(convert=convert).transform(paths)]
+    theirs_pil = EmbetterImageLoader(convert=convert).transform(paths)
+    assert [image.mode for image in pil] == [image.mode for image in theirs_pil]
 
 
 def test_numpy_output_needs_images_of_one_size(tmp_path):
