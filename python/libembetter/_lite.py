@@ -12,6 +12,7 @@ data: a zip archive with one JSON member (format, settings and vocabulary) and
 error names the file and the field. Callable settings (a custom tokenizer,
 preprocessor or analyzer) are code, so they cannot be saved.
 """
+import contextlib
 import io
 import itertools
 import json
@@ -19,7 +20,7 @@ import math
 import numbers
 import os
 import re
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -213,10 +214,19 @@ def learn_lite_text_embeddings(text_stream, dim=300, lite=True, path=None, **kwa
         raise TypeError(f"path must be None or a file path, not {type(path).__name__}")
     if isinstance(text_stream, (str, bytes)):
         raise TypeError("text_stream is a single string; pass an iterable of strings")
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral) or dim < 1:
+        raise ValueError(f"dim is {dim!r}; it must be a whole number >= 1")
+    if path is not None:
+        _target_directory(path)  # before fitting, which can take long
     tfidf_settings, svd_settings = _split_settings(kwargs)
     first_pass, second_pass = itertools.tee(text_stream)
     tfidf = TfidfVectorizer(**tfidf_settings).fit(first_pass)
     X = tfidf.transform(second_pass)
+    if dim > X.shape[1]:
+        raise ValueError(
+            f"dim is {dim}, but the texts hold only {X.shape[1]} distinct terms; dim can be at most that "
+            "(and must be less for algorithm='arpack')"
+        )
     if lite and tfidf.use_idf:
         tfidf.idf_ = tfidf.idf_.astype(np.float16)
     svd = TruncatedSVD(n_components=dim, **svd_settings).fit(X)
@@ -269,6 +279,13 @@ def _npy_bytes(array):
     return buffer.getvalue()
 
 
+def _target_directory(path):
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save to {os.fspath(path)}: there is no directory {directory}")
+    return directory
+
+
 def _save(pipeline, lite, path):
     tfidf, svd = pipeline[0], pipeline[-1]
     members = {SETTINGS_MEMBER: json.dumps(_settings_document(tfidf, svd, lite), ensure_ascii=False).encode("utf-8")}
@@ -279,16 +296,18 @@ def _save(pipeline, lite, path):
     for member, attribute in _SVD_ARRAYS.items():
         members[member] = _npy_bytes(getattr(svd, attribute))
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = _target_directory(path)
     # Written beside the target and renamed over it, so a failure never leaves half a file under that name.
-    handle, temporary = tempfile.mkstemp(prefix=".lite-", suffix=".tmp", dir=directory)
+    # open(..., "xb") rather than mkstemp: the file gets the permissions the umask gives, not 0600.
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     try:
-        with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
+        with open(temporary, "xb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
             for member, data in members.items():
                 archive.writestr(member, data)
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise
 
 

@@ -109,6 +109,9 @@ def test_lite_file_is_smaller_and_generators_work(tmp_path):
     learn_lite_text_embeddings(CORPUS, dim=24, lite=False, path=tmp_path / "full", random_state=0)
     lite_size, full_size = (tmp_path / "lite").stat().st_size, (tmp_path / "full").stat().st_size
     assert lite_size < 0.5 * full_size
+    (tmp_path / "plain").touch()  # permissions as the umask gives any new file
+    assert (tmp_path / "lite").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+    (tmp_path / "plain").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "lite"]  # no temporary files left behind
 
 
@@ -132,6 +135,12 @@ def test_keywords_go_to_the_step_that_takes_them(tmp_path):
         learn_lite_text_embeddings("one text", dim=8)
     with pytest.raises(TypeError, match="lite must be True or False"):
         learn_lite_text_embeddings(CORPUS, dim=8, lite="yes")
+    with pytest.raises(ValueError, match="dim is 0; it must be a whole number >= 1"):
+        learn_lite_text_embeddings(CORPUS, dim=0)
+    with pytest.raises(ValueError, match="dim is 300, but the texts hold only 5 distinct terms"):
+        learn_lite_text_embeddings(["alpha beta gamma", "beta gamma delta", "gamma delta epsilon"])
+    with pytest.raises(FileNotFoundError, match="there is no directory .*missing"):
+        learn_lite_text_embeddings(CORPUS, dim=8, path=tmp_path / "missing" / "e.lite")
 
 
 def test_loaded_encoder_works_in_a_pipeline_clones_and_pickles(tmp_path):

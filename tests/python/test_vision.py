@@ -162,6 +162,9 @@ def test_numpy_output_is_one_stacked_array_as_embetter_09_gives(tmp_path, conver
     assert np.array_equal(np.stack([np.asarray(image) for image in pil]), ours)
     theirs_pil = EmbetterImageLoader(convert=convert).transform(paths)
     assert [image.mode for image in pil] == [image.mode for image in theirs_pil]
+    if convert == "RGB":  # the stack feeds ColorHistogramEncoder as the list of images does
+        encoder = ColorHistogramEncoder(n_buckets=4)
+        assert np.array_equal(encoder.transform(ours), encoder.transform(pil))
 
 
 def test_numpy_output_needs_images_of_one_size(tmp_path):
