@@ -20,7 +20,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import embetter
+try:
+    import embetter
+except ModuleNotFoundError:
+    raise ImportError(
+        "test_coexistence needs PyPI's embetter 0.9.1 installed beside libembetter: pip install embetter==0.9.1 "
+        "(no extras: they pull PyTorch), or install libembetter's test extra"
+    ) from None
 import embetter.grab
 import embetter.vision
 import libembetter
