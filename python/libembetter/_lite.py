@@ -12,6 +12,8 @@ data: a zip archive with one JSON member (format, settings and vocabulary) and
 error names the file and the field. Callable settings (a custom tokenizer,
 preprocessor or analyzer) are code, so they cannot be saved.
 """
+from __future__ import annotations
+
 import contextlib
 import io
 import itertools
@@ -22,11 +24,12 @@ import os
 import re
 import secrets
 import zipfile
+from typing import Any, Iterable
 
 import numpy as np
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 
 __all__ = ["learn_lite_text_embeddings", "LiteTextEncoder"]
 
@@ -195,7 +198,9 @@ def _split_settings(kwargs):
     return tfidf, svd
 
 
-def learn_lite_text_embeddings(text_stream, dim=300, lite=True, path=None, **kwargs):
+def learn_lite_text_embeddings(
+    text_stream: Iterable[str], dim: int = 300, lite: bool = True, path: str | os.PathLike | None = None, **kwargs: Any
+) -> Pipeline:
     """Learn dense text embeddings: TF-IDF of the texts, reduced to dim columns by TruncatedSVD.
 
     Parameters:
@@ -434,7 +439,7 @@ def _load(path):
     return make_pipeline(tfidf, svd)
 
 
-def LiteTextEncoder(path):
+def LiteTextEncoder(path: str | os.PathLike) -> Pipeline:
     """The Pipeline(TfidfVectorizer, TruncatedSVD) that learn_lite_text_embeddings saved at path.
 
     A function named like a class, as in embetter 0.9, so that it reads like one in a pipeline:

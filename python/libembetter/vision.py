@@ -4,6 +4,7 @@ make_pipeline(ColumnGrabber("path"), ImageLoader(), ColorHistogramEncoder())
 turns a DataFrame of image paths into colour histograms.
 """
 import os
+from typing import Any
 
 import numpy as np
 
@@ -156,12 +157,12 @@ class ImageLoader(EmbetterBase):
         if self.out not in ("pil", "numpy"):
             raise ValueError(f"out is {self.out!r}; it must be 'pil' or 'numpy'")
 
-    def fit(self, X, y=None):
+    def fit(self, X: Any, y: Any = None) -> "ImageLoader":
         """Checks the parameters (nothing is learned); returns self."""
         self._check_out()
         return self
 
-    def transform(self, X, y=None):
+    def transform(self, X: Any, y: Any = None) -> "list | np.ndarray":
         """The images at the paths in X, in order: a list of PIL images, or one stacked array for out="numpy"."""
         self._check_out()
         Image = _pillow()

@@ -1,3 +1,5 @@
+from typing import Any
+
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
@@ -23,7 +25,7 @@ class DifferenceClassifier(BaseEstimator):
     value given to the constructor (or to set_params).
     """
 
-    def __init__(self, enc, clf_head=None):
+    def __init__(self, enc: Any, clf_head: Any = None) -> None:
         self.enc = enc
         self.clf_head = clf_head
 
@@ -38,7 +40,7 @@ class DifferenceClassifier(BaseEstimator):
     def clf_head(self, value):
         self.__dict__["_clf_head_param"] = value
 
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> dict:
         """The constructor's parameters; clf_head is the value given, never the fitted head."""
         params = {"enc": self.enc, "clf_head": self.__dict__.get("_clf_head_param")}
         if deep:
@@ -56,7 +58,7 @@ class DifferenceClassifier(BaseEstimator):
             )
         return np.abs(left - right)
 
-    def fit(self, X1, X2, y):
+    def fit(self, X1: Any, X2: Any, y: Any) -> "DifferenceClassifier":
         param = self.__dict__.get("_clf_head_param")
         head = LogisticRegression(class_weight="balanced") if param is None else clone(param)
         head.fit(self._difference_features(X1, X2), y)
@@ -64,10 +66,10 @@ class DifferenceClassifier(BaseEstimator):
         self.classes_ = head.classes_
         return self
 
-    def predict(self, X1, X2):
+    def predict(self, X1: Any, X2: Any) -> np.ndarray:
         check_is_fitted(self)
         return self.clf_head_.predict(self._difference_features(X1, X2))
 
-    def predict_proba(self, X1, X2):
+    def predict_proba(self, X1: Any, X2: Any) -> np.ndarray:
         check_is_fitted(self)
         return self.clf_head_.predict_proba(self._difference_features(X1, X2))
