@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import zipfile
+import zlib
 from typing import Any, Iterable
 
 import numpy as np
@@ -434,8 +435,10 @@ def _load(path):
             svd.n_features_in_ = n_terms
     except _Invalid as error:
         raise ValueError(f"{path}: {error}") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as error:
         raise ValueError(f"{path} is a damaged zip archive: {error}") from None
+    except (NotImplementedError, RuntimeError) as error:  # zipfile's words for unknown compression, encryption
+        raise ValueError(f"{path}: a member cannot be read: {error}") from None
     return make_pipeline(tfidf, svd)
 
 
