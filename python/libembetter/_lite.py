@@ -249,11 +249,9 @@ def learn_lite_text_embeddings(
 
 def _settings_document(tfidf, svd, lite):
     tfidf_params = tfidf.get_params()
-    for name in ("preprocessor", "tokenizer"):
-        if tfidf_params[name] is not None:
+    for name in ("preprocessor", "tokenizer", "analyzer", "strip_accents"):  # the settings that may be functions
+        if callable(tfidf_params[name]):
             raise ValueError(f"{name} is a function; a lite embedding file holds no code, so it cannot be saved")
-    if callable(tfidf_params["analyzer"]):
-        raise ValueError("analyzer is a function; a lite embedding file holds no code, so it cannot be saved")
     stored_tfidf = {name: tfidf_params[name] for name in _TFIDF_FIELDS}
     stored_tfidf["ngram_range"] = list(stored_tfidf["ngram_range"])
     stored_tfidf["dtype"] = np.dtype(stored_tfidf["dtype"]).name
@@ -310,6 +308,13 @@ def _save(pipeline, lite, path):
         with open(temporary, "xb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
             for member, data in members.items():
                 archive.writestr(member, data)
+        # Read back with the loader's checks, so a file that could not be loaded is never left under that name
+        # (e.g. NaN in explained_variance_ratio_, which TruncatedSVD gives texts that are all alike).
+        try:
+            _load(temporary)
+        except ValueError as error:
+            message = str(error).removeprefix(f"{temporary}: ")
+            raise ValueError(f"{path}: these embeddings cannot be saved faithfully: {message}") from None
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

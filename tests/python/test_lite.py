@@ -163,10 +163,20 @@ def test_functions_cannot_be_saved(tmp_path):
         learn_lite_text_embeddings(CORPUS, dim=8, path=tmp_path / "e.lite", tokenizer=str.split, token_pattern=None)
     with pytest.raises(ValueError, match="analyzer is a function"):
         learn_lite_text_embeddings(CORPUS, dim=8, path=tmp_path / "e.lite", analyzer=str.split)
+    with pytest.raises(ValueError, match="strip_accents is a function"):
+        learn_lite_text_embeddings(CORPUS, dim=8, path=tmp_path / "e.lite", strip_accents=str.lower)
     assert list(tmp_path.iterdir()) == []
     # Without a path nothing is stored, so a function is fine.
     unsaved = learn_lite_text_embeddings(CORPUS, dim=8, tokenizer=str.split, token_pattern=None)
     assert unsaved.transform(HELD_OUT).shape == (40, 8)
+
+
+def test_what_could_not_be_loaded_is_not_saved(tmp_path):
+    # Texts that are all alike have no variance, so TruncatedSVD's explained_variance_ratio_ is 0 / 0.
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="cannot be saved faithfully: member "
+                                                     r"explained_variance_ratio.npy holds nan at \(0,\)"):
+        learn_lite_text_embeddings(["the same words"] * 5, dim=2, path=tmp_path / "same.lite")
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---- files that are not what they should be ----------------------------------------------------------------------
