@@ -19,10 +19,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from libembetter._binding import output_matrix, raise_for_status
+from libembetter._lite import LiteTextEncoder, learn_lite_text_embeddings
 from libembetter._native import ffi, lib
 from libembetter.base import EmbetterBase
 
-__all__ = ["HashingEncoder", "WordVectorEncoder"]
+__all__ = ["HashingEncoder", "WordVectorEncoder", "LiteTextEncoder", "learn_lite_text_embeddings"]
 
 # eb_text is {const char *data; size_t length;}: build the whole array with numpy instead of item by item.
 _TEXT_DTYPE = np.dtype([("data", np.uintp), ("length", np.uintp)])

@@ -140,18 +140,31 @@ class ImageLoader(EmbetterBase):
     """Open image files with Pillow.
 
     Parameters:
-        convert: the Pillow mode to convert every image to ("RGB", "L", "RGBA", ...), or None to keep it.
-        out: "pil" for PIL images, "numpy" for uint8 arrays.
+        convert: the Pillow mode every image is converted to ("RGB", "L", "RGBA", ...). None applies
+            Pillow's own default, as embetter 0.9 does: palette images become RGB (RGBA when they have
+            transparency), other images keep their mode.
+        out: "pil" for a list of PIL images, "numpy" for one array stacking the images' pixels
+            (n x H x W x channels, or n x H x W for one-channel modes such as "L"), as embetter 0.9 gives.
+            Stacking needs every image to have the same size (and mode); a batch that does not raises
+            ValueError naming the first image that differs: use out="pil" for such batches.
     """
 
     def __init__(self, convert="RGB", out="pil"):
         self.convert = convert
         self.out = out
 
-    def transform(self, X, y=None):
-        """The images at the paths in X, in order."""
+    def _check_out(self):
         if self.out not in ("pil", "numpy"):
             raise ValueError(f"out is {self.out!r}; it must be 'pil' or 'numpy'")
+
+    def fit(self, X: Any, y: Any = None) -> "ImageLoader":
+        """Checks the parameters (nothing is learned); returns self."""
+        self._check_out()
+        return self
+
+    def transform(self, X: Any, y: Any = None) -> "list | np.ndarray":
+        """The images at the paths in X, in order: a list of PIL images, or one stacked array for out="numpy"."""
+        self._check_out()
         Image = _pillow()
         images = []
         for position, path in enumerate(_path_batch(X)):
@@ -159,10 +172,25 @@ class ImageLoader(EmbetterBase):
                 raise TypeError(f"image {position} is a {type(path).__name__}; pass paths (str or Path) or open files")
             try:
                 with Image.open(path) as opened:
-                    image = opened.convert(self.convert) if self.convert is not None else opened.copy()
+                    # convert also reads the pixels, so the file can be closed here.
+                    image = opened.convert(self.convert)
             except FileNotFoundError:
                 raise FileNotFoundError(f"image {position}: no file {path!r}") from None
             except (OSError, ValueError) as error:
                 raise ValueError(f"image {position} ({path!r}) cannot be read: {error}") from None
-            images.append(np.asarray(image) if self.out == "numpy" else image)
-        return images
+            images.append(image)
+        if self.out == "pil":
+            return images
+        return _stacked(images)
+
+
+def _stacked(images):
+    arrays = [np.asarray(image) for image in images]
+    for position, (image, array) in enumerate(zip(images, arrays)):
+        if array.shape != arrays[0].shape:
+            raise ValueError(
+                f"image {position} is {image.size[0]} x {image.size[1]} pixels in mode {image.mode}, image 0 is "
+                f"{images[0].size[0]} x {images[0].size[1]} in mode {images[0].mode}; out='numpy' stacks the "
+                "images into one array, so all must have the same size and mode (resize them, or use out='pil')"
+            )
+    return np.stack(arrays)

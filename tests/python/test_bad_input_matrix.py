@@ -103,7 +103,8 @@ def image_loader(tmp_path):
         paths.append(str(tmp_path / f"image{i}.png"))
         Image.fromarray(array).save(paths[-1])
     (tmp_path / "not-an-image.png").write_bytes(b"plain text, not a PNG")
-    return Subject(ImageLoader(out="numpy"), paths)
+    # out="pil": the two valid images differ in size, which out="numpy" cannot stack (a case below).
+    return Subject(ImageLoader(), paths)
 
 
 SUBJECTS = {f.__name__: f for f in (feedforward, contrastive, hashing, word_vectors, color_histogram, image_loader)}
@@ -308,6 +309,8 @@ def loader_cases(subject):
              r"image 0 \('.*not-an-image\.png'\) cannot be read: cannot identify image file"),
         Case(subject, "out='tensor'", lambda e, v, t: e.set_params(out="tensor").transform(v), ValueError,
              "out is 'tensor'; it must be 'pil' or 'numpy'"),
+        Case(subject, "out='numpy', sizes differ", lambda e, v, t: e.set_params(out="numpy").transform(v), ValueError,
+             "image 1 is 3 x 4 pixels in mode RGB, image 0 is 7 x 5 in mode RGB; out='numpy' stacks"),
     ]
 
 

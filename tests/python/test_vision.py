@@ -116,7 +116,7 @@ def test_image_loader_outputs_and_errors(tmp_path, images):
     path = tmp_path / "a.png"
     Image.fromarray(images[2]).save(path)
     arrays = ImageLoader(out="numpy").transform([str(path)])
-    assert arrays[0].dtype == np.uint8 and np.array_equal(arrays[0], images[2])
+    assert arrays.shape == (1, 32, 48, 3) and arrays.dtype == np.uint8 and np.array_equal(arrays[0], images[2])
     grey = ImageLoader(convert="L", out="pil").transform([path])[0]
     assert grey.mode == "L" and grey.size == (48, 32)
     assert ImageLoader(convert=None).transform([path])[0].mode == "RGB"
@@ -130,3 +130,58 @@ def test_image_loader_outputs_and_errors(tmp_path, images):
         ImageLoader(out="tensor").transform([path])
     with pytest.raises(TypeError, match="single path"):
         ImageLoader().transform(str(path))
+
+
+def write_pngs(tmp_path, arrays_and_modes):
+    paths = []
+    for i, (array, mode) in enumerate(arrays_and_modes):
+        path = tmp_path / f"picture_{i}.png"
+        image = Image.fromarray(array)
+        (image.convert(mode) if mode else image).save(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("convert", ["RGB", "L", "RGBA", None])
+def test_numpy_output_is_one_stacked_array_as_embetter_09_gives(tmp_path, convert):
+    """The same array as PyPI embetter 0.9.1's ImageLoader(out="numpy") for the same files (installed package)."""
+    from embetter.vision import ImageLoader as EmbetterImageLoader
+
+    rng = np.random.RandomState(3)
+    pictures = [rng.randint(0, 256, size=(6, 9, 3)).astype(np.uint8) for _ in range(4)]
+    # RGB, palette (P), RGBA and greyscale files: convert=None keeps a mode, except that P becomes RGB.
+    modes = [None, "P", "RGBA", "L"] if convert is not None else [None, "P", None, "P"]
+    paths = write_pngs(tmp_path, zip(pictures, modes))
+    frame = pd.DataFrame({"path": paths})
+    ours = ImageLoader(convert=convert, out="numpy").fit(frame["path"]).transform(frame["path"])
+    theirs = EmbetterImageLoader(convert=convert, out="numpy").fit(paths).transform(paths)
+    assert isinstance(ours, np.ndarray) and ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    assert ours.shape[:3] == (4, 6, 9) and ours.ndim == (3 if convert == "L" else 4)
+    assert np.array_equal(ours, theirs)
+    pil = ImageLoader(convert=convert).transform(paths)
+    assert np.array_equal(np.stack([np.asarray(image) for image in pil]), ours)
+    theirs_pil = EmbetterImageLoader(convert=convert).transform(paths)
+    assert [image.mode for image in pil] == [image.mode for image in theirs_pil]
+    if convert == "RGB":  # the stack feeds ColorHistogramEncoder as the list of images does
+        encoder = ColorHistogramEncoder(n_buckets=4)
+        assert np.array_equal(encoder.transform(ours), encoder.transform(pil))
+
+
+def test_numpy_output_needs_images_of_one_size(tmp_path):
+    rng = np.random.RandomState(4)
+    paths = write_pngs(tmp_path, [(rng.randint(0, 256, size=(6, 9, 3)).astype(np.uint8), None),
+                                  (rng.randint(0, 256, size=(6, 9, 3)).astype(np.uint8), None),
+                                  (rng.randint(0, 256, size=(5, 9, 3)).astype(np.uint8), None)])
+    with pytest.raises(ValueError, match=r"image 2 is 9 x 5 pixels in mode RGB, image 0 is 9 x 6 .*out='pil'"):
+        ImageLoader(out="numpy").transform(paths)
+    assert len(ImageLoader(out="pil").transform(paths)) == 3
+    # convert=None keeps each file's mode, so a grey file among RGB ones cannot be stacked either.
+    Image.fromarray(np.zeros((6, 9), np.uint8)).save(tmp_path / "grey.png")
+    with pytest.raises(ValueError, match="image 1 is 9 x 6 pixels in mode L, image 0 is 9 x 6 in mode RGB"):
+        ImageLoader(convert=None, out="numpy").transform([paths[0], str(tmp_path / "grey.png")])
+    assert ImageLoader(out="numpy").transform([paths[0], str(tmp_path / "grey.png")]).shape == (2, 6, 9, 3)
+
+
+def test_out_is_checked_in_fit_as_in_embetter_09():
+    with pytest.raises(ValueError, match="out is 'tensor'; it must be 'pil' or 'numpy'"):
+        ImageLoader(out="tensor").fit(["a.png"])

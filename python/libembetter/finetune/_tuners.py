@@ -1,7 +1,8 @@
 """The finetuners under the names and signatures of embetter 0.9, for existing code.
 
 FeedForwardTuner and ContrastiveTuner keep 0.9's parameters (ContrastiveTuner
-calls its epoch count `epochs`) and add random_state and verbose at the end.
+calls its epoch count `epochs`) and add random_state and verbose at the end;
+transform takes 0.9's unused y too (tests/python/test_parity_embetter.py checks all of it).
 They run on libembetter like the new classes; two differences from 0.9's
 PyTorch models: partial_fit makes one pass instead of n_epochs, and the
 contrastive network is one linear layer.
@@ -26,6 +27,10 @@ class FeedForwardTuner(FeedForwardFinetuner):
             random_state=random_state,
             verbose=verbose,
         )
+
+    def transform(self, X, y=None):
+        """The n x hidden_dim float32 embedding of X; y is ignored (0.9's transform accepts it)."""
+        return super().transform(X)
 
 
 @persistable
@@ -62,3 +67,7 @@ class ContrastiveTuner(ContrastiveFinetuner):
             "random_state": self.random_state,
             "verbose": self.verbose,
         }
+
+    def transform(self, X, y=None):
+        """The n x hidden_dim float32 embedding of X; y is ignored (0.9's transform accepts it)."""
+        return super().transform(X)
