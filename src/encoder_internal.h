@@ -8,6 +8,15 @@
 
 #include "internal.h"
 
+/* ---- encoder.c: the allocator ------------------------------------------------ */
+
+/*
+ * The allocator an encoder keeps, as the finetuners keep theirs: a copy of
+ * *mem (of the default allocator when mem is NULL), so the caller's struct
+ * need not outlive the encoder. EB_ERR_NULL_POINTER when calloc or free is NULL.
+ */
+eb_status eb__encoder_allocator(const eb_allocator *mem, eb_allocator *out, eb_error *err);
+
 /* ---- encoder.c: splitting a batch across threads ------------------------- */
 
 /* Encode items [begin, end) of a batch; `worker` indexes the caller's per-thread scratch. */

@@ -11,7 +11,7 @@
 typedef struct hashing_encoder {
     eb_encoder base;
     eb_hashing_params params;
-    const eb_allocator *mem;
+    eb_allocator mem;
     /* 1 / n_features, so a bucket costs a multiplication instead of a division per n-gram. */
     double inverse_n_features;
 } hashing_encoder;
@@ -127,14 +127,16 @@ eb_status eb_hashing_encoder_create(const eb_hashing_params *params, const eb_al
     eb_status status = eb_hashing_check_params(params, err);
     if (status != EB_OK)
         return status;
-    if (mem == NULL)
-        mem = eb_default_allocator();
-    hashing_encoder *enc = eb__calloc(mem, 1, sizeof *enc);
+    eb_allocator kept;
+    status = eb__encoder_allocator(mem, &kept, err);
+    if (status != EB_OK)
+        return status;
+    hashing_encoder *enc = eb__calloc(&kept, 1, sizeof *enc);
     if (enc == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory for the hashing encoder");
     enc->base.vtable = &hashing_vtable;
     enc->params = *params;
-    enc->mem = mem;
+    enc->mem = kept;
     enc->inverse_n_features = 1.0 / (double)params->n_features;
     *out = &enc->base;
     return EB_OK;
@@ -380,7 +382,7 @@ static eb_status hashing_encode(const eb_encoder *encoder, const eb_text *texts,
                                 eb_error *err)
 {
     const hashing_encoder *enc = (const hashing_encoder *)encoder;
-    const eb_allocator *mem = enc->mem;
+    const eb_allocator *mem = &enc->mem;
     size_t bounds[EB_ENCODER_MAX_THREADS + 1], n_threads;
     eb_status planned = eb__plan_text_threads(texts, n, enc->params.n_threads, mem, bounds, &n_threads, err);
     if (planned != EB_OK)
@@ -423,7 +425,8 @@ static size_t hashing_output_dim(const eb_encoder *encoder)
 static void hashing_destroy(eb_encoder *encoder)
 {
     hashing_encoder *enc = (hashing_encoder *)encoder;
-    eb__free(enc->mem, enc);
+    eb_allocator mem = enc->mem;
+    eb__free(&mem, enc);
 }
 
 static const eb_encoder_vtable hashing_vtable = {

@@ -17,7 +17,7 @@
 typedef struct word_vectors_encoder {
     eb_encoder base;
     eb_word_vector_params params;
-    const eb_allocator *mem;
+    eb_allocator mem;
     size_t vocab_size;
     size_t dim;
     float *vectors;       /* vocab_size x dim */
@@ -306,12 +306,12 @@ static bool looks_binary(const char *data, size_t size, size_t body)
 
 static void release_encoder(word_vectors_encoder *enc)
 {
-    const eb_allocator *mem = enc->mem;
-    eb__free(mem, enc->vectors);
-    eb__free(mem, enc->words);
-    eb__free(mem, enc->word_start);
-    eb__free(mem, enc->slots);
-    eb__free(mem, enc);
+    eb_allocator mem = enc->mem;
+    eb__free(&mem, enc->vectors);
+    eb__free(&mem, enc->words);
+    eb__free(&mem, enc->word_start);
+    eb__free(&mem, enc->slots);
+    eb__free(&mem, enc);
 }
 
 /* Allocate room for rows words of dim floats and pool_bytes bytes of words. */
@@ -325,10 +325,10 @@ static eb_status allocate_vocabulary(word_vectors_encoder *enc, size_t rows, siz
     while (capacity < 2 * rows)
         capacity *= 2;
     enc->dim = dim;
-    enc->vectors = eb__calloc(enc->mem, floats, sizeof(float));
-    enc->words = eb__calloc(enc->mem, pool_bytes + 1, 1);
-    enc->word_start = eb__calloc(enc->mem, rows + 1, sizeof(size_t));
-    enc->slots = eb__calloc(enc->mem, capacity, sizeof(uint32_t));
+    enc->vectors = eb__calloc(&enc->mem, floats, sizeof(float));
+    enc->words = eb__calloc(&enc->mem, pool_bytes + 1, 1);
+    enc->word_start = eb__calloc(&enc->mem, rows + 1, sizeof(size_t));
+    enc->slots = eb__calloc(&enc->mem, capacity, sizeof(uint32_t));
     enc->slot_mask = capacity - 1;
     if (enc->vectors == NULL || enc->words == NULL || enc->word_start == NULL || enc->slots == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory for %zu word vectors of %zu dimensions", rows, dim);
@@ -544,10 +544,10 @@ static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t 
     eb_status status = allocate_vocabulary(enc, lines, dim, pool_bytes, err);
     if (status != EB_OK)
         return status;
-    size_t *line_start = eb__calloc(enc->mem, lines, sizeof *line_start);
-    size_t *word_start = eb__calloc(enc->mem, lines, sizeof *word_start);
-    size_t *word_length = eb__calloc(enc->mem, lines, sizeof *word_length);
-    size_t *line_numbers = eb__calloc(enc->mem, lines, sizeof *line_numbers);
+    size_t *line_start = eb__calloc(&enc->mem, lines, sizeof *line_start);
+    size_t *word_start = eb__calloc(&enc->mem, lines, sizeof *word_start);
+    size_t *word_length = eb__calloc(&enc->mem, lines, sizeof *word_length);
+    size_t *line_numbers = eb__calloc(&enc->mem, lines, sizeof *line_numbers);
     if (line_start == NULL || word_start == NULL || word_length == NULL || line_numbers == NULL) {
         status = eb__fail(err, EB_ERR_NOMEM, "out of memory for the index of %zu lines", lines);
         goto done;
@@ -568,10 +568,10 @@ static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t 
     for (size_t row = 0; row < lines && status == EB_OK; row++)
         status = add_word(enc, data + word_start[row], word_length[row], &pool_used, line_numbers, "line", err);
 done:
-    eb__free(enc->mem, line_start);
-    eb__free(enc->mem, word_start);
-    eb__free(enc->mem, word_length);
-    eb__free(enc->mem, line_numbers);
+    eb__free(&enc->mem, line_start);
+    eb__free(&enc->mem, word_start);
+    eb__free(&enc->mem, word_length);
+    eb__free(&enc->mem, line_numbers);
     return status;
 }
 
@@ -595,7 +595,7 @@ static eb_status parse_binary(word_vectors_encoder *enc, const char *data, size_
     eb_status status = allocate_vocabulary(enc, count, dim, size - body, err);
     if (status != EB_OK)
         return status;
-    size_t *offsets = eb__calloc(enc->mem, count, sizeof *offsets);
+    size_t *offsets = eb__calloc(&enc->mem, count, sizeof *offsets);
     if (offsets == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory for %zu record offsets", count);
     size_t pos = body, pool_used = 0;
@@ -644,7 +644,7 @@ static eb_status parse_binary(word_vectors_encoder *enc, const char *data, size_
     if (pos < size)
         status = eb__fail(err, EB_ERR_FORMAT, "byte %zu: data after the %zu records the header announces", pos, count);
 done:
-    eb__free(enc->mem, offsets);
+    eb__free(&enc->mem, offsets);
     return status;
 }
 
@@ -667,8 +667,10 @@ eb_status eb_word_vectors_load_from_buffer(const void *bytes, size_t size, const
                         params->n_threads, EB_ENCODER_MAX_THREADS);
     if (size == 0)
         return eb__fail(err, EB_ERR_FORMAT, "the word-vector file is empty");
-    if (mem == NULL)
-        mem = eb_default_allocator();
+    eb_allocator kept;
+    eb_status status = eb__encoder_allocator(mem, &kept, err);
+    if (status != EB_OK)
+        return status;
     const char *data = bytes;
     eb_word_vector_format format = params->format;
     if (format == EB_WORD_VECTORS_AUTO) {
@@ -679,14 +681,14 @@ eb_status eb_word_vectors_load_from_buffer(const void *bytes, size_t size, const
         else
             format = looks_binary(data, size, first.end + 1) ? EB_WORD_VECTORS_BINARY : EB_WORD_VECTORS_TEXT;
     }
-    word_vectors_encoder *enc = eb__calloc(mem, 1, sizeof *enc);
+    word_vectors_encoder *enc = eb__calloc(&kept, 1, sizeof *enc);
     if (enc == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory for the word-vector encoder");
     enc->base.vtable = &word_vectors_vtable;
     enc->params = *params;
     enc->params.format = format;
-    enc->mem = mem;
-    eb_status status = format == EB_WORD_VECTORS_BINARY ? parse_binary(enc, data, size, err)
+    enc->mem = kept;
+    status = format == EB_WORD_VECTORS_BINARY ? parse_binary(enc, data, size, err)
                                                         : parse_text(enc, data, size, format == EB_WORD_VECTORS_TEXT,
                                                                      err);
     if (status != EB_OK) {
@@ -706,14 +708,17 @@ eb_status eb_word_vectors_load(const char *path, const eb_word_vector_params *pa
     *out = NULL;
     if (params == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "params is NULL");
-    const eb_allocator *alloc = mem != NULL ? mem : eb_default_allocator();
-    void *bytes;
-    size_t size;
-    eb_status status = eb__read_file(path, alloc, &bytes, &size, err);
+    eb_allocator alloc;
+    eb_status status = eb__encoder_allocator(mem, &alloc, err);
     if (status != EB_OK)
         return status;
-    status = eb_word_vectors_load_from_buffer(bytes, size, params, alloc, out, err);
-    eb__free(alloc, bytes);
+    void *bytes;
+    size_t size;
+    status = eb__read_file(path, &alloc, &bytes, &size, err);
+    if (status != EB_OK)
+        return status;
+    status = eb_word_vectors_load_from_buffer(bytes, size, params, &alloc, out, err);
+    eb__free(&alloc, bytes);
     if (status != EB_OK && err != NULL) {
         /* Say which file the line or byte belongs to. */
         char detail[EB_ERROR_MESSAGE_SIZE];
@@ -803,7 +808,7 @@ static eb_status word_vectors_encode(const eb_encoder *encoder, const eb_text *t
                                      eb_error *err)
 {
     const word_vectors_encoder *enc = (const word_vectors_encoder *)encoder;
-    const eb_allocator *mem = enc->mem;
+    const eb_allocator *mem = &enc->mem;
     size_t bounds[EB_ENCODER_MAX_THREADS + 1], n_threads;
     eb_status planned = eb__plan_text_threads(texts, n, enc->params.n_threads, mem, bounds, &n_threads, err);
     if (planned != EB_OK)

@@ -32,6 +32,12 @@
  *     EB_ERR_SHAPE_MISMATCH.
  * After a failed encode the content of out is unspecified.
  *
+ * Memory: every built-in encoder takes an eb_allocator at create (NULL: the
+ * default one) and keeps a copy of the struct, as the finetuners do, so the
+ * struct itself may go away; its ctx must stay valid until the encoder is
+ * freed. An allocator whose calloc or free is NULL is refused with
+ * EB_ERR_NULL_POINTER before anything is allocated.
+ *
  * Threads: every encode call is reentrant; one encoder may serve many
  * threads at once. The built-in encoders can also split one large batch
  * across worker threads (pthreads) inside the call; see EB_ENCODER_THREADS_AUTO.
@@ -233,10 +239,13 @@ EB_API eb_status eb_hashing_check_params(const eb_hashing_params *params, eb_err
 
 /**
  * Create a hashing text encoder with a copy of params. It is stateless: there
- * is nothing to fit. mem may be NULL (default allocator) and must outlive the
- * encoder. Encode calls draw their scratch memory from it too (in the
- * calling thread, before any worker starts), so concurrent encode calls need
- * an allocator that is safe to call concurrently. On failure *out is NULL.
+ * is nothing to fit. mem is copied (see Memory above). Encode calls draw
+ * their scratch memory from it too (in the calling thread, before any worker
+ * starts), so concurrent encode calls need an allocator that is safe to call
+ * concurrently. The scratch of one call is O(n_features) per thread plus at
+ * most 4 bytes per byte of the longest text (a copy of the text lowercased,
+ * and room for one n-gram), so one long text costs a small multiple of its
+ * own size. On failure *out is NULL.
  */
 EB_API eb_status eb_hashing_encoder_create(const eb_hashing_params *params, const eb_allocator *mem,
                                            eb_encoder **out, eb_error *err);

@@ -478,6 +478,115 @@ static void allocation_failures_leak_nothing(void **state)
     corpus_release(&c);
 }
 
+/* ---- allocators ---------------------------------------------------------------------- */
+
+static void *never_called_calloc(void *ctx, size_t count, size_t size)
+{
+    (void)ctx;
+    (void)count;
+    (void)size;
+    fail_msg("an allocator the encoder refused was called");
+    return NULL;
+}
+
+static void never_called_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    (void)ptr;
+    fail_msg("an allocator the encoder refused was called");
+}
+
+/* Every way of creating a built-in encoder, with one allocator; path names a valid vector file. */
+static eb_status create_kind(size_t kind, const eb_allocator *mem, const char *path, eb_encoder **out, eb_error *err)
+{
+    eb_hashing_params hp = eb_hashing_default_params();
+    eb_word_vector_params wp = eb_word_vectors_default_params();
+    switch (kind) {
+    case 0: return eb_hashing_encoder_create(&hp, mem, out, err);
+    case 1: return eb_word_vectors_load_from_buffer("1 2\nok 1 2\n", 11, &wp, mem, out, err);
+    case 2: return eb_word_vectors_load(path, &wp, mem, out, err);
+    default: return eb_color_histogram_encoder_create(4, 1, mem, out, err);
+    }
+}
+
+static void allocators_without_calloc_or_free_are_refused(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/eb_test_allocator_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("1 2\nok 1 2\n", f);
+    fclose(f);
+    const eb_allocator bad[] = {
+        {NULL, never_called_free, NULL},
+        {never_called_calloc, NULL, NULL},
+        {NULL, NULL, NULL},
+    };
+    const char *needles[] = {"the allocator's calloc is NULL", "the allocator's free is NULL",
+                             "the allocator's calloc and free are NULL"};
+    for (size_t kind = 0; kind < 4; kind++) {
+        for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+            eb_encoder *enc = (eb_encoder *)&bad;
+            eb_error err;
+            eb_status status = create_kind(kind, &bad[b], path, &enc, &err);
+            if (status != EB_ERR_NULL_POINTER)
+                fail_msg("kind %zu, allocator %zu: %s (%s)", kind, b, eb_status_string(status), err.message);
+            assert_null(enc);
+            expect_message(&err, needles[b]);
+        }
+    }
+    remove(path);
+}
+
+/*
+ * The encoder keeps a copy of the allocator struct, not a pointer to it: the
+ * caller's struct may change or go out of scope after create.
+ */
+static void encoders_keep_a_copy_of_the_allocator(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/eb_test_allocator_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("1 2\nok 1 2\n", f);
+    fclose(f);
+    for (size_t kind = 0; kind < 4; kind++) {
+        counting_allocator counter;
+        eb_allocator mem = counting_allocator_init(&counter);
+        eb_encoder *enc = NULL;
+        eb_error err;
+        assert_int_equal(create_kind(kind, &mem, path, &enc, &err), EB_OK);
+        assert_true(counter.live_blocks >= 1);
+        /* What a caller's stack slot holds once it is reused. */
+        mem.calloc = never_called_calloc;
+        mem.free = never_called_free;
+        mem.ctx = NULL;
+        size_t dim = eb_encoder_output_dim(enc);
+        float *out = calloc(dim, sizeof *out);
+        assert_non_null(out);
+        if (kind == 3) {
+            uint8_t pixels[2 * 2 * 3] = {0};
+            eb_image im = {pixels, 2, 2, 3, 6};
+            assert_int_equal(eb_encoder_encode_images(enc, &im, 1, eb_mut_matrix_view(out, 1, dim), &err), EB_OK);
+        } else {
+            eb_text t = text_of("ok then");
+            size_t before = counter.attempts;
+            assert_int_equal(eb_encoder_encode_texts(enc, &t, 1, eb_mut_matrix_view(out, 1, dim), &err), EB_OK);
+            /* The scratch came from the counting allocator the encoder copied. */
+            assert_true(counter.attempts > before);
+        }
+        free(out);
+        eb_encoder_free(enc);
+        assert_int_equal(counter.live_blocks, 0);
+        assert_int_equal(counter.live_bytes, 0);
+    }
+    remove(path);
+}
+
 /* ---- a custom encoder through the same entry points ------------------------------- */
 
 typedef struct length_encoder {
@@ -941,6 +1050,8 @@ int main(void)
         cmocka_unit_test(bad_batches_are_rejected),
         cmocka_unit_test(output_does_not_depend_on_threads),
         cmocka_unit_test(allocation_failures_leak_nothing),
+        cmocka_unit_test(allocators_without_calloc_or_free_are_refused),
+        cmocka_unit_test(encoders_keep_a_copy_of_the_allocator),
         cmocka_unit_test(custom_encoders_get_the_same_checks),
         cmocka_unit_test(histogram_buckets_follow_numpy_edges),
         cmocka_unit_test(histogram_honours_stride),
