@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -935,6 +936,174 @@ static void word_vector_allocation_failures_leak_nothing(void **state)
     assert_true(failures_seen >= 5);
 }
 
+/*
+ * numpy.float32(float(token)) semantics at the ends of the range: what numpy
+ * prints for the largest float, the smallest normal and subnormals (repr and
+ * savetxt's %.18e) loads as exactly that float; only what rounds to infinity
+ * is out of range.
+ */
+static void numpy_float32_extremes_load(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *token;
+        float expected;
+    } values[] = {
+        {"3.4028235e+38", FLT_MAX},
+        {"-3.4028235e+38", -FLT_MAX},
+        {"3.402823466385288598e+38", FLT_MAX},
+        {"3.4028235677973362e38", FLT_MAX},
+        {"1.1754944e-38", FLT_MIN},
+        {"1.175494350822287508e-38", FLT_MIN},
+        {"1e-45", 0x1p-149f},
+        {"-1e-45", -0x1p-149f},
+        {"1.401298464324817071e-45", 0x1p-149f},
+        {"3e-45", 0x1p-148f},
+        {"7e-46", 0.0f},
+    };
+    char file[1024];
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++)
+        at += (size_t)snprintf(file + at, sizeof file - at, "w%zu %s 1\n", i, values[i].token);
+    eb_encoder *enc = NULL;
+    eb_error err;
+    eb_status status = load_vectors(file, at, EB_WORD_VECTORS_AUTO, 0, &enc, &err);
+    if (status != EB_OK)
+        fail_msg("%s", err.message);
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        char word[8];
+        int length = snprintf(word, sizeof word, "w%zu", i);
+        const float *v = eb_word_vectors_lookup(enc, word, (size_t)length);
+        assert_non_null(v);
+        if (memcmp(&v[0], &values[i].expected, sizeof(float)) != 0)
+            fail_msg("\"%s\" loaded as %a, expected %a", values[i].token, (double)v[0], (double)values[i].expected);
+    }
+    eb_encoder_free(enc);
+    /* The first double that rounds to infinity in float32 (numpy gives inf with an overflow warning). */
+    const char *over[] = {"w 3.4028235677973366e38 1\n", "w -3.4028236e+38 1\n", "w 1e39 1\n"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(load_vectors(over[i], strlen(over[i]), EB_WORD_VECTORS_GLOVE, 0, &enc, &err), EB_ERR_FORMAT);
+        expect_message(&err, "is outside the float32 range");
+    }
+}
+
+/* A UTF-8 byte-order mark before the header or the first word is skipped, in every format. */
+static void byte_order_mark_is_skipped(void **state)
+{
+    (void)state;
+    const char vec[] = "\xEF\xBB\xBF" "2 3\nhello 1 2 3\nworld 4 5 6\n";
+    const char glove[] = "\xEF\xBB\xBF" "hello 1 2 3\nworld 4 5 6\n";
+    uint8_t binary[64];
+    memcpy(binary, "\xEF\xBB\xBF" "1 2\nhello ", 13);
+    const float pair[2] = {1.0f, 2.0f};
+    memcpy(binary + 13, pair, sizeof pair);
+    static const float hello[3] = {1, 2, 3};
+    const struct {
+        const char *bytes;
+        size_t size;
+        eb_word_vector_format format;
+    } cases[] = {
+        {vec, sizeof vec - 1, EB_WORD_VECTORS_AUTO},
+        {vec, sizeof vec - 1, EB_WORD_VECTORS_TEXT},
+        {glove, sizeof glove - 1, EB_WORD_VECTORS_AUTO},
+        {glove, sizeof glove - 1, EB_WORD_VECTORS_GLOVE},
+        {(const char *)binary, 21, EB_WORD_VECTORS_AUTO},
+        {(const char *)binary, 21, EB_WORD_VECTORS_BINARY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        eb_encoder *enc = NULL;
+        eb_error err;
+        eb_status status = load_vectors(cases[i].bytes, cases[i].size, cases[i].format, 0, &enc, &err);
+        if (status != EB_OK)
+            fail_msg("case %zu: %s", i, err.message);
+        const float *v = eb_word_vectors_lookup(enc, "hello", 5);
+        if (v == NULL)
+            fail_msg("case %zu: \"hello\" is not in the vocabulary", i);
+        assert_memory_equal(v, i < 4 ? hello : pair, (i < 4 ? 3 : 2) * sizeof(float));
+        eb_encoder_free(enc);
+    }
+    eb_encoder *enc = NULL;
+    eb_error err;
+    assert_int_equal(load_vectors("\xEF\xBB\xBF", 3, EB_WORD_VECTORS_AUTO, 0, &enc, &err), EB_ERR_FORMAT);
+    expect_message(&err, "only a byte-order mark");
+    /* Line numbers still count the line the mark is on as line 1. */
+    const char bad[] = "\xEF\xBB\xBF" "2 3\nhello 1 2 3\nworld 4 5\n";
+    assert_int_equal(load_vectors(bad, sizeof bad - 1, EB_WORD_VECTORS_AUTO, 0, &enc, &err), EB_ERR_FORMAT);
+    expect_message(&err, "line 3: 2 values after the word, expected 3");
+}
+
+/*
+ * A GloVe file takes its dim from the first line. A long first line followed
+ * by many short ones once asked for lines x dim floats (an 800 KB file asked
+ * for 160 GB) before any line was checked; the guard that files with a header
+ * have must refuse it by name without allocating it.
+ */
+static void glove_files_get_the_allocation_guard(void **state)
+{
+    (void)state;
+    const size_t dim = 20000, short_lines = 20000;
+    size_t capacity = 16 + dim * 2 + short_lines * 4;
+    char *file = malloc(capacity);
+    assert_non_null(file);
+    size_t at = 0;
+    file[at++] = 'a';
+    for (size_t c = 0; c < dim; c++) {
+        file[at++] = ' ';
+        file[at++] = '1';
+    }
+    file[at++] = '\n';
+    for (size_t r = 0; r < short_lines; r++) {
+        memcpy(file + at, "b 1\n", 4);
+        at += 4;
+    }
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    eb_word_vector_params p = eb_word_vectors_default_params();
+    const eb_word_vector_format formats[] = {EB_WORD_VECTORS_AUTO, EB_WORD_VECTORS_GLOVE};
+    for (size_t f = 0; f < 2; f++) {
+        p.format = formats[f];
+        eb_encoder *enc = NULL;
+        eb_error err;
+        assert_int_equal(eb_word_vectors_load_from_buffer(file, at, &p, &mem, &enc, &err), EB_ERR_FORMAT);
+        assert_null(enc);
+        expect_message(&err, "line 2 has 3 bytes, too few for the 20000 values of line 1");
+        /* Refused before the vectors were allocated: nothing near the 1.6 GB they would take. */
+        assert_true(counter.peak_bytes < 4096);
+        assert_int_equal(counter.live_blocks, 0);
+    }
+    free(file);
+}
+
+/* Two whole numbers on line 1 are a header however large: too large is an error, not a one-value word. */
+static void absurd_header_counts_are_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        eb_word_vector_format format;
+        const char *needle;
+    } cases[] = {
+        {"99999999999999999999 300\nhello 1 2\n", EB_WORD_VECTORS_AUTO,
+         "line 1: the header \"99999999999999999999 300\" announces more words or dimensions than fit"},
+        {"2 184467440737095516160\nhello 1 2\n", EB_WORD_VECTORS_AUTO, "line 1: the header \"2 1844674407370955"},
+        {"99999999999999999999 3\nhello 1 2 3\n", EB_WORD_VECTORS_TEXT, "line 1: the header"},
+        {"99999999999999999999 3\nhello \x01\x02", EB_WORD_VECTORS_BINARY, "byte 0: the header"},
+        {"18446744073709551615 3\nhello 1 2 3\n", EB_WORD_VECTORS_AUTO,
+         "announces 18446744073709551615 words, but the file ends after 1"},
+        {"1 18446744073709551615\nhello 1 2 3\n", EB_WORD_VECTORS_AUTO, "too few for the 18446744073709551615 values"},
+        {"1 18446744073709551615\nhello \x01\x02\x03\x04", EB_WORD_VECTORS_BINARY, "more than the"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        eb_encoder *enc = (eb_encoder *)&cases;
+        eb_error err;
+        eb_status status = load_vectors(cases[i].bytes, strlen(cases[i].bytes), cases[i].format, 1, &enc, &err);
+        if (status != EB_ERR_FORMAT)
+            fail_msg("case %zu: status %s (%s)", i, eb_status_string(status), err.message);
+        assert_null(enc);
+        expect_message(&err, cases[i].needle);
+    }
+}
+
 /* A text vector file of rows x dim values, big enough for threads; caller frees. */
 static char *big_vector_file(size_t rows, size_t dim, size_t *size)
 {
@@ -1060,6 +1229,10 @@ int main(void)
         cmocka_unit_test(glove_and_binary_give_the_same_vectors),
         cmocka_unit_test(malformed_vector_files_name_the_line),
         cmocka_unit_test(word_vector_file_errors_name_the_file),
+        cmocka_unit_test(numpy_float32_extremes_load),
+        cmocka_unit_test(byte_order_mark_is_skipped),
+        cmocka_unit_test(glove_files_get_the_allocation_guard),
+        cmocka_unit_test(absurd_header_counts_are_errors),
         cmocka_unit_test(word_vector_allocation_failures_leak_nothing),
         cmocka_unit_test(word_vector_parsing_does_not_depend_on_threads),
         cmocka_unit_test(histograms_do_not_depend_on_threads),
