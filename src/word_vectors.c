@@ -815,8 +815,9 @@ const float *eb_word_vectors_lookup(const eb_encoder *encoder, const char *word,
 
 /* ---- encoding ---------------------------------------------------------------- */
 
+/* Per-thread scratch: the lowercased text (at most twice the longest text's bytes) and the vector sum. */
 typedef struct pooling_scratch {
-    eb_text_scratch text;
+    char *lowered;
     double *sum;
 } pooling_scratch;
 
@@ -835,18 +836,24 @@ static eb_status pool_range(void *ctx, size_t begin, size_t end, size_t worker, 
     pooling_scratch *s = &job->scratch[worker];
     size_t dim = enc->dim;
     for (size_t r = begin; r < end; r++) {
-        eb_decoded_text d = eb__decode_text(&s->text, job->texts[r], true);
+        const char *text = s->lowered;
+        size_t length = eb__utf8_lower(job->texts[r].data, job->texts[r].length, s->lowered);
         memset(s->sum, 0, dim * sizeof *s->sum);
-        size_t found = 0, i = 0;
-        while (i < d.count) {
-            while (i < d.count && !eb__unicode_is_alnum(d.cps[i]))
-                i++;
-            size_t start = i;
-            while (i < d.count && eb__unicode_is_alnum(d.cps[i]))
-                i++;
-            if (i == start)
+        size_t found = 0, pos = 0;
+        while (pos < length) {
+            size_t next = pos;
+            if (!eb__unicode_is_alnum(eb__utf8_next(text, &next))) {
+                pos = next;
                 continue;
-            size_t row = find_word(enc, d.bytes + d.offsets[start], d.offsets[i] - d.offsets[start]);
+            }
+            size_t start = pos;
+            while (pos < length) {
+                next = pos;
+                if (!eb__unicode_is_alnum(eb__utf8_next(text, &next)))
+                    break;
+                pos = next;
+            }
+            size_t row = find_word(enc, text + start, pos - start);
             if (row == SIZE_MAX)
                 continue;
             const float *v = enc->vectors + row * dim;
@@ -886,12 +893,15 @@ static eb_status word_vectors_encode(const eb_encoder *encoder, const eb_text *t
     memset(scratch, 0, sizeof scratch);
     eb_status status = EB_OK;
     for (size_t t = 0; t < n_threads && status == EB_OK; t++) {
-        status = eb__text_scratch_alloc(&scratch[t].text, eb__longest_text(texts, bounds[t], bounds[t + 1]), mem,
-                                        err);
-        if (status != EB_OK)
+        size_t longest = eb__longest_text(texts, bounds[t], bounds[t + 1]), room;
+        /* Lowercasing at most doubles the bytes (eb__utf8_lower). */
+        if (!eb__mul_size(longest, 2, &room)) {
+            status = eb__fail(err, EB_ERR_TOO_LARGE, "a text of %zu bytes is too large to encode", longest);
             break;
+        }
+        scratch[t].lowered = eb__calloc(mem, room, 1);
         scratch[t].sum = eb__calloc(mem, enc->dim, sizeof *scratch[t].sum);
-        if (scratch[t].sum == NULL)
+        if (scratch[t].lowered == NULL || scratch[t].sum == NULL)
             status = eb__fail(err, EB_ERR_NOMEM, "out of memory for the scratch of the word-vector encoder");
     }
     if (status == EB_OK) {
@@ -899,7 +909,7 @@ static eb_status word_vectors_encode(const eb_encoder *encoder, const eb_text *t
         status = eb__run_ranges(n_threads, bounds, pool_range, &job, err);
     }
     for (size_t t = 0; t < n_threads; t++) {
-        eb__text_scratch_release(&scratch[t].text, mem);
+        eb__free(mem, scratch[t].lowered);
         eb__free(mem, scratch[t].sum);
     }
     return status;

@@ -300,8 +300,15 @@ EB_API eb_word_vector_params eb_word_vectors_default_params(void);
  * Build a word-vector encoder from the bytes of a vector file. Every line (or
  * binary record) is checked: wrong column count, a value that is not a finite
  * float, a duplicate word, a truncated binary record, or a header whose count
- * or dim disagrees with the data fail with EB_ERR_FORMAT and a message naming
- * the line (text) or byte offset (binary); no encoder is created then.
+ * or dim disagrees with the data or does not fit a size_t fail with
+ * EB_ERR_FORMAT and a message naming the line (text) or byte offset (binary);
+ * no encoder is created then. A value is read as numpy.float32(float(token)):
+ * rounded once to double, then to float32, so "3.4028235e+38" is FLT_MAX and
+ * only values that round to infinity are out of range. A leading UTF-8
+ * byte-order mark is skipped. Nothing is allocated for the vectors before the
+ * lines are known to be able to hold them (every value takes two bytes), for
+ * GloVe files as for files with a header: the vectors take at most twice the
+ * size of the file.
  *
  * Encoding: the text is lowercased (full Unicode mapping) and split into
  * tokens, maximal runs of letters (L*) and numbers (N*); the vector is the
@@ -313,7 +320,11 @@ EB_API eb_status eb_word_vectors_load_from_buffer(const void *bytes, size_t size
                                                   const eb_word_vector_params *params, const eb_allocator *mem,
                                                   eb_encoder **out, eb_error *err);
 
-/** Read the file at path and build the encoder as eb_word_vectors_load_from_buffer does. */
+/**
+ * Read the file at path and build the encoder as eb_word_vectors_load_from_buffer
+ * does. Encode calls take scratch memory of at most 2 bytes per byte of the
+ * longest text per thread, plus one vector of doubles.
+ */
 EB_API eb_status eb_word_vectors_load(const char *path, const eb_word_vector_params *params,
                                       const eb_allocator *mem, eb_encoder **out, eb_error *err);
 

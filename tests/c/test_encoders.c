@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoder_internal.h"
 #include "helpers.h"
 
 static eb_text text_of(const char *s)
@@ -477,6 +478,89 @@ static void allocation_failures_leak_nothing(void **state)
     assert_true(failures_seen >= 5);
     free(out);
     corpus_release(&c);
+}
+
+/* ---- scratch memory ---------------------------------------------------------------- */
+
+/*
+ * One long text costs the hashing encoder a small multiple of its own size:
+ * its scratch was 84 bytes per input byte (a code point and a size_t offset
+ * per character, several times over), which made a 50 MB text take 1.3 GB.
+ * Now at most the n_features arrays plus 4 bytes per byte of the text.
+ */
+static void hashing_scratch_is_a_small_multiple_of_the_text(void **state)
+{
+    (void)state;
+    /* Uppercase, final sigma, the one expanding lowercase mapping, whitespace runs, 2- to 4-byte characters. */
+    static const char piece[] = "The QUICK brown fox \xce\x9f\xce\x94\xce\x9f\xce\xa3 \xc4\xb0stanbul  \t caf\xc3\xa9 "
+                                "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 snake_case\n";
+    const size_t length = 1 << 20;
+    char *text = malloc(length);
+    assert_non_null(text);
+    size_t at = 0;
+    while (at + sizeof piece - 1 <= length) {
+        memcpy(text + at, piece, sizeof piece - 1);
+        at += sizeof piece - 1;
+    }
+    eb_text t = {text, at};
+    const eb_hashing_analyzer analyzers[] = {EB_ANALYZER_CHAR_WB, EB_ANALYZER_CHAR, EB_ANALYZER_WORD};
+    for (size_t a = 0; a < 3; a++) {
+        for (int lowercase = 0; lowercase <= 1; lowercase++) {
+            eb_hashing_params p = eb_hashing_default_params();
+            p.analyzer = analyzers[a];
+            p.ngram_min = 1;
+            p.ngram_max = 3;
+            p.n_features = 64;
+            p.lowercase = lowercase;
+            p.n_threads = 1;
+            counting_allocator counter;
+            eb_allocator mem = counting_allocator_init(&counter);
+            eb_encoder *enc = NULL;
+            eb_error err;
+            assert_int_equal(eb_hashing_encoder_create(&p, &mem, &enc, &err), EB_OK);
+            counter.peak_bytes = counter.live_bytes;
+            size_t before = counter.live_bytes;
+            float row[64];
+            eb_status status = eb_encoder_encode_texts(enc, &t, 1, eb_mut_matrix_view(row, 1, 64), &err);
+            if (status != EB_OK)
+                fail_msg("%s", err.message);
+            size_t scratch = counter.peak_bytes - before;
+            size_t bound = 4 * at + 64 * (sizeof(double) + 1 + sizeof(uint32_t)) + 64;
+            if (scratch > bound)
+                fail_msg("analyzer %d, lowercase %d: %zu bytes of scratch for a %zu-byte text (bound %zu)",
+                         (int)analyzers[a], lowercase, scratch, at, bound);
+            double norm = 0;
+            for (size_t c = 0; c < 64; c++)
+                norm += (double)row[c] * row[c];
+            assert_true(fabs(norm - 1.0) < 1e-5);
+            eb_encoder_free(enc);
+            assert_int_equal(counter.live_blocks, 0);
+        }
+    }
+    free(text);
+}
+
+/* The room eb__utf8_lower is promised: no character lowers to more than twice its UTF-8 bytes. */
+static void lowercasing_at_most_doubles_the_bytes(void **state)
+{
+    (void)state;
+    char in[4], out[8];
+    size_t worst_in = 1, worst_out = 1;
+    for (uint32_t cp = 0; cp < 0x110000; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            continue;
+        size_t n = eb__utf8_put(cp, in);
+        size_t m = eb__utf8_lower(in, n, out);
+        assert_true(eb_utf8_valid(out, m, NULL));
+        if (m > 2 * n)
+            fail_msg("U+%04X lowers to %zu bytes from %zu", (unsigned)cp, m, n);
+        if (m * worst_in > worst_out * n) {
+            worst_in = n;
+            worst_out = m;
+        }
+    }
+    /* U+0130 (2 bytes) becomes "i" U+0307 (3 bytes): the bound is not slack by more than a third. */
+    assert_true(2 * worst_out >= 3 * worst_in);
 }
 
 /* ---- allocators ---------------------------------------------------------------------- */
@@ -1219,6 +1303,8 @@ int main(void)
         cmocka_unit_test(bad_batches_are_rejected),
         cmocka_unit_test(output_does_not_depend_on_threads),
         cmocka_unit_test(allocation_failures_leak_nothing),
+        cmocka_unit_test(hashing_scratch_is_a_small_multiple_of_the_text),
+        cmocka_unit_test(lowercasing_at_most_doubles_the_bytes),
         cmocka_unit_test(allocators_without_calloc_or_free_are_refused),
         cmocka_unit_test(encoders_keep_a_copy_of_the_allocator),
         cmocka_unit_test(custom_encoders_get_the_same_checks),
