@@ -141,7 +141,9 @@ def _whole_number(name, value, low, high=_SIZE_MAX):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
     if not low <= value <= high:
-        raise ValueError(f"{name} is {value}; it must be between {low} and {high}")
+        # The size_t limit only matters to a value above it; below low, the lower bound is the whole story.
+        bound = f">= {low}" if value < low and high == _SIZE_MAX else f"between {low} and {high}"
+        raise ValueError(f"{name} is {value}; it must be {bound}")
     return int(value)
 
 
