@@ -455,28 +455,49 @@ static void allocation_failures_leak_nothing(void **state)
     counting_allocator counter;
     eb_allocator mem = counting_allocator_init(&counter);
     corpus c = make_corpus(3000, 11);
-    eb_hashing_params p = eb_hashing_default_params();
-    p.n_features = 64;
-    p.n_threads = 2;
     float *out = malloc(c.n * 64 * sizeof *out);
+    float *expected = malloc(c.n * 64 * sizeof *expected);
     assert_non_null(out);
-    size_t failures_seen = 0;
-    for (size_t fail_at = 0; fail_at < 40; fail_at++) {
-        counting_allocator_arm(&counter, fail_at);
-        eb_encoder *enc = NULL;
+    assert_non_null(expected);
+    /* Each analyzer, with and without lowercasing, allocates a different set of scratch buffers. */
+    const eb_hashing_analyzer analyzers[] = {EB_ANALYZER_CHAR_WB, EB_ANALYZER_CHAR, EB_ANALYZER_WORD};
+    for (size_t setting = 0; setting < 6; setting++) {
+        eb_hashing_params p = eb_hashing_default_params();
+        p.analyzer = analyzers[setting / 2];
+        p.lowercase = (int)(setting % 2);
+        p.ngram_min = 1;
+        p.ngram_max = 2;
+        p.n_features = 64;
+        p.n_threads = 2;
+        eb_encoder *reference = make_hashing(p);
         eb_error err;
-        eb_status status = eb_hashing_encoder_create(&p, &mem, &enc, &err);
-        if (status == EB_OK)
-            status = eb_encoder_encode_texts(enc, c.texts, c.n, eb_mut_matrix_view(out, c.n, 64), &err);
-        if (status != EB_OK) {
+        assert_int_equal(eb_encoder_encode_texts(reference, c.texts, c.n, eb_mut_matrix_view(expected, c.n, 64), &err),
+                         EB_OK);
+        eb_encoder_free(reference);
+        size_t failures_seen = 0;
+        for (size_t fail_at = 0;; fail_at++) {
+            assert_true(fail_at < 100);
+            counting_allocator_arm(&counter, fail_at);
+            eb_encoder *enc = NULL;
+            eb_status status = eb_hashing_encoder_create(&p, &mem, &enc, &err);
+            if (status == EB_OK)
+                status = eb_encoder_encode_texts(enc, c.texts, c.n, eb_mut_matrix_view(out, c.n, 64), &err);
+            eb_encoder_free(enc);
+            assert_int_equal(counter.live_blocks, 0);
+            if (status == EB_OK) {
+                assert_int_equal(counter.failures, 0);
+                assert_memory_equal(out, expected, c.n * 64 * sizeof *out);
+                break;
+            }
             assert_int_equal(status, EB_ERR_NOMEM);
+            expect_message(&err, "out of memory");
             failures_seen++;
         }
-        eb_encoder_free(enc);
-        assert_int_equal(counter.live_blocks, 0);
+        /* create, the thread plan, and per thread the counters, flags, touched list and one or two buffers. */
+        assert_true(failures_seen >= 8);
     }
-    assert_true(failures_seen >= 5);
     free(out);
+    free(expected);
     corpus_release(&c);
 }
 
