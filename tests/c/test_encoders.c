@@ -222,6 +222,49 @@ static void embedded_nul_is_part_of_the_text(void **state)
     eb_encoder_free(enc);
 }
 
+/*
+ * The whole size_t range of ngram_min/ngram_max is valid: SIZE_MAX as the
+ * upper end means every length a text has (the same as any bound above its
+ * length), and as the lower end nothing at all, or whole padded words for
+ * char_wb (a word shorter than n counts once).
+ */
+static void extreme_ngram_ranges_work(void **state)
+{
+    (void)state;
+    eb_text texts[3] = {text_of("short words \xce\x9f\xce\x94\xce\x9f\xce\xa3"), text_of("x"),
+                        text_of("one two three four five six seven")};
+    const eb_hashing_analyzer analyzers[] = {EB_ANALYZER_CHAR_WB, EB_ANALYZER_CHAR, EB_ANALYZER_WORD};
+    for (size_t a = 0; a < 3; a++) {
+        eb_hashing_params p = eb_hashing_default_params();
+        p.analyzer = analyzers[a];
+        p.n_features = 256;
+        p.ngram_min = 1;
+        p.ngram_max = SIZE_MAX;
+        eb_encoder *widest = make_hashing(p);
+        p.ngram_max = 100;
+        eb_encoder *wide = make_hashing(p);
+        p.ngram_min = SIZE_MAX;
+        p.ngram_max = SIZE_MAX;
+        eb_encoder *beyond = make_hashing(p);
+        float x[3 * 256], y[3 * 256], z[3 * 256];
+        eb_error err;
+        assert_int_equal(eb_encoder_encode_texts(widest, texts, 3, eb_mut_matrix_view(x, 3, 256), &err), EB_OK);
+        assert_int_equal(eb_encoder_encode_texts(wide, texts, 3, eb_mut_matrix_view(y, 3, 256), &err), EB_OK);
+        assert_int_equal(eb_encoder_encode_texts(beyond, texts, 3, eb_mut_matrix_view(z, 3, 256), &err), EB_OK);
+        assert_memory_equal(x, y, sizeof x);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < 3 * 256; i++)
+            nonzero += z[i] != 0.0f;
+        if (analyzers[a] == EB_ANALYZER_CHAR_WB)
+            assert_true(nonzero >= 3);
+        else
+            assert_int_equal(nonzero, 0);
+        eb_encoder_free(widest);
+        eb_encoder_free(wide);
+        eb_encoder_free(beyond);
+    }
+}
+
 static void hashing_params_are_checked(void **state)
 {
     (void)state;
@@ -1320,6 +1363,7 @@ int main(void)
         cmocka_unit_test(norms_scale_rows),
         cmocka_unit_test(embedded_nul_is_part_of_the_text),
         cmocka_unit_test(hashing_params_are_checked),
+        cmocka_unit_test(extreme_ngram_ranges_work),
         cmocka_unit_test(invalid_utf8_is_rejected_with_row_and_offset),
         cmocka_unit_test(bad_batches_are_rejected),
         cmocka_unit_test(output_does_not_depend_on_threads),
