@@ -8,7 +8,7 @@
 
 #include <locale.h>
 #include <math.h>
-#include <float.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -640,8 +640,11 @@ static eb_status parse_binary(word_vectors_encoder *enc, const char *data, size_
     line_span header = line_at(data, size, start);
     size_t count, dim;
     header_kind kind = parse_header(data, header, &count, &dim);
-    if (kind != HEADER_OK)
-        return header_failure(data, header, kind, start == 0 ? "byte 0" : "byte 3", err);
+    if (kind != HEADER_OK) {
+        char where[32];
+        snprintf(where, sizeof where, "byte %zu", start);
+        return header_failure(data, header, kind, where, err);
+    }
     if (count == 0 || dim == 0)
         return eb__fail(err, EB_ERR_FORMAT, "byte %zu: the header announces %zu words of %zu dimensions", start,
                         count, dim);
