@@ -61,8 +61,26 @@ uint32_t eb__murmur3_32(const uint8_t *p, size_t length, uint32_t seed);
 
 /* ---- utf8.c: decoding and the Unicode rules Python's str applies ---------- */
 
-/* Decode the code point at s[*pos] of valid UTF-8 and advance *pos. */
-uint32_t eb__utf8_next(const char *s, size_t *pos);
+/* Decode the code point at s[*pos] of valid UTF-8 and advance *pos; inline, as the analyzers call it per character. */
+static inline uint32_t eb__utf8_next(const char *str, size_t *pos)
+{
+    const unsigned char *s = (const unsigned char *)str + *pos;
+    if (s[0] < 0x80) {
+        *pos += 1;
+        return s[0];
+    }
+    if (s[0] < 0xE0) {
+        *pos += 2;
+        return ((uint32_t)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
+    }
+    if (s[0] < 0xF0) {
+        *pos += 3;
+        return ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    }
+    *pos += 4;
+    return ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
+           (s[3] & 0x3F);
+}
 /* Decode the code point ending just before s[*pos] of valid UTF-8 (*pos > 0) and move *pos to its first byte. */
 uint32_t eb__utf8_prev(const char *s, size_t *pos);
 /* Write cp as UTF-8 to out (room for 4); returns the byte count. */

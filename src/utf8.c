@@ -78,28 +78,6 @@ int eb_utf8_valid(const char *data, size_t length, size_t *bad_offset)
     return 1;
 }
 
-uint32_t eb__utf8_next(const char *str, size_t *pos)
-{
-    const unsigned char *s = (const unsigned char *)str + *pos;
-    uint32_t cp;
-    if (s[0] < 0x80) {
-        *pos += 1;
-        return s[0];
-    }
-    if (s[0] < 0xE0) {
-        cp = ((uint32_t)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
-        *pos += 2;
-    } else if (s[0] < 0xF0) {
-        cp = ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-        *pos += 3;
-    } else {
-        cp = ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
-             (s[3] & 0x3F);
-        *pos += 4;
-    }
-    return cp;
-}
-
 size_t eb__utf8_put(uint32_t cp, char *out)
 {
     unsigned char *o = (unsigned char *)out;
