@@ -10,7 +10,7 @@ typedef struct color_histogram_encoder {
     eb_encoder base;
     size_t n_buckets;
     size_t n_threads;
-    const eb_allocator *mem;
+    eb_allocator mem;
     /* The bucket of every uint8 value, fixed at create so encoding is a table lookup. */
     uint16_t bucket_of[256];
 } color_histogram_encoder;
@@ -47,15 +47,17 @@ eb_status eb_color_histogram_encoder_create(size_t n_buckets, size_t n_threads, 
     if (n_threads > EB_ENCODER_MAX_THREADS)
         return eb__fail(err, EB_ERR_INVALID_PARAM, "n_threads is %zu; at most %d (0 for automatic)", n_threads,
                         EB_ENCODER_MAX_THREADS);
-    if (mem == NULL)
-        mem = eb_default_allocator();
-    color_histogram_encoder *enc = eb__calloc(mem, 1, sizeof *enc);
+    eb_allocator kept;
+    eb_status status = eb__encoder_allocator(mem, &kept, err);
+    if (status != EB_OK)
+        return status;
+    color_histogram_encoder *enc = eb__calloc(&kept, 1, sizeof *enc);
     if (enc == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory for the colour-histogram encoder");
     enc->base.vtable = &color_histogram_vtable;
     enc->n_buckets = n_buckets;
     enc->n_threads = n_threads;
-    enc->mem = mem;
+    enc->mem = kept;
     fill_buckets(enc);
     *out = &enc->base;
     return EB_OK;
@@ -117,14 +119,14 @@ static eb_status color_histogram_encode(const eb_encoder *encoder, const eb_imag
     size_t bounds[EB_ENCODER_MAX_THREADS + 1];
     size_t *work = NULL;
     if (n_threads > 1) {
-        work = eb__calloc(enc->mem, n, sizeof *work);
+        work = eb__calloc(&enc->mem, n, sizeof *work);
         if (work == NULL)
             return eb__fail(err, EB_ERR_NOMEM, "out of memory for a batch of %zu images", n);
         for (size_t i = 0; i < n; i++)
             work[i] = images[i].width * images[i].height;
     }
     eb__split_ranges(n, n_threads, work, bounds);
-    eb__free(enc->mem, work);
+    eb__free(&enc->mem, work);
     histogram_job job = {enc, images, out};
     return eb__run_ranges(n_threads, bounds, histogram_range, &job, err);
 }
@@ -137,7 +139,8 @@ static size_t color_histogram_output_dim(const eb_encoder *encoder)
 static void color_histogram_destroy(eb_encoder *encoder)
 {
     color_histogram_encoder *enc = (color_histogram_encoder *)encoder;
-    eb__free(enc->mem, enc);
+    eb_allocator mem = enc->mem;
+    eb__free(&mem, enc);
 }
 
 static const eb_encoder_vtable color_histogram_vtable = {

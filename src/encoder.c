@@ -37,6 +37,17 @@ void eb_encoder_free(eb_encoder *encoder)
         encoder->vtable->destroy(encoder);
 }
 
+eb_status eb__encoder_allocator(const eb_allocator *mem, eb_allocator *out, eb_error *err)
+{
+    if (mem == NULL)
+        mem = eb_default_allocator();
+    if (mem->calloc == NULL || mem->free == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "the allocator's %s NULL",
+                        mem->calloc == NULL ? (mem->free == NULL ? "calloc and free are" : "calloc is") : "free is");
+    *out = *mem;
+    return EB_OK;
+}
+
 static eb_status check_encoder(const eb_encoder *encoder, eb_input_kind kind, size_t n, eb_mut_matrix out,
                                eb_error *err)
 {

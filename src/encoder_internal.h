@@ -8,6 +8,15 @@
 
 #include "internal.h"
 
+/* ---- encoder.c: the allocator ------------------------------------------------ */
+
+/*
+ * The allocator an encoder keeps, as the finetuners keep theirs: a copy of
+ * *mem (of the default allocator when mem is NULL), so the caller's struct
+ * need not outlive the encoder. EB_ERR_NULL_POINTER when calloc or free is NULL.
+ */
+eb_status eb__encoder_allocator(const eb_allocator *mem, eb_allocator *out, eb_error *err);
+
 /* ---- encoder.c: splitting a batch across threads ------------------------- */
 
 /* Encode items [begin, end) of a batch; `worker` indexes the caller's per-thread scratch. */
@@ -52,10 +61,35 @@ uint32_t eb__murmur3_32(const uint8_t *p, size_t length, uint32_t seed);
 
 /* ---- utf8.c: decoding and the Unicode rules Python's str applies ---------- */
 
-/* Decode the code point at s[*pos] of valid UTF-8 and advance *pos. */
-uint32_t eb__utf8_next(const char *s, size_t *pos);
+/* Decode the code point at s[*pos] of valid UTF-8 and advance *pos; inline, as the analyzers call it per character. */
+static inline uint32_t eb__utf8_next(const char *str, size_t *pos)
+{
+    const unsigned char *s = (const unsigned char *)str + *pos;
+    if (s[0] < 0x80) {
+        *pos += 1;
+        return s[0];
+    }
+    if (s[0] < 0xE0) {
+        *pos += 2;
+        return ((uint32_t)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
+    }
+    if (s[0] < 0xF0) {
+        *pos += 3;
+        return ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    }
+    *pos += 4;
+    return ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
+           (s[3] & 0x3F);
+}
+/* Decode the code point ending just before s[*pos] of valid UTF-8 (*pos > 0) and move *pos to its first byte. */
+uint32_t eb__utf8_prev(const char *s, size_t *pos);
 /* Write cp as UTF-8 to out (room for 4); returns the byte count. */
 size_t eb__utf8_put(uint32_t cp, char *out);
+/* Bytes a UTF-8 sequence takes, from its first byte. */
+static inline size_t eb__utf8_step(unsigned char first)
+{
+    return first < 0x80 ? 1 : first < 0xE0 ? 2 : first < 0xF0 ? 3 : 4;
+}
 
 /* Python's str.isspace(): category Zs or bidirectional class WS, B or S. */
 bool eb__unicode_is_space(uint32_t cp);
@@ -79,36 +113,13 @@ static inline bool eb__is_word(uint32_t cp)
 bool eb__unicode_is_alnum(uint32_t cp);
 
 /*
- * Python's str.lower() of the n code points in cps: the Unicode full
+ * Python's str.lower() of valid UTF-8 text, as UTF-8: the Unicode full
  * lowercase mapping (U+0130 becomes "i" U+0307) with the Final_Sigma rule for
- * U+03A3. Writes at most n + (number of U+0130) code points to out, which
- * needs room for 2 * n; returns the count written.
+ * U+03A3. Returns the bytes written to out, which needs room for
+ * 2 * length: a one-byte character lowers to one byte, and any other to at
+ * most twice its own bytes (a 2-byte U+0130 to 3, any single code point to
+ * at most 4).
  */
-size_t eb__unicode_lower(const uint32_t *cps, size_t n, uint32_t *out);
-
-/*
- * A decoded, optionally lowercased text: code points and, for slicing n-grams
- * out as bytes, its UTF-8 with the byte offset of every code point.
- */
-typedef struct eb_decoded_text {
-    uint32_t *cps;       /* count code points */
-    size_t count;
-    char *bytes;         /* UTF-8 of cps */
-    size_t *offsets;     /* count + 1 entries: cp i is bytes[offsets[i] .. offsets[i + 1]) */
-} eb_decoded_text;
-
-/* Scratch for decoding texts of up to max_length bytes. */
-typedef struct eb_text_scratch {
-    size_t max_length;
-    uint32_t *raw;
-    uint32_t *lowered;
-    char *bytes;
-    size_t *offsets;
-} eb_text_scratch;
-
-eb_status eb__text_scratch_alloc(eb_text_scratch *s, size_t max_length, const eb_allocator *mem, eb_error *err);
-void eb__text_scratch_release(eb_text_scratch *s, const eb_allocator *mem);
-/* Decode text (valid UTF-8, length <= s->max_length), lowercasing if asked; the result points into s. */
-eb_decoded_text eb__decode_text(eb_text_scratch *s, eb_text text, bool lowercase);
+size_t eb__utf8_lower(const char *text, size_t length, char *out);
 
 #endif

@@ -11,7 +11,7 @@
 typedef struct hashing_encoder {
     eb_encoder base;
     eb_hashing_params params;
-    const eb_allocator *mem;
+    eb_allocator mem;
     /* 1 / n_features, so a bucket costs a multiplication instead of a division per n-gram. */
     double inverse_n_features;
 } hashing_encoder;
@@ -127,14 +127,16 @@ eb_status eb_hashing_encoder_create(const eb_hashing_params *params, const eb_al
     eb_status status = eb_hashing_check_params(params, err);
     if (status != EB_OK)
         return status;
-    if (mem == NULL)
-        mem = eb_default_allocator();
-    hashing_encoder *enc = eb__calloc(mem, 1, sizeof *enc);
+    eb_allocator kept;
+    status = eb__encoder_allocator(mem, &kept, err);
+    if (status != EB_OK)
+        return status;
+    hashing_encoder *enc = eb__calloc(&kept, 1, sizeof *enc);
     if (enc == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory for the hashing encoder");
     enc->base.vtable = &hashing_vtable;
     enc->params = *params;
-    enc->mem = mem;
+    enc->mem = kept;
     enc->inverse_n_features = 1.0 / (double)params->n_features;
     *out = &enc->base;
     return EB_OK;
@@ -154,16 +156,21 @@ eb_status eb_hashing_encoder_get_params(const eb_encoder *encoder, eb_hashing_pa
 
 /* ---- encoding ---------------------------------------------------------------- */
 
-/* Per-thread scratch for one range of texts. */
+/*
+ * Per-thread scratch for one range of texts. Besides the n_features arrays it
+ * holds at most two buffers of about twice the longest text, so a long text
+ * costs a small multiple of its own size: the analyzers walk the UTF-8 bytes
+ * with two cursors instead of keeping a code-point array and an offset per
+ * character (which took 84 bytes per input byte).
+ */
 typedef struct hashing_scratch {
-    eb_text_scratch text;
     double *counts;     /* n_features, all zero between texts */
     uint8_t *seen;      /* n_features flags: bucket already listed in touched */
     uint32_t *touched;  /* the buckets this text added to, so a row costs its features, not n_features */
     size_t n_touched;
+    char *text;         /* the lowercased text, or a copy the char analyzer squeezes in place */
     char *joined;       /* a char_wb padded word, or a word n-gram joined by spaces */
-    size_t *joined_offsets;
-    size_t *tokens;     /* word analyzer: start, end code point index of each token */
+    size_t joined_room;
 } hashing_scratch;
 
 typedef struct hashing_job {
@@ -199,125 +206,207 @@ static inline void add_feature(const hashing_encoder *enc, hashing_scratch *s, c
         s->counts[index] += 1.0;
 }
 
-/* All n-grams of lengths [lo, hi] of the code points [begin, end), given as byte offsets into bytes. */
-static void add_substrings(const hashing_encoder *enc, hashing_scratch *s, const char *bytes, const size_t *offsets,
-                           size_t count, size_t lo, size_t hi)
+/*
+ * Every n-gram of exactly n code points of the count code points in bytes[0 ..
+ * length), as a window whose two ends step one code point at a time.
+ * n <= count.
+ */
+static void add_windows(const hashing_encoder *enc, hashing_scratch *s, const char *bytes, size_t length, size_t n)
 {
-    for (size_t n = lo; n <= hi && n <= count; n++) {
-        for (size_t i = 0; i + n <= count; i++)
-            add_feature(enc, s, bytes + offsets[i], offsets[i + n] - offsets[i]);
+    size_t begin = 0, end = 0;
+    for (size_t k = 0; k < n; k++)
+        end += eb__utf8_step((unsigned char)bytes[end]);
+    for (;;) {
+        add_feature(enc, s, bytes + begin, end - begin);
+        if (end == length)
+            break;
+        begin += eb__utf8_step((unsigned char)bytes[begin]);
+        end += eb__utf8_step((unsigned char)bytes[end]);
     }
 }
 
-static void analyze_char_wb(const hashing_encoder *enc, hashing_scratch *s, eb_decoded_text d)
+/* The n-grams of one space-padded word of count code points in length bytes (scikit-learn's _char_wb_ngrams). */
+static void add_padded_word(const hashing_encoder *enc, hashing_scratch *s, const char *padded, size_t length,
+                            size_t count)
 {
-    size_t i = 0;
-    while (i < d.count) {
-        while (i < d.count && eb__is_space(d.cps[i]))
-            i++;
-        if (i == d.count)
+    for (size_t n = enc->params.ngram_min; n <= enc->params.ngram_max; n++) {
+        if (count <= n) {
+            /* A word no longer than n counts once, whole, and ends the n loop (scikit-learn's rule). */
+            add_feature(enc, s, padded, length);
             break;
-        size_t start = i;
-        while (i < d.count && !eb__is_space(d.cps[i]))
-            i++;
-        /* The word padded with one space each side, as its own byte string. */
-        size_t word_bytes = d.offsets[i] - d.offsets[start];
-        size_t padded = i - start + 2;
-        s->joined[0] = ' ';
-        memcpy(s->joined + 1, d.bytes + d.offsets[start], word_bytes);
-        s->joined[word_bytes + 1] = ' ';
-        if (word_bytes + 2 == padded) {
-            /* One byte per character (ASCII words): n-grams are byte ranges, no offset table needed. */
-            for (size_t n = enc->params.ngram_min; n <= enc->params.ngram_max; n++) {
-                if (padded <= n) {
-                    add_feature(enc, s, s->joined, padded);
-                    break;
-                }
-                for (size_t k = 0; k + n <= padded; k++)
-                    add_feature(enc, s, s->joined + k, n);
-            }
+        }
+        if (length == count) {
+            /* One byte per character (ASCII words): n-grams are byte ranges. */
+            for (size_t k = 0; k + n <= length; k++)
+                add_feature(enc, s, padded + k, n);
+        } else {
+            add_windows(enc, s, padded, length, n);
+        }
+    }
+}
+
+static void analyze_char_wb(const hashing_encoder *enc, hashing_scratch *s, const char *text, size_t length)
+{
+    size_t pos = 0;
+    while (pos < length) {
+        size_t next = pos;
+        if (eb__is_space(eb__utf8_next(text, &next))) {
+            pos = next;
             continue;
         }
-        s->joined_offsets[0] = 0;
-        for (size_t k = start; k <= i; k++)
-            s->joined_offsets[k - start + 1] = d.offsets[k] - d.offsets[start] + 1;
-        s->joined_offsets[padded] = word_bytes + 2;
-        for (size_t n = enc->params.ngram_min; n <= enc->params.ngram_max; n++) {
-            if (padded <= n) {
-                /* A word no longer than n counts once, whole, and ends the n loop (scikit-learn's rule). */
-                add_feature(enc, s, s->joined, word_bytes + 2);
+        size_t start = pos, count = 0;
+        while (pos < length) {
+            next = pos;
+            if (eb__is_space(eb__utf8_next(text, &next)))
                 break;
-            }
-            for (size_t k = 0; k + n <= padded; k++)
-                add_feature(enc, s, s->joined + s->joined_offsets[k],
-                            s->joined_offsets[k + n] - s->joined_offsets[k]);
+            pos = next;
+            count++;
         }
+        /* The word padded with one space each side, as its own byte string. */
+        size_t word_bytes = pos - start;
+        s->joined[0] = ' ';
+        memcpy(s->joined + 1, text + start, word_bytes);
+        s->joined[word_bytes + 1] = ' ';
+        add_padded_word(enc, s, s->joined, word_bytes + 2, count + 2);
     }
 }
 
-static void analyze_char(const hashing_encoder *enc, hashing_scratch *s, eb_decoded_text d)
+/* text is writable: runs of whitespace are squeezed in place, which never moves a byte forward. */
+static void analyze_char(const hashing_encoder *enc, hashing_scratch *s, char *text, size_t length)
 {
     /* Runs of two or more whitespace characters become one space; a single one stays as it is. */
-    size_t count = 0, at = 0, i = 0;
-    while (i < d.count) {
-        if (eb__is_space(d.cps[i]) && i + 1 < d.count && eb__is_space(d.cps[i + 1])) {
-            while (i < d.count && eb__is_space(d.cps[i]))
-                i++;
-            s->joined_offsets[count++] = at;
-            s->joined[at++] = ' ';
+    size_t read = 0, write = 0, count = 0;
+    while (read < length) {
+        unsigned char c = (unsigned char)text[read];
+        if (c < 0x80 && !eb__is_space(c)) {
+            text[write++] = (char)c;
+            read++;
+            count++;
             continue;
         }
-        size_t len = d.offsets[i + 1] - d.offsets[i];
-        s->joined_offsets[count++] = at;
-        memcpy(s->joined + at, d.bytes + d.offsets[i], len);
-        at += len;
-        i++;
-    }
-    s->joined_offsets[count] = at;
-    if (at == count) {
-        /* One byte per character: n-grams are byte ranges. */
-        for (size_t n = enc->params.ngram_min; n <= enc->params.ngram_max && n <= count; n++) {
-            for (size_t k = 0; k + n <= count; k++)
-                add_feature(enc, s, s->joined + k, n);
-        }
-        return;
-    }
-    add_substrings(enc, s, s->joined, s->joined_offsets, count, enc->params.ngram_min,
-                   enc->params.ngram_max);
-}
-
-static void analyze_word(const hashing_encoder *enc, hashing_scratch *s, eb_decoded_text d)
-{
-    /* Tokens: maximal runs of word characters, at least two long (the pattern \b\w\w+\b). */
-    size_t n_tokens = 0, i = 0;
-    while (i < d.count) {
-        while (i < d.count && !eb__is_word(d.cps[i]))
-            i++;
-        size_t start = i;
-        while (i < d.count && eb__is_word(d.cps[i]))
-            i++;
-        if (i - start >= 2) {
-            s->tokens[2 * n_tokens] = start;
-            s->tokens[2 * n_tokens + 1] = i;
-            n_tokens++;
-        }
-    }
-    for (size_t n = enc->params.ngram_min; n <= enc->params.ngram_max && n <= n_tokens; n++) {
-        for (size_t t = 0; t + n <= n_tokens; t++) {
-            if (n == 1) {
-                size_t b = d.offsets[s->tokens[2 * t]], e = d.offsets[s->tokens[2 * t + 1]];
-                add_feature(enc, s, d.bytes + b, e - b);
+        size_t next = read;
+        uint32_t cp = eb__utf8_next(text, &next);
+        if (eb__is_space(cp) && next < length) {
+            size_t after = next;
+            if (eb__is_space(eb__utf8_next(text, &after))) {
+                read = after;
+                while (read < length) {
+                    after = read;
+                    if (!eb__is_space(eb__utf8_next(text, &after)))
+                        break;
+                    read = after;
+                }
+                text[write++] = ' ';
+                count++;
                 continue;
             }
-            size_t at = 0;
-            for (size_t k = t; k < t + n; k++) {
-                size_t b = d.offsets[s->tokens[2 * k]], e = d.offsets[s->tokens[2 * k + 1]];
-                if (k > t)
-                    s->joined[at++] = ' ';
-                memcpy(s->joined + at, d.bytes + b, e - b);
-                at += e - b;
+        }
+        memmove(text + write, text + read, next - read);
+        write += next - read;
+        read = next;
+        count++;
+    }
+    for (size_t n = enc->params.ngram_min; n <= enc->params.ngram_max && n <= count; n++) {
+        if (write == count) {
+            /* One byte per character: n-grams are byte ranges. */
+            for (size_t k = 0; k + n <= count; k++)
+                add_feature(enc, s, text + k, n);
+        } else {
+            add_windows(enc, s, text, write, n);
+        }
+    }
+}
+
+/* Tokens of the word analyzer: maximal runs of word characters, at least two long (the pattern \b\w\w+\b). */
+static bool next_token(const char *text, size_t length, size_t *pos, size_t *start, size_t *end)
+{
+    while (*pos < length) {
+        size_t next = *pos;
+        if (!eb__is_word(eb__utf8_next(text, &next))) {
+            *pos = next;
+            continue;
+        }
+        size_t begin = *pos, count = 0;
+        while (*pos < length) {
+            next = *pos;
+            if (!eb__is_word(eb__utf8_next(text, &next)))
+                break;
+            *pos = next;
+            count++;
+        }
+        if (count >= 2) {
+            *start = begin;
+            *end = *pos;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The token ending last before byte `before`, found walking backwards (the token rule is symmetric). */
+static bool previous_token(const char *text, size_t before, size_t *start, size_t *end)
+{
+    size_t pos = before;
+    while (pos > 0) {
+        size_t prev = pos;
+        if (!eb__is_word(eb__utf8_prev(text, &prev))) {
+            pos = prev;
+            continue;
+        }
+        size_t last = pos, count = 0;
+        while (pos > 0) {
+            prev = pos;
+            if (!eb__is_word(eb__utf8_prev(text, &prev)))
+                break;
+            pos = prev;
+            count++;
+        }
+        if (count >= 2) {
+            *start = pos;
+            *end = last;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Word n-grams without a token list: at each token, the n-grams that end with
+ * it, found by walking back one token at a time while the joined n-gram grows
+ * at the front of s->joined. Counts do not depend on the order n-grams come in.
+ */
+static void analyze_word(const hashing_encoder *enc, hashing_scratch *s, const char *text, size_t length)
+{
+    size_t lo = enc->params.ngram_min, hi = enc->params.ngram_max;
+    /* The last few tokens, so short n-grams (the usual ranges) need no walk back; token t is at recent[t % RECENT]. */
+    enum { RECENT = 16 };
+    size_t recent_start[RECENT], recent_end[RECENT];
+    size_t pos = 0, start, end, t = 0;
+    for (; next_token(text, length, &pos, &start, &end); t++) {
+        recent_start[t % RECENT] = start;
+        recent_end[t % RECENT] = end;
+        if (lo == 1)
+            add_feature(enc, s, text + start, end - start);
+        /* Fewer than lo tokens so far: no n-gram in range ends here, and walking back would only cost time. */
+        if (hi < 2 || lo > t + 1)
+            continue;
+        /* The joined n-gram is never longer than the stretch of text it spans, which fits joined_room. */
+        size_t first = s->joined_room - (end - start);
+        memcpy(s->joined + first, text + start, end - start);
+        size_t before = start, prev_start, prev_end;
+        for (size_t n = 2; n <= hi; n++) {
+            if (n - 1 <= t && n - 1 < RECENT) {
+                prev_start = recent_start[(t - (n - 1)) % RECENT];
+                prev_end = recent_end[(t - (n - 1)) % RECENT];
+            } else if (!previous_token(text, before, &prev_start, &prev_end)) {
+                break;
             }
-            add_feature(enc, s, s->joined, at);
+            first -= prev_end - prev_start + 1;
+            memcpy(s->joined + first, text + prev_start, prev_end - prev_start);
+            s->joined[first + (prev_end - prev_start)] = ' ';
+            if (n >= lo)
+                add_feature(enc, s, s->joined + first, s->joined_room - first);
+            before = prev_start;
         }
     }
 }
@@ -331,11 +420,20 @@ static eb_status encode_range(void *ctx, size_t begin, size_t end, size_t worker
     size_t dim = enc->params.n_features;
     for (size_t r = begin; r < end; r++) {
         s->n_touched = 0;
-        eb_decoded_text d = eb__decode_text(&s->text, job->texts[r], enc->params.lowercase != 0);
+        eb_text t = job->texts[r];
+        const char *text = t.data;
+        size_t length = t.length;
+        if (enc->params.lowercase) {
+            length = eb__utf8_lower(t.data, t.length, s->text);
+            text = s->text;
+        } else if (enc->params.analyzer == EB_ANALYZER_CHAR) {
+            memcpy(s->text, t.data, t.length);
+            text = s->text;
+        }
         switch (enc->params.analyzer) {
-        case EB_ANALYZER_CHAR_WB: analyze_char_wb(enc, s, d); break;
-        case EB_ANALYZER_CHAR: analyze_char(enc, s, d); break;
-        case EB_ANALYZER_WORD: analyze_word(enc, s, d); break;
+        case EB_ANALYZER_CHAR_WB: analyze_char_wb(enc, s, text, length); break;
+        case EB_ANALYZER_CHAR: analyze_char(enc, s, s->text, length); break;
+        case EB_ANALYZER_WORD: analyze_word(enc, s, text, length); break;
         }
         /*
          * Norms in double, then one rounding to float: the same values scikit-learn's
@@ -366,21 +464,48 @@ static eb_status encode_range(void *ctx, size_t begin, size_t end, size_t worker
 static void release_scratch(hashing_scratch *scratch, size_t n, const eb_allocator *mem)
 {
     for (size_t t = 0; t < n; t++) {
-        eb__text_scratch_release(&scratch[t].text, mem);
         eb__free(mem, scratch[t].counts);
         eb__free(mem, scratch[t].seen);
         eb__free(mem, scratch[t].touched);
+        eb__free(mem, scratch[t].text);
         eb__free(mem, scratch[t].joined);
-        eb__free(mem, scratch[t].joined_offsets);
-        eb__free(mem, scratch[t].tokens);
     }
+}
+
+/* Scratch for texts of up to longest bytes; only the buffers this encoder's settings use. */
+static eb_status alloc_scratch(const hashing_encoder *enc, hashing_scratch *s, size_t longest, eb_error *err)
+{
+    const eb_allocator *mem = &enc->mem;
+    bool lowercase = enc->params.lowercase != 0, squeeze = enc->params.analyzer == EB_ANALYZER_CHAR;
+    /* Lowercasing at most doubles the bytes (eb__utf8_lower); a padded word or a joined n-gram adds 2 at most. */
+    size_t text_room = longest, joined_room;
+    if ((lowercase && !eb__mul_size(longest, 2, &text_room)) || text_room > SIZE_MAX - 2)
+        return eb__fail(err, EB_ERR_TOO_LARGE, "a text of %zu bytes is too large to encode", longest);
+    joined_room = text_room + 2;
+    s->counts = eb__calloc(mem, enc->params.n_features, sizeof *s->counts);
+    s->seen = eb__calloc(mem, enc->params.n_features, sizeof *s->seen);
+    s->touched = eb__calloc(mem, enc->params.n_features, sizeof *s->touched);
+    bool ok = s->counts != NULL && s->seen != NULL && s->touched != NULL;
+    if (ok && (lowercase || squeeze)) {
+        s->text = eb__calloc(mem, text_room, 1);
+        ok = s->text != NULL;
+    }
+    if (ok && !squeeze) {
+        s->joined = eb__calloc(mem, joined_room, 1);
+        s->joined_room = joined_room;
+        ok = s->joined != NULL;
+    }
+    if (!ok)
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory for the scratch of the hashing encoder (texts of %zu bytes)",
+                        longest);
+    return EB_OK;
 }
 
 static eb_status hashing_encode(const eb_encoder *encoder, const eb_text *texts, size_t n, eb_mut_matrix out,
                                 eb_error *err)
 {
     const hashing_encoder *enc = (const hashing_encoder *)encoder;
-    const eb_allocator *mem = enc->mem;
+    const eb_allocator *mem = &enc->mem;
     size_t bounds[EB_ENCODER_MAX_THREADS + 1], n_threads;
     eb_status planned = eb__plan_text_threads(texts, n, enc->params.n_threads, mem, bounds, &n_threads, err);
     if (planned != EB_OK)
@@ -389,24 +514,8 @@ static eb_status hashing_encode(const eb_encoder *encoder, const eb_text *texts,
     memset(scratch, 0, sizeof scratch);
 
     eb_status status = EB_OK;
-    for (size_t t = 0; t < n_threads && status == EB_OK; t++) {
-        size_t longest = eb__longest_text(texts, bounds[t], bounds[t + 1]);
-        hashing_scratch *s = &scratch[t];
-        status = eb__text_scratch_alloc(&s->text, longest, mem, err);
-        if (status != EB_OK)
-            break;
-        /* A padded word, a squeezed text or a joined word n-gram: at most twice the lowered bytes plus padding. */
-        size_t room = 2 * 8 * (longest + 1) + 2;
-        s->counts = eb__calloc(mem, enc->params.n_features, sizeof *s->counts);
-        s->seen = eb__calloc(mem, enc->params.n_features, sizeof *s->seen);
-        s->touched = eb__calloc(mem, enc->params.n_features, sizeof *s->touched);
-        s->joined = eb__calloc(mem, room, 1);
-        s->joined_offsets = eb__calloc(mem, 2 * (longest + 1) + 3, sizeof *s->joined_offsets);
-        s->tokens = eb__calloc(mem, 2 * (longest + 1), sizeof *s->tokens);
-        if (s->counts == NULL || s->seen == NULL || s->touched == NULL || s->joined == NULL ||
-            s->joined_offsets == NULL || s->tokens == NULL)
-            status = eb__fail(err, EB_ERR_NOMEM, "out of memory for the scratch of the hashing encoder");
-    }
+    for (size_t t = 0; t < n_threads && status == EB_OK; t++)
+        status = alloc_scratch(enc, &scratch[t], eb__longest_text(texts, bounds[t], bounds[t + 1]), err);
     if (status == EB_OK) {
         hashing_job job = {enc, texts, out, scratch};
         status = eb__run_ranges(n_threads, bounds, encode_range, &job, err);
@@ -423,7 +532,8 @@ static size_t hashing_output_dim(const eb_encoder *encoder)
 static void hashing_destroy(eb_encoder *encoder)
 {
     hashing_encoder *enc = (hashing_encoder *)encoder;
-    eb__free(enc->mem, enc);
+    eb_allocator mem = enc->mem;
+    eb__free(&mem, enc);
 }
 
 static const eb_encoder_vtable hashing_vtable = {

@@ -8,6 +8,8 @@ enum { TRAINABLE_ARRAYS = 4 };
 static const float ADAM_BETA1 = 0.9f;
 static const float ADAM_BETA2 = 0.999f;
 static const float ADAM_EPS = 1e-8f;
+/* Loss-history entries reserved before the first epoch; more come as epochs run. */
+enum { HISTORY_FIRST_RESERVE = 64 };
 
 eb_status eb__trainable_alloc(eb_trainable *t, size_t count, const eb_allocator *mem)
 {
@@ -225,7 +227,14 @@ eb_status eb__train_epochs(eb_fit_state *state, size_t n_epochs, eb_epoch_callba
                            eb_error *err)
 {
     eb_trainable *t = &state->weights;
-    if (eb__history_reserve(&state->history, n_epochs, mem) != EB_OK)
+    /*
+     * The history grows with the epochs actually run: n_epochs is an upper
+     * bound that a stop callback may cut short, so reserving all of it up
+     * front would let a huge bound fail (or take gigabytes) before epoch 1.
+     * A first small reservation keeps short runs to one allocation.
+     */
+    size_t first = n_epochs < HISTORY_FIRST_RESERVE ? n_epochs : HISTORY_FIRST_RESERVE;
+    if (eb__history_reserve(&state->history, first, mem) != EB_OK)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory growing the loss history");
     /* A continuing partial_fit trains the model's own weights: keep a copy to undo a diverged pass. */
     float *backup = NULL;
@@ -240,6 +249,7 @@ eb_status eb__train_epochs(eb_fit_state *state, size_t n_epochs, eb_epoch_callba
     }
     size_t diverged_at = 0;
     double bad_loss = 0.0;
+    bool out_of_memory = false;
     for (size_t epoch = 1; epoch <= n_epochs; epoch++) {
         double loss = run_epoch(ctx);
         if (!isfinite(loss)) {
@@ -247,12 +257,19 @@ eb_status eb__train_epochs(eb_fit_state *state, size_t n_epochs, eb_epoch_callba
             bad_loss = loss;
             break;
         }
+        if (eb__history_reserve(&state->history, 1, mem) != EB_OK) {
+            out_of_memory = true;
+            break;
+        }
         state->history.values[state->history.length++] = loss;
         if (on_epoch != NULL && on_epoch(epoch, loss, callback_data))
             break;
     }
     eb_status status = EB_OK;
-    if (diverged_at != 0 || !all_finite(t->values, t->count)) {
+    if (out_of_memory) {
+        status = eb__fail(err, EB_ERR_NOMEM, "out of memory growing the loss history after %zu epochs",
+                          state->history.length - history_before);
+    } else if (diverged_at != 0 || !all_finite(t->values, t->count)) {
         if (diverged_at != 0)
             status = eb__fail(err, EB_ERR_NONFINITE,
                               "training diverged: the loss became %g in epoch %zu; X holds values too large for "
@@ -262,12 +279,12 @@ eb_status eb__train_epochs(eb_fit_state *state, size_t n_epochs, eb_epoch_callba
             status = eb__fail(err, EB_ERR_NONFINITE,
                               "training diverged: the weights overflowed; X holds values too large for float32 "
                               "arithmetic, or learning_rate is too high");
-        if (backup != NULL) {
-            memcpy(t->values, backup, t->count * TRAINABLE_ARRAYS * sizeof(float));
-            t->steps = steps_before;
-            state->rng = rng_before;
-            state->history.length = history_before;
-        }
+    }
+    if (status != EB_OK && backup != NULL) {
+        memcpy(t->values, backup, t->count * TRAINABLE_ARRAYS * sizeof(float));
+        t->steps = steps_before;
+        state->rng = rng_before;
+        state->history.length = history_before;
     }
     eb__free(mem, backup);
     return status;

@@ -78,28 +78,6 @@ int eb_utf8_valid(const char *data, size_t length, size_t *bad_offset)
     return 1;
 }
 
-uint32_t eb__utf8_next(const char *str, size_t *pos)
-{
-    const unsigned char *s = (const unsigned char *)str + *pos;
-    uint32_t cp;
-    if (s[0] < 0x80) {
-        *pos += 1;
-        return s[0];
-    }
-    if (s[0] < 0xE0) {
-        cp = ((uint32_t)(s[0] & 0x1F) << 6) | (s[1] & 0x3F);
-        *pos += 2;
-    } else if (s[0] < 0xF0) {
-        cp = ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
-        *pos += 3;
-    } else {
-        cp = ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
-             (s[3] & 0x3F);
-        *pos += 4;
-    }
-    return cp;
-}
-
 size_t eb__utf8_put(uint32_t cp, char *out)
 {
     unsigned char *o = (unsigned char *)out;
@@ -186,121 +164,66 @@ static bool is_case_ignorable(uint32_t cp)
            c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK;
 }
 
-/* Python's handle_capital_sigma: final when preceded by a cased letter and not followed by one. */
-static uint32_t lower_capital_sigma(const uint32_t *cps, size_t n, size_t i)
+uint32_t eb__utf8_prev(const char *str, size_t *pos)
 {
-    size_t j = i;
+    const unsigned char *s = (const unsigned char *)str;
+    size_t p = *pos - 1;
+    while (p > 0 && (s[p] & 0xC0) == 0x80)
+        p--;
+    *pos = p;
+    return eb__utf8_next(str, &p);
+}
+
+/*
+ * Python's handle_capital_sigma for the U+03A3 at bytes [at, after) of text:
+ * final when preceded by a cased letter and not followed by one, skipping
+ * case-ignorable characters both ways. It looks at the original text, as
+ * Python does.
+ */
+static uint32_t lower_capital_sigma(const char *text, size_t length, size_t at, size_t after)
+{
+    size_t j = at;
     bool preceded = false;
     while (j > 0) {
-        j--;
-        if (!is_case_ignorable(cps[j])) {
-            preceded = is_cased(cps[j]);
+        uint32_t cp = eb__utf8_prev(text, &j);
+        if (!is_case_ignorable(cp)) {
+            preceded = is_cased(cp);
             break;
         }
     }
     if (!preceded)
         return 0x3C3;
-    for (j = i + 1; j < n; j++) {
-        if (!is_case_ignorable(cps[j]))
-            return is_cased(cps[j]) ? 0x3C3 : 0x3C2;
+    j = after;
+    while (j < length) {
+        uint32_t cp = eb__utf8_next(text, &j);
+        if (!is_case_ignorable(cp))
+            return is_cased(cp) ? 0x3C3 : 0x3C2;
     }
     return 0x3C2;
 }
 
-size_t eb__unicode_lower(const uint32_t *cps, size_t n, uint32_t *out)
+size_t eb__utf8_lower(const char *text, size_t length, char *out)
 {
-    size_t count = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t cp = cps[i];
-        if (cp < 0x80) {
-            out[count++] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
-        } else if (cp == 0x130) {
+    const unsigned char *in = (const unsigned char *)text;
+    size_t at = 0, pos = 0;
+    while (pos < length) {
+        unsigned char c = in[pos];
+        if (c < 0x80) {
+            out[at++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            pos++;
+            continue;
+        }
+        size_t begin = pos;
+        uint32_t cp = eb__utf8_next(text, &pos);
+        if (cp == 0x130) {
             /* The only unconditional multi-character lowercase mapping in SpecialCasing.txt. */
-            out[count++] = 'i';
-            out[count++] = 0x307;
+            out[at++] = 'i';
+            at += eb__utf8_put(0x307, out + at);
         } else if (cp == 0x3A3) {
-            out[count++] = lower_capital_sigma(cps, n, i);
+            at += eb__utf8_put(lower_capital_sigma(text, length, begin, pos), out + at);
         } else {
-            out[count++] = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
+            at += eb__utf8_put((uint32_t)utf8proc_tolower((utf8proc_int32_t)cp), out + at);
         }
     }
-    return count;
-}
-
-eb_status eb__text_scratch_alloc(eb_text_scratch *s, size_t max_length, const eb_allocator *mem, eb_error *err)
-{
-    memset(s, 0, sizeof *s);
-    /* Lowercasing never more than doubles the code points, nor the UTF-8 bytes; +1 keeps empty texts allocatable. */
-    size_t room = max_length + 1, doubled;
-    if (!eb__mul_size(room, 2, &doubled))
-        return eb__fail(err, EB_ERR_TOO_LARGE, "a text of %zu bytes is too large to encode", max_length);
-    s->max_length = max_length;
-    s->raw = eb__calloc(mem, room, sizeof *s->raw);
-    s->lowered = eb__calloc(mem, doubled, sizeof *s->lowered);
-    s->bytes = eb__calloc(mem, doubled, 4);
-    s->offsets = eb__calloc(mem, doubled + 1, sizeof *s->offsets);
-    if (s->raw == NULL || s->lowered == NULL || s->bytes == NULL || s->offsets == NULL) {
-        eb__text_scratch_release(s, mem);
-        return eb__fail(err, EB_ERR_NOMEM, "out of memory for the scratch of a %zu-byte text", max_length);
-    }
-    return EB_OK;
-}
-
-void eb__text_scratch_release(eb_text_scratch *s, const eb_allocator *mem)
-{
-    eb__free(mem, s->raw);
-    eb__free(mem, s->lowered);
-    eb__free(mem, s->bytes);
-    eb__free(mem, s->offsets);
-    memset(s, 0, sizeof *s);
-}
-
-/* Pure ASCII needs no decoding: code points are the bytes and every offset is its index. */
-static bool decode_ascii(eb_text_scratch *s, eb_text text, bool lowercase, eb_decoded_text *d)
-{
-    const unsigned char *in = (const unsigned char *)text.data;
-    for (size_t i = 0; i < text.length; i++) {
-        if (in[i] >= 0x80)
-            return false;
-    }
-    for (size_t i = 0; i < text.length; i++) {
-        unsigned char c = in[i];
-        if (lowercase && c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        s->raw[i] = c;
-        s->bytes[i] = (char)c;
-        s->offsets[i] = i;
-    }
-    s->offsets[text.length] = text.length;
-    d->cps = s->raw;
-    d->count = text.length;
-    d->bytes = s->bytes;
-    d->offsets = s->offsets;
-    return true;
-}
-
-eb_decoded_text eb__decode_text(eb_text_scratch *s, eb_text text, bool lowercase)
-{
-    eb_decoded_text d;
-    if (decode_ascii(s, text, lowercase, &d))
-        return d;
-    size_t n = 0, pos = 0;
-    while (pos < text.length)
-        s->raw[n++] = eb__utf8_next(text.data, &pos);
-    if (lowercase) {
-        d.cps = s->lowered;
-        d.count = eb__unicode_lower(s->raw, n, s->lowered);
-    } else {
-        d.cps = s->raw;
-        d.count = n;
-    }
-    size_t at = 0;
-    for (size_t i = 0; i < d.count; i++) {
-        s->offsets[i] = at;
-        at += eb__utf8_put(d.cps[i], s->bytes + at);
-    }
-    s->offsets[d.count] = at;
-    d.bytes = s->bytes;
-    d.offsets = s->offsets;
-    return d;
+    return at;
 }

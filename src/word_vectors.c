@@ -8,7 +8,7 @@
 
 #include <locale.h>
 #include <math.h>
-#include <float.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +17,7 @@
 typedef struct word_vectors_encoder {
     eb_encoder base;
     eb_word_vector_params params;
-    const eb_allocator *mem;
+    eb_allocator mem;
     size_t vocab_size;
     size_t dim;
     float *vectors;       /* vocab_size x dim */
@@ -98,6 +98,9 @@ typedef struct number_parser {
 
 static const double powers_of_ten[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* 2^128 - 2^103: FLT_MAX plus half its last step, from where round-to-nearest gives infinity. */
+#define FLOAT32_OVERFLOW 0x1.ffffffp+127
 
 typedef enum number_result { NUMBER_OK, NUMBER_BAD, NUMBER_NONFINITE, NUMBER_RANGE, NUMBER_NOLOCALE } number_result;
 
@@ -210,7 +213,12 @@ static number_result parse_float(number_parser *np, const char *s, size_t length
     }
     if (!isfinite(value))
         return NUMBER_NONFINITE;
-    if (fabs(value) > (double)FLT_MAX)
+    /*
+     * The range is what the conversion to float32 gives, not |value| <= FLT_MAX:
+     * numpy prints FLT_MAX as 3.4028235e+38, a double just above it that still
+     * rounds to it. Only values that round to infinity are out of range.
+     */
+    if (fabs(value) >= FLOAT32_OVERFLOW)
         return NUMBER_RANGE;
     *out = (float)value;
     return NUMBER_OK;
@@ -235,15 +243,26 @@ static line_span line_at(const char *data, size_t size, size_t start)
     return l;
 }
 
-static bool parse_size(const char *s, size_t length, size_t *out)
+static bool all_digits(const char *s, size_t length)
 {
-    if (length == 0 || length > 19)
+    if (length == 0)
         return false;
-    size_t v = 0;
     for (size_t i = 0; i < length; i++) {
         if (s[i] < '0' || s[i] > '9')
             return false;
-        v = v * 10 + (size_t)(s[i] - '0');
+    }
+    return true;
+}
+
+/* A run of digits as a size_t; false when it does not fit. */
+static bool parse_size(const char *s, size_t length, size_t *out)
+{
+    size_t v = 0;
+    for (size_t i = 0; i < length; i++) {
+        size_t digit = (size_t)(s[i] - '0');
+        if (v > (SIZE_MAX - digit) / 10)
+            return false;
+        v = v * 10 + digit;
     }
     *out = v;
     return true;
@@ -268,14 +287,42 @@ static bool next_field(field_cursor *c, size_t *start, size_t *length)
     return true;
 }
 
-/* The "count dim" header, if line is exactly two whole numbers. */
-static bool parse_header(const char *data, line_span line, size_t *count, size_t *dim)
+typedef enum header_kind {
+    /* The line is not two whole numbers: a GloVe file starts with a vector. */
+    HEADER_NONE,
+    HEADER_OK,
+    /* Two whole numbers, one beyond size_t: a header, and an absurd one. */
+    HEADER_TOO_LARGE
+} header_kind;
+
+/*
+ * The "count dim" header: a line of exactly two runs of digits. Their size
+ * does not decide whether the line is a header, so an absurd count is
+ * reported as such instead of turning the file into GloVe vectors whose
+ * first word is a number.
+ */
+static header_kind parse_header(const char *data, line_span line, size_t *count, size_t *dim)
 {
     field_cursor c = {data, line.start, line.end};
     size_t s1, l1, s2, l2, s3, l3;
     if (!next_field(&c, &s1, &l1) || !next_field(&c, &s2, &l2) || next_field(&c, &s3, &l3))
-        return false;
-    return parse_size(data + s1, l1, count) && parse_size(data + s2, l2, dim);
+        return HEADER_NONE;
+    if (!all_digits(data + s1, l1) || !all_digits(data + s2, l2))
+        return HEADER_NONE;
+    if (!parse_size(data + s1, l1, count) || !parse_size(data + s2, l2, dim))
+        return HEADER_TOO_LARGE;
+    return HEADER_OK;
+}
+
+/* The error for a header parse_header found but could not accept; where names it ("line 1", "byte 0"). */
+static eb_status header_failure(const char *data, line_span line, header_kind kind, const char *where,
+                                eb_error *err)
+{
+    int shown = line.end - line.start > 60 ? 60 : (int)(line.end - line.start);
+    if (kind == HEADER_TOO_LARGE)
+        return eb__fail(err, EB_ERR_FORMAT, "%s: the header \"%.*s\" announces more words or dimensions than fit "
+                        "in memory", where, shown, data + line.start);
+    return eb__fail(err, EB_ERR_FORMAT, "%s: expected the header \"<word count> <dimensions>\"", where);
 }
 
 static bool line_is_blank(const char *data, line_span line)
@@ -306,12 +353,12 @@ static bool looks_binary(const char *data, size_t size, size_t body)
 
 static void release_encoder(word_vectors_encoder *enc)
 {
-    const eb_allocator *mem = enc->mem;
-    eb__free(mem, enc->vectors);
-    eb__free(mem, enc->words);
-    eb__free(mem, enc->word_start);
-    eb__free(mem, enc->slots);
-    eb__free(mem, enc);
+    eb_allocator mem = enc->mem;
+    eb__free(&mem, enc->vectors);
+    eb__free(&mem, enc->words);
+    eb__free(&mem, enc->word_start);
+    eb__free(&mem, enc->slots);
+    eb__free(&mem, enc);
 }
 
 /* Allocate room for rows words of dim floats and pool_bytes bytes of words. */
@@ -325,10 +372,10 @@ static eb_status allocate_vocabulary(word_vectors_encoder *enc, size_t rows, siz
     while (capacity < 2 * rows)
         capacity *= 2;
     enc->dim = dim;
-    enc->vectors = eb__calloc(enc->mem, floats, sizeof(float));
-    enc->words = eb__calloc(enc->mem, pool_bytes + 1, 1);
-    enc->word_start = eb__calloc(enc->mem, rows + 1, sizeof(size_t));
-    enc->slots = eb__calloc(enc->mem, capacity, sizeof(uint32_t));
+    enc->vectors = eb__calloc(&enc->mem, floats, sizeof(float));
+    enc->words = eb__calloc(&enc->mem, pool_bytes + 1, 1);
+    enc->word_start = eb__calloc(&enc->mem, rows + 1, sizeof(size_t));
+    enc->slots = eb__calloc(&enc->mem, capacity, sizeof(uint32_t));
     enc->slot_mask = capacity - 1;
     if (enc->vectors == NULL || enc->words == NULL || enc->word_start == NULL || enc->slots == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory for %zu word vectors of %zu dimensions", rows, dim);
@@ -481,18 +528,32 @@ static eb_status parse_text_rows(void *ctx, size_t begin, size_t end, size_t wor
     return status;
 }
 
-static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t size, bool has_header,
+/* The text formats; the data starts at byte start (after a byte-order mark). */
+static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t size, size_t start, bool has_header,
                             eb_error *err)
 {
-    size_t count = 0, dim = 0, pos = 0, first_line_no = 1;
+    size_t count = 0, dim = 0, pos = start, first_line_no = 1;
     if (has_header) {
-        line_span header = line_at(data, size, 0);
-        if (!parse_header(data, header, &count, &dim))
-            return eb__fail(err, EB_ERR_FORMAT, "line 1: expected the header \"<word count> <dimensions>\"");
+        line_span header = line_at(data, size, start);
+        header_kind kind = parse_header(data, header, &count, &dim);
+        if (kind != HEADER_OK)
+            return header_failure(data, header, kind, "line 1", err);
         if (dim == 0)
             return eb__fail(err, EB_ERR_FORMAT, "line 1: the header announces 0 dimensions");
         pos = header.end < size ? header.end + 1 : size;
         first_line_no = 2;
+    } else {
+        /* Without a header the first line sets dim, before any line is counted, so the same size guard applies. */
+        line_span first = line_at(data, size, start);
+        if (!line_is_blank(data, first)) {
+            field_cursor c = {data, first.start, first.end};
+            size_t fs, fl;
+            next_field(&c, &fs, &fl);
+            while (next_field(&c, &fs, &fl))
+                dim++;
+            if (dim == 0)
+                return eb__fail(err, EB_ERR_FORMAT, "line 1: a word without any values");
+        }
     }
     /* Count the vector lines first, so nothing is allocated from a header's word alone. */
     size_t lines = 0, scan = pos, line_no = first_line_no;
@@ -527,27 +588,26 @@ static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t 
                         "the header announces %zu words, but the file ends after %zu vector lines (line %zu)", count,
                         lines, first_line_no + lines - 1);
     /* Every value takes at least two bytes with its separator. Checking that the lines can hold dim values
-     * each before allocating keeps a header's dim alone (17 bytes announcing 10^9 dimensions) from
-     * allocating gigabytes; the vectors then take at most twice the file's size. */
-    if (has_header && pool_bytes / 2 / lines < dim)
-        return eb__fail(err, EB_ERR_FORMAT, "line %zu has %zu bytes, too few for the %zu values the header announces",
+     * each before allocating keeps a header's dim alone (17 bytes announcing 10^9 dimensions), or a long
+     * first line of a GloVe file followed by many short ones, from allocating gigabytes; the vectors then
+     * take at most twice the file's size. */
+    if (pool_bytes / 2 / lines < dim) {
+        if (has_header)
+            return eb__fail(err, EB_ERR_FORMAT,
+                            "line %zu has %zu bytes, too few for the %zu values the header announces",
+                            first_short_line_no, first_short_length, dim);
+        return eb__fail(err, EB_ERR_FORMAT,
+                        "line %zu has %zu bytes, too few for the %zu values of line 1 (without a header, every "
+                        "line holds as many values as the first)",
                         first_short_line_no, first_short_length, dim);
-    if (!has_header) {
-        field_cursor c = {data, pos, line_at(data, size, pos).end};
-        size_t s, l;
-        next_field(&c, &s, &l);
-        while (next_field(&c, &s, &l))
-            dim++;
-        if (dim == 0)
-            return eb__fail(err, EB_ERR_FORMAT, "line 1: a word without any values");
     }
     eb_status status = allocate_vocabulary(enc, lines, dim, pool_bytes, err);
     if (status != EB_OK)
         return status;
-    size_t *line_start = eb__calloc(enc->mem, lines, sizeof *line_start);
-    size_t *word_start = eb__calloc(enc->mem, lines, sizeof *word_start);
-    size_t *word_length = eb__calloc(enc->mem, lines, sizeof *word_length);
-    size_t *line_numbers = eb__calloc(enc->mem, lines, sizeof *line_numbers);
+    size_t *line_start = eb__calloc(&enc->mem, lines, sizeof *line_start);
+    size_t *word_start = eb__calloc(&enc->mem, lines, sizeof *word_start);
+    size_t *word_length = eb__calloc(&enc->mem, lines, sizeof *word_length);
+    size_t *line_numbers = eb__calloc(&enc->mem, lines, sizeof *line_numbers);
     if (line_start == NULL || word_start == NULL || word_length == NULL || line_numbers == NULL) {
         status = eb__fail(err, EB_ERR_NOMEM, "out of memory for the index of %zu lines", lines);
         goto done;
@@ -568,34 +628,39 @@ static eb_status parse_text(word_vectors_encoder *enc, const char *data, size_t 
     for (size_t row = 0; row < lines && status == EB_OK; row++)
         status = add_word(enc, data + word_start[row], word_length[row], &pool_used, line_numbers, "line", err);
 done:
-    eb__free(enc->mem, line_start);
-    eb__free(enc->mem, word_start);
-    eb__free(enc->mem, word_length);
-    eb__free(enc->mem, line_numbers);
+    eb__free(&enc->mem, line_start);
+    eb__free(&enc->mem, word_start);
+    eb__free(&enc->mem, word_length);
+    eb__free(&enc->mem, line_numbers);
     return status;
 }
 
-static eb_status parse_binary(word_vectors_encoder *enc, const char *data, size_t size, eb_error *err)
+static eb_status parse_binary(word_vectors_encoder *enc, const char *data, size_t size, size_t start, eb_error *err)
 {
-    line_span header = line_at(data, size, 0);
+    line_span header = line_at(data, size, start);
     size_t count, dim;
-    if (!parse_header(data, header, &count, &dim))
-        return eb__fail(err, EB_ERR_FORMAT, "byte 0: expected the header \"<word count> <dimensions>\" line");
+    header_kind kind = parse_header(data, header, &count, &dim);
+    if (kind != HEADER_OK) {
+        char where[32];
+        snprintf(where, sizeof where, "byte %zu", start);
+        return header_failure(data, header, kind, where, err);
+    }
     if (count == 0 || dim == 0)
-        return eb__fail(err, EB_ERR_FORMAT, "byte 0: the header announces %zu words of %zu dimensions", count, dim);
+        return eb__fail(err, EB_ERR_FORMAT, "byte %zu: the header announces %zu words of %zu dimensions", start,
+                        count, dim);
     size_t body = header.end < size ? header.end + 1 : size;
     size_t record_floats, vector_bytes;
     /* The vectors alone must fit in what follows, or the header lies; this also bounds the allocation. */
     if (!eb__mul_size(dim, 4, &record_floats) || !eb__mul_size(count, record_floats, &vector_bytes) ||
         vector_bytes > size - body)
         return eb__fail(err, EB_ERR_FORMAT,
-                        "byte 0: the header announces %zu words of %zu dimensions, more than the %zu bytes after it "
+                        "byte %zu: the header announces %zu words of %zu dimensions, more than the %zu bytes after it "
                         "can hold",
-                        count, dim, size - body);
+                        start, count, dim, size - body);
     eb_status status = allocate_vocabulary(enc, count, dim, size - body, err);
     if (status != EB_OK)
         return status;
-    size_t *offsets = eb__calloc(enc->mem, count, sizeof *offsets);
+    size_t *offsets = eb__calloc(&enc->mem, count, sizeof *offsets);
     if (offsets == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory for %zu record offsets", count);
     size_t pos = body, pool_used = 0;
@@ -644,7 +709,7 @@ static eb_status parse_binary(word_vectors_encoder *enc, const char *data, size_
     if (pos < size)
         status = eb__fail(err, EB_ERR_FORMAT, "byte %zu: data after the %zu records the header announces", pos, count);
 done:
-    eb__free(enc->mem, offsets);
+    eb__free(&enc->mem, offsets);
     return status;
 }
 
@@ -667,28 +732,37 @@ eb_status eb_word_vectors_load_from_buffer(const void *bytes, size_t size, const
                         params->n_threads, EB_ENCODER_MAX_THREADS);
     if (size == 0)
         return eb__fail(err, EB_ERR_FORMAT, "the word-vector file is empty");
-    if (mem == NULL)
-        mem = eb_default_allocator();
+    eb_allocator kept;
+    eb_status status = eb__encoder_allocator(mem, &kept, err);
+    if (status != EB_OK)
+        return status;
     const char *data = bytes;
+    /* A UTF-8 byte-order mark (editors on Windows write one) is not part of the first word or header. */
+    size_t start = size >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    if (start == size)
+        return eb__fail(err, EB_ERR_FORMAT, "the word-vector file holds only a byte-order mark");
     eb_word_vector_format format = params->format;
     if (format == EB_WORD_VECTORS_AUTO) {
         size_t count, dim;
-        line_span first = line_at(data, size, 0);
-        if (!parse_header(data, first, &count, &dim))
+        line_span first = line_at(data, size, start);
+        header_kind kind = parse_header(data, first, &count, &dim);
+        if (kind == HEADER_TOO_LARGE)
+            return header_failure(data, first, kind, "line 1", err);
+        if (kind == HEADER_NONE)
             format = EB_WORD_VECTORS_GLOVE;
         else
             format = looks_binary(data, size, first.end + 1) ? EB_WORD_VECTORS_BINARY : EB_WORD_VECTORS_TEXT;
     }
-    word_vectors_encoder *enc = eb__calloc(mem, 1, sizeof *enc);
+    word_vectors_encoder *enc = eb__calloc(&kept, 1, sizeof *enc);
     if (enc == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory for the word-vector encoder");
     enc->base.vtable = &word_vectors_vtable;
     enc->params = *params;
     enc->params.format = format;
-    enc->mem = mem;
-    eb_status status = format == EB_WORD_VECTORS_BINARY ? parse_binary(enc, data, size, err)
-                                                        : parse_text(enc, data, size, format == EB_WORD_VECTORS_TEXT,
-                                                                     err);
+    enc->mem = kept;
+    status = format == EB_WORD_VECTORS_BINARY
+                 ? parse_binary(enc, data, size, start, err)
+                 : parse_text(enc, data, size, start, format == EB_WORD_VECTORS_TEXT, err);
     if (status != EB_OK) {
         release_encoder(enc);
         return status;
@@ -706,14 +780,17 @@ eb_status eb_word_vectors_load(const char *path, const eb_word_vector_params *pa
     *out = NULL;
     if (params == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "params is NULL");
-    const eb_allocator *alloc = mem != NULL ? mem : eb_default_allocator();
-    void *bytes;
-    size_t size;
-    eb_status status = eb__read_file(path, alloc, &bytes, &size, err);
+    eb_allocator alloc;
+    eb_status status = eb__encoder_allocator(mem, &alloc, err);
     if (status != EB_OK)
         return status;
-    status = eb_word_vectors_load_from_buffer(bytes, size, params, alloc, out, err);
-    eb__free(alloc, bytes);
+    void *bytes;
+    size_t size;
+    status = eb__read_file(path, &alloc, &bytes, &size, err);
+    if (status != EB_OK)
+        return status;
+    status = eb_word_vectors_load_from_buffer(bytes, size, params, &alloc, out, err);
+    eb__free(&alloc, bytes);
     if (status != EB_OK && err != NULL) {
         /* Say which file the line or byte belongs to. */
         char detail[EB_ERROR_MESSAGE_SIZE];
@@ -741,8 +818,9 @@ const float *eb_word_vectors_lookup(const eb_encoder *encoder, const char *word,
 
 /* ---- encoding ---------------------------------------------------------------- */
 
+/* Per-thread scratch: the lowercased text (at most twice the longest text's bytes) and the vector sum. */
 typedef struct pooling_scratch {
-    eb_text_scratch text;
+    char *lowered;
     double *sum;
 } pooling_scratch;
 
@@ -761,18 +839,24 @@ static eb_status pool_range(void *ctx, size_t begin, size_t end, size_t worker, 
     pooling_scratch *s = &job->scratch[worker];
     size_t dim = enc->dim;
     for (size_t r = begin; r < end; r++) {
-        eb_decoded_text d = eb__decode_text(&s->text, job->texts[r], true);
+        const char *text = s->lowered;
+        size_t length = eb__utf8_lower(job->texts[r].data, job->texts[r].length, s->lowered);
         memset(s->sum, 0, dim * sizeof *s->sum);
-        size_t found = 0, i = 0;
-        while (i < d.count) {
-            while (i < d.count && !eb__unicode_is_alnum(d.cps[i]))
-                i++;
-            size_t start = i;
-            while (i < d.count && eb__unicode_is_alnum(d.cps[i]))
-                i++;
-            if (i == start)
+        size_t found = 0, pos = 0;
+        while (pos < length) {
+            size_t next = pos;
+            if (!eb__unicode_is_alnum(eb__utf8_next(text, &next))) {
+                pos = next;
                 continue;
-            size_t row = find_word(enc, d.bytes + d.offsets[start], d.offsets[i] - d.offsets[start]);
+            }
+            size_t start = pos;
+            while (pos < length) {
+                next = pos;
+                if (!eb__unicode_is_alnum(eb__utf8_next(text, &next)))
+                    break;
+                pos = next;
+            }
+            size_t row = find_word(enc, text + start, pos - start);
             if (row == SIZE_MAX)
                 continue;
             const float *v = enc->vectors + row * dim;
@@ -803,7 +887,7 @@ static eb_status word_vectors_encode(const eb_encoder *encoder, const eb_text *t
                                      eb_error *err)
 {
     const word_vectors_encoder *enc = (const word_vectors_encoder *)encoder;
-    const eb_allocator *mem = enc->mem;
+    const eb_allocator *mem = &enc->mem;
     size_t bounds[EB_ENCODER_MAX_THREADS + 1], n_threads;
     eb_status planned = eb__plan_text_threads(texts, n, enc->params.n_threads, mem, bounds, &n_threads, err);
     if (planned != EB_OK)
@@ -812,12 +896,15 @@ static eb_status word_vectors_encode(const eb_encoder *encoder, const eb_text *t
     memset(scratch, 0, sizeof scratch);
     eb_status status = EB_OK;
     for (size_t t = 0; t < n_threads && status == EB_OK; t++) {
-        status = eb__text_scratch_alloc(&scratch[t].text, eb__longest_text(texts, bounds[t], bounds[t + 1]), mem,
-                                        err);
-        if (status != EB_OK)
+        size_t longest = eb__longest_text(texts, bounds[t], bounds[t + 1]), room;
+        /* Lowercasing at most doubles the bytes (eb__utf8_lower). */
+        if (!eb__mul_size(longest, 2, &room)) {
+            status = eb__fail(err, EB_ERR_TOO_LARGE, "a text of %zu bytes is too large to encode", longest);
             break;
+        }
+        scratch[t].lowered = eb__calloc(mem, room, 1);
         scratch[t].sum = eb__calloc(mem, enc->dim, sizeof *scratch[t].sum);
-        if (scratch[t].sum == NULL)
+        if (scratch[t].lowered == NULL || scratch[t].sum == NULL)
             status = eb__fail(err, EB_ERR_NOMEM, "out of memory for the scratch of the word-vector encoder");
     }
     if (status == EB_OK) {
@@ -825,7 +912,7 @@ static eb_status word_vectors_encode(const eb_encoder *encoder, const eb_text *t
         status = eb__run_ranges(n_threads, bounds, pool_range, &job, err);
     }
     for (size_t t = 0; t < n_threads; t++) {
-        eb__text_scratch_release(&scratch[t].text, mem);
+        eb__free(mem, scratch[t].lowered);
         eb__free(mem, scratch[t].sum);
     }
     return status;

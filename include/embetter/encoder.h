@@ -32,6 +32,12 @@
  *     EB_ERR_SHAPE_MISMATCH.
  * After a failed encode the content of out is unspecified.
  *
+ * Memory: every built-in encoder takes an eb_allocator at create (NULL: the
+ * default one) and keeps a copy of the struct, as the finetuners do, so the
+ * struct itself may go away; its ctx must stay valid until the encoder is
+ * freed. An allocator whose calloc or free is NULL is refused with
+ * EB_ERR_NULL_POINTER before anything is allocated.
+ *
  * Threads: every encode call is reentrant; one encoder may serve many
  * threads at once. The built-in encoders can also split one large batch
  * across worker threads (pthreads) inside the call; see EB_ENCODER_THREADS_AUTO.
@@ -233,10 +239,13 @@ EB_API eb_status eb_hashing_check_params(const eb_hashing_params *params, eb_err
 
 /**
  * Create a hashing text encoder with a copy of params. It is stateless: there
- * is nothing to fit. mem may be NULL (default allocator) and must outlive the
- * encoder. Encode calls draw their scratch memory from it too (in the
- * calling thread, before any worker starts), so concurrent encode calls need
- * an allocator that is safe to call concurrently. On failure *out is NULL.
+ * is nothing to fit. mem is copied (see Memory above). Encode calls draw
+ * their scratch memory from it too (in the calling thread, before any worker
+ * starts), so concurrent encode calls need an allocator that is safe to call
+ * concurrently. The scratch of one call is O(n_features) per thread plus at
+ * most 4 bytes per byte of the longest text (a copy of the text lowercased,
+ * and room for one n-gram), so one long text costs a small multiple of its
+ * own size. On failure *out is NULL.
  */
 EB_API eb_status eb_hashing_encoder_create(const eb_hashing_params *params, const eb_allocator *mem,
                                            eb_encoder **out, eb_error *err);
@@ -291,8 +300,15 @@ EB_API eb_word_vector_params eb_word_vectors_default_params(void);
  * Build a word-vector encoder from the bytes of a vector file. Every line (or
  * binary record) is checked: wrong column count, a value that is not a finite
  * float, a duplicate word, a truncated binary record, or a header whose count
- * or dim disagrees with the data fail with EB_ERR_FORMAT and a message naming
- * the line (text) or byte offset (binary); no encoder is created then.
+ * or dim disagrees with the data or does not fit a size_t fail with
+ * EB_ERR_FORMAT and a message naming the line (text) or byte offset (binary);
+ * no encoder is created then. A value is read as numpy.float32(float(token)):
+ * rounded once to double, then to float32, so "3.4028235e+38" is FLT_MAX and
+ * only values that round to infinity are out of range. A leading UTF-8
+ * byte-order mark is skipped. Nothing is allocated for the vectors before the
+ * lines are known to be able to hold them (every value takes two bytes), for
+ * GloVe files as for files with a header: the vectors take at most twice the
+ * size of the file.
  *
  * Encoding: the text is lowercased (full Unicode mapping) and split into
  * tokens, maximal runs of letters (L*) and numbers (N*); the vector is the
@@ -304,7 +320,11 @@ EB_API eb_status eb_word_vectors_load_from_buffer(const void *bytes, size_t size
                                                   const eb_word_vector_params *params, const eb_allocator *mem,
                                                   eb_encoder **out, eb_error *err);
 
-/** Read the file at path and build the encoder as eb_word_vectors_load_from_buffer does. */
+/**
+ * Read the file at path and build the encoder as eb_word_vectors_load_from_buffer
+ * does. Encode calls take scratch memory of at most 2 bytes per byte of the
+ * longest text per thread, plus one vector of doubles.
+ */
 EB_API eb_status eb_word_vectors_load(const char *path, const eb_word_vector_params *params,
                                       const eb_allocator *mem, eb_encoder **out, eb_error *err);
 

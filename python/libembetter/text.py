@@ -135,13 +135,27 @@ _ANALYZERS = {"char_wb": lib.EB_ANALYZER_CHAR_WB, "char": lib.EB_ANALYZER_CHAR, 
 _NORMS = {"l2": lib.EB_NORM_L2, "l1": lib.EB_NORM_L1, None: lib.EB_NORM_NONE}
 
 
-def _whole_number(name, value, low, high=None):
+# The largest value of a C size_t field: Python ints beyond it would fail with OverflowError in cffi.
+_SIZE_MAX = (1 << (8 * ffi.sizeof("size_t"))) - 1
+
+
+def _whole_number(name, value, low, high=_SIZE_MAX):
+    """value as an int in [low, high]; high defaults to what the C size_t field holds."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be a whole number, not {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+    if not low <= value <= high:
+        # The size_t limit only matters to a value above it; below low, the lower bound is the whole story.
+        bound = f">= {low}" if value < low and high == _SIZE_MAX else f"between {low} and {high}"
         raise ValueError(f"{name} is {value}; it must be {bound}")
     return int(value)
+
+
+def _choice(name, value, choices, described):
+    """choices[value], with a ValueError naming the parameter for anything else (unhashable values included)."""
+    try:
+        return choices[value]
+    except (KeyError, TypeError):
+        raise ValueError(f"{name} is {value!r}; it must be {described}") from None
 
 
 class HashingEncoder(EmbetterBase):
@@ -189,18 +203,16 @@ class HashingEncoder(EmbetterBase):
         return low, high
 
     def _encoder(self):
-        if self.analyzer not in _ANALYZERS:
-            raise ValueError(f"analyzer is {self.analyzer!r}; it must be 'char_wb', 'char' or 'word'")
-        if self.norm not in _NORMS:
-            raise ValueError(f"norm is {self.norm!r}; it must be 'l2', 'l1' or None")
+        analyzer = _choice("analyzer", self.analyzer, _ANALYZERS, "'char_wb', 'char' or 'word'")
+        norm = _choice("norm", self.norm, _NORMS, "'l2', 'l1' or None")
         low, high = self._effective_ngram_range()
         params = lib.eb_hashing_default_params()
-        params.analyzer = _ANALYZERS[self.analyzer]
+        params.analyzer = analyzer
         params.ngram_min = low
         params.ngram_max = high
         params.n_features = _whole_number("n_features", self.n_features, 1, 2**31 - 1)
         params.alternate_sign = bool(self.alternate_sign)
-        params.norm = _NORMS[self.norm]
+        params.norm = norm
         params.lowercase = bool(self.lowercase)
         params.n_threads = _thread_setting(self.n_threads)
         # Creating one is a single small allocation, so there is no state to keep or pickle.
@@ -253,10 +265,8 @@ class WordVectorEncoder(EmbetterBase):
             cached = self.__dict__.get("_native")
             if cached is not None and cached[0] == key:
                 return cached[1]
-            if self.format not in _FORMATS:
-                raise ValueError(f"format is {self.format!r}; it must be 'auto', 'text', 'glove' or 'binary'")
             params = lib.eb_word_vectors_default_params()
-            params.format = _FORMATS[self.format]
+            params.format = _choice("format", self.format, _FORMATS, "'auto', 'text', 'glove' or 'binary'")
             params.normalize = bool(self.normalize)
             params.n_threads = _thread_setting(self.n_threads)
             path = str(self.path).encode("utf-8")

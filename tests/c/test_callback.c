@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "helpers.h"
@@ -191,6 +192,151 @@ static void contrastive_callback_stops_early(void **state)
     eb_contrastive_free(short_fit);
 }
 
+/* ---- the loss history grows with the epochs run ------------------------------------- */
+
+/* Create either kind with n_epochs, the logging callback and an allocator. */
+static void *new_model(size_t kind, size_t n_epochs, progress_log *log, const eb_allocator *mem)
+{
+    void *model = NULL;
+    if (kind == 0) {
+        eb_feedforward_params params = eb_feedforward_default_params();
+        params.hidden_dim = 3;
+        params.n_epochs = n_epochs;
+        params.seed = 4;
+        params.on_epoch = log == NULL ? NULL : record_progress;
+        params.callback_data = log;
+        assert_int_equal(eb_feedforward_create(&params, mem, (eb_feedforward **)&model, NULL), EB_OK);
+    } else {
+        eb_contrastive_params params = eb_contrastive_default_params();
+        params.hidden_dim = 3;
+        params.n_epochs = n_epochs;
+        params.seed = 4;
+        params.on_epoch = log == NULL ? NULL : record_progress;
+        params.callback_data = log;
+        assert_int_equal(eb_contrastive_create(&params, mem, (eb_contrastive **)&model, NULL), EB_OK);
+    }
+    return model;
+}
+
+static const model_calls *const KINDS[2] = {&FEEDFORWARD_CALLS, &CONTRASTIVE_CALLS};
+
+/*
+ * n_epochs is only an upper bound when a callback stops training: a bound of
+ * 10^9 with a stop after 3 epochs must run, and take memory for 3 losses, not
+ * for 10^9 (8 GB, which failed with out-of-memory before the first epoch).
+ */
+static void huge_epoch_bound_stopped_early_takes_little_memory(void **state)
+{
+    (void)state;
+    dataset data = make_data();
+    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
+    for (size_t kind = 0; kind < 2; kind++) {
+        counting_allocator counter;
+        eb_allocator mem = counting_allocator_init(&counter);
+        progress_log log = {0};
+        log.stop_after = 3;
+        void *model = new_model(kind, (size_t)1000000000, &log, &mem);
+        eb_status status = KINDS[kind]->fit(model, x, data.y, CLASSES);
+        if (status != EB_OK)
+            fail_msg("%s: %s", KINDS[kind]->name, KINDS[kind]->last_error(model));
+        model_snapshot got = KINDS[kind]->snapshot(model, x);
+        assert_int_equal(got.history_length, 3);
+        assert_int_equal(log.calls, 3);
+        /* The model, data and workspace of this toy problem take a few kilobytes. */
+        if (counter.peak_bytes > 64 * 1024)
+            fail_msg("%s: peak allocation %zu bytes for 3 epochs", KINDS[kind]->name, counter.peak_bytes);
+
+        void *short_fit = new_model(kind, 3, NULL, NULL);
+        assert_int_equal(KINDS[kind]->fit(short_fit, x, data.y, CLASSES), EB_OK);
+        model_snapshot expected = KINDS[kind]->snapshot(short_fit, x);
+        assert_true(snapshots_identical(&expected, &got));
+        snapshot_release(&expected);
+        snapshot_release(&got);
+        KINDS[kind]->release(short_fit);
+        KINDS[kind]->release(model);
+        assert_int_equal(counter.live_blocks, 0);
+    }
+}
+
+/* A run longer than the first reservation grows the history as it goes and keeps every loss. */
+static void history_grows_during_a_long_fit(void **state)
+{
+    (void)state;
+    dataset data = make_data();
+    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
+    for (size_t kind = 0; kind < 2; kind++) {
+        progress_log log = {0};
+        log.stop_after = 150;
+        void *stopped = new_model(kind, 1000, &log, NULL);
+        assert_int_equal(KINDS[kind]->fit(stopped, x, data.y, CLASSES), EB_OK);
+        void *plain = new_model(kind, 150, NULL, NULL);
+        assert_int_equal(KINDS[kind]->fit(plain, x, data.y, CLASSES), EB_OK);
+        model_snapshot a = KINDS[kind]->snapshot(stopped, x);
+        model_snapshot b = KINDS[kind]->snapshot(plain, x);
+        assert_int_equal(a.history_length, 150);
+        assert_true(snapshots_identical(&a, &b));
+        for (size_t i = 0; i < MAX_CALLS; i++)
+            assert_memory_equal(&log.losses[i], &a.history[i], sizeof(double));
+        snapshot_release(&a);
+        snapshot_release(&b);
+        KINDS[kind]->release(stopped);
+        KINDS[kind]->release(plain);
+    }
+}
+
+/*
+ * Running out of memory while the history grows mid-training is a failed
+ * call like any other: NOMEM, nothing leaked, a fitted model exactly as it
+ * was; once memory suffices, the same model as a run that never failed.
+ */
+static void history_growth_failure_mid_training_changes_nothing(void **state)
+{
+    (void)state;
+    dataset data = make_data();
+    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
+    for (size_t kind = 0; kind < 2; kind++) {
+        void *reference = new_model(kind, 100, NULL, NULL);
+        assert_int_equal(KINDS[kind]->fit(reference, x, data.y, CLASSES), EB_OK);
+        assert_int_equal(KINDS[kind]->fit(reference, x, data.y, CLASSES), EB_OK);
+        model_snapshot expected = KINDS[kind]->snapshot(reference, x);
+        KINDS[kind]->release(reference);
+
+        counting_allocator counter;
+        eb_allocator mem = counting_allocator_init(&counter);
+        void *model = new_model(kind, 100, NULL, &mem);
+        assert_int_equal(KINDS[kind]->fit(model, x, data.y, CLASSES), EB_OK);
+        model_snapshot before = KINDS[kind]->snapshot(model, x);
+        size_t blocks = counter.live_blocks, bytes = counter.live_bytes;
+        bool growth_failed = false;
+        for (size_t n = 0;; n++) {
+            assert_true(n < 1000);
+            counting_allocator_arm(&counter, n);
+            eb_status status = KINDS[kind]->fit(model, x, data.y, CLASSES);
+            counting_allocator_arm(&counter, SIZE_MAX);
+            if (status == EB_OK)
+                break;
+            assert_int_equal(status, EB_ERR_NOMEM);
+            const char *message = KINDS[kind]->last_error(model);
+            assert_non_null(strstr(message, "out of memory"));
+            growth_failed = growth_failed || strstr(message, "loss history after 64 epochs") != NULL;
+            assert_int_equal(counter.live_blocks, blocks);
+            assert_int_equal(counter.live_bytes, bytes);
+            model_snapshot after = KINDS[kind]->snapshot(model, x);
+            assert_true(snapshots_identical(&before, &after));
+            snapshot_release(&after);
+        }
+        /* Some failing run hit the growth after the first 64 epochs, not only the allocations before training. */
+        assert_true(growth_failed);
+        model_snapshot got = KINDS[kind]->snapshot(model, x);
+        assert_true(snapshots_identical(&expected, &got));
+        snapshot_release(&got);
+        snapshot_release(&before);
+        snapshot_release(&expected);
+        KINDS[kind]->release(model);
+        assert_int_equal(counter.live_blocks, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +344,9 @@ int main(void)
         cmocka_unit_test(feedforward_callback_stops_early),
         cmocka_unit_test(contrastive_callback_sees_every_epoch),
         cmocka_unit_test(contrastive_callback_stops_early),
+        cmocka_unit_test(huge_epoch_bound_stopped_early_takes_little_memory),
+        cmocka_unit_test(history_grows_during_a_long_fit),
+        cmocka_unit_test(history_growth_failure_mid_training_changes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,12 +14,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoder_internal.h"
 #include "helpers.h"
 
 static eb_text text_of(const char *s)
@@ -218,6 +220,49 @@ static void embedded_nul_is_part_of_the_text(void **state)
     free(a);
     free(b);
     eb_encoder_free(enc);
+}
+
+/*
+ * The whole size_t range of ngram_min/ngram_max is valid: SIZE_MAX as the
+ * upper end means every length a text has (the same as any bound above its
+ * length), and as the lower end nothing at all, or whole padded words for
+ * char_wb (a word shorter than n counts once).
+ */
+static void extreme_ngram_ranges_work(void **state)
+{
+    (void)state;
+    eb_text texts[3] = {text_of("short words \xce\x9f\xce\x94\xce\x9f\xce\xa3"), text_of("x"),
+                        text_of("one two three four five six seven")};
+    const eb_hashing_analyzer analyzers[] = {EB_ANALYZER_CHAR_WB, EB_ANALYZER_CHAR, EB_ANALYZER_WORD};
+    for (size_t a = 0; a < 3; a++) {
+        eb_hashing_params p = eb_hashing_default_params();
+        p.analyzer = analyzers[a];
+        p.n_features = 256;
+        p.ngram_min = 1;
+        p.ngram_max = SIZE_MAX;
+        eb_encoder *widest = make_hashing(p);
+        p.ngram_max = 100;
+        eb_encoder *wide = make_hashing(p);
+        p.ngram_min = SIZE_MAX;
+        p.ngram_max = SIZE_MAX;
+        eb_encoder *beyond = make_hashing(p);
+        float x[3 * 256], y[3 * 256], z[3 * 256];
+        eb_error err;
+        assert_int_equal(eb_encoder_encode_texts(widest, texts, 3, eb_mut_matrix_view(x, 3, 256), &err), EB_OK);
+        assert_int_equal(eb_encoder_encode_texts(wide, texts, 3, eb_mut_matrix_view(y, 3, 256), &err), EB_OK);
+        assert_int_equal(eb_encoder_encode_texts(beyond, texts, 3, eb_mut_matrix_view(z, 3, 256), &err), EB_OK);
+        assert_memory_equal(x, y, sizeof x);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < 3 * 256; i++)
+            nonzero += z[i] != 0.0f;
+        if (analyzers[a] == EB_ANALYZER_CHAR_WB)
+            assert_true(nonzero >= 3);
+        else
+            assert_int_equal(nonzero, 0);
+        eb_encoder_free(widest);
+        eb_encoder_free(wide);
+        eb_encoder_free(beyond);
+    }
 }
 
 static void hashing_params_are_checked(void **state)
@@ -453,29 +498,242 @@ static void allocation_failures_leak_nothing(void **state)
     counting_allocator counter;
     eb_allocator mem = counting_allocator_init(&counter);
     corpus c = make_corpus(3000, 11);
-    eb_hashing_params p = eb_hashing_default_params();
-    p.n_features = 64;
-    p.n_threads = 2;
     float *out = malloc(c.n * 64 * sizeof *out);
+    float *expected = malloc(c.n * 64 * sizeof *expected);
     assert_non_null(out);
-    size_t failures_seen = 0;
-    for (size_t fail_at = 0; fail_at < 40; fail_at++) {
-        counting_allocator_arm(&counter, fail_at);
-        eb_encoder *enc = NULL;
+    assert_non_null(expected);
+    /* Each analyzer, with and without lowercasing, allocates a different set of scratch buffers. */
+    const eb_hashing_analyzer analyzers[] = {EB_ANALYZER_CHAR_WB, EB_ANALYZER_CHAR, EB_ANALYZER_WORD};
+    for (size_t setting = 0; setting < 6; setting++) {
+        eb_hashing_params p = eb_hashing_default_params();
+        p.analyzer = analyzers[setting / 2];
+        p.lowercase = (int)(setting % 2);
+        p.ngram_min = 1;
+        p.ngram_max = 2;
+        p.n_features = 64;
+        p.n_threads = 2;
+        eb_encoder *reference = make_hashing(p);
         eb_error err;
-        eb_status status = eb_hashing_encoder_create(&p, &mem, &enc, &err);
-        if (status == EB_OK)
-            status = eb_encoder_encode_texts(enc, c.texts, c.n, eb_mut_matrix_view(out, c.n, 64), &err);
-        if (status != EB_OK) {
+        assert_int_equal(eb_encoder_encode_texts(reference, c.texts, c.n, eb_mut_matrix_view(expected, c.n, 64), &err),
+                         EB_OK);
+        eb_encoder_free(reference);
+        size_t failures_seen = 0;
+        for (size_t fail_at = 0;; fail_at++) {
+            assert_true(fail_at < 100);
+            counting_allocator_arm(&counter, fail_at);
+            eb_encoder *enc = NULL;
+            eb_status status = eb_hashing_encoder_create(&p, &mem, &enc, &err);
+            if (status == EB_OK)
+                status = eb_encoder_encode_texts(enc, c.texts, c.n, eb_mut_matrix_view(out, c.n, 64), &err);
+            eb_encoder_free(enc);
+            assert_int_equal(counter.live_blocks, 0);
+            if (status == EB_OK) {
+                assert_int_equal(counter.failures, 0);
+                assert_memory_equal(out, expected, c.n * 64 * sizeof *out);
+                break;
+            }
             assert_int_equal(status, EB_ERR_NOMEM);
+            expect_message(&err, "out of memory");
             failures_seen++;
         }
+        /* create, the thread plan, and per thread the counters, flags, touched list and one or two buffers. */
+        assert_true(failures_seen >= 8);
+    }
+    free(out);
+    free(expected);
+    corpus_release(&c);
+}
+
+/* ---- scratch memory ---------------------------------------------------------------- */
+
+/*
+ * One long text costs the hashing encoder a small multiple of its own size:
+ * its scratch was 84 bytes per input byte (a code point and a size_t offset
+ * per character, several times over), which made a 50 MB text take 1.3 GB.
+ * Now at most the n_features arrays plus 4 bytes per byte of the text.
+ */
+static void hashing_scratch_is_a_small_multiple_of_the_text(void **state)
+{
+    (void)state;
+    /* Uppercase, final sigma, the one expanding lowercase mapping, whitespace runs, 2- to 4-byte characters. */
+    static const char piece[] = "The QUICK brown fox \xce\x9f\xce\x94\xce\x9f\xce\xa3 \xc4\xb0stanbul  \t caf\xc3\xa9 "
+                                "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 snake_case\n";
+    const size_t length = 1 << 20;
+    char *text = malloc(length);
+    assert_non_null(text);
+    size_t at = 0;
+    while (at + sizeof piece - 1 <= length) {
+        memcpy(text + at, piece, sizeof piece - 1);
+        at += sizeof piece - 1;
+    }
+    eb_text t = {text, at};
+    const eb_hashing_analyzer analyzers[] = {EB_ANALYZER_CHAR_WB, EB_ANALYZER_CHAR, EB_ANALYZER_WORD};
+    for (size_t a = 0; a < 3; a++) {
+        for (int lowercase = 0; lowercase <= 1; lowercase++) {
+            eb_hashing_params p = eb_hashing_default_params();
+            p.analyzer = analyzers[a];
+            p.ngram_min = 1;
+            p.ngram_max = 3;
+            p.n_features = 64;
+            p.lowercase = lowercase;
+            p.n_threads = 1;
+            counting_allocator counter;
+            eb_allocator mem = counting_allocator_init(&counter);
+            eb_encoder *enc = NULL;
+            eb_error err;
+            assert_int_equal(eb_hashing_encoder_create(&p, &mem, &enc, &err), EB_OK);
+            counter.peak_bytes = counter.live_bytes;
+            size_t before = counter.live_bytes;
+            float row[64];
+            eb_status status = eb_encoder_encode_texts(enc, &t, 1, eb_mut_matrix_view(row, 1, 64), &err);
+            if (status != EB_OK)
+                fail_msg("%s", err.message);
+            size_t scratch = counter.peak_bytes - before;
+            size_t bound = 4 * at + 64 * (sizeof(double) + 1 + sizeof(uint32_t)) + 64;
+            if (scratch > bound)
+                fail_msg("analyzer %d, lowercase %d: %zu bytes of scratch for a %zu-byte text (bound %zu)",
+                         (int)analyzers[a], lowercase, scratch, at, bound);
+            double norm = 0;
+            for (size_t c = 0; c < 64; c++)
+                norm += (double)row[c] * row[c];
+            assert_true(fabs(norm - 1.0) < 1e-5);
+            eb_encoder_free(enc);
+            assert_int_equal(counter.live_blocks, 0);
+        }
+    }
+    free(text);
+}
+
+/* The room eb__utf8_lower is promised: no character lowers to more than twice its UTF-8 bytes. */
+static void lowercasing_at_most_doubles_the_bytes(void **state)
+{
+    (void)state;
+    char in[4], out[8];
+    size_t worst_in = 1, worst_out = 1;
+    for (uint32_t cp = 0; cp < 0x110000; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            continue;
+        size_t n = eb__utf8_put(cp, in);
+        size_t m = eb__utf8_lower(in, n, out);
+        assert_true(eb_utf8_valid(out, m, NULL));
+        if (m > 2 * n)
+            fail_msg("U+%04X lowers to %zu bytes from %zu", (unsigned)cp, m, n);
+        if (m * worst_in > worst_out * n) {
+            worst_in = n;
+            worst_out = m;
+        }
+    }
+    /* U+0130 (2 bytes) becomes "i" U+0307 (3 bytes): the bound is not slack by more than a third. */
+    assert_true(2 * worst_out >= 3 * worst_in);
+}
+
+/* ---- allocators ---------------------------------------------------------------------- */
+
+static void *never_called_calloc(void *ctx, size_t count, size_t size)
+{
+    (void)ctx;
+    (void)count;
+    (void)size;
+    fail_msg("an allocator the encoder refused was called");
+    return NULL;
+}
+
+static void never_called_free(void *ctx, void *ptr)
+{
+    (void)ctx;
+    (void)ptr;
+    fail_msg("an allocator the encoder refused was called");
+}
+
+/* Every way of creating a built-in encoder, with one allocator; path names a valid vector file. */
+static eb_status create_kind(size_t kind, const eb_allocator *mem, const char *path, eb_encoder **out, eb_error *err)
+{
+    eb_hashing_params hp = eb_hashing_default_params();
+    eb_word_vector_params wp = eb_word_vectors_default_params();
+    switch (kind) {
+    case 0: return eb_hashing_encoder_create(&hp, mem, out, err);
+    case 1: return eb_word_vectors_load_from_buffer("1 2\nok 1 2\n", 11, &wp, mem, out, err);
+    case 2: return eb_word_vectors_load(path, &wp, mem, out, err);
+    default: return eb_color_histogram_encoder_create(4, 1, mem, out, err);
+    }
+}
+
+static void allocators_without_calloc_or_free_are_refused(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/eb_test_allocator_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("1 2\nok 1 2\n", f);
+    fclose(f);
+    const eb_allocator bad[] = {
+        {NULL, never_called_free, NULL},
+        {never_called_calloc, NULL, NULL},
+        {NULL, NULL, NULL},
+    };
+    const char *needles[] = {"the allocator's calloc is NULL", "the allocator's free is NULL",
+                             "the allocator's calloc and free are NULL"};
+    for (size_t kind = 0; kind < 4; kind++) {
+        for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+            eb_encoder *enc = (eb_encoder *)&bad;
+            eb_error err;
+            eb_status status = create_kind(kind, &bad[b], path, &enc, &err);
+            if (status != EB_ERR_NULL_POINTER)
+                fail_msg("kind %zu, allocator %zu: %s (%s)", kind, b, eb_status_string(status), err.message);
+            assert_null(enc);
+            expect_message(&err, needles[b]);
+        }
+    }
+    remove(path);
+}
+
+/*
+ * The encoder keeps a copy of the allocator struct, not a pointer to it: the
+ * caller's struct may change or go out of scope after create.
+ */
+static void encoders_keep_a_copy_of_the_allocator(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/eb_test_allocator_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("1 2\nok 1 2\n", f);
+    fclose(f);
+    for (size_t kind = 0; kind < 4; kind++) {
+        counting_allocator counter;
+        eb_allocator mem = counting_allocator_init(&counter);
+        eb_encoder *enc = NULL;
+        eb_error err;
+        assert_int_equal(create_kind(kind, &mem, path, &enc, &err), EB_OK);
+        assert_true(counter.live_blocks >= 1);
+        /* What a caller's stack slot holds once it is reused. */
+        mem.calloc = never_called_calloc;
+        mem.free = never_called_free;
+        mem.ctx = NULL;
+        size_t dim = eb_encoder_output_dim(enc);
+        float *out = calloc(dim, sizeof *out);
+        assert_non_null(out);
+        if (kind == 3) {
+            uint8_t pixels[2 * 2 * 3] = {0};
+            eb_image im = {pixels, 2, 2, 3, 6};
+            assert_int_equal(eb_encoder_encode_images(enc, &im, 1, eb_mut_matrix_view(out, 1, dim), &err), EB_OK);
+        } else {
+            eb_text t = text_of("ok then");
+            size_t before = counter.attempts;
+            assert_int_equal(eb_encoder_encode_texts(enc, &t, 1, eb_mut_matrix_view(out, 1, dim), &err), EB_OK);
+            /* The scratch came from the counting allocator the encoder copied. */
+            assert_true(counter.attempts > before);
+        }
+        free(out);
         eb_encoder_free(enc);
         assert_int_equal(counter.live_blocks, 0);
+        assert_int_equal(counter.live_bytes, 0);
     }
-    assert_true(failures_seen >= 5);
-    free(out);
-    corpus_release(&c);
+    remove(path);
 }
 
 /* ---- a custom encoder through the same entry points ------------------------------- */
@@ -826,6 +1084,174 @@ static void word_vector_allocation_failures_leak_nothing(void **state)
     assert_true(failures_seen >= 5);
 }
 
+/*
+ * numpy.float32(float(token)) semantics at the ends of the range: what numpy
+ * prints for the largest float, the smallest normal and subnormals (repr and
+ * savetxt's %.18e) loads as exactly that float; only what rounds to infinity
+ * is out of range.
+ */
+static void numpy_float32_extremes_load(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *token;
+        float expected;
+    } values[] = {
+        {"3.4028235e+38", FLT_MAX},
+        {"-3.4028235e+38", -FLT_MAX},
+        {"3.402823466385288598e+38", FLT_MAX},
+        {"3.4028235677973362e38", FLT_MAX},
+        {"1.1754944e-38", FLT_MIN},
+        {"1.175494350822287508e-38", FLT_MIN},
+        {"1e-45", 0x1p-149f},
+        {"-1e-45", -0x1p-149f},
+        {"1.401298464324817071e-45", 0x1p-149f},
+        {"3e-45", 0x1p-148f},
+        {"7e-46", 0.0f},
+    };
+    char file[1024];
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++)
+        at += (size_t)snprintf(file + at, sizeof file - at, "w%zu %s 1\n", i, values[i].token);
+    eb_encoder *enc = NULL;
+    eb_error err;
+    eb_status status = load_vectors(file, at, EB_WORD_VECTORS_AUTO, 0, &enc, &err);
+    if (status != EB_OK)
+        fail_msg("%s", err.message);
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        char word[8];
+        int length = snprintf(word, sizeof word, "w%zu", i);
+        const float *v = eb_word_vectors_lookup(enc, word, (size_t)length);
+        assert_non_null(v);
+        if (memcmp(&v[0], &values[i].expected, sizeof(float)) != 0)
+            fail_msg("\"%s\" loaded as %a, expected %a", values[i].token, (double)v[0], (double)values[i].expected);
+    }
+    eb_encoder_free(enc);
+    /* The first double that rounds to infinity in float32 (numpy gives inf with an overflow warning). */
+    const char *over[] = {"w 3.4028235677973366e38 1\n", "w -3.4028236e+38 1\n", "w 1e39 1\n"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(load_vectors(over[i], strlen(over[i]), EB_WORD_VECTORS_GLOVE, 0, &enc, &err), EB_ERR_FORMAT);
+        expect_message(&err, "is outside the float32 range");
+    }
+}
+
+/* A UTF-8 byte-order mark before the header or the first word is skipped, in every format. */
+static void byte_order_mark_is_skipped(void **state)
+{
+    (void)state;
+    const char vec[] = "\xEF\xBB\xBF" "2 3\nhello 1 2 3\nworld 4 5 6\n";
+    const char glove[] = "\xEF\xBB\xBF" "hello 1 2 3\nworld 4 5 6\n";
+    uint8_t binary[64];
+    memcpy(binary, "\xEF\xBB\xBF" "1 2\nhello ", 13);
+    const float pair[2] = {1.0f, 2.0f};
+    memcpy(binary + 13, pair, sizeof pair);
+    static const float hello[3] = {1, 2, 3};
+    const struct {
+        const char *bytes;
+        size_t size;
+        eb_word_vector_format format;
+    } cases[] = {
+        {vec, sizeof vec - 1, EB_WORD_VECTORS_AUTO},
+        {vec, sizeof vec - 1, EB_WORD_VECTORS_TEXT},
+        {glove, sizeof glove - 1, EB_WORD_VECTORS_AUTO},
+        {glove, sizeof glove - 1, EB_WORD_VECTORS_GLOVE},
+        {(const char *)binary, 21, EB_WORD_VECTORS_AUTO},
+        {(const char *)binary, 21, EB_WORD_VECTORS_BINARY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        eb_encoder *enc = NULL;
+        eb_error err;
+        eb_status status = load_vectors(cases[i].bytes, cases[i].size, cases[i].format, 0, &enc, &err);
+        if (status != EB_OK)
+            fail_msg("case %zu: %s", i, err.message);
+        const float *v = eb_word_vectors_lookup(enc, "hello", 5);
+        if (v == NULL)
+            fail_msg("case %zu: \"hello\" is not in the vocabulary", i);
+        assert_memory_equal(v, i < 4 ? hello : pair, (i < 4 ? 3 : 2) * sizeof(float));
+        eb_encoder_free(enc);
+    }
+    eb_encoder *enc = NULL;
+    eb_error err;
+    assert_int_equal(load_vectors("\xEF\xBB\xBF", 3, EB_WORD_VECTORS_AUTO, 0, &enc, &err), EB_ERR_FORMAT);
+    expect_message(&err, "only a byte-order mark");
+    /* Line numbers still count the line the mark is on as line 1. */
+    const char bad[] = "\xEF\xBB\xBF" "2 3\nhello 1 2 3\nworld 4 5\n";
+    assert_int_equal(load_vectors(bad, sizeof bad - 1, EB_WORD_VECTORS_AUTO, 0, &enc, &err), EB_ERR_FORMAT);
+    expect_message(&err, "line 3: 2 values after the word, expected 3");
+}
+
+/*
+ * A GloVe file takes its dim from the first line. A long first line followed
+ * by many short ones once asked for lines x dim floats (an 800 KB file asked
+ * for 160 GB) before any line was checked; the guard that files with a header
+ * have must refuse it by name without allocating it.
+ */
+static void glove_files_get_the_allocation_guard(void **state)
+{
+    (void)state;
+    const size_t dim = 20000, short_lines = 20000;
+    size_t capacity = 16 + dim * 2 + short_lines * 4;
+    char *file = malloc(capacity);
+    assert_non_null(file);
+    size_t at = 0;
+    file[at++] = 'a';
+    for (size_t c = 0; c < dim; c++) {
+        file[at++] = ' ';
+        file[at++] = '1';
+    }
+    file[at++] = '\n';
+    for (size_t r = 0; r < short_lines; r++) {
+        memcpy(file + at, "b 1\n", 4);
+        at += 4;
+    }
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    eb_word_vector_params p = eb_word_vectors_default_params();
+    const eb_word_vector_format formats[] = {EB_WORD_VECTORS_AUTO, EB_WORD_VECTORS_GLOVE};
+    for (size_t f = 0; f < 2; f++) {
+        p.format = formats[f];
+        eb_encoder *enc = NULL;
+        eb_error err;
+        assert_int_equal(eb_word_vectors_load_from_buffer(file, at, &p, &mem, &enc, &err), EB_ERR_FORMAT);
+        assert_null(enc);
+        expect_message(&err, "line 2 has 3 bytes, too few for the 20000 values of line 1");
+        /* Refused before the vectors were allocated: nothing near the 1.6 GB they would take. */
+        assert_true(counter.peak_bytes < 4096);
+        assert_int_equal(counter.live_blocks, 0);
+    }
+    free(file);
+}
+
+/* Two whole numbers on line 1 are a header however large: too large is an error, not a one-value word. */
+static void absurd_header_counts_are_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        eb_word_vector_format format;
+        const char *needle;
+    } cases[] = {
+        {"99999999999999999999 300\nhello 1 2\n", EB_WORD_VECTORS_AUTO,
+         "line 1: the header \"99999999999999999999 300\" announces more words or dimensions than fit"},
+        {"2 184467440737095516160\nhello 1 2\n", EB_WORD_VECTORS_AUTO, "line 1: the header \"2 1844674407370955"},
+        {"99999999999999999999 3\nhello 1 2 3\n", EB_WORD_VECTORS_TEXT, "line 1: the header"},
+        {"99999999999999999999 3\nhello \x01\x02", EB_WORD_VECTORS_BINARY, "byte 0: the header"},
+        {"18446744073709551615 3\nhello 1 2 3\n", EB_WORD_VECTORS_AUTO,
+         "announces 18446744073709551615 words, but the file ends after 1"},
+        {"1 18446744073709551615\nhello 1 2 3\n", EB_WORD_VECTORS_AUTO, "too few for the 18446744073709551615 values"},
+        {"1 18446744073709551615\nhello \x01\x02\x03\x04", EB_WORD_VECTORS_BINARY, "more than the"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        eb_encoder *enc = (eb_encoder *)&cases;
+        eb_error err;
+        eb_status status = load_vectors(cases[i].bytes, strlen(cases[i].bytes), cases[i].format, 1, &enc, &err);
+        if (status != EB_ERR_FORMAT)
+            fail_msg("case %zu: status %s (%s)", i, eb_status_string(status), err.message);
+        assert_null(enc);
+        expect_message(&err, cases[i].needle);
+    }
+}
+
 /* A text vector file of rows x dim values, big enough for threads; caller frees. */
 static char *big_vector_file(size_t rows, size_t dim, size_t *size)
 {
@@ -937,10 +1363,15 @@ int main(void)
         cmocka_unit_test(norms_scale_rows),
         cmocka_unit_test(embedded_nul_is_part_of_the_text),
         cmocka_unit_test(hashing_params_are_checked),
+        cmocka_unit_test(extreme_ngram_ranges_work),
         cmocka_unit_test(invalid_utf8_is_rejected_with_row_and_offset),
         cmocka_unit_test(bad_batches_are_rejected),
         cmocka_unit_test(output_does_not_depend_on_threads),
         cmocka_unit_test(allocation_failures_leak_nothing),
+        cmocka_unit_test(hashing_scratch_is_a_small_multiple_of_the_text),
+        cmocka_unit_test(lowercasing_at_most_doubles_the_bytes),
+        cmocka_unit_test(allocators_without_calloc_or_free_are_refused),
+        cmocka_unit_test(encoders_keep_a_copy_of_the_allocator),
         cmocka_unit_test(custom_encoders_get_the_same_checks),
         cmocka_unit_test(histogram_buckets_follow_numpy_edges),
         cmocka_unit_test(histogram_honours_stride),
@@ -949,6 +1380,10 @@ int main(void)
         cmocka_unit_test(glove_and_binary_give_the_same_vectors),
         cmocka_unit_test(malformed_vector_files_name_the_line),
         cmocka_unit_test(word_vector_file_errors_name_the_file),
+        cmocka_unit_test(numpy_float32_extremes_load),
+        cmocka_unit_test(byte_order_mark_is_skipped),
+        cmocka_unit_test(glove_files_get_the_allocation_guard),
+        cmocka_unit_test(absurd_header_counts_are_errors),
         cmocka_unit_test(word_vector_allocation_failures_leak_nothing),
         cmocka_unit_test(word_vector_parsing_does_not_depend_on_threads),
         cmocka_unit_test(histograms_do_not_depend_on_threads),

@@ -2,6 +2,7 @@
 import copy
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -271,10 +272,17 @@ def test_invalid_parameters_are_named_in_fit(make, blobs, param, value):
         make(**{param: value}).partial_fit(X, y, classes=np.unique(y))
 
 
-def test_learning_rate_that_rounds_to_zero_in_float32_is_rejected_by_the_c_library(make, blobs):
+@pytest.mark.parametrize("value, rounded", [(1e-50, "0.0"), (1e-60, "0.0"), (1e39, "inf")])
+def test_learning_rate_that_float32_cannot_hold_is_named_as_given(make, blobs, value, rounded):
+    # Once reported as "learning_rate is 0", the float32 the C library received, not the value given.
     X, y = blobs
-    with pytest.raises(ValueError, match="learning_rate is 0"):
-        make(learning_rate=1e-60).fit(X, y)
+    with pytest.raises(ValueError) as raised:
+        make(learning_rate=value).fit(X, y)
+    assert f"learning_rate is {value!r}, which is {rounded} in float32" in str(raised.value)
+    with pytest.raises(ValueError, match=re.escape(f"learning_rate is {value!r}")):
+        make(learning_rate=value).partial_fit(X, y, classes=np.unique(y))
+    # The smallest positive float32 is still a (useless but valid) learning rate.
+    make(learning_rate=1e-45, n_epochs=1).fit(X, y)
 
 
 def test_contrastive_n_neg_is_validated(blobs):

@@ -177,6 +177,16 @@ def test_bad_batches_raise_clear_errors(batch, error, needle):
         (dict(n_features=10.5), TypeError, "n_features"),
         (dict(n_threads=0), ValueError, "n_threads"),
         (dict(n_threads=1000), ValueError, "n_threads"),
+        # Integers beyond the C size_t: a ValueError naming the parameter, not cffi's OverflowError.
+        (dict(ngram_range=(1, 2**64)), ValueError, "ngram_range[1] is 18446744073709551616; it must be between 1"),
+        (dict(ngram_range=(2**64, 2**65)), ValueError, "ngram_range[0] is 18446744073709551616"),
+        (dict(ngram_range=(1, -(2**70))), ValueError, "ngram_range[1]"),
+        (dict(n_features=2**64), ValueError, "n_features"),
+        (dict(n_threads=2**64), ValueError, "n_threads"),
+        (dict(n_threads=np.uint64(2**64 - 1)), ValueError, "n_threads"),
+        # Unhashable choices: a ValueError naming the parameter, not "unhashable type".
+        (dict(analyzer=["char"]), ValueError, "analyzer is ['char']"),
+        (dict(norm={}), ValueError, "norm is {}"),
     ],
 )
 def test_bad_settings_raise_clear_errors(settings, error, needle):
@@ -217,3 +227,27 @@ def test_every_assigned_code_point_follows_python(pattern, settings):
         reference = HashingVectorizer(**settings).transform(texts).toarray()
         differing += [f"U+{chunk[i]:04X}" for i in np.flatnonzero((ours != reference).any(axis=1))]
     assert not differing, f"{len(differing)} code points differ, e.g. {differing[:20]}"
+
+
+def test_the_largest_ngram_range_the_c_library_takes_works():
+    # ngram_range=(1, 2**64 - 1) reaches C as SIZE_MAX: every n-gram length a text has, as for (1, 1000) here.
+    texts = ["short words", "ΟΔΟΣ café", "x", "one two three four five six"]
+    for analyzer in ("char_wb", "char", "word"):
+        widest = HashingEncoder(analyzer=analyzer, ngram_range=(1, 2**64 - 1)).transform(texts)
+        wide = HashingEncoder(analyzer=analyzer, ngram_range=(1, 1000)).transform(texts)
+        assert np.array_equal(widest, wide), analyzer
+        reference = HashingVectorizer(analyzer=analyzer, ngram_range=(1, 1000), n_features=1024).transform(texts)
+        assert np.array_equal(wide, reference.toarray().astype(np.float32)), analyzer
+    # A range starting beyond every text: no n-gram for "char" and "word", whole padded words for "char_wb".
+    far = HashingEncoder(analyzer="word", ngram_range=(2**64 - 1, 2**64 - 1)).transform(texts)
+    assert not far.any()
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: f"{s['analyzer']}-{s['ngram_range']}-{s['norm']}")
+def test_one_long_text_equals_hashing_vectorizer(corpus, settings):
+    # The whole corpus as one text (several MB): the scratch of one text is sized by that text.
+    text = "\n".join(corpus)
+    assert len(text) > 1_000_000
+    ours = HashingEncoder(n_threads=1, **settings).transform([text])
+    reference = HashingVectorizer(**settings).transform([text]).toarray().astype(np.float32)
+    assert np.array_equal(ours, reference)

@@ -102,6 +102,12 @@ def test_accepts_series_and_arrays_and_survives_pickle_and_clone(tmp_path, vecto
         ("1 3\nhello 1 2 3\nworld 1 2 3\n", "line 3: more vector lines than the 1 the header announces"),
         ("hello 1 2 3\nworld 1 2\n", "line 2: 2 values after the word, expected 3"),
         ("", "empty"),
+        # Two whole numbers on line 1 are a header however large, not a word "99..." with one value.
+        ("99999999999999999999 300\nhello 1 2\n", 'line 1: the header "99999999999999999999 300" announces more'),
+        ("2 3\nhello 1 2 3\nworld 3.4028236e+38 2 3\n", 'line 3, value 1: "3.4028236e+38" is outside the float32'),
+        # A byte-order mark does not move line numbers: its line is still line 1.
+        ("\ufeff2 3\nhello 1 2 3\nworld 1 2\n", "line 3: 2 values after the word, expected 3"),
+        ("\ufeff", "only a byte-order mark"),
     ],
 )
 def test_malformed_text_files_name_the_line(tmp_path, content, needle):
@@ -133,6 +139,46 @@ def test_malformed_binary_files_name_the_byte(tmp_path, vectors):
         WordVectorEncoder(longer, format="binary").fit()
 
 
+@pytest.mark.parametrize("writer", [write_vec, write_glove])
+def test_a_byte_order_mark_is_skipped(tmp_path, vectors, writer):
+    plain = writer(tmp_path / "plain.txt", vectors)
+    marked = tmp_path / "marked.txt"
+    # What Windows editors and Python's "utf-8-sig" codec write.
+    marked.write_text(plain.read_text(encoding="utf-8"), encoding="utf-8-sig")
+    assert marked.read_bytes()[:3] == b"\xef\xbb\xbf"
+    encoder = WordVectorEncoder(marked, normalize=False).fit()
+    assert encoder.vocab_size_ == len(WORDS)
+    # The first word is "the", not "\ufeffthe": it is found.
+    assert np.array_equal(encoder.transform(["the"])[0], vectors[0])
+    assert np.array_equal(encoder.transform(TEXTS), WordVectorEncoder(plain, normalize=False).transform(TEXTS))
+
+
+def test_float32_extremes_numpy_writes_load_as_numpy_reads_them(tmp_path):
+    info = np.finfo(np.float32)
+    extremes = np.array(
+        [info.max, -info.max, info.tiny, -info.tiny, info.smallest_subnormal, 3 * info.smallest_subnormal, 0.0],
+        dtype=np.float32,
+    )
+    # numpy's two ways of writing float32: the shortest repr, and savetxt's default %.18e.
+    tokens = {"repr": [str(v) for v in extremes], "savetxt": [f"{float(v):.18e}" for v in extremes]}
+    assert "3.4028235e+38" in tokens["repr"] and "1e-45" in tokens["repr"]
+    path = tmp_path / "extremes.txt"
+    path.write_text("".join(f"{name} {' '.join(values)}\n" for name, values in tokens.items()), encoding="utf-8")
+    encoder = WordVectorEncoder(path, normalize=False).fit()
+    for name, values in tokens.items():
+        loaded = encoder.transform([name])[0]
+        expected = np.array([np.float32(float(t)) for t in values], dtype=np.float32)
+        assert loaded.tobytes() == expected.tobytes() == extremes.tobytes(), name
+
+
+def test_glove_file_with_a_long_first_line_is_a_format_error_not_a_huge_allocation(tmp_path):
+    # 20,000 values on line 1, then 40,000 one-value lines: 160 KB that once asked for 3.2 GB of vectors.
+    path = tmp_path / "glove.txt"
+    path.write_text("a" + " 1" * 20000 + "\n" + "b 1\n" * 40000, encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2 has 3 bytes, too few for the 20000 values of line 1"):
+        WordVectorEncoder(path).fit()
+
+
 def test_missing_file_and_bad_settings(tmp_path, vectors):
     with pytest.raises(OSError, match="no_such.vec"):
         WordVectorEncoder(tmp_path / "no_such.vec").fit()
@@ -141,6 +187,10 @@ def test_missing_file_and_bad_settings(tmp_path, vectors):
         WordVectorEncoder(path, format="fasttext").fit()
     with pytest.raises(ValueError, match="n_threads"):
         WordVectorEncoder(path, n_threads=0).fit()
+    with pytest.raises(ValueError, match="n_threads"):
+        WordVectorEncoder(path, n_threads=2**64).fit()
+    with pytest.raises(ValueError, match="format is \\['text'\\]"):
+        WordVectorEncoder(path, format=["text"]).fit()
 
 
 def test_bad_text_batches(tmp_path, vectors):

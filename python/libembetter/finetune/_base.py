@@ -131,6 +131,16 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             if isinstance(value, Integral) and not isinstance(value, bool) and abs(value) >= 2**63:
                 raise ValueError(f"{name} is {value}, too large; it must be below 2**63")
         super()._validate_params()
+        # The C library trains in float32: a positive learning_rate that float32 rounds to 0 or to infinity
+        # would reach it as that number, and its message would name the rounded value, not the one given.
+        learning_rate = self._hyperparameters()["learning_rate"]
+        with np.errstate(over="ignore", under="ignore"):
+            as_float32 = np.float32(learning_rate)
+        if not 0 < as_float32 < np.inf:
+            raise ValueError(
+                f"learning_rate is {learning_rate!r}, which is {as_float32} in float32 (what the C library trains "
+                f"in); it must be between {np.finfo(np.float32).smallest_subnormal} and {np.finfo(np.float32).max}"
+            )
 
     # ---- state --------------------------------------------------------------
 
