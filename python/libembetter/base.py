@@ -1,7 +1,8 @@
 from sklearn.base import BaseEstimator, TransformerMixin
 
 
-class EmbetterBase(BaseEstimator, TransformerMixin):
+# The mixin comes first: scikit-learn 1.6+ collects tags along the MRO, and BaseEstimator ends that chain.
+class EmbetterBase(TransformerMixin, BaseEstimator):
     """Base of embetter's stateless pipeline steps: fit and partial_fit learn nothing."""
 
     def fit(self, X, y=None):
@@ -12,5 +13,12 @@ class EmbetterBase(BaseEstimator, TransformerMixin):
         """Nothing to learn; returns self."""
         return self
 
+    def __sklearn_tags__(self):
+        # scikit-learn 1.6 and newer.
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
     def _more_tags(self):
+        # scikit-learn 1.2 to 1.5, which ignore __sklearn_tags__ (and 1.6+ ignores this).
         return {"stateless": True, "requires_fit": False}
