@@ -1,13 +1,15 @@
 """Progress of training, one tick per epoch from the C library's callback.
 
-In a Jupyter kernel the bar is an ipywidgets widget; elsewhere (a terminal, a
-script, or a kernel without ipywidgets) it is tqdm's text bar on stderr.
+Outside Jupyter (a terminal, a script) the bar is tqdm's text bar on stderr.
+In a Jupyter kernel it is tqdm.auto's: a widget with ipywidgets 7 or newer,
+the text bar (after tqdm's own hint to install ipywidgets) without it.
 
-Why not tqdm.auto: its notebook bar needs ipywidgets 7 or newer and fails
-with an AttributeError on the ipywidgets 6 that Debian 12 ships (and with an
-ImportError when ipywidgets is missing). The widget here uses only what every
-ipywidgets release has (IntProgress, HTML, HBox).
+The exception is ipywidgets 6, which Debian 12 ships: tqdm's notebook bar
+fails there with an AttributeError (its progress widget has no `style`), so
+a small widget of our own, built only from what ipywidgets 6 has
+(IntProgress, HTML, HBox), takes its place.
 """
+import re
 import time
 from contextlib import contextmanager
 
@@ -24,7 +26,7 @@ def _in_jupyter_kernel():
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
-class _WidgetBar:
+class _Ipywidgets6Bar:
     def __init__(self, total, description):
         import ipywidgets
         from IPython.display import display
@@ -55,9 +57,12 @@ class _WidgetBar:
             self.progress.bar_style = "warning"
 
 
-class _TextBar:
-    def __init__(self, total, description):
-        from tqdm.std import tqdm
+class _TqdmBar:
+    def __init__(self, total, description, in_jupyter):
+        if in_jupyter:
+            from tqdm.auto import tqdm
+        else:
+            from tqdm.std import tqdm
 
         self.bar = tqdm(total=total, desc=description, unit="epoch")
 
@@ -69,20 +74,28 @@ class _TextBar:
         self.bar.close()
 
 
-def _bar_class():
-    if _in_jupyter_kernel():
-        try:
-            import ipywidgets  # noqa: F401
-        except ImportError:
-            return _TextBar
-        return _WidgetBar
-    return _TextBar
+def _ipywidgets_major_version():
+    """The installed ipywidgets' major version, or None without ipywidgets."""
+    try:
+        import ipywidgets
+    except ImportError:
+        return None
+    return int(re.match(r"\d+", ipywidgets.__version__).group())
+
+
+def _new_bar(total, description):
+    in_jupyter = _in_jupyter_kernel()
+    if in_jupyter:
+        ipywidgets_major = _ipywidgets_major_version()
+        if ipywidgets_major is not None and ipywidgets_major < 7:
+            return _Ipywidgets6Bar(total, description)
+    return _TqdmBar(total, description, in_jupyter)
 
 
 @contextmanager
 def epoch_progress(total, description):
     """A listener(epoch, loss) that advances a progress bar, closed when the block ends."""
-    bar = _bar_class()(total, description)
+    bar = _new_bar(total, description)
     try:
         yield bar.update
     finally:

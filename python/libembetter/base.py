@@ -5,7 +5,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 _Step = TypeVar("_Step", bound="EmbetterBase")
 
 
-class EmbetterBase(BaseEstimator, TransformerMixin):
+# The mixin comes first: scikit-learn 1.6+ collects tags along the MRO, and BaseEstimator ends that chain.
+class EmbetterBase(TransformerMixin, BaseEstimator):
     """Base of embetter's stateless pipeline steps: fit and partial_fit learn nothing."""
 
     def fit(self: _Step, X: Any, y: Any = None) -> _Step:
@@ -16,5 +17,12 @@ class EmbetterBase(BaseEstimator, TransformerMixin):
         """Nothing to learn; returns self."""
         return self
 
+    def __sklearn_tags__(self):
+        # scikit-learn 1.6 and newer.
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
     def _more_tags(self):
+        # scikit-learn 1.2 to 1.5, which ignore __sklearn_tags__ (and 1.6+ ignores this).
         return {"stateless": True, "requires_fit": False}

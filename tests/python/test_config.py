@@ -18,9 +18,26 @@ import libembetter
 from libembetter import _config
 
 
+def openblas_linked_by_libembetter():
+    """The real path of the OpenBLAS that the dynamic loader gives libembetter's native module."""
+    from libembetter import _native
+
+    listing = subprocess.run(["ldd", _native.__file__], capture_output=True, text=True, check=True).stdout
+    paths = [line.split("=>")[1].split("(")[0].strip() for line in listing.splitlines() if "openblas" in line]
+    assert len(paths) == 1, f"expected one OpenBLAS among the native module's libraries:\n{listing}"
+    return os.path.realpath(paths[0])
+
+
 def openblas_seen_by_threadpoolctl():
-    found = [entry for entry in threadpool_info() if entry.get("internal_api") == "openblas"]
-    assert found, "threadpoolctl finds no OpenBLAS in this process, but embetter links it"
+    # PyPI's NumPy and SciPy load OpenBLAS builds of their own into the process; the one to compare with
+    # is libembetter's.
+    linked = openblas_linked_by_libembetter()
+    found = [
+        entry
+        for entry in threadpool_info()
+        if entry.get("internal_api") == "openblas" and os.path.realpath(entry["filepath"]) == linked
+    ]
+    assert found, f"threadpoolctl finds no OpenBLAS at {linked} in this process, but libembetter links it"
     return found[0]
 
 

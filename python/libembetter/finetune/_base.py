@@ -11,6 +11,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
+from sklearn_compat.utils.validation import validate_data
 
 from libembetter._binding import NativeModel, PathLike, as_float32_rows
 from libembetter._progress import epoch_progress
@@ -24,16 +25,23 @@ POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
 # The C seed is a uint64; randint's exclusive upper bound keeps it one below 2**64.
 _SEED_BOUND = np.iinfo(np.uint64).max
 
-# Why some scikit-learn estimator checks cannot pass, declared for parametrize_with_checks.
+# Why some scikit-learn estimator checks cannot pass: scikit-learn 1.6 and newer take these as
+# parametrize_with_checks(expected_failed_checks=...), older releases from the _xfail_checks tag.
 _PARTIAL_FIT_NEEDS_CLASSES = (
     "partial_fit needs `classes` on its first call (as SGDClassifier does), but this check only "
-    "passes classes to classifiers; tests/python/test_finetune_common.py covers the behaviour it checks"
+    "passes classes to classifiers; test_partial_fit_checks_classes_and_width and "
+    "test_partial_fit_checks_dataframe_column_names (tests/python/test_finetuners.py) cover what it checks"
 )
-XFAIL_CHECKS = {
+EXPECTED_FAILED_CHECKS = {
     "check_n_features_in_after_fitting": _PARTIAL_FIT_NEEDS_CLASSES,
     "check_estimators_partial_fit_n_features": _PARTIAL_FIT_NEEDS_CLASSES,
     "check_dataframe_column_names_consistency": _PARTIAL_FIT_NEEDS_CLASSES,
 }
+
+
+def _plain(values):
+    """An array's values as Python objects, so that messages read 7 rather than NumPy 2's np.int64(7)."""
+    return np.asarray(values).tolist()
 
 
 def encode_labels(y, classes):
@@ -47,15 +55,15 @@ def encode_labels(y, classes):
             known = (positions < len(classes)) & (classes[in_range] == y)
     except TypeError:
         raise ValueError(
-            f"the labels in y cannot be compared with classes_ {list(classes)!r}; they are of a different type"
+            f"the labels in y cannot be compared with classes_ {_plain(classes)!r}; they are of a different type"
         ) from None
     known = np.asarray(known, dtype=bool)
     if known.shape != np.shape(y):
-        raise ValueError(f"the labels in y cannot be compared with classes_ {list(classes)!r}")
+        raise ValueError(f"the labels in y cannot be compared with classes_ {_plain(classes)!r}")
     if not known.all():
         row = int(np.flatnonzero(~known)[0])
         raise ValueError(
-            f"y[{row}] is {y[row]!r}, a label not in classes_ {list(classes)!r}; "
+            f"y[{row}] is {_plain(y[row:row + 1])[0]!r}, a label not in classes_ {_plain(classes)!r}; "
             "partial_fit can only learn the classes given on its first call"
         )
     return np.ascontiguousarray(in_range, dtype=np.int32)
@@ -174,7 +182,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _checked_input(self, X, y="no_validation", reset=True):
         """scikit-learn's input validation to float32; NaN and infinity are left for the C library to name."""
         try:
-            return self._validate_data(X, y, dtype=np.float32, force_all_finite=False, reset=reset)
+            return validate_data(self, X, y, dtype=np.float32, ensure_all_finite=False, reset=reset)
         except (TypeError, ValueError) as error:
             cell = _first_non_number(X)
             if cell is None:
@@ -263,7 +271,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 known_classes = self.classes_
                 if classes is not None and not np.array_equal(np.unique(classes), known_classes):
                     raise ValueError(
-                        f"classes={list(np.unique(classes))!r} differs from classes_ {list(known_classes)!r} "
+                        f"classes={_plain(np.unique(classes))!r} differs from classes_ {_plain(known_classes)!r} "
                         "fixed by the first fit; pass the same classes or none"
                     )
                 labels = encode_labels(y, known_classes)
@@ -345,9 +353,19 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if saved_model is not None:
             self._native = NativeModel.from_bytes(self._native_kind, saved_model)
 
+    # ---- scikit-learn tags ----------------------------------------------------------
+
+    def __sklearn_tags__(self):
+        # scikit-learn 1.6 and newer.
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
     def _more_tags(self):
+        # scikit-learn 1.2 to 1.5, which ignore __sklearn_tags__ (and 1.6+ ignores this).
         return {
             "requires_y": True,
             "preserves_dtype": [np.float32],
-            "_xfail_checks": dict(XFAIL_CHECKS),
+            "_xfail_checks": dict(EXPECTED_FAILED_CHECKS),
         }
