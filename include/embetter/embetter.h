@@ -432,7 +432,7 @@ EB_API eb_status eb_contrastive_load(const char *path, const eb_allocator *mem, 
  * NUL-terminated; "" means the BLAS gives no way to ask.
  */
 typedef struct eb_blas_config {
-    /** "OpenBLAS", or "unknown CBLAS" for another implementation. */
+    /** "OpenBLAS" (the system's), "scipy-openblas32" (PyPI's wheel), or "unknown CBLAS" for another. */
     char library[EB_BLAS_FIELD_SIZE];
     /** The library's version, e.g. "0.3.21". */
     char version[EB_BLAS_FIELD_SIZE];
