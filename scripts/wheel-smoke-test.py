@@ -42,5 +42,7 @@ with open("/proc/self/maps") as maps:
     loaded = {line.split()[-1] for line in maps if line.rstrip().endswith(".so") or ".so." in line}
 openblas = sorted(path for path in loaded if "openblas" in os.path.basename(path))
 assert any("/scipy_openblas32/lib/" in path for path in openblas), openblas
-print("libraries:", *sorted(os.path.basename(path) for path in loaded if "site-packages" in path))
+ours = ("/libembetter/", "/libembetter.libs/", "/scipy_openblas32/")
+print("libembetter's libraries:", *sorted(path.split("site-packages/")[-1] for path in loaded
+                                          if any(part in path for part in ours)))
 print(f"smoke test passed: libembetter {libembetter.__version__} on Python {sys.version.split()[0]}")
