@@ -134,7 +134,6 @@ def main():
     ffibuilder = cffi.FFI()
     ffibuilder.cdef(declarations + integer_macros(included_headers(header, args.include_dir)) + CALLBACK_DECLARATION)
     ffibuilder.set_source(MODULE_NAME, '#include "embetter/embetter.h"\n')
-    # emit_c_code rewrites the file only when its content changes, so an unchanged API does not recompile.
     ffibuilder.emit_c_code(args.output)
 
 
