@@ -2,6 +2,7 @@
 # Show libembetter at work: install the Debian packages, build, then run
 #   - the C example: fine-tune on 200 handwritten digits, compare held-out accuracy with raw pixels
 #   - the Python walkthrough (examples/python/finetune_walkthrough.py), in a venv with the package installed
+#     (pip install ., its dependencies from Debian's packages and PyPI)
 # Build trees go to build-ci/ (override with EMBETTER_CI_BUILD_DIR).
 set -euo pipefail
 
@@ -26,9 +27,12 @@ ran+=("C digits example")
 
 if [ -f "$walkthrough" ]; then
   banner "Python walkthrough: ${walkthrough#"$root"/}"
-  venv=$root/.venv
+  # Debian's scikit-learn, NumPy and matplotlib, never upgraded; pip builds the package (scikit-build-core
+  # driving the CMake build) and brings the few dependencies Debian lacks from PyPI.
+  venv=${EMBETTER_CI_BUILD_DIR:-$root/build-ci}/demo-venv
   [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"
-  "$venv/bin/pip" install --no-build-isolation --no-index --quiet "$root/python"
+  bash "$root/scripts/oldest-constraints.sh" >"$build/constraints.txt"
+  "$venv/bin/pip" install --quiet --constraint "$build/constraints.txt" "$root"
   # Its PNG figures go to the build tree, not the source tree.
   MPLBACKEND=Agg "$venv/bin/python" "$walkthrough" --out "$build/walkthrough"
   ran+=("Python walkthrough (figures in ${build#"$root"/}/walkthrough)")

@@ -19,7 +19,9 @@ packages=(
   # fuzzing (tests/fuzz: clang with libFuzzer and the sanitizer runtimes)
   clang-14
   libclang-rt-14-dev
-  # Python package, its tests and the demos
+  # Python package: pip builds it (scikit-build-core driving CMake) against python3-dev's headers in a venv
+  # (python3-venv). Debian's scikit-learn, NumPy, pandas and SciPy are the oldest supported versions, which
+  # the second Python test stage and the demo run on; the newest come from PyPI.
   python3
   python3-cffi
   python3-dask

@@ -5,7 +5,9 @@
 #   3. the same under AddressSanitizer + UBSan (Debug)
 #   4. valgrind memcheck over every C test program
 #   5. install into a temporary prefix and build consumers with find_package and pkg-config
-#   6. the Python package in a venv and its pytest suite
+#   6. the Python package: one wheel (pip wheel ., scikit-build-core driving the CMake build), then its pytest
+#      suite twice: in a venv of the newest releases from PyPI, and on the oldest supported versions (Debian 12's
+#      python3-sklearn / numpy / pandas, pinned so that pip never upgrades them)
 #   7. every libFuzzer target of tests/fuzz for 60 s each (clang-14, ASan + UBSan)
 # Later stages still run after a failure where they can, so one run shows every problem.
 # Exits non-zero if any stage failed; the last line is the summary.
@@ -113,12 +115,46 @@ install_checks() {
   bash "$root/tests/install/check_install.sh" "$builds/werror"
 }
 
-python_stage() {
-  local venv=$root/.venv
+# The wheel both Python stages install; built once, with build isolation (its build requirements from PyPI).
+python_wheel() {
+  local venv=$builds/venv-newest
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || return 1
+  fi
+  rm -rf "$builds/wheel" &&
+    "$venv/bin/pip" wheel --quiet --no-deps --wheel-dir "$builds/wheel" "$root" &&
+    ls "$builds/wheel"/libembetter-*.whl
+}
+
+built_wheel() {
+  ls "$builds/wheel"/libembetter-*.whl
+}
+
+# The newest releases of every dependency (--upgrade-strategy eager also upgrades an existing venv's packages).
+python_suite_newest() {
+  local venv=$builds/venv-newest wheel
+  wheel=$(built_wheel) || return 1
+  "$venv/bin/pip" install --quiet --force-reinstall --no-deps "$wheel" &&
+    "$venv/bin/pip" install --quiet --upgrade --upgrade-strategy eager "$wheel[test]" &&
+    "$venv/bin/python" -c 'import numpy, pandas, sklearn; print("newest: scikit-learn", sklearn.__version__,
+      "numpy", numpy.__version__, "pandas", pandas.__version__)' &&
+    "$venv/bin/python" -m pytest "$root/tests/python" -q
+}
+
+# Debian 12's own scikit-learn, NumPy, pandas and SciPy (the oldest supported versions): a venv that sees the
+# system packages, and a constraints file pinning those four to the installed versions, so that installing the
+# wheel's remaining dependencies from PyPI can never upgrade them.
+python_suite_oldest() {
+  local venv=$builds/venv-oldest wheel
+  wheel=$(built_wheel) || return 1
   if [ ! -x "$venv/bin/python" ]; then
     /usr/bin/python3 -m venv --system-site-packages "$venv" || return 1
   fi
-  "$venv/bin/pip" install --no-build-isolation --no-index --quiet "$root/python" &&
+  bash "$root/scripts/oldest-constraints.sh" >"$builds/oldest-constraints.txt" || return 1
+  "$venv/bin/pip" install --quiet --force-reinstall --no-deps "$wheel" &&
+    "$venv/bin/pip" install --quiet --constraint "$builds/oldest-constraints.txt" "$wheel[test]" &&
+    "$venv/bin/python" -c 'import numpy, pandas, sklearn; print("oldest: scikit-learn", sklearn.__version__,
+      "numpy", numpy.__version__, "pandas", pandas.__version__)' &&
     "$venv/bin/python" -m pytest "$root/tests/python" -q
 }
 
@@ -145,7 +181,15 @@ else
 fi
 run_stage "sanitizer build + ctest" sanitize_build_and_tests
 
-run_stage "Python package + pytest" python_stage
+run_stage "Python wheel" python_wheel
+if stage_passed "Python wheel"; then
+  run_stage "Python suite, newest PyPI releases" python_suite_newest
+  run_stage "Python suite, oldest supported (Debian 12)" python_suite_oldest
+else
+  for stage in "Python suite, newest PyPI releases" "Python suite, oldest supported (Debian 12)"; do
+    skip_stage "$stage" "the wheel could not be built"
+  done
+fi
 
 run_stage "fuzzing (60 s per target)" fuzz_targets
 

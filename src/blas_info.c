@@ -6,8 +6,10 @@
  * the CPU model. A release older than the CPU does not know the model and
  * falls back to a generic kernel set (Prescott: SSE3 only), which a caller
  * only notices as slowness; the recommendation here makes it visible.
+ * Which OpenBLAS it is (the system's or the scipy-openblas32 wheel's) is
+ * fixed when the library is built, see blas.h.
  */
-#include <cblas.h>
+#include "blas.h"
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +33,8 @@ static const core_isa CORE_ISAS[] = {
     {"penryn", ISA_SSE2},        {"dunnington", ISA_SSE2},   {"nehalem", ISA_SSE2},
     {"atom", ISA_SSE2},          {"nano", ISA_SSE2},         {"opteron", ISA_SSE2},
     {"opteron_sse3", ISA_SSE2},  {"barcelona", ISA_SSE2},    {"bobcat", ISA_SSE2},
+    /* OpenBLAS 0.3.34 (scipy-openblas32) runs this generic set when asked for Prescott or Core2. */
+    {"katmai", ISA_SSE2},
 };
 
 static const char *const ISA_NAMES[] = {"", "sse2", "avx", "avx2", "avx512"};
@@ -119,7 +123,7 @@ eb_status eb_blas_info(eb_blas_config *out)
     memset(out, 0, sizeof *out);
     copy_field(out->cpu_vector_isa, sizeof out->cpu_vector_isa, ISA_NAMES[cpu_rank()]);
 #ifdef OPENBLAS_VERSION
-    copy_field(out->library, sizeof out->library, "OpenBLAS");
+    copy_field(out->library, sizeof out->library, EB_BLAS_LIBRARY_NAME);
     copy_field(out->build, sizeof out->build, openblas_get_config());
     version_from_build(out->build, out->version, sizeof out->version);
     copy_field(out->core, sizeof out->core, openblas_get_corename());

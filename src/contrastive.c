@@ -11,7 +11,7 @@
  *
  * Weights: W (d x h, row-major), then b (h).
  */
-#include <cblas.h>
+#include "blas.h"
 #include <limits.h>
 #include <math.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * Weights live in one vector, in this order: W1 (d x h, row-major), b1 (h),
  * W2 (h x k), b2 (k). One vector means one Adam loop and one allocation.
  */
-#include <cblas.h>
+#include "blas.h"
 #include <limits.h>
 #include <math.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Matrix views: validation of caller input and the dense kernels built on CBLAS. */
-#include <cblas.h>
+#include "blas.h"
 #include <limits.h>
 #include <math.h>
 #include <string.h>

@@ -20,7 +20,7 @@
  * as OpenBLAS does it for a pre-filled output. Results therefore match
  * cblas_sgemm to rounding, not bit for bit (tests/c/test_small_gemm.c).
  */
-#include <cblas.h>
+#include "blas.h"
 #include <stdbool.h>
 #include <stddef.h>
 

@@ -505,7 +505,7 @@ EB_API size_t eb_training_step_rows(eb_model_kind kind, size_t n_rows, size_t ba
  * NUL-terminated; "" means the BLAS gives no way to ask.
  */
 typedef struct eb_blas_config {
-    /** "OpenBLAS", or "unknown CBLAS" for another implementation. */
+    /** "OpenBLAS" (the system's), "scipy-openblas32" (PyPI's wheel), or "unknown CBLAS" for another. */
     char library[EB_BLAS_FIELD_SIZE];
     /** The library's version, e.g. "0.3.21". */
     char version[EB_BLAS_FIELD_SIZE];

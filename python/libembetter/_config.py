@@ -1,9 +1,11 @@
-"""What BLAS runs embetter's matrix products, and a warning when it runs slow kernels.
+"""What BLAS runs libembetter's matrix products, and a warning when it runs slow kernels.
 
-OpenBLAS picks its kernels from the CPU model when it loads. Debian 12's
-OpenBLAS 0.3.21 does not know some recent Xeons and then silently uses its
-generic "Prescott" kernels, several times slower than the ones the CPU can
-run. The C library compares the core OpenBLAS reports with the CPU's vector
+The package installed by pip links the scipy-openblas32 wheel (OpenBLAS
+0.3.34, which knows current CPUs); a build with EMBETTER_BLAS=system links the
+machine's OpenBLAS. OpenBLAS picks its kernels from the CPU model when it
+loads. Debian 12's OpenBLAS 0.3.21 does not know some recent Xeons and then
+silently uses its generic "Prescott" kernels, several times slower than the
+ones the CPU can run. The C library compares the core OpenBLAS reports with the CPU's vector
 instructions (eb_blas_info); this module turns a mismatch into one warning
 that names the fix. It also holds the measured policies for OpenBLAS's
 threads during training (training_threads), which the binding applies around
@@ -79,10 +81,11 @@ def warn_if_slow_blas(config=None):
 
 
 def show_config() -> None:
-    """Print the BLAS embetter uses: library, version, core it runs, threads, and any advice."""
+    """Print the BLAS libembetter uses: library (scipy-openblas32 or the system's OpenBLAS), version, core it
+    runs, threads, and any advice."""
     config = blas_config()
     lines = [
-        f"embetter {ffi.string(lib.eb_version()).decode('ascii')}",
+        f"libembetter {ffi.string(lib.eb_version()).decode('ascii')}",
         f"BLAS library:     {config['library']} {config['version']}",
         f"BLAS core:        {config['core'] or 'unknown'}",
         f"BLAS threading:   {config['threading'] or 'unknown'}, {config['threads']} threads",

@@ -1,26 +1,18 @@
-# Sourced by run.sh and make_corpus.sh: where things are, and how the library is compiled
-# without CMake (the source list and pkg-config modules are read from the CMake files, so
-# sources added there are picked up here too).
+# Sourced by run.sh and make_corpus.sh: where things are, and the CMake build of the fuzz targets
+# (EMBETTER_BUILD_FUZZERS: the library as CMake builds it, instrumented, plus tests/fuzz/CMakeLists.txt).
 
 fuzz_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$fuzz_dir/../.." && pwd)
 build_dir=${EB_FUZZ_BUILD_DIR:-$repo_root/build-fuzz}
 fuzz_cc=${EB_FUZZ_CC:-clang-14}
+cmake_dir=$build_dir/cmake
 
-# The library's .c files, from set(EMBETTER_SOURCES ...) in src/CMakeLists.txt.
-library_sources() {
-    sed -n '/set(EMBETTER_SOURCES/,/)/p' "$repo_root/src/CMakeLists.txt" |
-        sed -e 's/set(EMBETTER_SOURCES//' -e 's/)//' | tr -s ' \t' '\n' | grep '\.c$' |
-        sed "s|^|$repo_root/src/|"
-}
-
-# Compiler and linker flags of every pkg-config module the CMake build asks for, plus zlib.
-library_flags() {
-    local modules
-    modules=$(grep -ho 'pkg_check_modules([A-Za-z0-9_]* *REQUIRED *IMPORTED_TARGET *[^ )]*' \
-        "$repo_root/CMakeLists.txt" "$repo_root/src/CMakeLists.txt" | awk '{print $NF}' | sort -u)
-    # shellcheck disable=SC2086
-    echo "-std=c11 -I$repo_root/include -I$repo_root/src -fno-math-errno $(pkg-config --cflags --libs $modules zlib) -lm -pthread"
+# build_fuzz_programs TARGET...: configure (once) and build the named programs; they land in $cmake_dir/tests/fuzz.
+build_fuzz_programs() {
+    cmake -S "$repo_root" -B "$cmake_dir" -DCMAKE_C_COMPILER="$fuzz_cc" -DCMAKE_BUILD_TYPE=Debug \
+        -DCMAKE_C_FLAGS_DEBUG="-O1" -DEMBETTER_BUILD_FUZZERS=ON -DEMBETTER_BUILD_TESTS=OFF \
+        -DEMBETTER_BUILD_EXAMPLES=OFF >/dev/null &&
+        cmake --build "$cmake_dir" -j"$(nproc 2>/dev/null || echo 2)" --target "$@"
 }
 
 # A clear message instead of a compiler error when the fuzzing toolchain is missing.

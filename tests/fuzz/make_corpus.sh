@@ -6,7 +6,5 @@ source "$(dirname "$0")/common.sh"
 require_fuzz_compiler
 
 mkdir -p "$build_dir" "$fuzz_dir/corpus/model_load"
-# shellcheck disable=SC2046
-"$fuzz_cc" -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
-    "$fuzz_dir/make_corpus.c" $(library_sources) $(library_flags) -o "$build_dir/make_corpus"
-"$build_dir/make_corpus" "$fuzz_dir/corpus/model_load"
+build_fuzz_programs make_corpus
+"$cmake_dir/tests/fuzz/make_corpus" "$fuzz_dir/corpus/model_load"

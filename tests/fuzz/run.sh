@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build every tests/fuzz/fuzz_*.c as a libFuzzer binary (ASan + UBSan) together with the
-# library sources, and run each for a bounded time starting from its seed corpus.
+# Build every tests/fuzz/fuzz_*.c as a libFuzzer binary (ASan + UBSan), linked to the library as
+# CMake builds it (EMBETTER_BUILD_FUZZERS), and run each for a bounded time from its seed corpus.
 #
 # usage: tests/fuzz/run.sh [seconds per target (default 60)] [target ...]
 #   targets are names like fuzz_model_load; by default every tests/fuzz/fuzz_*.c runs.
@@ -33,22 +33,21 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 mkdir -p "$build_dir/artifacts"
-flags=$(library_flags)
-sources=$(library_sources)
+names=()
+for source in "${targets[@]}"; do
+    [ -f "$source" ] || { echo "run.sh: no such target $source" >&2; exit 2; }
+    names+=("$(basename "$source" .c)")
+done
+echo "== building ${names[*]}"
+build_fuzz_programs "${names[@]}"
 summary=()
 failed=0
 for source in "${targets[@]}"; do
-    [ -f "$source" ] || { echo "run.sh: no such target $source" >&2; exit 2; }
     name=$(basename "$source" .c)
     corpus_name=$(sed -n 's/.*fuzz-corpus: *\([A-Za-z0-9_./-]*\).*/\1/p' "$source" | head -n 1)
     seed_corpus="$fuzz_dir/corpus/${corpus_name:-${name#fuzz_}}"
     work_corpus="$build_dir/corpus-$name"
     mkdir -p "$work_corpus"
-
-    echo "== building $name"
-    # shellcheck disable=SC2086
-    "$fuzz_cc" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1 \
-        "$source" $sources $flags -o "$build_dir/$name"
 
     corpora=("$work_corpus")
     if [ -d "$seed_corpus" ]; then
@@ -61,7 +60,7 @@ for source in "${targets[@]}"; do
     status=0
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-        "$build_dir/$name" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
+        "$cmake_dir/tests/fuzz/$name" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
         -artifact_prefix="$build_dir/artifacts/$name-" "${corpora[@]}" >"$log" 2>&1 || status=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)

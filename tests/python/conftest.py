@@ -1,9 +1,9 @@
 """Shared setup of the Python suite.
 
-The tests run against the embetter package installed in the interpreter that
-runs pytest (a venv made with --system-site-packages, see python/README.md).
-A build made in place (pip install -e ./python) is found the same way; a
-checkout with neither gets one clear error instead of a page of ImportErrors.
+The tests run against the libembetter package installed in the interpreter
+that runs pytest (pip install '.[test]' into a venv, see README.md). An
+editable install (pip install -e '.[test]') is found the same way; a checkout
+with neither gets one clear error instead of a page of ImportErrors.
 """
 import importlib.util
 from pathlib import Path
@@ -16,8 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if importlib.util.find_spec("libembetter") is None or importlib.util.find_spec("libembetter._native") is None:
     raise ImportError(
         "the libembetter Python package is not installed in this interpreter. Create a venv and install it:\n"
-        "  /usr/bin/python3 -m venv --system-site-packages .venv\n"
-        "  .venv/bin/pip install --no-build-isolation ./python\n"
+        "  python3 -m venv .venv\n"
+        "  .venv/bin/pip install '.[test]'\n"
         "then run .venv/bin/python -m pytest tests/python"
     )
 

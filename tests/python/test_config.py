@@ -1,11 +1,14 @@
 """libembetter.show_config and the slow-kernel warning report the BLAS as it really runs.
 
 threadpoolctl inspects the same OpenBLAS independently, so the report is
-checked against it; the Prescott fallback is provoked for real in a child
-interpreter with OPENBLAS_CORETYPE=Prescott, and the decision is also checked
-on injected core names and CPU instruction sets.
+checked against it. The package links either the scipy-openblas32 wheel (pip's
+build) or the system's OpenBLAS (CMake option EMBETTER_BLAS); every check
+holds for both. A fallback to kernels older than the CPU is provoked for real
+in a child interpreter with OPENBLAS_CORETYPE set to an old core, and the
+advice is also checked on injected core names and CPU instruction sets.
 """
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -15,30 +18,34 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import libembetter
+import libembetter._native
 from libembetter import _config
 
+# A kernel set older than any CPU this runs on, which OpenBLAS 0.3.21 (Debian 12) and 0.3.34 (scipy-openblas32)
+# both run when asked and report under this name (0.3.34 no longer has Prescott kernels: it runs Katmai instead).
+OLD_CORE = "Nehalem"
 
-def openblas_linked_by_libembetter():
-    """The real path of the OpenBLAS that the dynamic loader gives libembetter's native module."""
-    from libembetter import _native
 
-    listing = subprocess.run(["ldd", _native.__file__], capture_output=True, text=True, check=True).stdout
-    paths = [line.split("=>")[1].split("(")[0].strip() for line in listing.splitlines() if "openblas" in line]
-    assert len(paths) == 1, f"expected one OpenBLAS among the native module's libraries:\n{listing}"
+def linked_blas_path():
+    """The BLAS library the dynamic loader resolves for the extension module, as ldd shows it."""
+    listing = subprocess.run(["ldd", libembetter._native.__file__], capture_output=True, text=True, check=True)
+    paths = re.findall(r"^\s*\S*openblas\S*\s+=>\s+(\S+)", listing.stdout, flags=re.MULTILINE)
+    assert len(paths) == 1, f"expected one OpenBLAS among the module's libraries:\n{listing.stdout}"
     return os.path.realpath(paths[0])
 
 
 def openblas_seen_by_threadpoolctl():
-    # PyPI's NumPy and SciPy load OpenBLAS builds of their own into the process; the one to compare with
-    # is libembetter's.
-    linked = openblas_linked_by_libembetter()
-    found = [
-        entry
-        for entry in threadpool_info()
-        if entry.get("internal_api") == "openblas" and os.path.realpath(entry["filepath"]) == linked
-    ]
-    assert found, f"threadpoolctl finds no OpenBLAS at {linked} in this process, but libembetter links it"
+    """threadpoolctl's view of the OpenBLAS the module links (NumPy and SciPy may bring OpenBLASes of their own)."""
+    path = linked_blas_path()
+    found = [entry for entry in threadpool_info()
+             if entry.get("internal_api") == "openblas" and os.path.realpath(entry["filepath"]) == path]
+    assert found, f"threadpoolctl finds no OpenBLAS at {path} in this process, but libembetter links it"
     return found[0]
+
+
+def expected_library_name(path):
+    """What eb_blas_info must call the OpenBLAS at path: the scipy-openblas32 wheel's, or another (the system's)."""
+    return "scipy-openblas32" if os.path.basename(path).startswith("libscipy_openblas") else "OpenBLAS"
 
 
 def native_coretype(cpu_vector_isa):
@@ -53,12 +60,32 @@ def run_python(code, **environment):
 def test_config_agrees_with_threadpoolctl():
     config = _config.blas_config()
     reference = openblas_seen_by_threadpoolctl()
-    assert config["library"] == "OpenBLAS"
+    assert config["library"] == expected_library_name(reference["filepath"])
     assert config["version"] == reference["version"]
     assert config["core"] == reference["architecture"]
     assert config["threads"] == reference["num_threads"]
     assert config["threading"] == reference["threading_layer"]
     assert config["build"].startswith(f"OpenBLAS {config['version']} ")
+
+
+def test_the_linked_openblas_is_the_one_the_build_chose():
+    config = _config.blas_config()
+    path = linked_blas_path()
+    if config["library"] == "scipy-openblas32":
+        # pip's build (EMBETTER_BLAS=scipy-openblas32): the wheel installed beside the package, found by RPATH.
+        import scipy_openblas32
+
+        assert path == os.path.realpath(
+            os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True)))
+        assert config["version"] == scipy_openblas32.__version__
+        # OpenBLAS 0.3.34 knows this CPU: pip users need no OPENBLAS_CORETYPE advice.
+        assert config["recommended_coretype"] is None
+        assert _config.slow_blas_message(config) is None
+    else:
+        # EMBETTER_BLAS=system: the machine's OpenBLAS, never the wheel's.
+        assert config["library"] == "OpenBLAS"
+        assert not os.path.basename(path).startswith("libscipy_openblas")
+        assert config["recommended_coretype"] == _config.recommended_coretype(config["core"], config["cpu_vector_isa"])
 
 
 def test_threads_follow_a_limit_set_from_outside():
@@ -72,7 +99,8 @@ def test_show_config_prints_library_core_and_threads(capsys):
     libembetter.show_config()
     printed = capsys.readouterr().out
     reference = openblas_seen_by_threadpoolctl()
-    assert f"BLAS library:     OpenBLAS {reference['version']}" in printed
+    library = expected_library_name(reference["filepath"])
+    assert f"BLAS library:     {library} {reference['version']}" in printed
     assert f"BLAS core:        {reference['architecture']}" in printed
     assert f"{reference['num_threads']} threads" in printed
     assert libembetter.__version__ in printed
@@ -82,6 +110,8 @@ def test_show_config_prints_library_core_and_threads(capsys):
     ("Prescott", "avx512", "SkylakeX"),
     ("Prescott", "avx2", "Haswell"),
     ("Core2", "avx2", "Haswell"),
+    ("Katmai", "avx2", "Haswell"),
+    ("Nehalem", "avx512", "SkylakeX"),
     ("Haswell", "avx512", "SkylakeX"),
     ("prescott", "avx512", "SkylakeX"),
     ("SkylakeX", "avx512", None),
@@ -104,7 +134,7 @@ def test_message_names_the_fix_for_an_injected_prescott_fallback():
     assert _config.slow_blas_message(dict(config, recommended_coretype=None)) is None
 
 
-def test_prescott_fallback_warns_once_at_import_with_the_fix():
+def test_old_kernels_warn_once_at_import_with_the_fix():
     isa = _config.blas_config()["cpu_vector_isa"]
     fix = native_coretype(isa)
     if fix is None:
@@ -117,9 +147,9 @@ def test_prescott_fallback_warns_once_at_import_with_the_fix():
         "print(_config.blas_config()['core'])\n"
         "print(_config.warn_if_slow_blas() is not None)\n"
     )
-    result = run_python(code, OPENBLAS_CORETYPE="Prescott")
+    result = run_python(code, OPENBLAS_CORETYPE=OLD_CORE)
     core, again = result.stdout.split()
-    assert core == "Prescott"
+    assert core == OLD_CORE
     assert again == "True"  # the condition still holds ...
     assert result.stderr.count("SlowBLASWarning") == 1  # ... but the warning came once
     assert f"OPENBLAS_CORETYPE={fix}" in result.stderr
@@ -133,7 +163,6 @@ def test_native_kernels_do_not_warn():
     result = run_python(code, OPENBLAS_CORETYPE=fix)
     assert result.stdout.strip() == fix
     assert "SlowBLASWarning" not in result.stderr
-
 
 
 # ---- BLAS threads during training --------------------------------------------------------------

@@ -292,32 +292,40 @@ def _pkg_config(*modules):
 
 @pytest.fixture(scope="session")
 def c_transform_check():
-    """tests/python/c_transform_check.c built with the system compiler over the library sources.
+    """tests/python/c_transform_check.c linked to the static library as CMake builds it (system OpenBLAS).
 
-    The binary is cached in the temporary directory under a hash of every source
+    The binary is cached in the temporary directory under a hash of every file
     it is built from, so only the first run after a change pays for the compile.
     """
     compiler = shutil.which(os.environ.get("CC", "cc"))
     assert compiler is not None, "a C compiler (cc) is needed to build the cross-language check"
+    cmake = shutil.which("cmake")
+    assert cmake is not None, "CMake is needed to build the library for the cross-language check"
     program = REPO_ROOT / "tests" / "python" / "c_transform_check.c"
-    sources = sorted((REPO_ROOT / "src").glob("*.c"))
-    headers = sorted((REPO_ROOT / "src").glob("*.h")) + sorted((REPO_ROOT / "include" / "embetter").glob("*.h"))
+    inputs = sorted((REPO_ROOT / "src").glob("*")) + sorted((REPO_ROOT / "include" / "embetter").glob("*"))
+    inputs += [REPO_ROOT / "CMakeLists.txt", *sorted((REPO_ROOT / "cmake").glob("*"))]
     digest = hashlib.sha256()
-    for file in [program, *sources, *headers]:
+    for file in [program, *inputs]:
         digest.update(file.name.encode() + b"\0" + file.read_bytes())
     cache = Path(tempfile.gettempdir()) / f"embetter-c-transform-check-{digest.hexdigest()[:16]}"
     binary = cache / "c_transform_check"
     if not binary.exists():
         cache.mkdir(exist_ok=True)
+        build_dir = cache / f"build.{os.getpid()}"
         partial = cache / f"c_transform_check.{os.getpid()}"
-        command = [
-            compiler, "-std=c11", "-O2", "-fno-math-errno", f"-I{REPO_ROOT / 'include'}", f"-I{REPO_ROOT / 'src'}",
-            str(program), *map(str, sources), *_pkg_config("openblas", "zlib", "libutf8proc"), "-lm", "-pthread",
-            "-o", str(partial),
+        steps = [
+            [cmake, "-S", str(REPO_ROOT), "-B", str(build_dir), f"-DCMAKE_C_COMPILER={compiler}",
+             "-DCMAKE_BUILD_TYPE=Release", "-DEMBETTER_BUILD_TESTS=OFF", "-DEMBETTER_BUILD_EXAMPLES=OFF"],
+            [cmake, "--build", str(build_dir), "--target", "embetter_static", "-j2"],
+            [compiler, "-std=c11", "-O2", f"-I{REPO_ROOT / 'include'}", f"-I{build_dir / 'include'}",
+             f"-I{REPO_ROOT / 'src'}", str(program), str(build_dir / "src" / "libembetter.a"),
+             *_pkg_config("openblas", "zlib", "libutf8proc"), "-lm", "-pthread", "-o", str(partial)],
         ]
-        build = subprocess.run(command, capture_output=True, text=True)
-        assert build.returncode == 0, f"compiling the C check failed:\n{shlex.join(command)}\n{build.stderr}"
+        for command in steps:
+            build = subprocess.run(command, capture_output=True, text=True)
+            assert build.returncode == 0, f"building the C check failed:\n{shlex.join(command)}\n{build.stdout}{build.stderr}"
         os.replace(partial, binary)  # atomic, so a concurrent run never sees half a binary
+        shutil.rmtree(build_dir, ignore_errors=True)
     return binary
 
 
