@@ -86,7 +86,9 @@ class ModelNotFittedError(EmbetterError, NotFittedError):
     """EB_ERR_NOT_FITTED: the C model is used before it was fitted (also a scikit-learn NotFittedError)."""
 
 
-class OutOfMemoryError(EmbetterError, MemoryError):
+# MemoryError comes first: it has a constructor of its own, and with EmbetterError first, Python refuses
+# MemoryError.__new__ for the subclass, which is how tblib (installed by dask and distributed) unpickles errors.
+class OutOfMemoryError(MemoryError, EmbetterError):
     """EB_ERR_NOMEM: the C library could not allocate the memory the call needs."""
 
 

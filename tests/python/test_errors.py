@@ -88,6 +88,19 @@ def test_a_pickled_error_round_trips(code, protocol):
     assert (again.code, again.status) == (error.code, error.status)
 
 
+@pytest.mark.parametrize("code", list(C_STATUSES) + [lib.EB_STATUS_COUNT + 7], ids=c_name)
+def test_an_error_round_trips_through_tblib_as_dask_ships_it(code):
+    # dask and distributed install tblib's pickling support, which rebuilds an exception with its class's
+    # __new__; a class whose builtin base has a constructor of its own must allow that.
+    from tblib import pickling_support as tblib_pickling
+    error = _errors.error_for_status(code, f"detail of status {code}")
+    tblib_pickling.install(error)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error)
+    assert again.args == error.args
+    assert (again.code, again.status) == (error.code, error.status)
+
+
 # ---- errors as the C library raises them -------------------------------------------------------
 
 
