@@ -141,6 +141,7 @@ NATIVE_DEPENDENCIES = {
     ]),
     "zlib.h": ("zlib", "zlib1g-dev", ["-lz"]),
     "utf8proc.h": ("libutf8proc", "libutf8proc-dev", ["-lutf8proc"]),
+    "json-c/json.h": ("json-c", "libjson-c-dev", ["-ljson-c"]),
 }
 
 

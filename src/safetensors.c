@@ -135,10 +135,8 @@ static eb_status parse_tensor(eb_safetensors *st, const char *name, json_object 
     if (!json_object_is_type(entry, json_type_object))
         return eb__fail(err, EB_ERR_FORMAT, "%s: tensor '%s' is not described by a JSON object", src, name);
     json_object *dtype = NULL, *shape = NULL, *offsets = NULL;
-    size_t fields = 0;
     json_object_object_foreach(entry, key, value)
     {
-        fields++;
         if (strcmp(key, "dtype") == 0)
             dtype = value;
         else if (strcmp(key, "shape") == 0)
@@ -148,7 +146,6 @@ static eb_status parse_tensor(eb_safetensors *st, const char *name, json_object 
         else
             return eb__fail(err, EB_ERR_FORMAT, "%s: tensor '%s' has an unknown field '%.40s'", src, name, key);
     }
-    (void)fields;
     if (dtype == NULL || shape == NULL || offsets == NULL)
         return eb__fail(err, EB_ERR_FORMAT, "%s: tensor '%s' lacks its %s", src, name,
                         dtype == NULL ? "dtype" : shape == NULL ? "shape" : "data_offsets");

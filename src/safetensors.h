@@ -63,7 +63,9 @@ const char *eb__st_dtype_name(eb_st_dtype dtype);
 
 /*
  * Memory-map and check the file at path (a regular file; a FIFO or device is
- * refused without blocking). EB_ERR_IO when it cannot be opened or mapped,
+ * refused without blocking). The mapping is private and read-only; like any
+ * mapped file, shrinking it on disk while it is open makes reads past the new
+ * end fault, so model files must not be rewritten in place while loaded. EB_ERR_IO when it cannot be opened or mapped,
  * EB_ERR_FORMAT (message naming the file and tensor or field) when invalid.
  */
 eb_status eb__safetensors_open(const char *path, const eb_allocator *mem, eb_safetensors **out, eb_error *err);

@@ -255,7 +255,8 @@ def c_transform_check():
         partial = cache / f"c_transform_check.{os.getpid()}"
         command = [
             compiler, "-std=c11", "-O2", "-fno-math-errno", f"-I{REPO_ROOT / 'include'}", f"-I{REPO_ROOT / 'src'}",
-            str(program), *map(str, sources), *_pkg_config("openblas", "zlib", "libutf8proc"), "-lm", "-pthread",
+            str(program), *map(str, sources), *_pkg_config("openblas", "zlib", "libutf8proc", "json-c"),
+            "-lm", "-pthread",
             "-o", str(partial),
         ]
         build = subprocess.run(command, capture_output=True, text=True)
