@@ -319,7 +319,7 @@ def c_transform_check():
             [cmake, "--build", str(build_dir), "--target", "embetter_static", "-j2"],
             [compiler, "-std=c11", "-O2", f"-I{REPO_ROOT / 'include'}", f"-I{build_dir / 'include'}",
              f"-I{REPO_ROOT / 'src'}", str(program), str(build_dir / "src" / "libembetter.a"),
-             *_pkg_config("openblas", "zlib", "libutf8proc"), "-lm", "-pthread", "-o", str(partial)],
+             *_pkg_config("openblas", "zlib", "libutf8proc", "json-c"), "-lm", "-pthread", "-o", str(partial)],
         ]
         for command in steps:
             build = subprocess.run(command, capture_output=True, text=True)
