@@ -169,6 +169,56 @@ def sklearn_version():
     return sklearn.__version__
 
 
+def profile(args, X, labels, torch, PeerFeedForward, PeerContrastive):
+    """Where the time of one default fit goes: embetter's Python/PyTorch calls (cProfile), ours beside the
+    bare products its feed-forward training runs (cblas_sgemm alone at the same shapes, same OpenBLAS)."""
+    import cProfile
+    import pstats
+
+    import sgemm_native
+    from sklearn.model_selection import train_test_split
+    from threadpoolctl import threadpool_limits
+
+    train, _ = train_test_split(np.arange(len(labels)), train_size=N_TRAIN, stratify=labels, random_state=0)
+    X_train, y_train = X[train], labels[train]
+    torch_threads(int(args.torch_threads.split(",")[0]))
+    for kind, peer, ours in (("FeedForwardTuner", PeerFeedForward, FeedForwardTuner),
+                             ("ContrastiveTuner", PeerContrastive, ContrastiveTuner)):
+        seed_peer(torch, 0)
+        peer().fit(X_train, y_train)  # warm-up: first-call allocations and lazy imports
+        seed_peer(torch, 0)
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.enable()
+        peer().fit(X_train, y_train)
+        profiler.disable()
+        peer_seconds = time.perf_counter() - start
+        print(f"\n## embetter {kind}() fit: {peer_seconds:.3f} s under cProfile; its 15 largest own times\n")
+        print("```")
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(15)
+        print("```")
+        with embetter_threads("auto"):
+            ours_seconds = float(np.median([timed_fit(ours(random_state=0), X_train, y_train) for _ in range(5)]))
+        print(f"- libembetter {kind}() fit: {ours_seconds:.3f} s (median of 5, default thread policy)")
+    model = FeedForwardTuner(random_state=0)
+    epochs, d, h, k = model.n_epochs, X_train.shape[1], model.hidden_dim, len(np.unique(y_train))
+    flops = sgemm_native.feedforward_flops(epochs, N_TRAIN, model.batch_size, d, h, k)
+    with threadpool_limits(limits=1, user_api="blas"):
+        gemm = float(np.median([sgemm_native.feedforward_gemm_seconds(epochs, N_TRAIN, model.batch_size, d, h, k)
+                                for _ in range(5)]))
+    with embetter_threads(1):
+        fit = float(np.median([timed_fit(FeedForwardTuner(random_state=0), X_train, y_train) for _ in range(5)]))
+    print(f"- FeedForwardTuner() products ({N_TRAIN} x {d} -> {h} -> {k}, batch {model.batch_size}, {epochs} "
+          f"epochs; {flops / 1e9:.1f} GFLOP): cblas_sgemm alone {gemm:.3f} s ({flops / gemm / 1e9:.1f} GFLOP/s), "
+          f"libembetter's whole fit {fit:.3f} s ({flops / fit / 1e9:.1f} GFLOP/s), 1 BLAS thread, median of 5")
+
+
+def timed_fit(model, X, y):
+    start = time.perf_counter()
+    model.fit(X, y)
+    return time.perf_counter() - start
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5, help="splits and model seeds (default %(default)s)")
@@ -177,6 +227,7 @@ def main():
     parser.add_argument("--torch-threads", default="1",
                         help="comma-separated intra-op thread counts PyTorch is timed with; the faster counts "
                              "(default %(default)s: 2 threads took minutes per fit on a busy 2-core machine)")
+    parser.add_argument("--profile", action="store_true", help="where one default fit's time goes, both sides")
     args = parser.parse_args()
     torch_thread_settings = [int(t) for t in args.torch_threads.split(",")]
     torch, PeerFeedForward, PeerContrastive, peer_version = import_peer()
@@ -187,6 +238,9 @@ def main():
     texts, labels = load_fortunes()
     X = make_text_encoder().transform(texts)
     print_environment(torch, peer_version, torch_thread_settings)
+    if args.profile:
+        profile(args, X, labels, torch, PeerFeedForward, PeerContrastive)
+        return 0
     print(f"- data: {len(texts)} fortunes in {len(set(labels))} categories, the walk-through's HashingEncoder "
           f"({X.shape[1]} columns); {N_TRAIN} training rows, the other {len(texts) - N_TRAIN} held out; "
           f"{args.seeds} seeds x {args.repeats} repeats")
