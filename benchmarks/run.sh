@@ -5,7 +5,7 @@
 # its venv comes from benchmarks/install-bench-deps.sh --pypi VENV, then EMBETTER_BENCH_PYTHON=VENV/bin/python):
 #   EMBETTER_BENCH_PYTHON=VENV/bin/python benchmarks/run.sh --vs-embetter [--seeds 5 --repeats 1]
 # Uses the repository's .venv when there is one (see python/README.md), else Debian's /usr/bin/python3;
-# either must have embetter installed. PyTorch comes from benchmarks/install-bench-deps.sh.
+# either must have libembetter installed. PyTorch comes from benchmarks/install-bench-deps.sh.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${EMBETTER_BENCH_PYTHON:-}"

@@ -29,6 +29,7 @@ import argparse
 import os
 import platform
 import random
+import re
 import sys
 import time
 import warnings
@@ -144,9 +145,8 @@ def print_environment(torch, peer_version, torch_thread_settings):
     print(f"- libembetter threads: default policy, {default_threads_label()} "
           f"(1 while training on small products; EMBETTER_TRAINING_THREADS="
           f"{os.environ.get('EMBETTER_TRAINING_THREADS', '(unset)')})")
-    config = torch.__config__.show()
-    blas_info = next((part.split("=", 1)[1] for line in config.splitlines() for part in line.split(", ")
-                      if part.strip().startswith("BLAS_INFO=")), "unknown")
+    blas_info = re.search(r"\bBLAS_INFO=([^,\s]+)", torch.__config__.show())
+    blas_info = blas_info.group(1) if blas_info else "unknown"
     print(f"- torch: BLAS {blas_info}, MKL {torch.backends.mkl.is_available()}, "
           f"oneDNN {torch.backends.mkldnn.is_available()}; {torch.get_num_threads()} intra-op threads by default, "
           f"timed with {', '.join(map(str, torch_thread_settings))} (the faster one counts)")
