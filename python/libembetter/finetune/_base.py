@@ -13,7 +13,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from sklearn_compat.utils.validation import validate_data
 
-from libembetter._binding import NativeModel, PathLike, as_float32_rows
+from libembetter._binding import ModelLock, NativeModel, PathLike, as_float32_rows
 from libembetter._progress import epoch_progress
 from libembetter.finetune import _persist
 
@@ -99,11 +99,44 @@ def _first_non_number(X):
     return None
 
 
+# Where an estimator keeps its ModelLock: in __dict__, never a parameter, never pickled or cloned.
+_LOCK_ATTRIBUTE = "_model_lock"
+
+
 class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Shared machinery; subclasses set _native_kind and _min_classes and describe their settings."""
+    """Shared machinery; subclasses set _native_kind and _min_classes and describe their settings.
+
+    One estimator may be used from many threads. Its ModelLock (one per
+    estimator, made on first use) is held exclusively by what changes it (fit,
+    partial_fit, set_params, unpickling into it) and shared by what only reads
+    it (transform, save, pickling, get_params, loss_curve_), so transforms run
+    in parallel and every call sees the estimator between two changes, never
+    during one. The lock is the estimator's rather than the C model's alone
+    because fit swaps in a new C model and changes Python-side state
+    (classes_, n_features_in_) together with it.
+    """
 
     _native_kind: Optional[str] = None
     _min_classes = 1
+
+    # ---- threads ---------------------------------------------------------------
+
+    def _lock(self) -> ModelLock:
+        lock = self.__dict__.get(_LOCK_ATTRIBUTE)
+        if lock is None:
+            # setdefault is atomic: of two threads racing here, both get the lock that went in first.
+            lock = self.__dict__.setdefault(_LOCK_ATTRIBUTE, ModelLock())
+        return lock
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The parameters, as scikit-learn's get_params; never a mix of two concurrent set_params calls."""
+        with self._lock().shared:
+            return super().get_params(deep=deep)
+
+    def set_params(self: "_Finetuner", **params: Any) -> "_Finetuner":
+        """Set parameters, as scikit-learn's set_params; waits for a training call under way on another thread."""
+        with self._lock().exclusive:
+            return super().set_params(**params)
 
     # ---- hyper-parameters -------------------------------------------------
 
@@ -157,16 +190,18 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     @property
     def _n_features_out(self):
-        if not hasattr(self, "_native"):
-            raise AttributeError("_n_features_out is only known once the model is fitted")
-        return self._native.output_dim
+        with self._lock().shared:
+            if not hasattr(self, "_native"):
+                raise AttributeError("_n_features_out is only known once the model is fitted")
+            return self._native.output_dim
 
     @property
     def loss_curve_(self):
         """Mean training loss of every epoch since the last fit; each partial_fit appends one."""
-        if not hasattr(self, "_native"):
-            raise AttributeError(f"this {type(self).__name__} is not fitted yet, so it has no loss_curve_")
-        return self._native.loss_history()
+        with self._lock().shared:
+            if not hasattr(self, "_native"):
+                raise AttributeError(f"this {type(self).__name__} is not fitted yet, so it has no loss_curve_")
+            return self._native.loss_history()
 
     @contextmanager
     def _unchanged_on_failure(self):
@@ -175,7 +210,9 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         try:
             yield
         except BaseException:
-            self.__dict__.clear()
+            # Key by key rather than clear(): the lock must stay in place for threads that look it up meanwhile.
+            for name in [name for name in self.__dict__ if name not in saved]:
+                del self.__dict__[name]
             self.__dict__.update(saved)
             raise
 
@@ -221,6 +258,10 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Replaces an earlier fit. Interrupting (KeyboardInterrupt) stops training
         after the current epoch and leaves the estimator as it was before fit.
         """
+        with self._lock().exclusive:
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
         self._validate_params()
         hyper = self._hyperparameters()
         with self._unchanged_on_failure():
@@ -249,6 +290,10 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         random_state, which only seeds the first call. The pass always
         completes; a KeyboardInterrupt during it is re-raised afterwards.
         """
+        with self._lock().exclusive:
+            return self._partial_fit(X, y, classes)
+
+    def _partial_fit(self, X, y, classes):
         first_call = not hasattr(self, "_native")
         self._validate_params()
         hyper = self._hyperparameters()
@@ -309,13 +354,15 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         block of rows per OpenBLAS thread, each transformed on a thread of its
         own; the result has the same bits as one call (docs/benchmarks.md, "Threads").
         """
-        check_is_fitted(self)
-        X = self._checked_input(X, reset=False)
-        return self._native.transform(as_float32_rows(X))
+        with self._lock().shared:
+            check_is_fitted(self)
+            X = self._checked_input(X, reset=False)
+            return self._native.transform(as_float32_rows(X))
 
     def fit_transform(self, X: ArrayLike, y: Any = None, **fit_params: Any) -> np.ndarray:
-        """fit(X, y), then the embedding of X."""
-        return self.fit(X, y, **fit_params).transform(X)
+        """fit(X, y), then the embedding of X by that fit (no other thread's training comes in between)."""
+        with self._lock().exclusive:
+            return self.fit(X, y, **fit_params).transform(X)
 
     # ---- files -------------------------------------------------------------------
 
@@ -328,8 +375,11 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         the class, the parameters as set, classes_ and feature_names_in_.
         An unfitted estimator raises NotFittedError (there is nothing learned
         to save). Labels must be str, int, float or bool; pickle keeps others.
+        Saving only reads the estimator: it runs alongside transforms, and a
+        training call on another thread waits for it (or it for the call).
         """
-        _persist.save(self, path)
+        with self._lock().shared:
+            _persist.save(self, path)
 
     @classmethod
     def load(cls: "type[_Finetuner]", path: PathLike) -> "_Finetuner":
@@ -339,19 +389,26 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     # ---- pickling ---------------------------------------------------------------
 
     def __getstate__(self):
-        state = dict(super().__getstate__())
-        native = state.pop("_native", None)
-        if native is not None:
-            # The C library's own format keeps weights, optimiser and RNG state exactly.
-            state["_native_bytes"] = native.to_bytes()
+        # Shared: the Python state and the C bytes are taken between two training calls, never across one
+        # (pickle, copy.deepcopy and joblib all come through here).
+        with self._lock().shared:
+            state = dict(super().__getstate__())
+            state.pop(_LOCK_ATTRIBUTE, None)
+            native = state.pop("_native", None)
+            if native is not None:
+                # The C library's own format keeps weights, optimiser and RNG state exactly.
+                state["_native_bytes"] = native.to_bytes()
         return state
 
     def __setstate__(self, state):
         state = dict(state)
+        state.pop(_LOCK_ATTRIBUTE, None)
         saved_model = state.pop("_native_bytes", None)
-        super().__setstate__(state)
-        if saved_model is not None:
-            self._native = NativeModel.from_bytes(self._native_kind, saved_model)
+        native = None if saved_model is None else NativeModel.from_bytes(self._native_kind, saved_model)
+        with self._lock().exclusive:
+            super().__setstate__(state)
+            if native is not None:
+                self._native = native
 
     # ---- scikit-learn tags ----------------------------------------------------------
 
