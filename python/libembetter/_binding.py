@@ -174,7 +174,11 @@ class ModelLock:
         self._writer: Optional[int] = None
         self._writer_depth = 0
         self._waiting_writers = 0
-        self._writes_done = 0  # finished exclusive holds, which lets earlier readers pass waiting writers
+        self._waiting_readers = 0
+        self._writes_done = 0  # finished exclusive holds: a reader waiting across one goes before the next writer
+        # Readers that were waiting when the last writer finished and have not run yet. A writer waits for them:
+        # else the one that just finished, still running, takes the lock again before they wake, every time.
+        self._admissions_due = 0
         self.shared = _Hold(self.acquire_shared, self.release_shared)
         self.exclusive = _Hold(self.acquire_exclusive, self.release_exclusive)
 
@@ -188,9 +192,17 @@ class ModelLock:
             if depth:
                 self._readers[me] = depth + 1
                 return
-            arrived_after = self._writes_done
-            while self._writer is not None or (self._waiting_writers and self._writes_done == arrived_after):
-                self._condition.wait()
+            arrived_at = self._writes_done
+            self._waiting_readers += 1
+            try:
+                while self._writer is not None or (self._waiting_writers and self._writes_done == arrived_at):
+                    self._condition.wait()
+            finally:
+                self._waiting_readers -= 1
+                if self._writes_done != arrived_at:
+                    self._admissions_due -= 1
+                    if self._admissions_due == 0:
+                        self._condition.notify_all()
             self._readers[me] = 1
 
     def release_shared(self) -> None:
@@ -220,7 +232,7 @@ class ModelLock:
                 )
             self._waiting_writers += 1
             try:
-                while self._writer is not None or self._readers:
+                while self._writer is not None or self._readers or self._admissions_due:
                     self._condition.wait()
             except BaseException:
                 # Readers held back only by this writer may go now.
@@ -237,12 +249,14 @@ class ModelLock:
             if self._writer_depth == 0:
                 self._writer = None
                 self._writes_done += 1
+                self._admissions_due = self._waiting_readers
                 self._condition.notify_all()
 
     def is_free(self) -> bool:
         """No thread holds the lock or waits for it (for tests and assertions)."""
         with self._condition:
-            return self._writer is None and not self._readers and not self._waiting_writers
+            return (self._writer is None and not self._readers and not self._waiting_writers
+                    and not self._waiting_readers and not self._admissions_due)
 
 
 class NativeModel:
