@@ -155,14 +155,16 @@ class ModelLock:
     next writer, so a stream of training calls cannot starve transforms
     either (each waits at most for one writer after its arrival).
 
-    Re-entrant per thread, because a thread holding the lock can come back
+    Re-entrant for reading, because a thread holding the lock can come back
     to the same model: the per-epoch callback (a progress bar, or a signal
     handler that runs there) may read the model while its fit holds the lock
     exclusively, and an estimator's transform reads its model while already
-    holding a shared hold. A thread that holds the lock exclusively gets any
-    further hold at once; one that holds it shared gets further shared holds
-    at once, but asking it for an exclusive hold raises RuntimeError, since
-    waiting for the other readers (itself included) would never end.
+    holding a shared hold; such nested shared holds are granted at once.
+    A nested exclusive hold raises RuntimeError instead: inside a shared
+    hold, waiting for the other readers (itself included) would never end,
+    and inside an exclusive one, the change under way (a C training call
+    waiting for its callback to return) would go on with state changed
+    under it.
     Every hold is released in a finally, so an exception or a
     KeyboardInterrupt inside frees it, and one that interrupts the wait
     leaves nothing behind.
@@ -223,8 +225,12 @@ class ModelLock:
         me = threading.get_ident()
         with self._condition:
             if self._writer == me:
-                self._writer_depth += 1
-                return
+                # A change nested in a change of the same model, e.g. from the per-epoch callback inside
+                # fit: the C training call under way would continue on state changed under its feet.
+                raise RuntimeError(
+                    "this thread is changing the model already (the call comes from inside a training call or "
+                    "parameter change on it, e.g. from its per-epoch callback); make it after that call returns"
+                )
             if me in self._readers:
                 raise RuntimeError(
                     "this thread is reading the model (a transform, a save or pickling is under way on it) and "
@@ -274,7 +280,6 @@ class NativeModel:
     def __init__(self, kind: str, pointer: Any) -> None:
         self.kind = kind
         self.lock = ModelLock()
-        self._training = False
         self._model = ffi.gc(pointer, getattr(lib, f"eb_{kind}_free"))
         self.monitor = EpochMonitor()
         # The C model keeps callback_data for its whole life, so the handle must live as long.
@@ -373,16 +378,7 @@ class NativeModel:
     def _train(self, function_name: str, X: np.ndarray, labels: np.ndarray, n_classes: int,
                listener: Optional[EpochListener]) -> Optional[BaseException]:
         with self.lock.exclusive:
-            if self._training:
-                # Only the thread training can get here (the hold is exclusive): from the per-epoch callback, which
-                # runs in the middle of the C training call, where a second one would corrupt it.
-                raise RuntimeError("this model is training on this thread already (the call comes from inside its "
-                                   "per-epoch callback); train it again after that call returns")
-            self._training = True
-            try:
-                return self._train_exclusively(function_name, X, labels, n_classes, listener)
-            finally:
-                self._training = False
+            return self._train_exclusively(function_name, X, labels, n_classes, listener)
 
     def _train_exclusively(self, function_name: str, X: np.ndarray, labels: np.ndarray, n_classes: int,
                            listener: Optional[EpochListener]) -> Optional[BaseException]:

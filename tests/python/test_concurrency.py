@@ -141,13 +141,14 @@ def _fitted(kind, rec):
 
 def _assert_serial_replay(rec, initial_pickle, final_model):
     """Replaying the recorded partial_fit calls in their recorded order passes through every recorded state."""
+    labels, states = list(rec.labels), list(rec.states)  # the replay's own calls are recorded too
     replay = pickle.loads(initial_pickle)
-    assert replay._native.to_bytes() == rec.states[0]
-    for step, label in enumerate(rec.labels[1:], start=1):
+    assert replay._native.to_bytes() == states[0]
+    for step, label in enumerate(labels[1:], start=1):
         X, y = BATCHES[label[1]]
         replay._native.partial_fit(X, _base.encode_labels(y, replay.classes_), 0)
-        assert replay._native.to_bytes() == rec.states[step], f"training call {step} ({label}) is not serial"
-    assert final_model._native.to_bytes() == rec.states[-1]
+        assert replay._native.to_bytes() == states[step], f"training call {step} ({label}) is not serial"
+    assert final_model._native.to_bytes() == states[-1]
     np.testing.assert_array_equal(final_model.transform(PROBE), replay.transform(PROBE))
 
 
@@ -248,17 +249,18 @@ def test_set_params_fit_and_transform_from_many_threads_equal_a_serial_order(rec
         outputs.append(model.transform(PROBE).tobytes())
 
     _run_threads([setter, fitter, fitter, transformer, transformer])
+    assert model._native.to_bytes() == recorder.states[-1]
+    params, states, probes = list(recorder.params), list(recorder.states), set(recorder.probes)
     allowed = {(np.float32(s["learning_rate"]), s["n_epochs"]) for s in settings}
-    assert len(recorder.params) > 2 and set(recorder.params) <= allowed, "a fit mixed two set_params calls"
+    assert len(params) > 2 and set(params) <= allowed, "a fit mixed two set_params calls"
     # Every fit equals a fit made alone with the parameters it recorded.
     expected = {}
-    for (rate, epochs), state in zip(recorder.params, recorder.states):
+    for (rate, epochs), state in zip(params, states):
         if (rate, epochs) not in expected:
             alone = _new_model("feedforward").set_params(learning_rate=float(rate), n_epochs=epochs)
             expected[(rate, epochs)] = alone.fit(X_FULL, Y_FULL)._native.to_bytes()
         assert state == expected[(rate, epochs)]
-    assert all(output in set(recorder.probes) for output in outputs)
-    assert model._native.to_bytes() == recorder.states[-1]
+    assert all(output in probes for output in outputs)
 
 
 def test_two_transforms_overlap_in_time(monkeypatch):
@@ -398,7 +400,7 @@ def test_the_epoch_callback_reads_its_own_model_without_deadlock(monkeypatch):
     assert len(seen) == 3 and model._lock().is_free()
 
 
-def test_training_from_inside_the_callback_or_a_read_is_refused_not_deadlocked():
+def test_training_from_inside_the_callback_or_a_read_is_refused_not_deadlocked(monkeypatch):
     model = _new_model("feedforward").fit(X_FULL, Y_FULL)
     native = model._native
     before = native.to_bytes()
@@ -409,11 +411,17 @@ def test_training_from_inside_the_callback_or_a_read_is_refused_not_deadlocked()
 
     # A listener's exception stops training and comes back from fit (the estimator re-raises it).
     stopped = native.fit(X_FULL, labels, 3, listener=train_again)
-    assert isinstance(stopped, RuntimeError) and "per-epoch callback" in str(stopped)
+    assert isinstance(stopped, RuntimeError) and "changing the model already" in str(stopped)
     assert native.lock.is_free() and len(native.loss_history()) == 1  # stopped after the first epoch
     native.partial_fit(X_FULL, labels, 0)  # and the model trains again afterwards
+
+    # The same through the estimator: its fit holds its own lock while the callback runs.
     model = _new_model("feedforward").fit(X_FULL, Y_FULL)
     assert model._native.to_bytes() == before
+    _Listener(monkeypatch, lambda epoch, loss: model.partial_fit(X_FULL, Y_FULL))
+    with pytest.raises(RuntimeError, match="changing the model already"):
+        model.set_params(verbose=True).fit(X_FULL, Y_FULL)
+    assert model._native.to_bytes() == before and model._lock().is_free()
     # A thread that holds the lock shared (as transform or pickling does) cannot upgrade it.
     with model._lock().shared:
         with pytest.raises(RuntimeError, match="cannot change it"):
@@ -421,25 +429,46 @@ def test_training_from_inside_the_callback_or_a_read_is_refused_not_deadlocked()
     assert model.n_epochs == 3 and model._lock().is_free()
 
 
-def test_the_lock_is_no_parameter_and_is_neither_pickled_nor_cloned():
+def test_the_lock_is_no_attribute_and_is_neither_pickled_nor_cloned():
     from sklearn.base import clone
 
     model = _new_model("feedforward").fit(X_FULL, Y_FULL)
     lock = model._lock()
-    assert "_model_lock" not in model.get_params() and "_model_lock" not in model.__getstate__()
+    assert lock is model._lock() and all(value is not lock for value in vars(model).values())
+    assert all(value is not lock for value in model.__getstate__().values())
     assert clone(model)._lock() is not lock and pickle.loads(pickle.dumps(model))._lock() is not lock
-    # A failed fit puts the Python state back without ever removing the lock others may be waiting on.
+    # A failed fit puts the Python state back and keeps the lock others may be waiting on.
     with pytest.raises(ValueError):
         model.fit(X_FULL, Y_FULL[:5])
-    assert model._lock() is lock
+    assert model._lock() is lock and lock.is_free()
 
 
-def test_model_lock_is_reentrant_and_counts_its_holds():
+def test_the_first_use_from_many_threads_makes_one_lock():
+    for _ in range(20):
+        model = _new_model("feedforward")
+        barrier = threading.Barrier(4)
+        locks = []
+
+        def first_use():
+            barrier.wait()
+            locks.append(model._lock())
+
+        threads = [_started(first_use) for _ in range(4)]
+        for thread in threads:
+            thread.join(JOIN_SECONDS)
+        assert len(locks) == 4 and all(lock is locks[0] for lock in locks)
+
+
+def test_model_lock_is_reentrant_for_reads_and_counts_its_holds():
     lock = ModelLock()
     with lock.exclusive:
-        with lock.shared, lock.exclusive:
+        with lock.shared, lock.shared:
             pass
+        with pytest.raises(RuntimeError):
+            lock.acquire_exclusive()
         assert not lock.is_free()
     with lock.shared, lock.shared:
+        with pytest.raises(RuntimeError):
+            lock.acquire_exclusive()
         assert not lock.is_free()
     assert lock.is_free()

@@ -1,5 +1,6 @@
 """What both finetuners share: input and label handling, training calls, pickling."""
 import warnings
+import weakref
 from contextlib import contextmanager
 from numbers import Integral, Number, Real
 from typing import Any, Optional, TypeVar
@@ -99,15 +100,17 @@ def _first_non_number(X):
     return None
 
 
-# Where an estimator keeps its ModelLock: in __dict__, never a parameter, never pickled or cloned.
-_LOCK_ATTRIBUTE = "_model_lock"
+# Each estimator's ModelLock, made on its first use. Kept beside the estimator rather than in its __dict__, so
+# that it is no attribute at all: never a parameter, never pickled, copied or cloned, and scikit-learn's check
+# that __init__ sets nothing but parameters holds although clone() calls get_params on the new estimator.
+_LOCKS: "weakref.WeakKeyDictionary[Any, ModelLock]" = weakref.WeakKeyDictionary()
 
 
 class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared machinery; subclasses set _native_kind and _min_classes and describe their settings.
 
     One estimator may be used from many threads. Its ModelLock (one per
-    estimator, made on first use) is held exclusively by what changes it (fit,
+    estimator, made on first use, see _LOCKS) is held exclusively by what changes it (fit,
     partial_fit, set_params, unpickling into it) and shared by what only reads
     it (transform, save, pickling, get_params, loss_curve_), so transforms run
     in parallel and every call sees the estimator between two changes, never
@@ -122,10 +125,10 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     # ---- threads ---------------------------------------------------------------
 
     def _lock(self) -> ModelLock:
-        lock = self.__dict__.get(_LOCK_ATTRIBUTE)
+        lock = _LOCKS.get(self)
         if lock is None:
-            # setdefault is atomic: of two threads racing here, both get the lock that went in first.
-            lock = self.__dict__.setdefault(_LOCK_ATTRIBUTE, ModelLock())
+            # setdefault is one dict operation: of two threads racing here, both get the lock that went in first.
+            lock = _LOCKS.setdefault(self, ModelLock())
         return lock
 
     def get_params(self, deep: bool = True) -> dict:
@@ -210,9 +213,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         try:
             yield
         except BaseException:
-            # Key by key rather than clear(): the lock must stay in place for threads that look it up meanwhile.
-            for name in [name for name in self.__dict__ if name not in saved]:
-                del self.__dict__[name]
+            self.__dict__.clear()
             self.__dict__.update(saved)
             raise
 
@@ -262,6 +263,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             return self._fit(X, y)
 
     def _fit(self, X, y):
+        """fit under the exclusive hold its caller took."""
         self._validate_params()
         hyper = self._hyperparameters()
         with self._unchanged_on_failure():
@@ -294,6 +296,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             return self._partial_fit(X, y, classes)
 
     def _partial_fit(self, X, y, classes):
+        """partial_fit under the exclusive hold its caller took."""
         first_call = not hasattr(self, "_native")
         self._validate_params()
         hyper = self._hyperparameters()
@@ -361,8 +364,10 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def fit_transform(self, X: ArrayLike, y: Any = None, **fit_params: Any) -> np.ndarray:
         """fit(X, y), then the embedding of X by that fit (no other thread's training comes in between)."""
+        if fit_params:
+            raise TypeError(f"fit() got unexpected keyword arguments {sorted(fit_params)}")
         with self._lock().exclusive:
-            return self.fit(X, y, **fit_params).transform(X)
+            return self._fit(X, y).transform(X)
 
     # ---- files -------------------------------------------------------------------
 
@@ -393,7 +398,6 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         # (pickle, copy.deepcopy and joblib all come through here).
         with self._lock().shared:
             state = dict(super().__getstate__())
-            state.pop(_LOCK_ATTRIBUTE, None)
             native = state.pop("_native", None)
             if native is not None:
                 # The C library's own format keeps weights, optimiser and RNG state exactly.
@@ -402,7 +406,6 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     def __setstate__(self, state):
         state = dict(state)
-        state.pop(_LOCK_ATTRIBUTE, None)
         saved_model = state.pop("_native_bytes", None)
         native = None if saved_model is None else NativeModel.from_bytes(self._native_kind, saved_model)
         with self._lock().exclusive:
