@@ -263,6 +263,40 @@ def test_set_params_fit_and_transform_from_many_threads_equal_a_serial_order(rec
     assert all(output in probes for output in outputs)
 
 
+def test_attributes_read_without_the_lock_never_show_a_fit_under_way_or_failed(monkeypatch):
+    """n_features_in_ and classes_ change once, when a fit is over: never the values of one that failed."""
+    model = _new_model("feedforward").fit(X_FULL, Y_FULL)
+    # Validation sets n_features_in_ = 9 and the new classes, training runs in C with the GIL released, and an
+    # interrupt at its last epoch makes the fit fail.
+    wide = np.random.RandomState(1).normal(size=(2000, 9)).astype(np.float32)
+    seen = set()
+
+    def interrupt(epoch, loss):
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    _Listener(monkeypatch, interrupt)
+
+    def failing_fit(i):
+        with pytest.raises(KeyboardInterrupt):
+            model.set_params(verbose=True, n_epochs=5).fit(wide, np.arange(2000) % 4 + 10)
+
+    def read(i):
+        for _ in range(100):  # reads are quick: spread them over the fits' time
+            seen.add((model.n_features_in_, tuple(model.classes_)))
+            time.sleep(0.0001)
+
+    _run_threads([failing_fit, read, read])
+    assert seen == {(6, (0, 1, 2))}
+
+
+def test_a_failed_set_params_changes_nothing():
+    model = _new_model("feedforward")
+    with pytest.raises(ValueError):
+        model.set_params(n_epochs=7, no_such_parameter=1)
+    assert model.n_epochs == 3
+
+
 def test_two_transforms_overlap_in_time(monkeypatch):
     """Transforms share the lock: their C calls run at the same time on two threads."""
     model = _new_model("feedforward").fit(X_FULL, Y_FULL)

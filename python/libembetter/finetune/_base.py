@@ -137,9 +137,37 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             return super().get_params(deep=deep)
 
     def set_params(self: "_Finetuner", **params: Any) -> "_Finetuner":
-        """Set parameters, as scikit-learn's set_params; waits for a training call under way on another thread."""
+        """Set parameters, as scikit-learn's set_params; waits for a training call under way on another thread.
+
+        All or nothing: an unknown name changes none of the parameters.
+        """
         with self._lock().exclusive:
-            return super().set_params(**params)
+            self._change_aside(lambda stand_in: super(FinetunerBase, stand_in).set_params(**params), False)
+        return self
+
+    def _change_aside(self, change, publish_on_error):
+        """change(stand_in) on a stand-in holding this estimator's attributes; then its attributes become ours.
+
+        The caller holds the exclusive hold, which readers that take the lock respect; this is for those that
+        read an attribute directly (est.n_features_in_, est.classes_) while fit runs: scikit-learn's validation
+        sets n_features_in_ before training starts, and a fit that then fails puts it back. Working on a
+        stand-in, each attribute changes once, when the call is over. publish_on_error: the change keeps its
+        own state right on failure (fit and partial_fit restore it, and a partial_fit that was interrupted
+        keeps its completed pass), so take it whatever happens.
+        """
+        stand_in = object.__new__(type(self))
+        stand_in.__dict__.update(self.__dict__)
+        published = False
+        try:
+            result = change(stand_in)
+            published = True
+        finally:
+            if published or publish_on_error:
+                new = stand_in.__dict__
+                for name in [name for name in self.__dict__ if name not in new]:
+                    del self.__dict__[name]
+                self.__dict__.update(new)
+        return self if result is stand_in else result
 
     # ---- hyper-parameters -------------------------------------------------
 
@@ -260,7 +288,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         after the current epoch and leaves the estimator as it was before fit.
         """
         with self._lock().exclusive:
-            return self._fit(X, y)
+            return self._change_aside(lambda stand_in: stand_in._fit(X, y), True)
 
     def _fit(self, X, y):
         """fit under the exclusive hold its caller took."""
@@ -293,7 +321,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         completes; a KeyboardInterrupt during it is re-raised afterwards.
         """
         with self._lock().exclusive:
-            return self._partial_fit(X, y, classes)
+            return self._change_aside(lambda stand_in: stand_in._partial_fit(X, y, classes), True)
 
     def _partial_fit(self, X, y, classes):
         """partial_fit under the exclusive hold its caller took."""
@@ -367,7 +395,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if fit_params:
             raise TypeError(f"fit() got unexpected keyword arguments {sorted(fit_params)}")
         with self._lock().exclusive:
-            return self._fit(X, y).transform(X)
+            return self._change_aside(lambda stand_in: stand_in._fit(X, y), True).transform(X)
 
     # ---- files -------------------------------------------------------------------
 
