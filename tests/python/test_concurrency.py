@@ -162,6 +162,25 @@ def test_partial_fit_from_three_threads_equals_their_serial_order(recorder, kind
     assert len(model.loss_curve_) == 1 + calls  # one entry per pass, none lost or doubled
 
 
+def test_the_native_model_alone_serialises_its_c_handle(recorder):
+    """NativeModel's own lock, without the estimator's: two trainers and a transformer on one C handle."""
+    model, initial = _fitted("contrastive", recorder)
+    native = model._native
+    labels = {index: _base.encode_labels(y, model.classes_) for index, (_, y) in enumerate(BATCHES)}
+    outputs = []
+
+    def trainer(name):
+        def body(i):
+            recorder.current.label = (name, i % len(BATCHES))
+            native.partial_fit(BATCHES[i % len(BATCHES)][0], labels[i % len(BATCHES)], 0)
+
+        return body
+
+    _run_threads([trainer("a"), trainer("b"), lambda i: outputs.append(native.transform(PROBE).tobytes())])
+    assert len(outputs) > 3 and set(outputs) <= set(recorder.probes)
+    _assert_serial_replay(recorder, initial, model)
+
+
 def test_eight_transforms_and_the_accessors_during_partial_fit_see_whole_states(recorder):
     model, initial = _fitted("feedforward", recorder)
     outputs, curves, widths = [], [], []
