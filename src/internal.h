@@ -18,8 +18,11 @@
  * Element-wise hot loops are compiled for several instruction sets and the
  * best one is picked when the library loads (GCC/Clang function multiversioning),
  * so one binary runs everywhere yet uses AVX-512 where the CPU has it.
+ * Not under ThreadSanitizer: the dynamic loader runs the clones' resolvers
+ * before TSan's runtime is set up, and their instrumented code crashes there.
  */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__)
 #  define EB_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #  define EB_VECTOR_CLONES

@@ -19,7 +19,36 @@
  *   - Labels are class indices 0 .. n_classes-1 (int32).
  *   - Memory comes from the eb_allocator given at create (NULL: malloc).
  *   - The library keeps no global mutable state and never prints.
- *   - transform on a fitted model may run from many threads at once.
+ *
+ * Threads. The library takes no locks; what a caller must serialise:
+ *   - Different handles (models, encoders) are independent: any calls on
+ *     different handles may run at the same time on any threads (handles
+ *     that share one eb_allocator need an allocator safe to call from those
+ *     threads; the default one is).
+ *   - On one model, the calls that take a const model only read it and may
+ *     all run at the same time, from any number of threads: transform,
+ *     save, save_to_buffer, saved_size, get_params, is_fitted, n_features,
+ *     n_classes, output_dim, loss_history and last_error. transform writes
+ *     nothing in the model (its message goes to the caller's eb_error, its
+ *     scratch is the caller's out), so failing transforms do not disturb
+ *     each other either.
+ *   - fit, partial_fit, set_params (which also writes last_error),
+ *     set_callback and free change the model: each must run alone, with no
+ *     other call on that model in progress on any thread. A reader-writer
+ *     lock per model (pthread_rwlock_t: read lock for the first group,
+ *     write lock for this one) is exactly enough; the Python package does
+ *     that. Unserialised, two partial_fit calls corrupt the heap (both grow
+ *     the loss history) and a transform may read half-updated weights.
+ *   - The pointer from loss_history and the string from last_error stay
+ *     valid only until the next call of the second group: copy them under
+ *     the same read lock.
+ *   - The per-epoch callback runs on the training thread inside the call
+ *     that holds the model exclusively: it may make calls of the first group
+ *     on that model (fit still shows the model as it was before fit, since
+ *     fit trains fresh weights aside; partial_fit shows the pass's weights,
+ *     which are rolled back if the pass diverges), never calls of the
+ *     second group.
+ *   - Encoders: every encode call is reentrant (encoder.h, "Threads").
  */
 #ifndef EMBETTER_EMBETTER_H
 #define EMBETTER_EMBETTER_H

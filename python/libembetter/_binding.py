@@ -5,7 +5,12 @@ arrays (copying solely when an array cannot be described as a row-major
 float32 view), turns C statuses into Python exceptions (through
 libembetter._errors), and routes the C per-epoch callback back into Python.
 cffi's API mode releases the GIL during every C call, so transforms on
-several threads run in parallel.
+several threads run in parallel; the same release would let two threads
+change one C model at once, which the C library leaves to its caller to
+prevent (include/embetter/embetter.h, "Threads"). Every use of a C handle
+therefore goes through a ModelLock: shared for what only reads the model
+(transform, serialisation, accessors), exclusive for what changes it
+(training, parameters).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from libembetter._errors import error_for_status, raise_for_status, status_name
 from libembetter._native import ffi, lib
 
 __all__ = [
+    "ModelLock",
     "NativeModel",
     "as_float32_rows",
     "error_for_status",
@@ -124,16 +130,156 @@ def embetter_on_epoch(epoch, loss, user_data):
     return ffi.from_handle(user_data).on_epoch(epoch, loss)
 
 
+class _Hold:
+    """`with lock.shared:` / `with lock.exclusive:`: a plain object, cheaper than a generator context manager."""
+
+    __slots__ = ("_acquire", "_release")
+
+    def __init__(self, acquire: Callable[[], None], release: Callable[[], None]) -> None:
+        self._acquire = acquire
+        self._release = release
+
+    def __enter__(self) -> None:
+        self._acquire()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._release()
+
+
+class ModelLock:
+    """A reader-writer lock for one model: many shared holders at once, or one exclusive holder.
+
+    Writer-preferring: once a writer waits, threads that come for a shared
+    hold wait behind it, so a stream of transforms cannot starve training.
+    Readers that were already waiting when a writer finishes go before the
+    next writer, so a stream of training calls cannot starve transforms
+    either (each waits at most for one writer after its arrival).
+
+    Re-entrant for reading, because a thread holding the lock can come back
+    to the same model: the per-epoch callback (a progress bar, or a signal
+    handler that runs there) may read the model while its fit holds the lock
+    exclusively, and an estimator's transform reads its model while already
+    holding a shared hold; such nested shared holds are granted at once.
+    A nested exclusive hold raises RuntimeError instead: inside a shared
+    hold, waiting for the other readers (itself included) would never end,
+    and inside an exclusive one, the change under way (a C training call
+    waiting for its callback to return) would go on with state changed
+    under it.
+    Every hold is released in a finally, so an exception or a
+    KeyboardInterrupt inside frees it, and one that interrupts the wait
+    leaves nothing behind.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._readers: dict[int, int] = {}  # thread ident -> depth of its shared holds
+        self._writer: Optional[int] = None
+        self._writer_depth = 0
+        self._waiting_writers = 0
+        self._waiting_readers = 0
+        self._writes_done = 0  # finished exclusive holds: a reader waiting across one goes before the next writer
+        # Readers that were waiting when the last writer finished and have not run yet. A writer waits for them:
+        # else the one that just finished, still running, takes the lock again before they wake, every time.
+        self._admissions_due = 0
+        self.shared = _Hold(self.acquire_shared, self.release_shared)
+        self.exclusive = _Hold(self.acquire_exclusive, self.release_exclusive)
+
+    def acquire_shared(self) -> None:
+        me = threading.get_ident()
+        with self._condition:
+            if self._writer == me:
+                self._writer_depth += 1
+                return
+            depth = self._readers.get(me)
+            if depth:
+                self._readers[me] = depth + 1
+                return
+            arrived_at = self._writes_done
+            self._waiting_readers += 1
+            try:
+                while self._writer is not None or (self._waiting_writers and self._writes_done == arrived_at):
+                    self._condition.wait()
+            finally:
+                self._waiting_readers -= 1
+                if self._writes_done != arrived_at:
+                    self._admissions_due -= 1
+                    if self._admissions_due == 0:
+                        self._condition.notify_all()
+            self._readers[me] = 1
+
+    def release_shared(self) -> None:
+        me = threading.get_ident()
+        with self._condition:
+            if self._writer == me:
+                self._writer_depth -= 1
+                return
+            depth = self._readers[me] - 1
+            if depth:
+                self._readers[me] = depth
+                return
+            del self._readers[me]
+            if not self._readers:
+                self._condition.notify_all()
+
+    def acquire_exclusive(self) -> None:
+        me = threading.get_ident()
+        with self._condition:
+            if self._writer == me:
+                # A change nested in a change of the same model, e.g. from the per-epoch callback inside
+                # fit: the C training call under way would continue on state changed under its feet.
+                raise RuntimeError(
+                    "this thread is changing the model already (the call comes from inside a training call or "
+                    "parameter change on it, e.g. from its per-epoch callback); make it after that call returns"
+                )
+            if me in self._readers:
+                raise RuntimeError(
+                    "this thread is reading the model (a transform, a save or pickling is under way on it) and "
+                    "cannot change it from there; train or set parameters after that call returns"
+                )
+            self._waiting_writers += 1
+            try:
+                while self._writer is not None or self._readers or self._admissions_due:
+                    self._condition.wait()
+            except BaseException:
+                # Readers held back only by this writer may go now.
+                self._waiting_writers -= 1
+                self._condition.notify_all()
+                raise
+            self._waiting_writers -= 1
+            self._writer = me
+            self._writer_depth = 1
+
+    def release_exclusive(self) -> None:
+        with self._condition:
+            self._writer_depth -= 1
+            if self._writer_depth == 0:
+                self._writer = None
+                self._writes_done += 1
+                self._admissions_due = self._waiting_readers
+                self._condition.notify_all()
+
+    def is_free(self) -> bool:
+        """No thread holds the lock or waits for it (for tests and assertions)."""
+        with self._condition:
+            return (self._writer is None and not self._readers and not self._waiting_writers
+                    and not self._waiting_readers and not self._admissions_due)
+
+
 class NativeModel:
     """One C model (eb_feedforward or eb_contrastive) and the objects it points back to.
 
     kind is "feedforward" or "contrastive". Build one with create() or
     from_bytes(); save() writes the C model file. The C model is freed when
     this object is collected.
+
+    Safe to share between threads: every method holds self.lock, shared when
+    the C call only reads the model, exclusive when it writes anything in it
+    (training, set_params, which also writes the model's last_error).
     """
 
     def __init__(self, kind: str, pointer: Any) -> None:
         self.kind = kind
+        self.lock = ModelLock()
         self._model = ffi.gc(pointer, getattr(lib, f"eb_{kind}_free"))
         self.monitor = EpochMonitor()
         # The C model keeps callback_data for its whole life, so the handle must live as long.
@@ -196,35 +342,46 @@ class NativeModel:
         A file that cannot be written raises FileAccessError (an OSError) naming the path and the reason.
         """
         error = ffi.new("eb_error *")
-        status = self._function("save")(self._model, os.fsencode(path), error)
+        encoded = os.fsencode(path)
+        with self.lock.shared:
+            status = self._function("save")(self._model, encoded, error)
         raise_for_status(status, _message(error))
 
     def to_bytes(self) -> bytes:
         """The whole model state (params, weights, optimiser and RNG state, loss history) in the C format."""
-        capacity = self._function("saved_size")(self._model)
-        buffer = ffi.new("unsigned char[]", capacity)
-        written = ffi.new("size_t *")
-        error = ffi.new("eb_error *")
-        status = self._function("save_to_buffer")(self._model, buffer, capacity, written, error)
+        with self.lock.shared:
+            capacity = self._function("saved_size")(self._model)
+            buffer = ffi.new("unsigned char[]", capacity)
+            written = ffi.new("size_t *")
+            error = ffi.new("eb_error *")
+            status = self._function("save_to_buffer")(self._model, buffer, capacity, written, error)
         raise_for_status(status, _message(error))
         return ffi.buffer(buffer, written[0])[:]
 
     def update_settings(self, settings: dict[str, Any]) -> None:
         """Change params-struct fields (not the callback) for the next training call; the C side refuses a new
         hidden_dim once fitted."""
-        params = self._params_struct(self.kind, settings, self.params())
-        raise_for_status(self._function("set_params")(self._model, params), self._last_error())
+        with self.lock.exclusive:
+            params = self._params_struct(self.kind, settings, self.params())
+            raise_for_status(self._function("set_params")(self._model, params), self._last_error())
 
     def restore_params(self, params: Any) -> None:
         """Put back a params struct earlier returned by params() (after a failed training call)."""
-        raise_for_status(self._function("set_params")(self._model, ffi.new(f"eb_{self.kind}_params *", params)),
-                         self._last_error())
+        with self.lock.exclusive:
+            raise_for_status(self._function("set_params")(self._model, ffi.new(f"eb_{self.kind}_params *", params)),
+                             self._last_error())
 
     def _last_error(self) -> str:
+        """The model's message of its last failed change; only meaningful under the exclusive hold that failed."""
         return ffi.string(self._function("last_error")(self._model)).decode("utf-8", "replace")
 
     def _train(self, function_name: str, X: np.ndarray, labels: np.ndarray, n_classes: int,
                listener: Optional[EpochListener]) -> Optional[BaseException]:
+        with self.lock.exclusive:
+            return self._train_exclusively(function_name, X, labels, n_classes, listener)
+
+    def _train_exclusively(self, function_name: str, X: np.ndarray, labels: np.ndarray, n_classes: int,
+                           listener: Optional[EpochListener]) -> Optional[BaseException]:
         matrix = input_matrix(X)
         self.monitor.listener = listener
         self.monitor.pending = None
@@ -251,6 +408,10 @@ class NativeModel:
         return self._train("partial_fit", X, labels, n_classes, listener)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
+        with self.lock.shared:
+            return self._transform_shared(X)
+
+    def _transform_shared(self, X: np.ndarray) -> np.ndarray:
         out = np.empty((X.shape[0], self.output_dim), dtype=np.float32)
         blocks = transform_blocks(X.shape[0], X.shape[1], self.output_dim)
         if len(blocks) > 1 and self._transform_in_blocks(X, out, blocks):
@@ -262,7 +423,11 @@ class NativeModel:
         return out
 
     def _transform_in_blocks(self, X: np.ndarray, out: np.ndarray, blocks: list[tuple[int, int]]) -> bool:
-        """Transform each (start, stop) block of rows on a thread of its own; False if any block failed."""
+        """Transform each (start, stop) block of rows on a thread of its own; False if any block failed.
+
+        The caller's shared hold covers the helper threads, which call C directly: were they to ask for holds of
+        their own, a writer arriving meanwhile would make them wait for it, and it for the caller, forever.
+        """
         transform = self._function("transform")
         statuses = [None] * len(blocks)
 
@@ -282,31 +447,37 @@ class NativeModel:
                     helper.join()
         return all(status == lib.EB_OK for status in statuses)
 
+    def _read(self, name: str) -> Any:
+        with self.lock.shared:
+            return self._function(name)(self._model)
+
     @property
     def is_fitted(self) -> bool:
-        return bool(self._function("is_fitted")(self._model))
+        return bool(self._read("is_fitted"))
 
     @property
     def n_features(self) -> int:
-        return int(self._function("n_features")(self._model))
+        return int(self._read("n_features"))
 
     @property
     def n_classes(self) -> int:
-        return int(self._function("n_classes")(self._model))
+        return int(self._read("n_classes"))
 
     @property
     def output_dim(self) -> int:
-        return int(self._function("output_dim")(self._model))
+        return int(self._read("output_dim"))
 
     def loss_history(self) -> np.ndarray:
         length = ffi.new("size_t *")
-        values = self._function("loss_history")(self._model, length)
-        if length[0] == 0:
-            return np.empty(0, dtype=np.float64)
-        return np.frombuffer(ffi.buffer(values, length[0] * ffi.sizeof("double")), dtype=np.float64).copy()
+        # The C array lives until the next training call: copy it before letting one in.
+        with self.lock.shared:
+            values = self._function("loss_history")(self._model, length)
+            if length[0] == 0:
+                return np.empty(0, dtype=np.float64)
+            return np.frombuffer(ffi.buffer(values, length[0] * ffi.sizeof("double")), dtype=np.float64).copy()
 
     def params(self) -> Any:
-        return self._function("get_params")(self._model)
+        return self._read("get_params")
 
 
 def _message(error: Any) -> str:

@@ -1,5 +1,6 @@
 """What both finetuners share: input and label handling, training calls, pickling."""
 import warnings
+import weakref
 from contextlib import contextmanager
 from numbers import Integral, Number, Real
 from typing import Any, Optional, TypeVar
@@ -13,7 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from sklearn_compat.utils.validation import validate_data
 
-from libembetter._binding import NativeModel, PathLike, as_float32_rows
+from libembetter._binding import ModelLock, NativeModel, PathLike, as_float32_rows
 from libembetter._progress import epoch_progress
 from libembetter.finetune import _persist
 
@@ -99,11 +100,74 @@ def _first_non_number(X):
     return None
 
 
+# Each estimator's ModelLock, made on its first use. Kept beside the estimator rather than in its __dict__, so
+# that it is no attribute at all: never a parameter, never pickled, copied or cloned, and scikit-learn's check
+# that __init__ sets nothing but parameters holds although clone() calls get_params on the new estimator.
+_LOCKS: "weakref.WeakKeyDictionary[Any, ModelLock]" = weakref.WeakKeyDictionary()
+
+
 class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Shared machinery; subclasses set _native_kind and _min_classes and describe their settings."""
+    """Shared machinery; subclasses set _native_kind and _min_classes and describe their settings.
+
+    One estimator may be used from many threads. Its ModelLock (one per
+    estimator, made on first use, see _LOCKS) is held exclusively by what changes it (fit,
+    partial_fit, set_params, unpickling into it) and shared by what only reads
+    it (transform, save, pickling, get_params, loss_curve_), so transforms run
+    in parallel and every call sees the estimator between two changes, never
+    during one. The lock is the estimator's rather than the C model's alone
+    because fit swaps in a new C model and changes Python-side state
+    (classes_, n_features_in_) together with it.
+    """
 
     _native_kind: Optional[str] = None
     _min_classes = 1
+
+    # ---- threads ---------------------------------------------------------------
+
+    def _lock(self) -> ModelLock:
+        lock = _LOCKS.get(self)
+        if lock is None:
+            # setdefault is one dict operation: of two threads racing here, both get the lock that went in first.
+            lock = _LOCKS.setdefault(self, ModelLock())
+        return lock
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The parameters, as scikit-learn's get_params; never a mix of two concurrent set_params calls."""
+        with self._lock().shared:
+            return super().get_params(deep=deep)
+
+    def set_params(self: "_Finetuner", **params: Any) -> "_Finetuner":
+        """Set parameters, as scikit-learn's set_params; waits for a training call under way on another thread.
+
+        All or nothing: an unknown name changes none of the parameters.
+        """
+        with self._lock().exclusive:
+            self._change_aside(lambda stand_in: super(FinetunerBase, stand_in).set_params(**params), False)
+        return self
+
+    def _change_aside(self, change, publish_on_error):
+        """change(stand_in) on a stand-in holding this estimator's attributes; then its attributes become ours.
+
+        The caller holds the exclusive hold, which readers that take the lock respect; this is for those that
+        read an attribute directly (est.n_features_in_, est.classes_) while fit runs: scikit-learn's validation
+        sets n_features_in_ before training starts, and a fit that then fails puts it back. Working on a
+        stand-in, each attribute changes once, when the call is over. publish_on_error: the change keeps its
+        own state right on failure (fit and partial_fit restore it, and a partial_fit that was interrupted
+        keeps its completed pass), so take it whatever happens.
+        """
+        stand_in = object.__new__(type(self))
+        stand_in.__dict__.update(self.__dict__)
+        published = False
+        try:
+            result = change(stand_in)
+            published = True
+        finally:
+            if published or publish_on_error:
+                new = stand_in.__dict__
+                for name in [name for name in self.__dict__ if name not in new]:
+                    del self.__dict__[name]
+                self.__dict__.update(new)
+        return self if result is stand_in else result
 
     # ---- hyper-parameters -------------------------------------------------
 
@@ -157,16 +221,18 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
     @property
     def _n_features_out(self):
-        if not hasattr(self, "_native"):
-            raise AttributeError("_n_features_out is only known once the model is fitted")
-        return self._native.output_dim
+        with self._lock().shared:
+            if not hasattr(self, "_native"):
+                raise AttributeError("_n_features_out is only known once the model is fitted")
+            return self._native.output_dim
 
     @property
     def loss_curve_(self):
         """Mean training loss of every epoch since the last fit; each partial_fit appends one."""
-        if not hasattr(self, "_native"):
-            raise AttributeError(f"this {type(self).__name__} is not fitted yet, so it has no loss_curve_")
-        return self._native.loss_history()
+        with self._lock().shared:
+            if not hasattr(self, "_native"):
+                raise AttributeError(f"this {type(self).__name__} is not fitted yet, so it has no loss_curve_")
+            return self._native.loss_history()
 
     @contextmanager
     def _unchanged_on_failure(self):
@@ -221,6 +287,11 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Replaces an earlier fit. Interrupting (KeyboardInterrupt) stops training
         after the current epoch and leaves the estimator as it was before fit.
         """
+        with self._lock().exclusive:
+            return self._change_aside(lambda stand_in: stand_in._fit(X, y), True)
+
+    def _fit(self, X, y):
+        """fit under the exclusive hold its caller took."""
         self._validate_params()
         hyper = self._hyperparameters()
         with self._unchanged_on_failure():
@@ -249,6 +320,11 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         random_state, which only seeds the first call. The pass always
         completes; a KeyboardInterrupt during it is re-raised afterwards.
         """
+        with self._lock().exclusive:
+            return self._change_aside(lambda stand_in: stand_in._partial_fit(X, y, classes), True)
+
+    def _partial_fit(self, X, y, classes):
+        """partial_fit under the exclusive hold its caller took."""
         first_call = not hasattr(self, "_native")
         self._validate_params()
         hyper = self._hyperparameters()
@@ -309,13 +385,17 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         block of rows per OpenBLAS thread, each transformed on a thread of its
         own; the result has the same bits as one call (docs/benchmarks.md, "Threads").
         """
-        check_is_fitted(self)
-        X = self._checked_input(X, reset=False)
-        return self._native.transform(as_float32_rows(X))
+        with self._lock().shared:
+            check_is_fitted(self)
+            X = self._checked_input(X, reset=False)
+            return self._native.transform(as_float32_rows(X))
 
     def fit_transform(self, X: ArrayLike, y: Any = None, **fit_params: Any) -> np.ndarray:
-        """fit(X, y), then the embedding of X."""
-        return self.fit(X, y, **fit_params).transform(X)
+        """fit(X, y), then the embedding of X by that fit (no other thread's training comes in between)."""
+        if fit_params:
+            raise TypeError(f"fit() got unexpected keyword arguments {sorted(fit_params)}")
+        with self._lock().exclusive:
+            return self._change_aside(lambda stand_in: stand_in._fit(X, y), True).transform(X)
 
     # ---- files -------------------------------------------------------------------
 
@@ -328,8 +408,11 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         the class, the parameters as set, classes_ and feature_names_in_.
         An unfitted estimator raises NotFittedError (there is nothing learned
         to save). Labels must be str, int, float or bool; pickle keeps others.
+        Saving only reads the estimator: it runs alongside transforms, and a
+        training call on another thread waits for it (or it for the call).
         """
-        _persist.save(self, path)
+        with self._lock().shared:
+            _persist.save(self, path)
 
     @classmethod
     def load(cls: "type[_Finetuner]", path: PathLike) -> "_Finetuner":
@@ -339,19 +422,24 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     # ---- pickling ---------------------------------------------------------------
 
     def __getstate__(self):
-        state = dict(super().__getstate__())
-        native = state.pop("_native", None)
-        if native is not None:
-            # The C library's own format keeps weights, optimiser and RNG state exactly.
-            state["_native_bytes"] = native.to_bytes()
+        # Shared: the Python state and the C bytes are taken between two training calls, never across one
+        # (pickle, copy.deepcopy and joblib all come through here).
+        with self._lock().shared:
+            state = dict(super().__getstate__())
+            native = state.pop("_native", None)
+            if native is not None:
+                # The C library's own format keeps weights, optimiser and RNG state exactly.
+                state["_native_bytes"] = native.to_bytes()
         return state
 
     def __setstate__(self, state):
         state = dict(state)
         saved_model = state.pop("_native_bytes", None)
-        super().__setstate__(state)
-        if saved_model is not None:
-            self._native = NativeModel.from_bytes(self._native_kind, saved_model)
+        native = None if saved_model is None else NativeModel.from_bytes(self._native_kind, saved_model)
+        with self._lock().exclusive:
+            super().__setstate__(state)
+            if native is not None:
+                self._native = native
 
     # ---- scikit-learn tags ----------------------------------------------------------
 
