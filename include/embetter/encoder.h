@@ -11,7 +11,10 @@
  *     n-grams, equal to scikit-learn's HashingVectorizer for the same settings;
  *   - the word-vector encoder: the mean of pre-trained static word vectors
  *     (word2vec/fastText text, GloVe text, word2vec binary);
- *   - the colour-histogram encoder: per-channel histograms of RGB images.
+ *   - the colour-histogram encoder: per-channel histograms of RGB images;
+ *   - the sentence encoder: a BERT sentence-transformers model (for example
+ *     all-MiniLM-L6-v2) read from its directory, equal to
+ *     sentence-transformers' encode within float32 rounding.
  *
  * An application can add its own encoder by filling an eb_encoder_vtable
  * (see examples/c/custom_encoder.c); eb_encoder_encode_texts and
@@ -139,7 +142,7 @@ EB_API size_t eb_encoder_output_dim(const eb_encoder *encoder);
 /** EB_INPUT_TEXT or EB_INPUT_IMAGE; 0 for NULL. */
 EB_API eb_input_kind eb_encoder_input_kind(const eb_encoder *encoder);
 
-/** The vtable's name ("hashing", "word_vectors", "color_histogram", or a custom one); "" for NULL. */
+/** The vtable's name ("hashing", "word_vectors", "color_histogram", "sentence", or a custom one); "" for NULL. */
 EB_API const char *eb_encoder_name(const eb_encoder *encoder);
 
 /**
@@ -355,6 +358,85 @@ EB_API const float *eb_word_vectors_lookup(const eb_encoder *encoder, const char
  */
 EB_API eb_status eb_color_histogram_encoder_create(size_t n_buckets, size_t n_threads, const eb_allocator *mem,
                                                    eb_encoder **out, eb_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* SentenceEncoder                                                          */
+/* ------------------------------------------------------------------------ */
+
+/** Largest batch_size of the sentence encoder. */
+#define EB_SENTENCE_MAX_BATCH_SIZE 4096
+
+/** Settings of the sentence encoder. Start from eb_sentence_encoder_default_params(). */
+typedef struct eb_sentence_encoder_params {
+    /**
+     * Texts per forward pass, 1 .. EB_SENTENCE_MAX_BATCH_SIZE. Default 32, as
+     * sentence-transformers. Texts are grouped by token count first, so a
+     * group holds texts of similar length.
+     */
+    size_t batch_size;
+    /**
+     * Threads per encode call; EB_ENCODER_THREADS_AUTO (default) or a fixed
+     * count >= 1. Work units are input bytes, as for the other text
+     * encoders; the model step uses at most one thread per group of
+     * batch_size texts.
+     */
+    size_t n_threads;
+} eb_sentence_encoder_params;
+
+/** The defaults listed in eb_sentence_encoder_params. */
+EB_API eb_sentence_encoder_params eb_sentence_encoder_default_params(void);
+
+/** Check params without loading anything; EB_ERR_INVALID_PARAM names the field in err. */
+EB_API eb_status eb_sentence_encoder_check_params(const eb_sentence_encoder_params *params, eb_error *err);
+
+/**
+ * Load a sentence-transformers BERT model from model_dir and make a text
+ * encoder of it (params NULL: the defaults). The directory is read as
+ * sentence-transformers lays it out: modules.json (a Transformer, a Pooling
+ * module, optionally Normalize; any other module is refused by name),
+ * sentence_bert_config.json (max_seq_length, do_lower_case), the pooling
+ * module's config.json (mean, CLS or max), and in the Transformer's directory
+ * config.json (model_type "bert", absolute positions, gelu), model.safetensors
+ * (F32, F16 or BF16; F32 tensors are memory-mapped, not copied) and the
+ * tokenizer: tokenizer.json when present (a BERT WordPiece tokenizer; its own
+ * truncation and padding settings are ignored, max_seq_length rules), else
+ * vocab.txt read with BertTokenizerFast's uncased defaults. A missing file is
+ * EB_ERR_IO naming its path; a malformed or unsupported file or setting is
+ * EB_ERR_FORMAT naming the file and field, as is a tokenizer whose ids pass
+ * config.json's vocab_size. On failure *out is NULL.
+ *
+ * Encoding a text: lowercased first (Python's str.lower()) when do_lower_case
+ * is true; then [CLS], its WordPiece tokens cut to max_seq_length - 2, [SEP];
+ * the BERT layers; pooling, and L2 normalisation when a Normalize module is
+ * listed. Output width is the model's hidden size. Texts are ordered by token
+ * count and run batch_size at a time, each group on one thread; rows come out
+ * in the caller's order. The groups do not depend on the thread count, so
+ * neither do the results (bit for bit); a different batch_size changes which
+ * texts share a BLAS product and may change the last bits of a row.
+ *
+ * Empty texts follow the input policy above (EB_ERR_EMPTY_INPUT naming the
+ * row), although sentence-transformers would embed "" as [CLS] [SEP]: an
+ * empty text is nearly always a missing value. A text of only spaces is
+ * embedded as [CLS] [SEP], exactly as sentence-transformers does.
+ *
+ * Memory: the model's weights (about 90 MB for MiniLM-L6, mapped) stay for the
+ * encoder's life. An encode call takes per text 4 bytes per token kept (at
+ * most max_seq_length) plus a few words, per thread one batch of token
+ * ids and embeddings, the model's activations for at most
+ * max(2048, max_seq_length) tokens at a time, and, when lowercasing, twice the
+ * bytes of the longest text. Worker threads allocate from mem too, so with
+ * n_threads other than 1 the allocator must be safe to call concurrently.
+ * The loaded model is never written: encode calls may run concurrently.
+ */
+EB_API eb_status eb_sentence_encoder_create(const char *model_dir, const eb_sentence_encoder_params *params,
+                                            const eb_allocator *mem, eb_encoder **out, eb_error *err);
+
+/** The params of a sentence encoder; EB_ERR_INVALID_PARAM if encoder is another kind. */
+EB_API eb_status eb_sentence_encoder_get_params(const eb_encoder *encoder, eb_sentence_encoder_params *params,
+                                                eb_error *err);
+
+/** Tokens a text keeps ([CLS] and [SEP] included): max_seq_length; 0 if encoder is another kind. */
+EB_API size_t eb_sentence_encoder_max_tokens(const eb_encoder *encoder);
 
 #ifdef __cplusplus
 }
