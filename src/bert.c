@@ -4,7 +4,7 @@
  * texts at once, and attention runs per text on exactly its own tokens, so no
  * work goes to padding and no padding mask is needed inside the layers.
  */
-#include <cblas.h>
+#include "blas.h" /* maps the CBLAS names to the chosen BLAS (scipy-openblas32 prefixes them) */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>

@@ -2,7 +2,9 @@
 
 HashingEncoder is scikit-learn's HashingVectorizer made dense (same features,
 same hash, same numbers); WordVectorEncoder averages pre-trained static word
-vectors. Both are stateless scikit-learn transformers: fit learns nothing.
+vectors; SentenceEncoder runs a BERT sentence-transformers model (such as
+all-MiniLM-L6-v2) in C, equal to sentence-transformers without PyTorch. All
+are stateless scikit-learn transformers: fit learns nothing.
 
 Input policy (the C library's, see include/embetter/encoder.h): every item
 must be a str (or bytes holding UTF-8); None and other types are a TypeError
@@ -12,18 +14,21 @@ empty string is a ValueError naming the item (usually a missing value; a
 zero row would hide it), and so is an empty batch. A text of only spaces
 encodes to a row of zeros, as in HashingVectorizer.
 """
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from libembetter._binding import output_matrix, raise_for_status
+from libembetter._errors import FileAccessError
 from libembetter._lite import LiteTextEncoder, learn_lite_text_embeddings
 from libembetter._native import ffi, lib
 from libembetter.base import EmbetterBase
 
-__all__ = ["HashingEncoder", "WordVectorEncoder", "LiteTextEncoder", "learn_lite_text_embeddings"]
+__all__ = ["HashingEncoder", "WordVectorEncoder", "SentenceEncoder", "ModelFilesNotFoundError", "LiteTextEncoder", "learn_lite_text_embeddings"]
 
 # eb_text is {const char *data; size_t length;}: build the whole array with numpy instead of item by item.
 _TEXT_DTYPE = np.dtype([("data", np.uintp), ("length", np.uintp)])
@@ -286,6 +291,124 @@ class WordVectorEncoder(EmbetterBase):
 
     def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
         """The n x dim float32 matrix of the texts in X."""
+        return self._loaded().encode_texts(X)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_native", None)
+        state.pop("_load_lock", None)
+        return state
+
+
+# The models scripts/fetch-models.sh can put into the cache; any other name must be a directory.
+_FETCHABLE_MODELS = ("all-MiniLM-L6-v2", "bge-small-en-v1.5")
+_FETCH_COMMAND = "bash scripts/fetch-models.sh {name}"
+
+
+def model_cache_dir() -> Path:
+    """Where named models live: $LIBEMBETTER_MODEL_CACHE, else ~/.cache/libembetter/models (as fetch-models.sh)."""
+    configured = os.environ.get("LIBEMBETTER_MODEL_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "libembetter" / "models"
+
+
+class ModelFilesNotFoundError(FileAccessError, FileNotFoundError):
+    """A model directory, or a file the model needs in it, is missing; the message says which and how to fetch it."""
+
+
+class SentenceEncoder(EmbetterBase):
+    """Sentence embeddings from a BERT sentence-transformers model, computed in C without PyTorch.
+
+    SentenceEncoder("all-MiniLM-L6-v2").transform(texts) gives what
+    sentence-transformers' SentenceTransformer("all-MiniLM-L6-v2").encode(texts)
+    gives, to float32 rounding (cosine >= 0.99999 per row in the tests): the
+    same WordPiece tokens, truncation at the model's max_seq_length, pooling and
+    normalisation as the model's module files say.
+
+    Nothing is downloaded at run time. `name` is either a model in the cache
+    directory ($LIBEMBETTER_MODEL_CACHE, else ~/.cache/libembetter/models), where
+    `bash scripts/fetch-models.sh all-MiniLM-L6-v2` puts it, or the path of a
+    local model directory in the sentence-transformers layout. Missing files
+    raise ModelFilesNotFoundError (a FileNotFoundError and an EmbetterError)
+    naming the file and the command that fetches it.
+
+    The model is loaded on the first fit or transform and kept; pickles and
+    clones hold only the parameters and load it again when used.
+
+    Parameters (embetter 0.9's names where they mean the same):
+        name: a cached model's name or a model directory.
+        device: None or "cpu"; the encoder runs on the CPU only.
+        batch_size: texts per forward pass; texts are grouped by length first.
+        num_threads: None (automatic: both cores for large batches) or a fixed thread count.
+    """
+
+    def __init__(self, name="all-MiniLM-L6-v2", device=None, batch_size=32, num_threads=None):
+        self.name = name
+        self.device = device
+        self.batch_size = batch_size
+        self.num_threads = num_threads
+
+    def _model_dir(self):
+        """(directory, fetchable model name or None) for self.name."""
+        if not isinstance(self.name, (str, os.PathLike)):
+            raise TypeError(f"name must be a model name or a directory path, not {type(self.name).__name__}")
+        name = os.fspath(self.name)
+        if name == "":
+            raise ValueError("name is empty; give a model name such as 'all-MiniLM-L6-v2' or a directory")
+        # sentence-transformers also accepts the hub spelling "sentence-transformers/<model>".
+        short = name.removeprefix("sentence-transformers/")
+        path = Path(name).expanduser()
+        looks_like_path = os.sep in name and short == name or name.startswith((".", "~")) or path.is_dir()
+        if looks_like_path:
+            return path, path.name if path.name in _FETCHABLE_MODELS else None
+        directory = model_cache_dir() / short
+        if short not in _FETCHABLE_MODELS and not directory.is_dir():
+            raise ModelFilesNotFoundError(
+                f"name {name!r} is neither a directory nor a model in the cache {model_cache_dir()}; "
+                f"scripts/fetch-models.sh fetches {', '.join(_FETCHABLE_MODELS)}"
+            )
+        return directory, short if short in _FETCHABLE_MODELS else None
+
+    def _loaded(self):
+        lock = self.__dict__.setdefault("_load_lock", threading.Lock())
+        with lock:
+            if self.device not in (None, "cpu"):
+                raise ValueError(f"device is {self.device!r}; this encoder runs on the CPU only (None or 'cpu')")
+            params = lib.eb_sentence_encoder_default_params()
+            params.batch_size = _whole_number("batch_size", self.batch_size, 1, lib.EB_SENTENCE_MAX_BATCH_SIZE)
+            try:
+                params.n_threads = _thread_setting(self.num_threads)
+            except (TypeError, ValueError) as error:
+                raise type(error)(str(error).replace("n_threads", "num_threads", 1)) from None
+            directory, fetchable = self._model_dir()
+            key = (str(directory), params.batch_size, params.n_threads)
+            cached = self.__dict__.get("_native")
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            try:
+                native = create_encoder(
+                    "eb_sentence_encoder_create",
+                    os.fsencode(directory),
+                    ffi.new("eb_sentence_encoder_params *", params),
+                    ffi.NULL,
+                )
+            except FileAccessError as error:
+                if fetchable is not None:
+                    how = "fetch the model files with: " + _FETCH_COMMAND.format(name=fetchable)
+                else:
+                    how = "the directory must hold a sentence-transformers model (see docs/encoders.md)"
+                raise ModelFilesNotFoundError(f"{error}; {how}") from None
+            self.__dict__["_native"] = (key, native)
+            self.model_dir_ = str(directory)
+            self.dim_ = native.dim
+            return native
+
+    def fit(self, X: Any = None, y: Any = None) -> "SentenceEncoder":
+        """Loads the model (nothing is learned); returns self."""
+        self._loaded()
+        return self
+
+    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
+        """The n x dim float32 matrix of sentence embeddings of the texts in X."""
         return self._loaded().encode_texts(X)
 
     def __getstate__(self):
