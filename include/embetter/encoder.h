@@ -427,6 +427,12 @@ EB_API eb_status eb_sentence_encoder_check_params(const eb_sentence_encoder_para
  * bytes of the longest text. Worker threads allocate from mem too, so with
  * n_threads other than 1 the allocator must be safe to call concurrently.
  * The loaded model is never written: encode calls may run concurrently.
+ *
+ * BLAS threads: the products run through OpenBLAS, which may start threads
+ * of its own inside each product. When this encoder splits a batch (n_threads
+ * other than 1) or calls run concurrently, hold OpenBLAS to one thread
+ * (OPENBLAS_NUM_THREADS=1 or openblas_set_num_threads(1)) so the threads do
+ * not compete for the cores; the Python SentenceEncoder does this per call.
  */
 EB_API eb_status eb_sentence_encoder_create(const char *model_dir, const eb_sentence_encoder_params *params,
                                             const eb_allocator *mem, eb_encoder **out, eb_error *err);

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from libembetter._binding import output_matrix, raise_for_status
+from libembetter._config import single_blas_thread
 from libembetter._errors import FileAccessError
 from libembetter._lite import LiteTextEncoder, learn_lite_text_embeddings
 from libembetter._native import ffi, lib
@@ -338,7 +339,8 @@ class SentenceEncoder(EmbetterBase):
         name: a cached model's name or a model directory.
         device: None or "cpu"; the encoder runs on the CPU only.
         batch_size: texts per forward pass; texts are grouped by length first.
-        num_threads: None (automatic: both cores for large batches) or a fixed thread count.
+        num_threads: None (automatic: every core for large batches) or a fixed thread count.
+            OpenBLAS is held to one thread during transform, as the encoder's threads split the batch.
     """
 
     def __init__(self, name="all-MiniLM-L6-v2", device=None, batch_size=32, num_threads=None):
@@ -409,7 +411,11 @@ class SentenceEncoder(EmbetterBase):
 
     def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
         """The n x dim float32 matrix of sentence embeddings of the texts in X."""
-        return self._loaded().encode_texts(X)
+        native = self._loaded()
+        # The encoder's own threads split the batch; OpenBLAS threads inside them would only compete for the
+        # cores (and its thread hand-off costs more than the small per-head products gain).
+        with single_blas_thread():
+            return native.encode_texts(X)
 
     def __getstate__(self):
         state = dict(self.__dict__)
