@@ -1309,6 +1309,143 @@ static void test_io_errors_name_the_path(void **state)
     remove_scratch_dir(&dir);
 }
 
+/* ---- special files: refused at once, nothing read ------------------------------------ */
+
+enum { CHILD_REFUSED = 20, CHILD_LOADED = 21, CHILD_WRONG_REFUSAL = 22 };
+
+/*
+ * Load path in a child process that an alarm kills after a few seconds, so a
+ * loader that blocks (a FIFO without a writer) fails this test instead of
+ * hanging it. The child exits CHILD_REFUSED when both the loader and the header
+ * reader return EB_ERR_IO with a message naming the path and containing `what`.
+ */
+static int load_in_child(const model_ops *ops, const char *path, const char *what)
+{
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        alarm(5);
+        void *model = NULL;
+        eb_error err, header_err;
+        eb_model_header header;
+        eb_status status = ops->load(path, NULL, &model, &err);
+        eb_status header_status = eb_model_read_file_header(path, &header, &header_err);
+        if (status == EB_OK)
+            exit(CHILD_LOADED);
+        bool named = strstr(err.message, path) != NULL && strstr(err.message, what) != NULL &&
+                     strstr(header_err.message, path) != NULL && strstr(header_err.message, what) != NULL;
+        exit(status == EB_ERR_IO && header_status == EB_ERR_IO && model == NULL && named ? CHILD_REFUSED
+                                                                                          : CHILD_WRONG_REFUSAL);
+    }
+    int wait_status;
+    assert_int_equal(waitpid(child, &wait_status, 0), child);
+    if (WIFSIGNALED(wait_status))
+        fail_msg("loading %s was killed by signal %d (SIGALRM %d: it blocked)", path, WTERMSIG(wait_status), SIGALRM);
+    assert_true(WIFEXITED(wait_status));
+    return WEXITSTATUS(wait_status);
+}
+
+static void test_special_files_are_refused_without_blocking(void **state)
+{
+    const model_case *c = *state;
+    scratch_dir dir = make_scratch_dir();
+    char path[512];
+
+    join_path(path, sizeof path, &dir, "fifo.ebm");
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(load_in_child(c->ops, path, "a FIFO"), CHILD_REFUSED);
+    unlink(path);
+
+    assert_int_equal(load_in_child(c->ops, "/dev/zero", "a character device"), CHILD_REFUSED);
+    assert_int_equal(load_in_child(c->ops, "/dev/null", "a character device"), CHILD_REFUSED);
+    assert_int_equal(load_in_child(c->ops, dir.path, "a directory"), CHILD_REFUSED);
+
+    /* Nothing is allocated for any of them: the type is known before reading. */
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    void *model = NULL;
+    eb_error err;
+    assert_int_equal(c->ops->load("/dev/zero", &mem, &model, &err), EB_ERR_IO);
+    assert_int_equal(counter.attempts, 0);
+    remove_scratch_dir(&dir);
+}
+
+/*
+ * A huge sparse file costs nothing to make and would take all memory to read.
+ * The header bounds the read: zeros are refused by the magic, and a real
+ * header followed by far more bytes than it announces by the size check, both
+ * before any allocation.
+ */
+static void test_a_huge_file_is_refused_by_its_header_before_reading(void **state)
+{
+    const model_case *c = *state;
+    scratch_dir dir = make_scratch_dir();
+    char path[512];
+    const off_t huge = (off_t)1 << 36; /* 64 GiB, sparse */
+    void *original = make_model(c, NULL);
+    saved_bytes bytes = save_model(c->ops, original);
+
+    join_path(path, sizeof path, &dir, "zeros.ebm");
+    write_whole_file(path, "", 0);
+    assert_int_equal(truncate(path, huge), 0);
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    void *model = (void *)1;
+    eb_error err;
+    assert_int_equal(c->ops->load(path, &mem, &model, &err), EB_ERR_FORMAT);
+    assert_null(model);
+    assert_non_null(strstr(err.message, path));
+    assert_non_null(strstr(err.message, "not an embetter model"));
+    assert_int_equal(counter.attempts, 0);
+
+    join_path(path, sizeof path, &dir, "long.ebm");
+    write_whole_file(path, bytes.data, bytes.size);
+    assert_int_equal(truncate(path, huge), 0);
+    assert_int_equal(c->ops->load(path, &mem, &model, &err), EB_ERR_FORMAT);
+    assert_non_null(strstr(err.message, path));
+    assert_non_null(strstr(err.message, "announces"));
+    assert_int_equal(counter.attempts, 0);
+
+    /* One byte short is refused the same way; the exact size loads. */
+    join_path(path, sizeof path, &dir, "short.ebm");
+    write_whole_file(path, bytes.data, bytes.size - 1);
+    assert_int_equal(c->ops->load(path, &mem, &model, &err), EB_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "announces"));
+    assert_int_equal(counter.attempts, 0);
+    join_path(path, sizeof path, &dir, "exact.ebm");
+    write_whole_file(path, bytes.data, bytes.size);
+    assert_int_equal(c->ops->load(path, &mem, &model, &err), EB_OK);
+    assert_models_identical(c->ops, original, model);
+    c->ops->release(model);
+    assert_int_equal(counter.live_blocks, 0);
+
+    free(bytes.data);
+    c->ops->release(original);
+    remove_scratch_dir(&dir);
+}
+
+/* A format error of a file names the file, whichever check found it. */
+static void test_format_errors_of_a_file_name_it(void **state)
+{
+    const model_case *c = *state;
+    scratch_dir dir = make_scratch_dir();
+    char path[512];
+    void *original = make_model(c, NULL);
+    saved_bytes bytes = save_model(c->ops, original);
+    bytes.data[bytes.size - 1] ^= 0x55; /* the CRC catches it */
+    join_path(path, sizeof path, &dir, "corrupt.ebm");
+    write_whole_file(path, bytes.data, bytes.size);
+    void *model = (void *)1;
+    eb_error err;
+    assert_int_equal(c->ops->load(path, NULL, &model, &err), EB_ERR_FORMAT);
+    assert_null(model);
+    assert_int_equal(strncmp(err.message, path, strlen(path)), 0);
+    assert_non_null(strstr(err.message, ": saved model: checksum mismatch"));
+    free(bytes.data);
+    c->ops->release(original);
+    remove_scratch_dir(&dir);
+}
+
 /* ---- callbacks are not saved ------------------------------------------------------ */
 
 static int count_epochs(size_t epoch, double loss, void *user_data)
@@ -1420,6 +1557,9 @@ static const per_case_test PER_CASE[] = {
     {"every_allocation_failure", test_every_allocation_failure},
     {"failed_save_keeps_the_old_file", test_failed_save_keeps_the_old_file},
     {"io_errors_name_the_path", test_io_errors_name_the_path},
+    {"special_files_are_refused_without_blocking", test_special_files_are_refused_without_blocking},
+    {"a_huge_file_is_refused_by_its_header_before_reading", test_a_huge_file_is_refused_by_its_header_before_reading},
+    {"format_errors_of_a_file_name_it", test_format_errors_of_a_file_name_it},
 };
 enum { N_PER_CASE = sizeof PER_CASE / sizeof PER_CASE[0], NAME_SIZE = 128 };
 
