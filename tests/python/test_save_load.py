@@ -179,7 +179,7 @@ def edit_sidecar(path, change):
         (lambda m: m.update(version=2), "sidecar version 2"),
         (lambda m: m.update(estimator="os.system"), r"estimator names 'os\.system' \(a str\), which is not an embetter finetuner"),
         (lambda m: m.update(estimator="ContrastiveFinetuner"), "ContrastiveFinetuner, a contrastive model, but the file holds a feedforward"),
-        (lambda m: m["classes"].update(values=[0, 1]), "2 classes listed, the model was fitted on 3"),
+        (lambda m: m["classes"].update(values=[0, 1]), "lists 2 classes, the model was fitted on 3"),
         (lambda m: m["classes"].update(values=[2, 1, 0]), "distinct and sorted"),
         (lambda m: m.update(n_features_in=7), "n_features_in is 7, the model was fitted on 8"),
         (lambda m: m["params"].update(hidden_dim=4), "hidden_dim is 4 but the fitted model's hidden layer has 3 units; .*set hidden_dim back to 3"),

@@ -382,7 +382,7 @@ def _read_fields(metadata: Any, sidecar: str, path: str, data: bytes) -> tuple[_
     if recorded != hashlib.sha256(data).hexdigest():
         raise _format_error(
             f"{sidecar} does not belong to {path}: the model file's SHA-256 differs from the one the sidecar "
-            "recorded (two saves to the same path raced, one of the files was replaced, or a save was "
+            "recorded in model_sha256 (two saves to the same path raced, one of the files was replaced, or a save was "
             "interrupted); save the model again"
         )
     return fields, metadata
@@ -410,10 +410,14 @@ def _rebuild(metadata: dict, fields: _Fields, path: str, kind: str, native: Nati
     n_features = fields.integer(metadata["n_features_in"], "n_features_in", 1, 2**63 - 1)
     feature_names = metadata["feature_names_in"]
     fields.require(native.is_fitted, "model", f"{path} holds an unfitted model")
-    fields.require(len(classes) == native.n_classes, "classes",
-                   f"has {len(classes)} classes listed, the model was fitted on {native.n_classes}")
-    fields.require(np.array_equal(np.unique(classes), classes), "classes",
-                   "must be distinct and sorted, as fit stores them")
+    fields.require(len(classes) == native.n_classes, "classes.values",
+                   f"lists {len(classes)} classes, the model was fitted on {native.n_classes}")
+    try:
+        ordered = np.array_equal(np.unique(classes), classes)
+    except TypeError:  # labels of types that do not compare, e.g. 1 and "1"
+        raise fields.fail("classes.values", "holds labels that cannot be compared with each other (e.g. numbers "
+                                            "and strings); fit needs one label type") from None
+    fields.require(ordered, "classes.values", "must be distinct and sorted, as fit stores them")
     fields.require(n_features == native.n_features, "n_features_in",
                    f"is {n_features!r}, the model was fitted on {native.n_features} columns")
     problem = estimator._hidden_dim_problem(native)
