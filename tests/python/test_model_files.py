@@ -91,12 +91,12 @@ def test_special_files_are_refused_at_once_naming_the_path_and_what_it_is(saved,
     assert str(tmp_path / "fifo-sidecar.ebm.json") in results[str(tmp_path / "fifo-sidecar.ebm")][1]
 
 
-def test_special_files_raise_oserror_in_process(tmp_path):
-    with pytest.raises(OSError, match="/dev/zero is not a regular file: it is a character device") as caught:
-        finetune.load("/dev/zero")
-    assert isinstance(caught.value, libembetter.FileAccessError)
-    with pytest.raises(OSError, match="is not a regular file: it is a directory"):
+def test_a_directory_raises_oserror_naming_it(tmp_path):
+    # Only a directory here: a FIFO or /dev/zero in this process would hang it or exhaust memory on a regression;
+    # the child process above tries those.
+    with pytest.raises(OSError, match=f"{tmp_path} is not a regular file: it is a directory") as caught:
         finetune.load(tmp_path)
+    assert isinstance(caught.value, libembetter.FileAccessError)
 
 
 def test_huge_sparse_files_are_refused_before_they_are_read(saved, tmp_path):
