@@ -1446,6 +1446,73 @@ static void test_format_errors_of_a_file_name_it(void **state)
     remove_scratch_dir(&dir);
 }
 
+/*
+ * Two processes save different models to one path over and over while this
+ * one loads it: every load must be one of the two models whole, since each
+ * save renames a complete file into place.
+ */
+static void test_racing_saves_leave_one_model_whole(void **state)
+{
+    const model_case *c = *state;
+    scratch_dir dir = make_scratch_dir();
+    char path[512];
+    join_path(path, sizeof path, &dir, "model.ebm");
+    /* The second model is the first after one more pass, so the two differ in weights, not in shape. */
+    void *models[2] = {make_model(c, NULL), make_model(c, NULL)};
+    const dataset data = make_dataset(12);
+    assert_int_equal(c->ops->partial_fit(models[1], matrix_of(&data), data.y, c->fitted ? 0 : N_CLASSES), EB_OK);
+    saved_bytes expected[2] = {save_model(c->ops, models[0]), save_model(c->ops, models[1])};
+    assert_true(expected[0].size != expected[1].size ||
+                memcmp(expected[0].data, expected[1].data, expected[0].size) != 0);
+    eb_error err;
+    assert_int_equal(c->ops->save(models[0], path, &err), EB_OK);
+    pid_t savers[2];
+    for (int i = 0; i < 2; i++) {
+        savers[i] = fork();
+        assert_true(savers[i] >= 0);
+        if (savers[i] == 0) {
+            int code = 0;
+            for (int round = 0; round < 200 && code == 0; round++)
+                code = c->ops->save(models[i], path, NULL) == EB_OK ? 0 : 1;
+            exit(code);
+        }
+    }
+    size_t loads[2] = {0, 0};
+    for (int running = 2; running > 0;) {
+        void *loaded = NULL;
+        assert_int_equal(c->ops->load(path, NULL, &loaded, &err), EB_OK);
+        saved_bytes again = save_model(c->ops, loaded);
+        int which = -1;
+        for (int i = 0; i < 2; i++)
+            if (again.size == expected[i].size && memcmp(again.data, expected[i].data, again.size) == 0)
+                which = i;
+        assert_true(which >= 0);
+        loads[which]++;
+        free(again.data);
+        c->ops->release(loaded);
+        running = 0;
+        for (int i = 0; i < 2; i++) {
+            int wait_status;
+            pid_t done = savers[i] > 0 ? waitpid(savers[i], &wait_status, WNOHANG) : 0;
+            if (done == savers[i] && savers[i] > 0) {
+                assert_true(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0);
+                savers[i] = 0;
+            }
+            running += savers[i] > 0;
+        }
+    }
+    assert_true(loads[0] + loads[1] > 0);
+    char names[512];
+    size_t count;
+    list_entries(&dir, names, sizeof names, &count);
+    assert_int_equal(count, 1);
+    for (int i = 0; i < 2; i++) {
+        free(expected[i].data);
+        c->ops->release(models[i]);
+    }
+    remove_scratch_dir(&dir);
+}
+
 /* ---- callbacks are not saved ------------------------------------------------------ */
 
 static int count_epochs(size_t epoch, double loss, void *user_data)
@@ -1560,6 +1627,7 @@ static const per_case_test PER_CASE[] = {
     {"special_files_are_refused_without_blocking", test_special_files_are_refused_without_blocking},
     {"a_huge_file_is_refused_by_its_header_before_reading", test_a_huge_file_is_refused_by_its_header_before_reading},
     {"format_errors_of_a_file_name_it", test_format_errors_of_a_file_name_it},
+    {"racing_saves_leave_one_model_whole", test_racing_saves_leave_one_model_whole},
 };
 enum { N_PER_CASE = sizeof PER_CASE / sizeof PER_CASE[0], NAME_SIZE = 128 };
 
