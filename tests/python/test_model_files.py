@@ -5,6 +5,7 @@ on a FIFO or read /dev/zero until memory runs out, two saves to one path leaving
 other's labels (certified by a hash of what was re-read from disk), saves that replace a good file and then
 refuse, and hand-edited sidecars that raise TypeError or RecursionError instead of naming the field.
 """
+import hashlib
 import json
 import os
 import pickle
@@ -275,6 +276,30 @@ def test_a_refused_save_leaves_the_existing_save_byte_identical(saved, case):
         broken.save(path)
     assert files_of(path) == before
     assert finetune.load(path).classes_.tolist() == ["a", "b", "c"]
+
+
+def test_both_files_get_the_permissions_the_umask_gives_a_new_file(saved):
+    path, tuner = saved
+    mask = os.umask(0o027)
+    try:
+        tuner.save(path)
+    finally:
+        os.umask(mask)
+    for file in (path, Path(str(path) + ".json")):
+        assert file.stat().st_mode & 0o777 == 0o640, file
+
+
+def test_an_unfitted_model_file_with_a_sidecar_is_refused_naming_it(saved, blobs):
+    path, _ = saved
+    unfitted = FeedForwardFinetuner(hidden_dim=3)._new_native_model(FeedForwardFinetuner(hidden_dim=3)
+                                                                    ._hyperparameters()).to_bytes()
+    path.write_bytes(unfitted)
+    sidecar = Path(str(path) + ".json")
+    metadata = json.loads(sidecar.read_text())
+    metadata["model_sha256"] = hashlib.sha256(unfitted).hexdigest()  # a sidecar made to match: the model decides
+    sidecar.write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match=f"{path} holds an unfitted model"):
+        finetune.load(path)
 
 
 @pytest.mark.parametrize("kind", ["str", "bytes", "Path", "PathLike-bytes"])

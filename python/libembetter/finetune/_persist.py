@@ -409,7 +409,9 @@ def _rebuild(metadata: dict, fields: _Fields, path: str, kind: str, native: Nati
     classes = _decode_classes(metadata["classes"], fields)
     n_features = fields.integer(metadata["n_features_in"], "n_features_in", 1, 2**63 - 1)
     feature_names = metadata["feature_names_in"]
-    fields.require(native.is_fitted, "model", f"{path} holds an unfitted model")
+    if not native.is_fitted:
+        raise _format_error(f"{path} holds an unfitted model, which save() never writes; {fields.sidecar} cannot "
+                            "describe it")
     fields.require(len(classes) == native.n_classes, "classes.values",
                    f"lists {len(classes)} classes, the model was fitted on {native.n_classes}")
     try:
