@@ -443,6 +443,8 @@ SIDECAR_MUTATIONS.update({
     "truncated": (lambda text: text[: len(text) // 2], "not valid JSON"),
     "empty": (lambda text: b"", "not valid JSON"),
     "a list": (lambda text: b"[1, 2]", "not an embetter finetuner sidecar"),
+    "float32 overflow": (_edit(lambda m: m.update(classes={"dtype": "<f4", "values": [0.5, 1.5, 1e39]})),
+                         "values[2] is 1e+39 (a float), beyond what dtype <f4 holds"),
     "label too long for dtype": (lambda text: text.replace(b'"a"', b'"aa"'), "values[0] is longer than dtype"),
 })
 

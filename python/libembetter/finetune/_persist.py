@@ -28,6 +28,7 @@ import math
 import os
 import secrets
 import stat
+import warnings
 from typing import Any, Optional, TypeVar, overload
 
 import numpy as np
@@ -363,9 +364,16 @@ def _decode_classes(value: Any, fields: _Fields) -> np.ndarray:
             info = np.iinfo(dtype)
             fields.integer(item, field, int(info.min), int(info.max))
     try:
-        return np.array(values, dtype=dtype) if values else np.empty(0, dtype=dtype)
+        with np.errstate(over="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            classes = np.array(values, dtype=dtype) if values else np.empty(0, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as error:
         raise fields.fail("classes.values", f"cannot be made an array of dtype {dtype_text}: {error}") from None
+    if dtype.kind == "f" and not np.isfinite(classes).all():
+        position = int(np.flatnonzero(~np.isfinite(classes))[0])
+        raise fields.fail(f"classes.values[{position}]", f"is {_describe(values[position])}, beyond what dtype "
+                                                         f"{dtype_text} holds")
+    return classes
 
 
 def _read_fields(metadata: Any, sidecar: str, path: str, data: bytes) -> tuple[_Fields, dict]:
