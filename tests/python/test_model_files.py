@@ -278,6 +278,49 @@ def test_a_refused_save_leaves_the_existing_save_byte_identical(saved, case):
     assert finetune.load(path).classes_.tolist() == ["a", "b", "c"]
 
 
+_FULL_DISK_SCRIPT = r"""
+import pickle, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as on a full disk
+with open(sys.argv[1], "rb") as file:
+    tuner = pickle.load(file)
+limit = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    tuner.save(sys.argv[2])
+except OSError as error:
+    print(type(error).__name__, error)
+"""
+
+
+@pytest.mark.parametrize("which", ["model file", "sidecar"])
+def test_a_save_that_fails_midway_leaves_no_temporary_file(saved, blobs, tmp_path, which):
+    path, _ = saved
+    X, y = blobs
+    # Long labels make the sidecar larger than the model file, so a file size limit can fall between the two.
+    labels = np.array(["a" * 20000, "b" * 20000, "c" * 20000])
+    bigger = FeedForwardFinetuner(hidden_dim=40, n_epochs=2, random_state=0).fit(X, labels[y])
+    pickled = tmp_path / "bigger.pickle"
+    pickled.write_bytes(pickle.dumps(bigger))
+    before = files_of(path)
+    model_size = len(bigger._native.to_bytes())
+    # Room for the new model file but not its sidecar, or for neither.
+    limit = model_size if which == "sidecar" else model_size // 2
+    run = subprocess.run([sys.executable, "-c", _FULL_DISK_SCRIPT, str(pickled), str(path), str(limit)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("FileAccessError cannot write") and os.strerror(27) in run.stdout, run.stdout
+    after = files_of(path)
+    assert sorted(after) == sorted(before)  # nothing left behind
+    if which == "model file":
+        assert after == before
+        assert finetune.load(path).classes_.tolist() == ["a", "b", "c"]
+    else:
+        # The new model file is in place with the old sidecar: a pair load refuses, naming both files.
+        assert after[path.name] == bigger._native.to_bytes()
+        with pytest.raises(ValueError, match=f"{path}.json does not belong to {path}"):
+            finetune.load(path)
+
+
 def test_both_files_get_the_permissions_the_umask_gives_a_new_file(saved):
     path, tuner = saved
     mask = os.umask(0o027)
