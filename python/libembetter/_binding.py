@@ -204,8 +204,12 @@ class NativeModel:
 
         A file that cannot be written raises FileAccessError (an OSError) naming the path and the reason.
         """
+        encoded = os.fsencode(path)
+        if b"\0" in encoded:
+            # C would stop at the NUL and write to a shorter path than the one given.
+            raise ValueError(f"path {os.fsdecode(encoded)!r} contains a NUL character")
         error = ffi.new("eb_error *")
-        status = self._function("save")(self._model, os.fsencode(path), error)
+        status = self._function("save")(self._model, encoded, error)
         raise_for_status(status, _message(error))
 
     def to_bytes(self) -> bytes:

@@ -378,6 +378,13 @@ def test_unusable_paths_are_refused_clearly(saved, path, error, message):
         finetune.load(path)
 
 
+def test_the_binding_refuses_a_path_c_would_cut_at_a_nul(saved, tmp_path):
+    _, tuner = saved
+    with pytest.raises(ValueError, match="contains a NUL character"):
+        tuner._native.save(str(tmp_path / "a\0b"))
+    assert not (tmp_path / "a").exists()
+
+
 EDGE_LABELS = {
     "empty and unicode strings": np.array(["", "é", "日本", "🙂"]),
     "int64 extremes": np.array([-2**63, 0, 2**63 - 1]),
