@@ -369,14 +369,32 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _continue_with(self, native, hyper):
         """Carry the current hyper-parameters into a fitted C model before another pass; returns the old ones."""
         previous = native.params()
-        settings = self._native_settings(hyper, seed=previous.seed)
-        if settings["hidden_dim"] != native.params().hidden_dim:
-            raise ValueError(
-                f"hidden_dim is {hyper['hidden_dim']!r}, but the model was fitted with "
-                f"{native.output_dim} outputs; hidden_dim cannot change between partial_fit calls (call fit)"
-            )
-        native.update_settings(settings)
+        problem = self._hidden_dim_problem(native)
+        if problem is not None:
+            raise ValueError(problem)
+        native.update_settings(self._native_settings(hyper, seed=previous.seed))
         return previous
+
+    def _hidden_dim_problem(self, native):
+        """Why the current hidden_dim does not describe the fitted C model native, or None when it does.
+
+        fit fixes the width of the model; set_params can change hidden_dim afterwards, and then neither
+        partial_fit, save nor a load of such a save can go on with it.
+        """
+        hyper = self._hyperparameters()
+        wanted = self._native_settings(hyper, seed=0)["hidden_dim"]
+        fitted = native.params().hidden_dim
+        if wanted == fitted:
+            return None
+        width = native.output_dim
+        layer = (f"the fitted model's hidden layer has {width} units" if self._native_kind == "feedforward"
+                 else f"the fitted model's embedding has {width} columns")
+        # The value that set hidden_dim back: None when the model was fitted to the input's width.
+        as_input = self._native_settings(dict(hyper, hidden_dim=None), seed=0)["hidden_dim"]
+        back = None if as_input is not None and fitted == as_input else width
+        given = "None (the input's width)" if hyper["hidden_dim"] is None else repr(hyper["hidden_dim"])
+        return (f"hidden_dim is {given} but {layer}; fit decides the width and later calls keep it: "
+                f"refit, or set hidden_dim back to {back!r}")
 
     def transform(self, X: ArrayLike) -> np.ndarray:
         """The learned embedding of X, float32, one row per row of X.
@@ -402,12 +420,14 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def save(self, path: PathLike) -> None:
         """Write the fitted model to path and its Python-side state to path + ".json".
 
-        path gets the C library's model format (docs/model-format.md), written
-        atomically by eb_feedforward_save / eb_contrastive_save, so C programs
-        can load it; the JSON sidecar keeps what the C format has no place for:
-        the class, the parameters as set, classes_ and feature_names_in_.
-        An unfitted estimator raises NotFittedError (there is nothing learned
-        to save). Labels must be str, int, float or bool; pickle keeps others.
+        path (str, bytes or os.PathLike) gets the C library's model format
+        (docs/model-format.md), so C programs can load it; the JSON sidecar
+        keeps what the C format has no place for: the class, the parameters as
+        set, classes_ and feature_names_in_. Each file is replaced atomically,
+        and anything save or a later load would refuse raises before either
+        file is touched. An unfitted estimator raises NotFittedError (there is
+        nothing learned to save). Labels must be str, int, float or bool (finite
+        numbers, strings UTF-8 can encode); pickle keeps others.
         Saving only reads the estimator: it runs alongside transforms, and a
         training call on another thread waits for it (or it for the call).
         """
@@ -439,6 +459,8 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         with self._lock().exclusive:
             super().__setstate__(state)
             if native is not None:
+                # As load() does with a sidecar: the C model must be the one classes_ and n_features_in_ describe.
+                _persist.check_unpickled(self, native)
                 self._native = native
 
     # ---- scikit-learn tags ----------------------------------------------------------
