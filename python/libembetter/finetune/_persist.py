@@ -11,8 +11,9 @@ one file replaced, a save interrupted between the two files) is refused instead
 of mixed.
 
 Each file is written to a temporary file in the same directory, synced and
-renamed over the destination; everything that can refuse runs before either
-file is touched, including every check load() makes, on the bytes about to be
+renamed over the destination, both renames under a lock on the directory that
+loads share (so racing saves leave one save's pair); everything that can refuse
+runs before either file is touched, including every check load() makes, on the bytes about to be
 written. Readers never block and never read more than a bound known before
 reading (docs/model-format.md, "From Python").
 
@@ -22,6 +23,8 @@ are plain JSON, each checked for type and range before use.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -29,7 +32,7 @@ import os
 import secrets
 import stat
 import warnings
-from typing import Any, Optional, TypeVar, overload
+from typing import Any, Iterator, Optional, TypeVar, overload
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -520,11 +523,11 @@ def _read_sidecar(sidecar: str, native: NativeModel) -> bytes:
         os.close(descriptor)
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    """data into path via a new file in the same directory, synced and renamed over path, as the C save does.
+def _write_temporary(path: str, data: bytes) -> str:
+    """data in a new file next to path, synced; its name. A failure removes it.
 
     The new file is created with O_EXCL and mode 0666, so the process's umask gives it the permissions of any
-    new file (mkstemp's 0600 would need a chmod, and reading the umask is not thread-safe). A failure removes it.
+    new file (mkstemp's 0600 would need a chmod, and reading the umask is not thread-safe).
     """
     for _ in range(64):
         temporary = f"{path}.tmp-{secrets.token_hex(8)}"
@@ -545,15 +548,61 @@ def _write_atomically(path: str, data: bytes) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
-        os.replace(temporary, path)
     except BaseException as error:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
+        _remove_quietly(temporary)
         if isinstance(error, OSError) and not isinstance(error, EmbetterError):
             raise _io_error(f"cannot write {path}: {error.strerror}") from None
         raise
+    return temporary
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@contextlib.contextmanager
+def _pair_locked(path: str, exclusive: bool) -> Iterator[None]:
+    """The directory of path locked while a save swaps in its two files (exclusive) or a load reads them (shared).
+
+    Each file is replaced atomically on its own; the lock makes the pair one step, so racing saves leave both
+    files of one save, and a load never reads one save's model with another's sidecar. flock on the directory
+    needs no file of its own, is held for two renames or two bounded reads, and ends with the process. Where
+    the directory cannot be opened (the load then names the missing file) or the file system has no flock, the
+    pair goes unlocked and the sidecar's hash still refuses a mixed pair.
+    """
+    directory = None
+    try:
+        directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(directory, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    except OSError:
+        pass
+    try:
+        yield
+    finally:
+        if directory is not None:
+            os.close(directory)  # releases the lock
+
+
+def _write_pair(path: str, data: bytes, sidecar: str, encoded: bytes) -> None:
+    """Both files replaced, as the C save replaces one: new files synced, renamed over the old, directory synced."""
+    temporaries = []
+    try:
+        temporaries.append(_write_temporary(path, data))
+        temporaries.append(_write_temporary(sidecar, encoded))
+        with _pair_locked(path, exclusive=True):
+            for temporary, destination in zip(temporaries, (path, sidecar)):
+                os.replace(temporary, destination)
+        temporaries = []
+    except OSError as error:
+        if isinstance(error, EmbetterError):
+            raise
+        raise _io_error(f"cannot write {path}: {error.strerror}") from None
+    finally:
+        for temporary in temporaries:
+            _remove_quietly(temporary)
     directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(directory)
@@ -606,8 +655,7 @@ def save(estimator: Any, path: PathLike) -> None:
     checked_native = NativeModel.from_bytes(kind, data)
     fields, parsed = _read_fields(_parse_sidecar(encoded, sidecar), sidecar, path, data)
     _rebuild(parsed, fields, path, kind, checked_native, None)
-    _write_atomically(path, data)
-    _write_atomically(sidecar, encoded)
+    _write_pair(path, data, sidecar, encoded)
 
 
 @overload
@@ -622,12 +670,14 @@ def load(path: PathLike, expected_class: Optional[type[Any]] = None) -> Any:
     """A fitted finetuner from a model file and its sidecar written by save(); an instance of expected_class if given."""
     path = file_path(path)
     sidecar = path + ".json"
-    kind, data = _read_model_file(path)
-    try:
-        native = NativeModel.from_bytes(kind, data)
-    except EmbetterError as error:
-        raise error_for_status(error.code, f"{path}: {error}") from None
-    fields, metadata = _read_fields(_parse_sidecar(_read_sidecar(sidecar, native), sidecar), sidecar, path, data)
+    with _pair_locked(path, exclusive=False):
+        kind, data = _read_model_file(path)
+        try:
+            native = NativeModel.from_bytes(kind, data)
+        except EmbetterError as error:
+            raise error_for_status(error.code, f"{path}: {error}") from None
+        raw_sidecar = _read_sidecar(sidecar, native)
+    fields, metadata = _read_fields(_parse_sidecar(raw_sidecar, sidecar), sidecar, path, data)
     return _rebuild(metadata, fields, path, kind, native, expected_class)
 
 
