@@ -186,7 +186,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     # ---- training -------------------------------------------------------------
 
     def fit(self: "_Finetuner", X: ArrayLike, y: ArrayLike) -> "_Finetuner":
-        """Learn the embedding from scratch on X (n_samples x n_features) and labels y of any type.
+        """Learn the embedding from scratch on X (n_samples x n_features) and labels y of any one type.
 
         Replaces an earlier fit. Interrupting (KeyboardInterrupt) stops training
         after the current epoch and leaves the estimator as it was before fit.

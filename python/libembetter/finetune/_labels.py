@@ -85,21 +85,25 @@ def _is_missing(value):
     return False
 
 
-def _kind(value):
-    """The kind a label belongs to; labels of two different kinds are never merged into one class."""
-    if isinstance(value, (bool, np.bool_)):  # before Number: bool is an int subclass
+def _kind_of_type(cls):
+    """The kind labels of type cls belong to; labels of two different kinds are never merged into one class."""
+    if issubclass(cls, (bool, np.bool_)):  # before Number: bool is an int subclass
         return "bool"
-    if isinstance(value, (str, np.str_)):
+    if issubclass(cls, (str, np.str_)):
         return "str"
-    if isinstance(value, (bytes, np.bytes_)):
+    if issubclass(cls, (bytes, np.bytes_)):
         return "bytes"
-    if isinstance(value, (datetime.datetime, datetime.date, np.datetime64)):
+    if issubclass(cls, (datetime.datetime, datetime.date, np.datetime64)):
         return "datetime"
-    if isinstance(value, (datetime.timedelta, np.timedelta64)):
+    if issubclass(cls, (datetime.timedelta, np.timedelta64)):
         return "timedelta"
-    if isinstance(value, Number) and not isinstance(value, (complex, np.complexfloating)):
+    if issubclass(cls, Number) and not issubclass(cls, (complex, np.complexfloating)):
         return "number"
-    return type(value)
+    return cls
+
+
+def _kind(value):
+    return _kind_of_type(type(value))
 
 
 def _kind_name(kind):
@@ -145,7 +149,10 @@ def _first_missing(values):
     elif kind in "Mm":
         bad = np.flatnonzero(np.isnat(values))
     elif kind == "O":
-        bad = (row for row, value in enumerate(values) if _is_missing(value))
+        if _pd is not None:  # one vectorised pass; it knows None, NaN, NaT and pd.NA as _is_missing does
+            bad = (row for row in np.flatnonzero(_pd.isna(values)) if _is_missing(values[row]))
+        else:
+            bad = (row for row, value in enumerate(values) if _is_missing(value))
     else:
         return None
     return next(iter(bad), None)
@@ -156,6 +163,9 @@ def _first_of_other_kind(values):
     if values.dtype.kind != "O":
         return _DTYPE_KINDS[values.dtype.kind], None
     first = _kind(values[0])
+    # The distinct types first, at C speed; rows are only walked when there is a second kind to find.
+    if all(_kind_of_type(cls) == first for cls in set(map(type, values))):
+        return first, None
     for row in range(1, len(values)):
         if _kind(values[row]) != first:
             return first, row
@@ -177,7 +187,7 @@ def label_kind(y, name="y"):
         if name == "y":
             advice = "every row of y needs a label: drop the unlabelled rows from X and y first"
         else:
-            advice = f"{name} lists the labels y may hold, and a missing value is none"
+            advice = f"{name} lists the labels y may hold, so every entry must be one"
         raise ValueError(
             f"{rows.where(row)} is {_shown(value)} ({_type_name(value)}): {name} contains {_missing_word(value)}, "
             f"which is no label; {advice}"
