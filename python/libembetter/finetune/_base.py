@@ -1,5 +1,4 @@
 """What both finetuners share: input and label handling, training calls, pickling."""
-import warnings
 import weakref
 from contextlib import contextmanager
 from numbers import Integral, Number, Real
@@ -10,13 +9,14 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from sklearn_compat.utils.validation import validate_data
 
 from libembetter._binding import ModelLock, NativeModel, PathLike, as_float32_rows
 from libembetter._progress import epoch_progress
 from libembetter.finetune import _persist
+# encode_labels and _plain stay importable from here, where they used to live.
+from libembetter.finetune._labels import _plain, encode_labels, training_data  # noqa: F401
 
 _Finetuner = TypeVar("_Finetuner", bound="FinetunerBase")
 
@@ -38,36 +38,6 @@ EXPECTED_FAILED_CHECKS = {
     "check_estimators_partial_fit_n_features": _PARTIAL_FIT_NEEDS_CLASSES,
     "check_dataframe_column_names_consistency": _PARTIAL_FIT_NEEDS_CLASSES,
 }
-
-
-def _plain(values):
-    """An array's values as Python objects, so that messages read 7 rather than NumPy 2's np.int64(7)."""
-    return np.asarray(values).tolist()
-
-
-def encode_labels(y, classes):
-    """Indices of y's labels in the sorted array classes, as int32; a ValueError names the first unknown label."""
-    try:
-        positions = np.searchsorted(classes, y)
-        in_range = np.minimum(positions, len(classes) - 1)
-        with warnings.catch_warnings():
-            # Labels of another type than classes_ compare unequal; numpy warns about that on the way.
-            warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
-            known = (positions < len(classes)) & (classes[in_range] == y)
-    except TypeError:
-        raise ValueError(
-            f"the labels in y cannot be compared with classes_ {_plain(classes)!r}; they are of a different type"
-        ) from None
-    known = np.asarray(known, dtype=bool)
-    if known.shape != np.shape(y):
-        raise ValueError(f"the labels in y cannot be compared with classes_ {_plain(classes)!r}")
-    if not known.all():
-        row = int(np.flatnonzero(~known)[0])
-        raise ValueError(
-            f"y[{row}] is {_plain(y[row:row + 1])[0]!r}, a label not in classes_ {_plain(classes)!r}; "
-            "partial_fit can only learn the classes given on its first call"
-        )
-    return np.ascontiguousarray(in_range, dtype=np.int32)
 
 
 def _first_non_number(X):
@@ -282,7 +252,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     # ---- training -------------------------------------------------------------
 
     def fit(self: "_Finetuner", X: ArrayLike, y: ArrayLike) -> "_Finetuner":
-        """Learn the embedding from scratch on X (n_samples x n_features) and labels y of any type.
+        """Learn the embedding from scratch on X (n_samples x n_features) and labels y of any one type.
 
         Replaces an earlier fit. Interrupting (KeyboardInterrupt) stops training
         after the current epoch and leaves the estimator as it was before fit.
@@ -295,13 +265,10 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self._validate_params()
         hyper = self._hyperparameters()
         with self._unchanged_on_failure():
-            X, y = self._checked_input(X, y)
-            check_classification_targets(y)
-            classes, labels = np.unique(y, return_inverse=True)
-            self._check_class_count(classes)
+            X, classes, labels = training_data(self, X, y, first_call=True)
             native = self._new_native_model(hyper)
             with self._progress(hyper["n_epochs"], hyper["verbose"]) as listener:
-                interrupted = native.fit(as_float32_rows(X), labels.astype(np.int32), len(classes), listener)
+                interrupted = native.fit(as_float32_rows(X), labels, len(classes), listener)
             if interrupted is not None:
                 raise interrupted
             self.classes_ = classes
@@ -335,22 +302,11 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                         "classes must be given on the first call to partial_fit: pass every label "
                         "the model will ever see, e.g. partial_fit(X, y, classes=np.unique(all_labels))"
                     )
-                X, y = self._checked_input(X, y, reset=True)
-                check_classification_targets(y)
-                known_classes = np.unique(classes)
-                self._check_class_count(known_classes)
-                labels = encode_labels(y, known_classes)
+                X, known_classes, labels = training_data(self, X, y, first_call=True, classes=classes)
                 native = self._new_native_model(hyper)
                 n_classes = len(known_classes)
             else:
-                X, y = self._checked_input(X, y, reset=False)
-                known_classes = self.classes_
-                if classes is not None and not np.array_equal(np.unique(classes), known_classes):
-                    raise ValueError(
-                        f"classes={_plain(np.unique(classes))!r} differs from classes_ {_plain(known_classes)!r} "
-                        "fixed by the first fit; pass the same classes or none"
-                    )
-                labels = encode_labels(y, known_classes)
+                X, known_classes, labels = training_data(self, X, y, first_call=False, classes=classes)
                 native = self._native
                 n_classes = 0
             previous_params = None if first_call else self._continue_with(native, hyper)
