@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -158,6 +159,48 @@ static void test_batch_split_across_threads(void **state)
     eb_encoder_free(enc);
     free(out);
     free(texts);
+    free_reference(&ref);
+}
+
+/* One encoder shared by several caller threads at once: every call gets model2vec's rows. */
+typedef struct shared_call {
+    const eb_encoder *enc;
+    const reference *ref;
+    size_t model;
+    int ok;
+} shared_call;
+
+static void *encode_shared(void *arg)
+{
+    shared_call *call = arg;
+    size_t n = call->ref->n, dim = call->ref->dims[call->model];
+    float *out = calloc(n * dim, sizeof *out);
+    eb_mut_matrix all = {out, n, dim, dim};
+    eb_error err;
+    call->ok = out != NULL && eb_encoder_encode_texts(call->enc, call->ref->texts, n, all, &err) == EB_OK &&
+               memcmp(out, call->ref->vectors[call->model], n * dim * sizeof *out) == 0;
+    free(out);
+    return NULL;
+}
+
+static void test_one_encoder_many_callers(void **state)
+{
+    (void)state;
+    reference ref = load_reference();
+    size_t model = ref.n_models - 1;
+    eb_encoder *enc = open_model(ref.names[model]);
+    enum { CALLERS = 4 };
+    pthread_t threads[CALLERS];
+    shared_call calls[CALLERS];
+    for (size_t t = 0; t < CALLERS; t++) {
+        calls[t] = (shared_call){enc, &ref, model, 0};
+        assert_int_equal(pthread_create(&threads[t], NULL, encode_shared, &calls[t]), 0);
+    }
+    for (size_t t = 0; t < CALLERS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_true(calls[t].ok);
+    }
+    eb_encoder_free(enc);
     free_reference(&ref);
 }
 
@@ -370,6 +413,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_equals_model2vec),
         cmocka_unit_test(test_batch_split_across_threads),
+        cmocka_unit_test(test_one_encoder_many_callers),
         cmocka_unit_test(test_other_tokenizers_refused_by_name),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_bad_arguments_and_input),
