@@ -68,6 +68,26 @@ def test_equals_model2vec_itself_on_new_texts(name):
     assert np.abs(ours - theirs).max() <= 1e-6
 
 
+def fortunes_corpus():
+    """Every text of the walk-through's five categories (Debian's fortunes package, a test requirement)."""
+    texts = []
+    for category in ("computers", "politics", "songs-poems", "startrek", "zippy"):
+        with open(f"/usr/share/games/fortunes/{category}", encoding="utf-8") as file:
+            texts += [text.strip() for text in file.read().split("\n%\n") if text.strip()]
+    return texts
+
+
+@pytest.mark.parametrize("name", ["normalized", "raw-short"])
+def test_equals_model2vec_on_the_whole_fortunes_corpus(name):
+    import model2vec
+
+    texts = fortunes_corpus()
+    assert len(texts) > 3000
+    ours = TextEncoder(model=MODELS / name).transform(texts)
+    theirs = np.asarray(model2vec.StaticModel.from_pretrained(MODELS / name).encode(texts), dtype=np.float32)
+    assert np.abs(ours - theirs).max() <= 1e-6
+
+
 def test_normalize_follows_the_config():
     norms = np.linalg.norm(TextEncoder(model=MODELS / "normalized").transform(TEXTS[:50]), axis=1)
     assert np.allclose(norms, 1, atol=1e-5)
