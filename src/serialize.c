@@ -550,25 +550,91 @@ static eb_status save_file(const eb_model_codec *codec, const void *model, const
     return status;
 }
 
+/* What a file that is not a regular file is, for the message that refuses it. */
+static const char *file_type_name(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO (named pipe)";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "not a regular file";
+}
+
+/*
+ * Open path for reading and check that it is a regular file. O_NONBLOCK makes
+ * open return at once on a FIFO with no writer (a blocking open waits for one
+ * forever), and the type is read from the opened descriptor, so the file
+ * checked is the file read even if path is replaced meanwhile. For a regular
+ * file O_NONBLOCK changes nothing. On failure *fd is -1.
+ */
+static eb_status open_regular_file(const char *path, int *fd, struct stat *info, eb_error *err)
+{
+    *fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (*fd < 0)
+        return io_failure(err, "cannot open", path);
+    eb_status status = EB_OK;
+    if (fstat(*fd, info) != 0)
+        status = io_failure(err, "cannot stat", path);
+    else if (!S_ISREG(info->st_mode))
+        status = eb__fail(err, EB_ERR_IO, "%s is not a regular file: it is %s", path, file_type_name(info->st_mode));
+    if (status != EB_OK) {
+        close(*fd);
+        *fd = -1;
+    }
+    return status;
+}
+
+/* Read up to size bytes at the descriptor's position; returns the count read (short only at end of file), or -1. */
+static ssize_t read_up_to(int fd, uint8_t *data, size_t size)
+{
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = read(fd, data + done, size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/*
+ * Read exactly length bytes of the open file into data, and check that
+ * nothing follows them: a file that grows or shrinks while it is read is
+ * refused rather than read partly or without end.
+ */
+static eb_status read_exactly(int fd, const char *path, uint8_t *data, size_t length, eb_error *err)
+{
+    uint8_t probe;
+    ssize_t done = read_up_to(fd, data, length);
+    ssize_t extra = done == (ssize_t)length ? read_up_to(fd, &probe, 1) : 0;
+    if (done < 0 || extra < 0)
+        return io_failure(err, "cannot read", path);
+    if ((size_t)done != length || extra != 0)
+        return eb__fail(err, EB_ERR_IO, "%s changed size while being read", path);
+    return EB_OK;
+}
+
 eb_status eb__read_file(const char *path, const eb_allocator *mem, void **bytes, size_t *size, eb_error *err)
 {
     *bytes = NULL;
     *size = 0;
     if (path == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "path is NULL");
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return io_failure(err, "cannot open", path);
+    int fd;
     struct stat info;
-    if (fstat(fd, &info) != 0) {
-        eb_status status = io_failure(err, "cannot stat", path);
-        close(fd);
+    eb_status status = open_regular_file(path, &fd, &info, err);
+    if (status != EB_OK)
         return status;
-    }
-    if (!S_ISREG(info.st_mode)) {
-        close(fd);
-        return eb__fail(err, EB_ERR_IO, "%s is not a regular file", path);
-    }
     if ((uintmax_t)info.st_size > SIZE_MAX) {
         close(fd);
         return eb__fail(err, EB_ERR_TOO_LARGE, "%s is too large to load", path);
@@ -579,19 +645,63 @@ eb_status eb__read_file(const char *path, const eb_allocator *mem, void **bytes,
         close(fd);
         return eb__fail(err, EB_ERR_NOMEM, "out of memory reading %zu bytes of %s", length, path);
     }
-    size_t done = 0;
-    while (done < length) {
-        ssize_t n = read(fd, data + done, length - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
+    status = read_exactly(fd, path, data, length, err);
+    close(fd);
+    if (status != EB_OK) {
+        eb__free(mem, data);
+        return status;
+    }
+    *bytes = data;
+    *size = length;
+    return EB_OK;
+}
+
+/*
+ * A model file's bytes, read no further than its header announces: the file
+ * must be exactly the header plus the payload length stored in it, which is
+ * checked against the size of the opened file before anything is allocated.
+ * So the header bounds what is read: a file of something else is refused
+ * after its first 28 bytes, whatever its size, and a header that disagrees
+ * with the file's size is refused without reading the rest. Format errors
+ * carry no path (the caller adds it).
+ */
+static eb_status read_model_file(const char *path, const eb_allocator *mem, void **bytes, size_t *size,
+                                 eb_error *err)
+{
+    *bytes = NULL;
+    *size = 0;
+    if (path == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "path is NULL");
+    int fd;
+    struct stat info;
+    eb_status status = open_regular_file(path, &fd, &info, err);
+    if (status != EB_OK)
+        return status;
+    uint8_t header_bytes[HEADER_SIZE];
+    eb_model_header header;
+    ssize_t done = read_up_to(fd, header_bytes, HEADER_SIZE);
+    if (done < 0)
+        status = io_failure(err, "cannot read", path);
+    else
+        status = parse_header(header_bytes, (size_t)done, &header, err);
+    if (status == EB_OK && (uintmax_t)info.st_size - HEADER_SIZE != header.payload_size)
+        status = eb__fail(err, EB_ERR_FORMAT,
+                          "saved model: the header announces %llu payload bytes, the file holds %jd after the header",
+                          (unsigned long long)header.payload_size, (intmax_t)info.st_size - HEADER_SIZE);
+    if (status == EB_OK && header.payload_size > SIZE_MAX - HEADER_SIZE)
+        status = eb__fail(err, EB_ERR_TOO_LARGE, "%s is too large to load", path);
+    uint8_t *data = NULL;
+    size_t length = status == EB_OK ? (size_t)header.payload_size + HEADER_SIZE : 0;
+    if (status == EB_OK && (data = eb__calloc(mem, length, 1)) == NULL)
+        status = eb__fail(err, EB_ERR_NOMEM, "out of memory reading %zu bytes of %s", length, path);
+    if (status == EB_OK) {
+        memcpy(data, header_bytes, HEADER_SIZE);
+        status = read_exactly(fd, path, data + HEADER_SIZE, length - HEADER_SIZE, err);
     }
     close(fd);
-    if (done != length) {
+    if (status != EB_OK) {
         eb__free(mem, data);
-        return eb__fail(err, EB_ERR_IO, "%s changed size while being read", path);
+        return status;
     }
     *bytes = data;
     *size = length;
@@ -605,37 +715,20 @@ eb_status eb_model_read_file_header(const char *path, eb_model_header *out, eb_e
         memset(out, 0, sizeof *out);
     if (path == NULL || out == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", path == NULL ? "path" : "out");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return io_failure(err, "cannot open", path);
+    int fd;
     struct stat info;
-    if (fstat(fd, &info) != 0) {
-        eb_status status = io_failure(err, "cannot stat", path);
-        close(fd);
+    eb_status status = open_regular_file(path, &fd, &info, err);
+    if (status != EB_OK)
         return status;
-    }
-    if (!S_ISREG(info.st_mode)) {
-        close(fd);
-        return eb__fail(err, EB_ERR_IO, "%s is not a regular file", path);
-    }
     uint8_t bytes[HEADER_SIZE];
-    size_t done = 0;
-    while (done < sizeof bytes) {
-        ssize_t n = read(fd, bytes + done, sizeof bytes - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            eb_status status = io_failure(err, "cannot read", path);
-            close(fd);
-            return status;
-        }
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
+    ssize_t done = read_up_to(fd, bytes, sizeof bytes);
+    if (done < 0)
+        status = io_failure(err, "cannot read", path);
     close(fd);
+    if (status != EB_OK)
+        return status;
     eb_model_header header;
-    eb_status status = parse_header(bytes, done, &header, err);
+    status = parse_header(bytes, (size_t)done, &header, err);
     if (status == EB_OK)
         *out = header;
     return status;
@@ -691,10 +784,16 @@ eb_status eb__model_load(const eb_model_codec *codec, const char *path, const eb
         mem = eb_default_allocator();
     void *bytes;
     size_t size;
-    eb_status status = eb__read_file(path, mem, &bytes, &size, err);
-    if (status != EB_OK)
-        return status;
-    status = eb__model_load_from_buffer(codec, bytes, size, mem, out, err);
-    eb__free(mem, bytes);
-    return status;
+    eb_error detail;
+    eb_status status = read_model_file(path, mem, &bytes, &size, &detail);
+    if (status == EB_OK) {
+        status = eb__model_load_from_buffer(codec, bytes, size, mem, out, &detail);
+        eb__free(mem, bytes);
+    }
+    if (status == EB_OK)
+        return EB_OK;
+    /* A format error says what is wrong with the bytes; in front of it goes which file they came from. */
+    if (status == EB_ERR_FORMAT)
+        return eb__fail(err, status, "%s: %s", path, detail.message);
+    return eb__fail(err, status, "%s", detail.message);
 }

@@ -326,7 +326,14 @@ EB_API eb_status eb_feedforward_load_from_buffer(const void *buffer, size_t size
  */
 EB_API eb_status eb_feedforward_save(const eb_feedforward *model, const char *path, eb_error *err);
 
-/** Load a model saved by eb_feedforward_save (or any save_to_buffer bytes in a file). */
+/**
+ * Load a model saved by eb_feedforward_save (or any save_to_buffer bytes in a
+ * file). Never blocks: path is opened non-blocking and must be a regular file
+ * (a FIFO, directory or device is EB_ERR_IO naming the path and what it is).
+ * The header is read first and the file must be exactly as long as it
+ * announces, so no more than that is ever allocated or read; a format error is
+ * EB_ERR_FORMAT with the path in front of the message.
+ */
 EB_API eb_status eb_feedforward_load(const char *path, const eb_allocator *mem, eb_feedforward **out,
                                      eb_error *err);
 
@@ -492,8 +499,9 @@ EB_API eb_status eb_model_read_header(const void *buffer, size_t size, eb_model_
 /**
  * eb_model_read_header on the first EB_MODEL_HEADER_SIZE bytes of the file
  * at path, which is read no further. A file that cannot be opened or read is
- * EB_ERR_IO with the path and the system's reason; a shorter file is
- * EB_ERR_FORMAT.
+ * EB_ERR_IO with the path and the system's reason, as is anything but a
+ * regular file (opened non-blocking, so a FIFO does not block); a shorter
+ * file is EB_ERR_FORMAT.
  */
 EB_API eb_status eb_model_read_file_header(const char *path, eb_model_header *out, eb_error *err);
 

@@ -14,7 +14,9 @@
  *   - the colour-histogram encoder: per-channel histograms of RGB images;
  *   - the sentence encoder: a BERT sentence-transformers model (for example
  *     all-MiniLM-L6-v2) read from its directory, equal to
- *     sentence-transformers' encode within float32 rounding.
+ *     sentence-transformers' encode within float32 rounding;
+ *   - the static encoder: model2vec static embeddings (WordPiece tokens
+ *     looked up and averaged), equal to model2vec's StaticModel.encode.
  *
  * An application can add its own encoder by filling an eb_encoder_vtable
  * (see examples/c/custom_encoder.c); eb_encoder_encode_texts and
@@ -142,7 +144,10 @@ EB_API size_t eb_encoder_output_dim(const eb_encoder *encoder);
 /** EB_INPUT_TEXT or EB_INPUT_IMAGE; 0 for NULL. */
 EB_API eb_input_kind eb_encoder_input_kind(const eb_encoder *encoder);
 
-/** The vtable's name ("hashing", "word_vectors", "color_histogram", "sentence", or a custom one); "" for NULL. */
+/**
+ * The vtable's name ("hashing", "word_vectors", "color_histogram", "sentence", "static", or a custom one);
+ * "" for NULL.
+ */
 EB_API const char *eb_encoder_name(const eb_encoder *encoder);
 
 /**
@@ -443,6 +448,45 @@ EB_API eb_status eb_sentence_encoder_get_params(const eb_encoder *encoder, eb_se
 
 /** Tokens a text keeps ([CLS] and [SEP] included): max_seq_length; 0 if encoder is another kind. */
 EB_API size_t eb_sentence_encoder_max_tokens(const eb_encoder *encoder);
+
+/* ------------------------------------------------------------------------ */
+/* Static (model2vec) encoder                                               */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Create a text encoder from a model2vec model directory (embetter 0.9's
+ * default text encoder, model2vec.StaticModel): config.json, tokenizer.json
+ * and model.safetensors, read from the local directory model_dir (nothing is
+ * downloaded). The encoder is read-only after creation.
+ *
+ * Accepted: a WordPiece tokenizer.json (the BERT tokenizer the sentence
+ * encoder uses; a Unigram or BPE tokenizer is EB_ERR_FORMAT naming the model
+ * type), a float32 matrix "embeddings" with one row per vocabulary entry
+ * (model tokens and added tokens), and config.json's "normalize" (missing or
+ * null: false) and "max_length" (missing: 512; null: no truncation). Refused
+ * with EB_ERR_FORMAT naming the tensor, dtype or field: F16, int8 and other
+ * non-float32 matrices, vocabulary-quantized models ("mapping", "weights"
+ * tensors or config "vocabulary_quantization"), a row count that differs from
+ * the vocabulary, malformed JSON. A missing file is EB_ERR_IO naming it.
+ *
+ * Encoding follows model2vec 0.10's StaticModel.encode exactly: with
+ * truncation the text is first cut to max_length times the median vocabulary
+ * token length in characters (code points), then tokenized without [CLS] and
+ * [SEP] and cut to max_length tokens; [UNK] tokens are dropped; the row is the
+ * float32 mean of the token vectors, added in token order, then scaled to unit
+ * L2 norm when normalize is set. A text without tokens (only spaces, control
+ * characters, or unknown words) is a zero row. The results equal model2vec's
+ * to the last bit on the test models (float32 arithmetic in the same order).
+ *
+ * Large batches are split across threads under the EB_ENCODER_THREADS_AUTO
+ * rule. Encode calls take scratch memory from mem of about 4 bytes per byte of
+ * the longest text (token ids) per thread. On failure *out is NULL.
+ */
+EB_API eb_status eb_static_encoder_create(const char *model_dir, const eb_allocator *mem, eb_encoder **out,
+                                          eb_error *err);
+
+/** Rows of a static encoder's embedding matrix (its vocabulary size); 0 if encoder is another kind. */
+EB_API size_t eb_static_encoder_vocab_size(const eb_encoder *encoder);
 
 #ifdef __cplusplus
 }

@@ -42,7 +42,7 @@ FLOAT_SIZE = np.dtype(np.float32).itemsize
 # The binding's name of each model kind (its C functions are eb_<name>_*), by the C library's kind number.
 KIND_NAMES = {lib.EB_KIND_FEEDFORWARD: "feedforward", lib.EB_KIND_CONTRASTIVE: "contrastive"}
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 # What a training listener receives: the 1-based epoch and its mean loss.
 EpochListener = Callable[[int, float], None]
 
@@ -316,10 +316,19 @@ class NativeModel:
 
         A ModelFormatError (a ValueError) says why bytes that are not a saved model are refused.
         """
+        return NativeModel.saved_header(data)[0]
+
+    @staticmethod
+    def saved_header(data: bytes) -> tuple[str, int]:
+        """(kind, payload length) from the header at the start of data, decoded and checked by the C library.
+
+        data may be the header alone (EB_MODEL_HEADER_SIZE bytes): a loader reads it first to learn how many
+        bytes the whole model takes before reading more. A ModelFormatError says why other bytes are refused.
+        """
         header = ffi.new("eb_model_header *")
         error = ffi.new("eb_error *")
         raise_for_status(lib.eb_model_read_header(data, len(data), header, error), _message(error))
-        return KIND_NAMES[header.kind]
+        return KIND_NAMES[header.kind], int(header.payload_size)
 
     @classmethod
     def from_bytes(cls, kind: Optional[str], data: bytes) -> NativeModel:
@@ -341,8 +350,11 @@ class NativeModel:
 
         A file that cannot be written raises FileAccessError (an OSError) naming the path and the reason.
         """
-        error = ffi.new("eb_error *")
         encoded = os.fsencode(path)
+        if b"\0" in encoded:
+            # C would stop at the NUL and write to a shorter path than the one given.
+            raise ValueError(f"path {os.fsdecode(encoded)!r} contains a NUL character")
+        error = ffi.new("eb_error *")
         with self.lock.shared:
             status = self._function("save")(self._model, encoded, error)
         raise_for_status(status, _message(error))

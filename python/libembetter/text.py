@@ -2,9 +2,11 @@
 
 HashingEncoder is scikit-learn's HashingVectorizer made dense (same features,
 same hash, same numbers); WordVectorEncoder averages pre-trained static word
-vectors; SentenceEncoder runs a BERT sentence-transformers model (such as
-all-MiniLM-L6-v2) in C, equal to sentence-transformers without PyTorch. All
-are stateless scikit-learn transformers: fit learns nothing.
+vectors; TextEncoder reads a model2vec model (embetter 0.9's default text
+encoder) and equals model2vec's StaticModel.encode; SentenceEncoder runs a
+BERT sentence-transformers model (such as all-MiniLM-L6-v2) in C, equal to
+sentence-transformers without PyTorch. All are stateless scikit-learn
+transformers: fit learns nothing.
 
 Input policy (the C library's, see include/embetter/encoder.h): every item
 must be a str (or bytes holding UTF-8); None and other types are a TypeError
@@ -29,7 +31,8 @@ from libembetter._lite import LiteTextEncoder, learn_lite_text_embeddings
 from libembetter._native import ffi, lib
 from libembetter.base import EmbetterBase
 
-__all__ = ["HashingEncoder", "WordVectorEncoder", "SentenceEncoder", "ModelFilesNotFoundError", "LiteTextEncoder", "learn_lite_text_embeddings"]
+__all__ = ["HashingEncoder", "WordVectorEncoder", "TextEncoder", "SentenceEncoder", "ModelFilesNotFoundError",
+           "LiteTextEncoder", "learn_lite_text_embeddings"]
 
 # eb_text is {const char *data; size_t length;}: build the whole array with numpy instead of item by item.
 _TEXT_DTYPE = np.dtype([("data", np.uintp), ("length", np.uintp)])
@@ -287,6 +290,77 @@ class WordVectorEncoder(EmbetterBase):
 
     def fit(self, X: Any = None, y: Any = None) -> "WordVectorEncoder":
         """Reads the vector file (nothing is learned); returns self."""
+        self._loaded()
+        return self
+
+    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
+        """The n x dim float32 matrix of the texts in X."""
+        return self._loaded().encode_texts(X)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_native", None)
+        state.pop("_load_lock", None)
+        return state
+
+
+class TextEncoder(EmbetterBase):
+    """model2vec static embeddings, read from a local model directory: embetter 0.9's TextEncoder without model2vec.
+
+    A model2vec model is a directory with config.json, tokenizer.json and
+    model.safetensors (what StaticModel.save_pretrained writes). A text is
+    tokenised with the model's WordPiece tokenizer, [UNK] tokens are dropped,
+    the token vectors are averaged and, when the model's config says
+    normalize, scaled to unit length; the model's max_length truncation is
+    applied as model2vec applies it. The rows equal StaticModel.encode's for
+    float32 models. A text without known tokens is a row of zeros.
+
+    Nothing is downloaded: `model` must be a local directory. To use a model
+    from the Hugging Face hub (e.g. "minishlab/potion-base-8M"), save it once
+    where the hub is reachable with
+    model2vec.StaticModel.from_pretrained(name).save_pretrained(directory).
+    Supported: WordPiece tokenizers and float32 embeddings; a Unigram or BPE
+    tokenizer, other dtypes and vocabulary-quantized models raise ValueError
+    naming what is unsupported.
+
+    The model is read on the first fit or transform and kept; pickles and
+    clones hold only the parameters and read it again.
+
+    Parameters:
+        model: path of the model2vec directory (embetter's parameter name; a hub
+            name raises an error explaining how to get the files).
+    """
+
+    def __init__(self, model="minishlab/potion-base-8M"):
+        self.model = model
+
+    def _loaded(self):
+        lock = self.__dict__.setdefault("_load_lock", threading.Lock())
+        with lock:
+            if not isinstance(self.model, (str, os.PathLike)):
+                raise TypeError(
+                    f"model must be the path of a model2vec directory, not {type(self.model).__name__}; "
+                    "save a StaticModel with save_pretrained(directory) and pass the directory"
+                )
+            key = os.fspath(self.model)
+            cached = self.__dict__.get("_native")
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            if not os.path.isdir(key):
+                raise FileNotFoundError(
+                    f"model {key!r} is not a directory: models must be local, nothing is downloaded. "
+                    "Save a model2vec model once where the Hugging Face hub is reachable, e.g. "
+                    f"model2vec.StaticModel.from_pretrained({key!r}).save_pretrained('DIR'), "
+                    "then pass TextEncoder(model='DIR')"
+                )
+            native = create_encoder("eb_static_encoder_create", key.encode("utf-8"), ffi.NULL)
+            self.__dict__["_native"] = (key, native)
+            self.vocab_size_ = lib.eb_static_encoder_vocab_size(native.pointer)
+            self.dim_ = native.dim
+            return native
+
+    def fit(self, X: Any = None, y: Any = None) -> "TextEncoder":
+        """Reads the model (nothing is learned); returns self."""
         self._loaded()
         return self
 

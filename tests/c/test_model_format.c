@@ -1309,6 +1309,210 @@ static void test_io_errors_name_the_path(void **state)
     remove_scratch_dir(&dir);
 }
 
+/* ---- special files: refused at once, nothing read ------------------------------------ */
+
+enum { CHILD_REFUSED = 20, CHILD_LOADED = 21, CHILD_WRONG_REFUSAL = 22 };
+
+/*
+ * Load path in a child process that an alarm kills after a few seconds, so a
+ * loader that blocks (a FIFO without a writer) fails this test instead of
+ * hanging it. The child exits CHILD_REFUSED when both the loader and the header
+ * reader return EB_ERR_IO with a message naming the path and containing `what`.
+ */
+static int load_in_child(const model_ops *ops, const char *path, const char *what)
+{
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        alarm(5);
+        void *model = NULL;
+        eb_error err, header_err;
+        eb_model_header header;
+        eb_status status = ops->load(path, NULL, &model, &err);
+        eb_status header_status = eb_model_read_file_header(path, &header, &header_err);
+        if (status == EB_OK)
+            exit(CHILD_LOADED);
+        bool named = strstr(err.message, path) != NULL && strstr(err.message, what) != NULL &&
+                     strstr(header_err.message, path) != NULL && strstr(header_err.message, what) != NULL;
+        exit(status == EB_ERR_IO && header_status == EB_ERR_IO && model == NULL && named ? CHILD_REFUSED
+                                                                                          : CHILD_WRONG_REFUSAL);
+    }
+    int wait_status;
+    assert_int_equal(waitpid(child, &wait_status, 0), child);
+    if (WIFSIGNALED(wait_status))
+        fail_msg("loading %s was killed by signal %d (SIGALRM %d: it blocked)", path, WTERMSIG(wait_status), SIGALRM);
+    assert_true(WIFEXITED(wait_status));
+    return WEXITSTATUS(wait_status);
+}
+
+static void test_special_files_are_refused_without_blocking(void **state)
+{
+    const model_case *c = *state;
+    scratch_dir dir = make_scratch_dir();
+    char path[512];
+
+    join_path(path, sizeof path, &dir, "fifo.ebm");
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(load_in_child(c->ops, path, "a FIFO"), CHILD_REFUSED);
+    unlink(path);
+
+    assert_int_equal(load_in_child(c->ops, "/dev/zero", "a character device"), CHILD_REFUSED);
+    assert_int_equal(load_in_child(c->ops, "/dev/null", "a character device"), CHILD_REFUSED);
+    assert_int_equal(load_in_child(c->ops, dir.path, "a directory"), CHILD_REFUSED);
+
+    /* Nothing is allocated for any of them: the type is known before reading. */
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    void *model = NULL;
+    eb_error err;
+    assert_int_equal(c->ops->load("/dev/zero", &mem, &model, &err), EB_ERR_IO);
+    assert_int_equal(counter.attempts, 0);
+    remove_scratch_dir(&dir);
+}
+
+/*
+ * A huge sparse file costs nothing to make and would take all memory to read.
+ * The header bounds the read: zeros are refused by the magic, and a real
+ * header followed by far more bytes than it announces by the size check, both
+ * before any allocation.
+ */
+static void test_a_huge_file_is_refused_by_its_header_before_reading(void **state)
+{
+    const model_case *c = *state;
+    scratch_dir dir = make_scratch_dir();
+    char path[512];
+    const off_t huge = (off_t)1 << 36; /* 64 GiB, sparse */
+    void *original = make_model(c, NULL);
+    saved_bytes bytes = save_model(c->ops, original);
+
+    join_path(path, sizeof path, &dir, "zeros.ebm");
+    write_whole_file(path, "", 0);
+    assert_int_equal(truncate(path, huge), 0);
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    void *model = (void *)1;
+    eb_error err;
+    assert_int_equal(c->ops->load(path, &mem, &model, &err), EB_ERR_FORMAT);
+    assert_null(model);
+    assert_non_null(strstr(err.message, path));
+    assert_non_null(strstr(err.message, "not an embetter model"));
+    assert_int_equal(counter.attempts, 0);
+
+    join_path(path, sizeof path, &dir, "long.ebm");
+    write_whole_file(path, bytes.data, bytes.size);
+    assert_int_equal(truncate(path, huge), 0);
+    assert_int_equal(c->ops->load(path, &mem, &model, &err), EB_ERR_FORMAT);
+    assert_non_null(strstr(err.message, path));
+    assert_non_null(strstr(err.message, "announces"));
+    assert_int_equal(counter.attempts, 0);
+
+    /* One byte short is refused the same way; the exact size loads. */
+    join_path(path, sizeof path, &dir, "short.ebm");
+    write_whole_file(path, bytes.data, bytes.size - 1);
+    assert_int_equal(c->ops->load(path, &mem, &model, &err), EB_ERR_FORMAT);
+    assert_non_null(strstr(err.message, "announces"));
+    assert_int_equal(counter.attempts, 0);
+    join_path(path, sizeof path, &dir, "exact.ebm");
+    write_whole_file(path, bytes.data, bytes.size);
+    assert_int_equal(c->ops->load(path, &mem, &model, &err), EB_OK);
+    assert_models_identical(c->ops, original, model);
+    c->ops->release(model);
+    assert_int_equal(counter.live_blocks, 0);
+
+    free(bytes.data);
+    c->ops->release(original);
+    remove_scratch_dir(&dir);
+}
+
+/* A format error of a file names the file, whichever check found it. */
+static void test_format_errors_of_a_file_name_it(void **state)
+{
+    const model_case *c = *state;
+    scratch_dir dir = make_scratch_dir();
+    char path[512];
+    void *original = make_model(c, NULL);
+    saved_bytes bytes = save_model(c->ops, original);
+    bytes.data[bytes.size - 1] ^= 0x55; /* the CRC catches it */
+    join_path(path, sizeof path, &dir, "corrupt.ebm");
+    write_whole_file(path, bytes.data, bytes.size);
+    void *model = (void *)1;
+    eb_error err;
+    assert_int_equal(c->ops->load(path, NULL, &model, &err), EB_ERR_FORMAT);
+    assert_null(model);
+    assert_int_equal(strncmp(err.message, path, strlen(path)), 0);
+    assert_non_null(strstr(err.message, ": saved model: checksum mismatch"));
+    free(bytes.data);
+    c->ops->release(original);
+    remove_scratch_dir(&dir);
+}
+
+/*
+ * Two processes save different models to one path over and over while this
+ * one loads it: every load must be one of the two models whole, since each
+ * save renames a complete file into place.
+ */
+static void test_racing_saves_leave_one_model_whole(void **state)
+{
+    const model_case *c = *state;
+    scratch_dir dir = make_scratch_dir();
+    char path[512];
+    join_path(path, sizeof path, &dir, "model.ebm");
+    /* The second model is the first after one more pass, so the two differ in weights, not in shape. */
+    void *models[2] = {make_model(c, NULL), make_model(c, NULL)};
+    const dataset data = make_dataset(12);
+    assert_int_equal(c->ops->partial_fit(models[1], matrix_of(&data), data.y, c->fitted ? 0 : N_CLASSES), EB_OK);
+    saved_bytes expected[2] = {save_model(c->ops, models[0]), save_model(c->ops, models[1])};
+    assert_true(expected[0].size != expected[1].size ||
+                memcmp(expected[0].data, expected[1].data, expected[0].size) != 0);
+    eb_error err;
+    assert_int_equal(c->ops->save(models[0], path, &err), EB_OK);
+    pid_t savers[2];
+    for (int i = 0; i < 2; i++) {
+        savers[i] = fork();
+        assert_true(savers[i] >= 0);
+        if (savers[i] == 0) {
+            int code = 0;
+            for (int round = 0; round < 200 && code == 0; round++)
+                code = c->ops->save(models[i], path, NULL) == EB_OK ? 0 : 1;
+            exit(code);
+        }
+    }
+    size_t loads[2] = {0, 0};
+    for (int running = 2; running > 0;) {
+        void *loaded = NULL;
+        assert_int_equal(c->ops->load(path, NULL, &loaded, &err), EB_OK);
+        saved_bytes again = save_model(c->ops, loaded);
+        int which = -1;
+        for (int i = 0; i < 2; i++)
+            if (again.size == expected[i].size && memcmp(again.data, expected[i].data, again.size) == 0)
+                which = i;
+        assert_true(which >= 0);
+        loads[which]++;
+        free(again.data);
+        c->ops->release(loaded);
+        running = 0;
+        for (int i = 0; i < 2; i++) {
+            int wait_status;
+            pid_t done = savers[i] > 0 ? waitpid(savers[i], &wait_status, WNOHANG) : 0;
+            if (done == savers[i] && savers[i] > 0) {
+                assert_true(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0);
+                savers[i] = 0;
+            }
+            running += savers[i] > 0;
+        }
+    }
+    assert_true(loads[0] + loads[1] > 0);
+    char names[512];
+    size_t count;
+    list_entries(&dir, names, sizeof names, &count);
+    assert_int_equal(count, 1);
+    for (int i = 0; i < 2; i++) {
+        free(expected[i].data);
+        c->ops->release(models[i]);
+    }
+    remove_scratch_dir(&dir);
+}
+
 /* ---- callbacks are not saved ------------------------------------------------------ */
 
 static int count_epochs(size_t epoch, double loss, void *user_data)
@@ -1420,6 +1624,10 @@ static const per_case_test PER_CASE[] = {
     {"every_allocation_failure", test_every_allocation_failure},
     {"failed_save_keeps_the_old_file", test_failed_save_keeps_the_old_file},
     {"io_errors_name_the_path", test_io_errors_name_the_path},
+    {"special_files_are_refused_without_blocking", test_special_files_are_refused_without_blocking},
+    {"a_huge_file_is_refused_by_its_header_before_reading", test_a_huge_file_is_refused_by_its_header_before_reading},
+    {"format_errors_of_a_file_name_it", test_format_errors_of_a_file_name_it},
+    {"racing_saves_leave_one_model_whole", test_racing_saves_leave_one_model_whole},
 };
 enum { N_PER_CASE = sizeof PER_CASE / sizeof PER_CASE[0], NAME_SIZE = 128 };
 

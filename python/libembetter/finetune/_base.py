@@ -1,5 +1,4 @@
 """What both finetuners share: input and label handling, training calls, pickling."""
-import warnings
 import weakref
 from contextlib import contextmanager
 from numbers import Integral, Number, Real
@@ -10,13 +9,14 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from sklearn_compat.utils.validation import validate_data
 
 from libembetter._binding import ModelLock, NativeModel, PathLike, as_float32_rows
 from libembetter._progress import epoch_progress
 from libembetter.finetune import _persist
+# encode_labels and _plain stay importable from here, where they used to live.
+from libembetter.finetune._labels import _plain, encode_labels, training_data  # noqa: F401
 
 _Finetuner = TypeVar("_Finetuner", bound="FinetunerBase")
 
@@ -38,36 +38,6 @@ EXPECTED_FAILED_CHECKS = {
     "check_estimators_partial_fit_n_features": _PARTIAL_FIT_NEEDS_CLASSES,
     "check_dataframe_column_names_consistency": _PARTIAL_FIT_NEEDS_CLASSES,
 }
-
-
-def _plain(values):
-    """An array's values as Python objects, so that messages read 7 rather than NumPy 2's np.int64(7)."""
-    return np.asarray(values).tolist()
-
-
-def encode_labels(y, classes):
-    """Indices of y's labels in the sorted array classes, as int32; a ValueError names the first unknown label."""
-    try:
-        positions = np.searchsorted(classes, y)
-        in_range = np.minimum(positions, len(classes) - 1)
-        with warnings.catch_warnings():
-            # Labels of another type than classes_ compare unequal; numpy warns about that on the way.
-            warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
-            known = (positions < len(classes)) & (classes[in_range] == y)
-    except TypeError:
-        raise ValueError(
-            f"the labels in y cannot be compared with classes_ {_plain(classes)!r}; they are of a different type"
-        ) from None
-    known = np.asarray(known, dtype=bool)
-    if known.shape != np.shape(y):
-        raise ValueError(f"the labels in y cannot be compared with classes_ {_plain(classes)!r}")
-    if not known.all():
-        row = int(np.flatnonzero(~known)[0])
-        raise ValueError(
-            f"y[{row}] is {_plain(y[row:row + 1])[0]!r}, a label not in classes_ {_plain(classes)!r}; "
-            "partial_fit can only learn the classes given on its first call"
-        )
-    return np.ascontiguousarray(in_range, dtype=np.int32)
 
 
 def _first_non_number(X):
@@ -282,7 +252,7 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     # ---- training -------------------------------------------------------------
 
     def fit(self: "_Finetuner", X: ArrayLike, y: ArrayLike) -> "_Finetuner":
-        """Learn the embedding from scratch on X (n_samples x n_features) and labels y of any type.
+        """Learn the embedding from scratch on X (n_samples x n_features) and labels y of any one type.
 
         Replaces an earlier fit. Interrupting (KeyboardInterrupt) stops training
         after the current epoch and leaves the estimator as it was before fit.
@@ -295,13 +265,10 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self._validate_params()
         hyper = self._hyperparameters()
         with self._unchanged_on_failure():
-            X, y = self._checked_input(X, y)
-            check_classification_targets(y)
-            classes, labels = np.unique(y, return_inverse=True)
-            self._check_class_count(classes)
+            X, classes, labels = training_data(self, X, y, first_call=True)
             native = self._new_native_model(hyper)
             with self._progress(hyper["n_epochs"], hyper["verbose"]) as listener:
-                interrupted = native.fit(as_float32_rows(X), labels.astype(np.int32), len(classes), listener)
+                interrupted = native.fit(as_float32_rows(X), labels, len(classes), listener)
             if interrupted is not None:
                 raise interrupted
             self.classes_ = classes
@@ -335,22 +302,11 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                         "classes must be given on the first call to partial_fit: pass every label "
                         "the model will ever see, e.g. partial_fit(X, y, classes=np.unique(all_labels))"
                     )
-                X, y = self._checked_input(X, y, reset=True)
-                check_classification_targets(y)
-                known_classes = np.unique(classes)
-                self._check_class_count(known_classes)
-                labels = encode_labels(y, known_classes)
+                X, known_classes, labels = training_data(self, X, y, first_call=True, classes=classes)
                 native = self._new_native_model(hyper)
                 n_classes = len(known_classes)
             else:
-                X, y = self._checked_input(X, y, reset=False)
-                known_classes = self.classes_
-                if classes is not None and not np.array_equal(np.unique(classes), known_classes):
-                    raise ValueError(
-                        f"classes={_plain(np.unique(classes))!r} differs from classes_ {_plain(known_classes)!r} "
-                        "fixed by the first fit; pass the same classes or none"
-                    )
-                labels = encode_labels(y, known_classes)
+                X, known_classes, labels = training_data(self, X, y, first_call=False, classes=classes)
                 native = self._native
                 n_classes = 0
             previous_params = None if first_call else self._continue_with(native, hyper)
@@ -369,14 +325,32 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def _continue_with(self, native, hyper):
         """Carry the current hyper-parameters into a fitted C model before another pass; returns the old ones."""
         previous = native.params()
-        settings = self._native_settings(hyper, seed=previous.seed)
-        if settings["hidden_dim"] != native.params().hidden_dim:
-            raise ValueError(
-                f"hidden_dim is {hyper['hidden_dim']!r}, but the model was fitted with "
-                f"{native.output_dim} outputs; hidden_dim cannot change between partial_fit calls (call fit)"
-            )
-        native.update_settings(settings)
+        problem = self._hidden_dim_problem(native)
+        if problem is not None:
+            raise ValueError(problem)
+        native.update_settings(self._native_settings(hyper, seed=previous.seed))
         return previous
+
+    def _hidden_dim_problem(self, native):
+        """Why the current hidden_dim does not describe the fitted C model native, or None when it does.
+
+        fit fixes the width of the model; set_params can change hidden_dim afterwards, and then neither
+        partial_fit, save nor a load of such a save can go on with it.
+        """
+        hyper = self._hyperparameters()
+        wanted = self._native_settings(hyper, seed=0)["hidden_dim"]
+        fitted = native.params().hidden_dim
+        if wanted == fitted:
+            return None
+        width = native.output_dim
+        layer = (f"the fitted model's hidden layer has {width} units" if self._native_kind == "feedforward"
+                 else f"the fitted model's embedding has {width} columns")
+        # The value that set hidden_dim back: None when the model was fitted to the input's width.
+        as_input = self._native_settings(dict(hyper, hidden_dim=None), seed=0)["hidden_dim"]
+        back = None if as_input is not None and fitted == as_input else width
+        given = "None (the input's width)" if hyper["hidden_dim"] is None else repr(hyper["hidden_dim"])
+        return (f"hidden_dim is {given} but {layer}; fit decides the width and later calls keep it: "
+                f"refit, or set hidden_dim back to {back!r}")
 
     def transform(self, X: ArrayLike) -> np.ndarray:
         """The learned embedding of X, float32, one row per row of X.
@@ -402,12 +376,14 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def save(self, path: PathLike) -> None:
         """Write the fitted model to path and its Python-side state to path + ".json".
 
-        path gets the C library's model format (docs/model-format.md), written
-        atomically by eb_feedforward_save / eb_contrastive_save, so C programs
-        can load it; the JSON sidecar keeps what the C format has no place for:
-        the class, the parameters as set, classes_ and feature_names_in_.
-        An unfitted estimator raises NotFittedError (there is nothing learned
-        to save). Labels must be str, int, float or bool; pickle keeps others.
+        path (str, bytes or os.PathLike) gets the C library's model format
+        (docs/model-format.md), so C programs can load it; the JSON sidecar
+        keeps what the C format has no place for: the class, the parameters as
+        set, classes_ and feature_names_in_. Each file is replaced atomically,
+        and anything save or a later load would refuse raises before either
+        file is touched. An unfitted estimator raises NotFittedError (there is
+        nothing learned to save). Labels must be str, int, float or bool (finite
+        numbers, strings UTF-8 can encode); pickle keeps others.
         Saving only reads the estimator: it runs alongside transforms, and a
         training call on another thread waits for it (or it for the call).
         """
@@ -439,6 +415,8 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         with self._lock().exclusive:
             super().__setstate__(state)
             if native is not None:
+                # As load() does with a sidecar: the C model must be the one classes_ and n_features_in_ describe.
+                _persist.check_unpickled(self, native)
                 self._native = native
 
     # ---- scikit-learn tags ----------------------------------------------------------
