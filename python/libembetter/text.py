@@ -412,16 +412,18 @@ class SentenceEncoder(EmbetterBase):
     Parameters (embetter 0.9's names where they mean the same):
         name: a cached model's name or a model directory.
         device: None or "cpu"; the encoder runs on the CPU only.
-        batch_size: texts per forward pass; texts are grouped by length first.
+        quantize: False only; 0.9's int8 quantization is PyTorch's, and this encoder computes in float32.
         num_threads: None (automatic: every core for large batches) or a fixed thread count.
             OpenBLAS is held to one thread during transform, as the encoder's threads split the batch.
+        batch_size: texts per forward pass; texts are grouped by length first.
     """
 
-    def __init__(self, name="all-MiniLM-L6-v2", device=None, batch_size=32, num_threads=None):
+    def __init__(self, name="all-MiniLM-L6-v2", device=None, quantize=False, num_threads=None, batch_size=32):
         self.name = name
         self.device = device
-        self.batch_size = batch_size
+        self.quantize = quantize
         self.num_threads = num_threads
+        self.batch_size = batch_size
 
     def _model_dir(self):
         """(directory, fetchable model name or None) for self.name."""
@@ -449,6 +451,9 @@ class SentenceEncoder(EmbetterBase):
         with lock:
             if self.device not in (None, "cpu"):
                 raise ValueError(f"device is {self.device!r}; this encoder runs on the CPU only (None or 'cpu')")
+            if self.quantize is not False:
+                raise ValueError(f"quantize is {self.quantize!r}; this encoder computes in float32 and has no int8 "
+                                 "quantization (embetter 0.9's is PyTorch's): use quantize=False")
             params = lib.eb_sentence_encoder_default_params()
             params.batch_size = _whole_number("batch_size", self.batch_size, 1, lib.EB_SENTENCE_MAX_BATCH_SIZE)
             try:

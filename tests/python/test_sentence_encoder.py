@@ -162,6 +162,7 @@ def test_unsupported_model_is_named(tmp_path):
         ({"num_threads": 0}, ValueError, "num_threads is 0"),
         ({"num_threads": 1.5}, TypeError, "num_threads must be None"),
         ({"device": "cuda"}, ValueError, "device is 'cuda'"),
+        ({"quantize": True}, ValueError, "quantize is True; this encoder computes in float32"),
         ({"name": 3}, TypeError, "name must be a model name or a directory path"),
         ({"name": ""}, ValueError, "name is empty"),
     ],
