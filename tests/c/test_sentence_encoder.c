@@ -254,11 +254,12 @@ static void test_empty_and_blank_texts(void **state)
                      EB_ERR_EMPTY_INPUT);
     assert_non_null(strstr(err.message, "text 2 is empty"));
     assert_int_equal(eb_encoder_encode_texts(encoder, texts, 2, (eb_mut_matrix){out, 2, 64, 64}, &err), EB_OK);
-    /* "\t\n" also cleans to nothing: the same [CLS] [SEP] row. */
-    eb_text other = {"\t\n", 2};
-    float again[64];
-    assert_int_equal(eb_encoder_encode_texts(encoder, &other, 1, (eb_mut_matrix){again, 1, 64, 64}, &err), EB_OK);
-    assert_memory_equal(again, out + 64, sizeof again);
+    /* "\t\n" also cleans to nothing: the same [CLS] [SEP] row. Encoded beside the same first text, so the
+     * products have the same shapes: BLAS may round another batch's rows differently (valgrind's CPU does). */
+    eb_text others[2] = {{"hello world", 11}, {"\t\n", 2}};
+    float again[2 * 64];
+    assert_int_equal(eb_encoder_encode_texts(encoder, others, 2, (eb_mut_matrix){again, 2, 64, 64}, &err), EB_OK);
+    assert_memory_equal(again + 64, out + 64, 64 * sizeof(float));
     for (size_t c = 0; c < 64; c++)
         assert_true(isfinite(out[64 + c]));
     /* Invalid UTF-8 is named by the dispatcher before the tokenizer sees it. */
