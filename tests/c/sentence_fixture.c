@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "sentence_fixture.h"
@@ -89,6 +90,20 @@ void sentence_fixture_free(sentence_fixture *fx)
     free(fx->offsets);
     free(fx->ids);
     free(fx->embeddings);
+}
+
+void sentence_fixture_minilm_dir(char *dir, size_t size)
+{
+    const char *cache = getenv("LIBEMBETTER_MODEL_CACHE");
+    if (cache != NULL && cache[0] != '\0')
+        snprintf(dir, size, "%s/all-MiniLM-L6-v2", cache);
+    else
+        snprintf(dir, size, "%s/.cache/libembetter/models/all-MiniLM-L6-v2",
+                 getenv("HOME") != NULL ? getenv("HOME") : "/root");
+    char file[1100];
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    if (access(file, R_OK) != 0)
+        fail_msg("%s is missing: fetch it with bash scripts/fetch-models.sh all-MiniLM-L6-v2", file);
 }
 
 /* scripts/test.sh's valgrind stage sets EMBETTER_TEST_MAX_TEXTS: its memory checks need every code path, not

@@ -29,6 +29,10 @@ typedef struct sentence_fixture {
 sentence_fixture sentence_fixture_load(const char *name);
 void sentence_fixture_free(sentence_fixture *fx);
 
+/* all-MiniLM-L6-v2's directory in the model cache ($LIBEMBETTER_MODEL_CACHE, else ~/.cache/libembetter/models)
+ * into dir; fails the test, saying how to fetch it, when its model.safetensors cannot be read. */
+void sentence_fixture_minilm_dir(char *dir, size_t size);
+
 /* n, or fewer when EMBETTER_TEST_MAX_TEXTS (>= 1) asks for fewer, but never fewer than at_least. */
 size_t sentence_fixture_cap(size_t n, size_t at_least);
 

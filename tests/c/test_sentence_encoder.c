@@ -108,16 +108,7 @@ static void test_minilm_from_text_matches_sentence_transformers(void **state)
 {
     (void)state;
     char dir[1024];
-    const char *cache = getenv("LIBEMBETTER_MODEL_CACHE");
-    if (cache != NULL && cache[0] != '\0')
-        snprintf(dir, sizeof dir, "%s/all-MiniLM-L6-v2", cache);
-    else
-        snprintf(dir, sizeof dir, "%s/.cache/libembetter/models/all-MiniLM-L6-v2",
-                 getenv("HOME") != NULL ? getenv("HOME") : "/root");
-    char file[1100];
-    snprintf(file, sizeof file, "%s/model.safetensors", dir);
-    if (access(file, R_OK) != 0)
-        fail_msg("%s is missing: fetch it with bash scripts/fetch-models.sh all-MiniLM-L6-v2", file);
+    sentence_fixture_minilm_dir(dir, sizeof dir);
     sentence_fixture fx = load_fixture("all-MiniLM-L6-v2");
     size_t n = fx.n;
     eb_encoder *encoder = create(dir, 32, EB_ENCODER_THREADS_AUTO);
