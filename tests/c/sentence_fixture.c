@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -90,6 +91,32 @@ void sentence_fixture_free(sentence_fixture *fx)
     free(fx->offsets);
     free(fx->ids);
     free(fx->embeddings);
+}
+
+void sentence_fixture_copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb");
+    FILE *out = fopen(to, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buffer[65536];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof buffer, in)) > 0)
+        assert_int_equal(fwrite(buffer, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+}
+
+void sentence_fixture_copy_tiny(const char *dir, const char *const *files, size_t n_files)
+{
+    char from[512], to[512];
+    snprintf(to, sizeof to, "%s/1_Pooling", dir);
+    mkdir(to, 0700);
+    for (size_t i = 0; i < n_files; i++) {
+        snprintf(from, sizeof from, "%s/tiny-bert/%s", EB_FIXTURES_DIR, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        sentence_fixture_copy_file(from, to);
+    }
 }
 
 void sentence_fixture_minilm_dir(char *dir, size_t size)

@@ -33,6 +33,12 @@ void sentence_fixture_free(sentence_fixture *fx);
  * into dir; fails the test, saying how to fetch it, when its model.safetensors cannot be read. */
 void sentence_fixture_minilm_dir(char *dir, size_t size);
 
+/* Copies file from to file to, failing the test if either cannot be opened or the copy is short. */
+void sentence_fixture_copy_file(const char *from, const char *to);
+/* Copies the named files of tests/fixtures/tiny-bert (paths relative to it, at most one directory deep:
+ * 1_Pooling) into dir, for tests that break one file of a model directory. */
+void sentence_fixture_copy_tiny(const char *dir, const char *const *files, size_t n_files);
+
 /* n, or fewer when EMBETTER_TEST_MAX_TEXTS (>= 1) asks for fewer, but never fewer than at_least. */
 size_t sentence_fixture_cap(size_t n, size_t at_least);
 

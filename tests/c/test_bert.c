@@ -285,20 +285,6 @@ static void test_bad_token_input_is_named(void **state)
 
 static char work_dir[64];
 
-static void copy_file(const char *from, const char *to)
-{
-    FILE *in = fopen(from, "rb");
-    FILE *out = fopen(to, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buffer[65536];
-    size_t n;
-    while ((n = fread(buffer, 1, sizeof buffer, in)) > 0)
-        assert_int_equal(fwrite(buffer, 1, n, out), n);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "wb");
@@ -313,14 +299,7 @@ static const char *const tiny_files[] = {"config.json", "modules.json", "sentenc
 /* A fresh copy of the tiny model in work_dir. */
 static void copy_tiny(void)
 {
-    char from[512], to[512];
-    snprintf(to, sizeof to, "%s/1_Pooling", work_dir);
-    mkdir(to, 0700);
-    for (size_t i = 0; i < 5; i++) {
-        snprintf(from, sizeof from, "%s/%s", TINY_DIR, tiny_files[i]);
-        snprintf(to, sizeof to, "%s/%s", work_dir, tiny_files[i]);
-        copy_file(from, to);
-    }
+    sentence_fixture_copy_tiny(work_dir, tiny_files, 5);
 }
 
 static const char *tiny_config =

@@ -201,20 +201,6 @@ static const char *const tiny_files[] = {"config.json",      "modules.json",    
                                          "vocab.txt",         "tokenizer_config.json"};
 enum { N_TINY_FILES = sizeof tiny_files / sizeof *tiny_files };
 
-static void copy_file(const char *from, const char *to)
-{
-    FILE *in = fopen(from, "rb");
-    FILE *out = fopen(to, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buffer[65536];
-    size_t n;
-    while ((n = fread(buffer, 1, sizeof buffer, in)) > 0)
-        assert_int_equal(fwrite(buffer, 1, n, out), n);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
 static void write_text(const char *name, const char *text)
 {
     char path[512];
@@ -234,14 +220,7 @@ static void remove_file(const char *name)
 
 static void copy_tiny(void)
 {
-    char from[512], to[512];
-    snprintf(to, sizeof to, "%s/1_Pooling", work_dir);
-    mkdir(to, 0700);
-    for (size_t i = 0; i < N_TINY_FILES; i++) {
-        snprintf(from, sizeof from, "%s/%s", TINY_DIR, tiny_files[i]);
-        snprintf(to, sizeof to, "%s/%s", work_dir, tiny_files[i]);
-        copy_file(from, to);
-    }
+    sentence_fixture_copy_tiny(work_dir, tiny_files, N_TINY_FILES);
 }
 
 static void expect_failure(eb_status expected, const char *needle, const char *named)
@@ -308,7 +287,7 @@ static void test_broken_directories_are_refused_by_name(void **state)
     char from[512], to[512];
     snprintf(from, sizeof from, "%s/vocab.txt", TINY_DIR);
     snprintf(to, sizeof to, "%s/vocab.txt", work_dir);
-    copy_file(from, to);
+    sentence_fixture_copy_file(from, to);
     FILE *f = fopen(to, "ab");
     assert_non_null(f);
     fputs("extraword\n", f);
