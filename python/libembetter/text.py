@@ -266,6 +266,10 @@ class _LoadedOnDemand:
             self.__dict__["_native"] = (key, native)
             return native
 
+    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
+        """The n x dim float32 matrix of the texts in X."""
+        return self._loaded().encode_texts(X)
+
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_native", None)
@@ -319,10 +323,6 @@ class WordVectorEncoder(_LoadedOnDemand, EmbetterBase):
         """Reads the vector file (nothing is learned); returns self."""
         self._loaded()
         return self
-
-    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
-        """The n x dim float32 matrix of the texts in X."""
-        return self._loaded().encode_texts(X)
 
 
 class TextEncoder(_LoadedOnDemand, EmbetterBase):
@@ -381,10 +381,6 @@ class TextEncoder(_LoadedOnDemand, EmbetterBase):
         """Reads the model (nothing is learned); returns self."""
         self._loaded()
         return self
-
-    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
-        """The n x dim float32 matrix of the texts in X."""
-        return self._loaded().encode_texts(X)
 
 
 # The models scripts/fetch-models.sh can put into the cache; any other name must be a directory.
