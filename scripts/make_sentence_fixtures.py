@@ -40,25 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# The corpus reader of the examples (examples/python/fortunes_data.py), which needs no libembetter to read.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "python"))
+from fortunes_data import DEFAULT_CATEGORIES, read_category  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
-FORTUNES = Path("/usr/share/games/fortunes")
-CATEGORIES = ("computers", "politics", "songs-poems", "startrek", "zippy")
-
-
-def fortunes_texts() -> list[str]:
-    """Every text of the walk-through's five categories (fortunes_data.py's rules, without importing libembetter)."""
-    texts = []
-    for name in CATEGORIES:
-        current: list[str] = []
-        for line in (FORTUNES / name).read_text(encoding="utf-8").splitlines():
-            if line == "%":
-                texts.append("\n".join(current).strip())
-                current = []
-            else:
-                current.append(line)
-        texts.append("\n".join(current).strip())
-    return [t for t in texts if t]
 
 
 def tiny_vocab(texts: list[str]) -> list[str]:
@@ -178,7 +165,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    texts = fortunes_texts()
+    texts = [text for name in DEFAULT_CATEGORIES for text in read_category(name)]
     sample = random.Random(13).sample(texts, 1200)
     tiny_dir = FIXTURES / "tiny-bert"
     build_tiny(tiny_dir, texts)

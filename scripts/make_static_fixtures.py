@@ -29,6 +29,7 @@ import gzip
 import random
 import shutil
 import struct
+import sys
 from pathlib import Path
 
 import model2vec
@@ -36,30 +37,17 @@ import numpy as np
 from model2vec import StaticModel
 from tokenizers import Tokenizer, models, pre_tokenizers
 
+# The corpus reader of the examples (examples/python/fortunes_data.py), which needs no libembetter to read.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "python"))
+from fortunes_data import DEFAULT_CATEGORIES, read_category  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 OUT = FIXTURES / "model2vec"
-FORTUNES = Path("/usr/share/games/fortunes")
-CATEGORIES = ("computers", "politics", "songs-poems", "startrek", "zippy")
 DIM = 16
 
 # name: (normalize, max_length)
 MODELS = {"normalized": (True, 512), "raw-short": (False, 12), "unlimited": (False, None)}
-
-
-def fortunes_texts() -> list[str]:
-    """Every text of the walk-through's five categories (fortunes_data.py's rules, without importing libembetter)."""
-    texts = []
-    for name in CATEGORIES:
-        current: list[str] = []
-        for line in (FORTUNES / name).read_text(encoding="utf-8").splitlines():
-            if line == "%":
-                texts.append("\n".join(current).strip())
-                current = []
-            else:
-                current.append(line)
-        texts.append("\n".join(current).strip())
-    return [t for t in texts if t]
 
 
 def edge_texts() -> list[str]:
@@ -112,7 +100,8 @@ def other_tokenizers() -> dict[str, Tokenizer]:
 
 def main() -> None:
     print(f"model2vec {model2vec.__version__}")
-    texts = random.Random(13).sample(fortunes_texts(), 300) + edge_texts()
+    corpus = [text for name in DEFAULT_CATEGORIES for text in read_category(name)]
+    texts = random.Random(13).sample(corpus, 300) + edge_texts()
     tokenizer = Tokenizer.from_file(str(FIXTURES / "tiny-bert" / "tokenizer.json"))
     OUT.mkdir(parents=True, exist_ok=True)
     blocks = []

@@ -38,6 +38,10 @@ from pathlib import Path
 
 from tokenizers import BertWordPieceTokenizer, Tokenizer, normalizers, pre_tokenizers
 
+# The corpus reader of the examples (examples/python/fortunes_data.py), which needs no libembetter to read.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "python"))
+from fortunes_data import available_categories, read_category  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_DIR = ROOT / "tests" / "fixtures" / "tokenizer"
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -50,22 +54,10 @@ DEFAULT_MODELS = Path(
 
 
 def fortunes_texts() -> list[str]:
-    """Every text of every category file, split at lines holding only '%' (as examples/python/fortunes_data.py)."""
+    """Every text of every category file (examples/python/fortunes_data.py's reader)."""
     if not FORTUNES_DIR.is_dir():
         sys.exit(f"no fortunes directory at {FORTUNES_DIR}; install the Debian package 'fortunes'")
-    texts = []
-    for entry in sorted(FORTUNES_DIR.iterdir()):
-        if entry.is_symlink() or not entry.is_file() or entry.suffix in (".dat", ".u8"):
-            continue
-        current: list[str] = []
-        for line in entry.read_bytes().decode("utf-8").splitlines():
-            if line == "%":
-                texts.append("\n".join(current).strip())
-                current = []
-            else:
-                current.append(line)
-        texts.append("\n".join(current).strip())
-    return [t for t in texts if t]
+    return [text for name in available_categories(FORTUNES_DIR) for text in read_category(name, FORTUNES_DIR)]
 
 
 def hand_picked_texts() -> list[str]:

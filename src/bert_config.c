@@ -16,18 +16,14 @@
 /* Config files are flat or nearly so; deeper nesting is refused by the tokenizer rather than recursed into. */
 enum { CONFIG_MAX_DEPTH = 16 };
 
-/* Parse a whole buffer as one JSON value; trailing non-space bytes are an error. */
-static eb_status parse_json(const char *json, size_t length, const char *source, json_object **out, eb_error *err)
+eb_status eb__parse_json_value(const char *data, size_t size, const char *source, int depth, json_object **out,
+                               eb_error *err)
 {
     *out = NULL;
-    if (json == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "%s: no bytes", source);
-    if (length > EB_CONFIG_MAX_BYTES)
-        return eb__fail(err, EB_ERR_FORMAT, "%s: %zu bytes is too large for a config file", source, length);
-    json_tokener *tok = json_tokener_new_ex(CONFIG_MAX_DEPTH);
+    json_tokener *tok = json_tokener_new_ex(depth);
     if (tok == NULL)
         return eb__fail(err, EB_ERR_NOMEM, "%s: out of memory parsing JSON", source);
-    json_object *root = json_tokener_parse_ex(tok, json, (int)length);
+    json_object *root = json_tokener_parse_ex(tok, data, (int)size);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
@@ -38,8 +34,8 @@ static eb_status parse_json(const char *json, size_t length, const char *source,
                                                                                       : json_tokener_error_desc(jerr),
                         end);
     }
-    for (size_t i = end; i < length; i++) {
-        char c = json[i];
+    for (size_t i = end; i < size; i++) {
+        char c = data[i];
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
             json_object_put(root);
             return eb__fail(err, EB_ERR_FORMAT, "%s: bytes after the JSON value (at byte %zu)", source, i);
@@ -47,6 +43,17 @@ static eb_status parse_json(const char *json, size_t length, const char *source,
     }
     *out = root;
     return EB_OK;
+}
+
+/* Parse a whole buffer as one JSON value; trailing non-space bytes are an error. */
+static eb_status parse_json(const char *json, size_t length, const char *source, json_object **out, eb_error *err)
+{
+    *out = NULL;
+    if (json == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "%s: no bytes", source);
+    if (length > EB_CONFIG_MAX_BYTES)
+        return eb__fail(err, EB_ERR_FORMAT, "%s: %zu bytes is too large for a config file", source, length);
+    return eb__parse_json_value(json, length, source, CONFIG_MAX_DEPTH, out, err);
 }
 
 static eb_status require_object(json_object *root, const char *source, eb_error *err)
@@ -367,7 +374,8 @@ static eb_status join(char *out, const char *dir, const char *sub, const char *n
 }
 
 /* A small config file, opened without blocking so a FIFO is refused rather than waited on. */
-static eb_status read_config(const char *path, const eb_allocator *mem, char **bytes, size_t *size, eb_error *err)
+eb_status eb__read_small_file(const char *path, size_t limit, const eb_allocator *mem, char **bytes, size_t *size,
+                              eb_error *err)
 {
     *bytes = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -378,10 +386,10 @@ static eb_status read_config(const char *path, const eb_allocator *mem, char **b
         close(fd);
         return eb__fail(err, EB_ERR_IO, "%s is not a regular file", path);
     }
-    if (info.st_size > EB_CONFIG_MAX_BYTES) {
+    if ((unsigned long long)info.st_size > (unsigned long long)limit) {
         close(fd);
-        return eb__fail(err, EB_ERR_FORMAT, "%s: %lld bytes is too large for a config file", path,
-                        (long long)info.st_size);
+        return eb__fail(err, EB_ERR_FORMAT, "%s: %lld bytes is too large (at most %zu)", path,
+                        (long long)info.st_size, limit);
     }
     size_t length = (size_t)info.st_size;
     char *data = eb__calloc(mem, length + 1, 1);
@@ -445,7 +453,7 @@ eb_status eb__sentence_config_load(const char *dir, const eb_allocator *mem, eb_
     size_t size;
     eb_status status = join(path, dir, "", "modules.json", err);
     if (status == EB_OK)
-        status = read_config(path, mem, &bytes, &size, err);
+        status = eb__read_small_file(path, EB_CONFIG_MAX_BYTES, mem, &bytes, &size, err);
     if (status == EB_OK)
         status = eb__modules_parse(bytes, size, path, transformer_path, pooling_path, sizeof transformer_path,
                                    &cfg.normalize, err);
@@ -459,7 +467,7 @@ eb_status eb__sentence_config_load(const char *dir, const eb_allocator *mem, eb_
     if (status == EB_OK)
         status = join(path, transformer_dir, "", "config.json", err);
     if (status == EB_OK)
-        status = read_config(path, mem, &bytes, &size, err);
+        status = eb__read_small_file(path, EB_CONFIG_MAX_BYTES, mem, &bytes, &size, err);
     if (status == EB_OK)
         status = eb__bert_config_parse(bytes, size, path, &cfg.bert, err);
     eb__free(mem, bytes);
@@ -468,7 +476,7 @@ eb_status eb__sentence_config_load(const char *dir, const eb_allocator *mem, eb_
     if (status == EB_OK)
         status = join(path, transformer_dir, "", "sentence_bert_config.json", err);
     if (status == EB_OK)
-        status = read_config(path, mem, &bytes, &size, err);
+        status = eb__read_small_file(path, EB_CONFIG_MAX_BYTES, mem, &bytes, &size, err);
     if (status == EB_OK)
         status = eb__sentence_bert_config_parse(bytes, size, path, &cfg.max_seq_length, &cfg.do_lower_case, err);
     eb__free(mem, bytes);
@@ -484,7 +492,7 @@ eb_status eb__sentence_config_load(const char *dir, const eb_allocator *mem, eb_
     if (status == EB_OK)
         status = join(path, pooling_dir, "", "config.json", err);
     if (status == EB_OK)
-        status = read_config(path, mem, &bytes, &size, err);
+        status = eb__read_small_file(path, EB_CONFIG_MAX_BYTES, mem, &bytes, &size, err);
     if (status == EB_OK)
         status = eb__pooling_config_parse(bytes, size, path, cfg.bert.hidden_size, &cfg.pooling, err);
     eb__free(mem, bytes);

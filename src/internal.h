@@ -240,6 +240,19 @@ eb_status eb__check_transform(const eb_model_core *core, eb_matrix x, eb_mut_mat
  */
 eb_status eb__check_transform_layout(const eb_model_core *core, eb_matrix x, eb_mut_matrix out, eb_error *err);
 
+/* ---- bert_config.c: small files and JSON, for the model directories' config files ---- */
+
+struct json_object;
+
+/* The whole regular file at path into *bytes (NUL-terminated, from mem; *size excludes the NUL), refusing one
+ * larger than limit bytes; opened without blocking so a FIFO is refused rather than waited on. */
+eb_status eb__read_small_file(const char *path, size_t limit, const eb_allocator *mem, char **bytes, size_t *size,
+                              eb_error *err);
+/* Parse size bytes (at most INT32_MAX) as one JSON value nested at most depth deep; trailing non-space bytes
+ * are an error. Errors name source. */
+eb_status eb__parse_json_value(const char *data, size_t size, const char *source, int depth, struct json_object **out,
+                               eb_error *err);
+
 /* ---- testing hooks (defined in the model files) -------------------------- */
 /* See tests/c/testing.h for their contracts. */
 

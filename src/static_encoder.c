@@ -67,76 +67,16 @@ static eb_status join(char *out, const char *dir, const char *name, eb_error *er
     return EB_OK;
 }
 
-/* A whole file, opened without blocking so a FIFO is refused rather than waited on. */
-static eb_status read_whole(const char *path, size_t limit, const eb_allocator *mem, char **bytes, size_t *size,
-                            eb_error *err)
-{
-    *bytes = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return eb__fail(err, EB_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    struct stat info;
-    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-        close(fd);
-        return eb__fail(err, EB_ERR_IO, "%s is not a regular file", path);
-    }
-    if ((unsigned long long)info.st_size > (unsigned long long)limit) {
-        close(fd);
-        return eb__fail(err, EB_ERR_FORMAT, "%s: %lld bytes is too large (at most %zu)", path,
-                        (long long)info.st_size, limit);
-    }
-    size_t length = (size_t)info.st_size;
-    char *data = eb__calloc(mem, length + 1, 1);
-    if (data == NULL) {
-        close(fd);
-        return eb__fail(err, EB_ERR_NOMEM, "out of memory reading %s", path);
-    }
-    size_t done = 0;
-    while (done < length) {
-        ssize_t n = read(fd, data + done, length - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
-    }
-    close(fd);
-    if (done != length) {
-        eb__free(mem, data);
-        return eb__fail(err, EB_ERR_IO, "%s changed size while being read", path);
-    }
-    *bytes = data;
-    *size = length;
-    return EB_OK;
-}
-
 static eb_status parse_json(const char *data, size_t size, const char *path, int depth, json_object **out,
                             eb_error *err)
 {
     *out = NULL;
     if (size > (size_t)INT32_MAX)
         return eb__fail(err, EB_ERR_FORMAT, "%s: too large to parse", path);
-    json_tokener *tok = json_tokener_new_ex(depth);
-    if (tok == NULL)
-        return eb__fail(err, EB_ERR_NOMEM, "%s: out of memory parsing JSON", path);
-    json_object *root = json_tokener_parse_ex(tok, data, (int)size);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    size_t end = json_tokener_get_parse_end(tok);
-    json_tokener_free(tok);
-    if (root == NULL || jerr != json_tokener_success) {
-        json_object_put(root);
-        return eb__fail(err, EB_ERR_FORMAT, "%s: not valid JSON (%s, near byte %zu)", path,
-                        jerr == json_tokener_continue || jerr == json_tokener_success ? "it ends early"
-                                                                                      : json_tokener_error_desc(jerr),
-                        end);
-    }
-    for (size_t i = end; i < size; i++) {
-        char c = data[i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
-            json_object_put(root);
-            return eb__fail(err, EB_ERR_FORMAT, "%s: bytes after the JSON value (at byte %zu)", path, i);
-        }
-    }
+    json_object *root = NULL;
+    eb_status status = eb__parse_json_value(data, size, path, depth, &root, err);
+    if (status != EB_OK)
+        return status;
     if (!json_object_is_type(root, json_type_object)) {
         json_object_put(root);
         return eb__fail(err, EB_ERR_FORMAT, "%s: not a JSON object", path);
@@ -154,7 +94,7 @@ static eb_status read_config(static_encoder *enc, const char *dir, eb_error *err
     json_object *root;
     eb_status status = join(path, dir, "config.json", err);
     if (status == EB_OK)
-        status = read_whole(path, M2V_MAX_CONFIG_BYTES, &enc->mem, &data, &size, err);
+        status = eb__read_small_file(path, M2V_MAX_CONFIG_BYTES, &enc->mem, &data, &size, err);
     if (status != EB_OK)
         return status;
     status = parse_json(data, size, path, 16, &root, err);
@@ -267,7 +207,7 @@ static eb_status read_tokenizer(static_encoder *enc, const char *dir, size_t *n_
     const char *unk = NULL;
     eb_status status = join(path, dir, "tokenizer.json", err);
     if (status == EB_OK)
-        status = read_whole(path, M2V_MAX_TOKENIZER_BYTES, &enc->mem, &data, &size, err);
+        status = eb__read_small_file(path, M2V_MAX_TOKENIZER_BYTES, &enc->mem, &data, &size, err);
     /* The tokenizer's own checks first: they name an unsupported model type (Unigram, BPE) before anything else. */
     if (status == EB_OK)
         status = eb__wordpiece_from_json(data, size, &enc->mem, &enc->wp, err);

@@ -14,9 +14,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from libembetter.text import HashingEncoder
+# Imported where used, so that the reading functions work without libembetter installed (the scripts that
+# make the test fixtures read the corpus through them, in environments with the reference libraries only).
+if TYPE_CHECKING:
+    from libembetter.text import HashingEncoder
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 
@@ -128,6 +133,8 @@ def make_text_encoder(n_features: int = 1024) -> HashingEncoder:
     have always used, so their numbers stay comparable. Stateless: hashing
     needs no vocabulary, so the same text always gets the same vector.
     """
+    from libembetter.text import HashingEncoder
+
     return HashingEncoder(analyzer="char_wb", ngram_range=(2, 4), n_features=n_features, alternate_sign=False)
 
 

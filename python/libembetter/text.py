@@ -54,17 +54,24 @@ def _thread_setting(n_threads):
     return int(n_threads)
 
 
-def _text_items(X):
-    """The items of a batch as a list: lists, tuples, 1-D arrays, pandas Series, other iterables."""
-    if isinstance(X, (str, bytes)):
-        raise TypeError("X is a single string; pass a list (or array, or Series) of strings")
-    if hasattr(X, "iloc") and hasattr(X, "to_numpy"):  # pandas Series or one-column DataFrame
+def _one_dimensional(X, what):
+    """X with a pandas Series or one-column DataFrame, or an n x 1 array, as a 1-D array; what names the items."""
+    if hasattr(X, "iloc") and hasattr(X, "to_numpy"):
         X = X.to_numpy()
     if isinstance(X, np.ndarray):
         if X.ndim == 2 and X.shape[1] == 1:
             X = X[:, 0]
         if X.ndim != 1:
-            raise ValueError(f"X has shape {X.shape}; a batch of texts is one-dimensional")
+            raise ValueError(f"X has shape {X.shape}; a batch of {what} is one-dimensional")
+    return X
+
+
+def _text_items(X):
+    """The items of a batch as a list: lists, tuples, 1-D arrays, pandas Series, other iterables."""
+    if isinstance(X, (str, bytes)):
+        raise TypeError("X is a single string; pass a list (or array, or Series) of strings")
+    X = _one_dimensional(X, "texts")
+    if isinstance(X, np.ndarray):
         return X.tolist()
     try:
         return list(X)
@@ -240,7 +247,37 @@ _FORMATS = {
 }
 
 
-class WordVectorEncoder(EmbetterBase):
+class _LoadedOnDemand:
+    """An encoder that reads its model on the first fit or transform and keeps it while the parameters that read
+    it stay the same; pickles and clones hold only the parameters.
+
+    Subclasses give _load_recipe(), which checks the parameters and returns (key, recipe), and _load(recipe),
+    which reads the model, sets the fitted attributes and returns the NativeEncoder.
+    """
+
+    def _loaded(self):
+        lock = self.__dict__.setdefault("_load_lock", threading.Lock())
+        with lock:
+            key, recipe = self._load_recipe()
+            cached = self.__dict__.get("_native")
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            native = self._load(recipe)
+            self.__dict__["_native"] = (key, native)
+            return native
+
+    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
+        """The n x dim float32 matrix of the texts in X."""
+        return self._loaded().encode_texts(X)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_native", None)
+        state.pop("_load_lock", None)
+        return state
+
+
+class WordVectorEncoder(_LoadedOnDemand, EmbetterBase):
     """The mean of pre-trained static word vectors of a text's tokens.
 
     Reads word2vec/fastText text files (.vec, with a "count dim" first line),
@@ -267,44 +304,28 @@ class WordVectorEncoder(EmbetterBase):
         self.format = format
         self.n_threads = n_threads
 
-    def _loaded(self):
-        lock = self.__dict__.setdefault("_load_lock", threading.Lock())
-        with lock:
-            key = (str(self.path), bool(self.normalize), self.format, self.n_threads)
-            cached = self.__dict__.get("_native")
-            if cached is not None and cached[0] == key:
-                return cached[1]
-            params = lib.eb_word_vectors_default_params()
-            params.format = _choice("format", self.format, _FORMATS, "'auto', 'text', 'glove' or 'binary'")
-            params.normalize = bool(self.normalize)
-            params.n_threads = _thread_setting(self.n_threads)
-            path = str(self.path).encode("utf-8")
-            # A file that cannot be read is a FileAccessError, an OSError, from the C status.
-            native = create_encoder(
-                "eb_word_vectors_load", path, ffi.new("eb_word_vector_params *", params), ffi.NULL
-            )
-            self.__dict__["_native"] = (key, native)
-            self.vocab_size_ = lib.eb_word_vectors_vocab_size(native.pointer)
-            self.dim_ = native.dim
-            return native
+    def _load_recipe(self):
+        return (str(self.path), bool(self.normalize), self.format, self.n_threads), None
+
+    def _load(self, recipe):
+        params = lib.eb_word_vectors_default_params()
+        params.format = _choice("format", self.format, _FORMATS, "'auto', 'text', 'glove' or 'binary'")
+        params.normalize = bool(self.normalize)
+        params.n_threads = _thread_setting(self.n_threads)
+        path = str(self.path).encode("utf-8")
+        # A file that cannot be read is a FileAccessError, an OSError, from the C status.
+        native = create_encoder("eb_word_vectors_load", path, ffi.new("eb_word_vector_params *", params), ffi.NULL)
+        self.vocab_size_ = lib.eb_word_vectors_vocab_size(native.pointer)
+        self.dim_ = native.dim
+        return native
 
     def fit(self, X: Any = None, y: Any = None) -> "WordVectorEncoder":
         """Reads the vector file (nothing is learned); returns self."""
         self._loaded()
         return self
 
-    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
-        """The n x dim float32 matrix of the texts in X."""
-        return self._loaded().encode_texts(X)
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_native", None)
-        state.pop("_load_lock", None)
-        return state
-
-
-class TextEncoder(EmbetterBase):
+class TextEncoder(_LoadedOnDemand, EmbetterBase):
     """model2vec static embeddings, read from a local model directory: embetter 0.9's TextEncoder without model2vec.
 
     A model2vec model is a directory with config.json, tokenizer.json and
@@ -334,45 +355,32 @@ class TextEncoder(EmbetterBase):
     def __init__(self, model="minishlab/potion-base-8M"):
         self.model = model
 
-    def _loaded(self):
-        lock = self.__dict__.setdefault("_load_lock", threading.Lock())
-        with lock:
-            if not isinstance(self.model, (str, os.PathLike)):
-                raise TypeError(
-                    f"model must be the path of a model2vec directory, not {type(self.model).__name__}; "
-                    "save a StaticModel with save_pretrained(directory) and pass the directory"
-                )
-            key = os.fspath(self.model)
-            cached = self.__dict__.get("_native")
-            if cached is not None and cached[0] == key:
-                return cached[1]
-            if not os.path.isdir(key):
-                raise FileNotFoundError(
-                    f"model {key!r} is not a directory: models must be local, nothing is downloaded. "
-                    "Save a model2vec model once where the Hugging Face hub is reachable, e.g. "
-                    f"model2vec.StaticModel.from_pretrained({key!r}).save_pretrained('DIR'), "
-                    "then pass TextEncoder(model='DIR')"
-                )
-            native = create_encoder("eb_static_encoder_create", key.encode("utf-8"), ffi.NULL)
-            self.__dict__["_native"] = (key, native)
-            self.vocab_size_ = lib.eb_static_encoder_vocab_size(native.pointer)
-            self.dim_ = native.dim
-            return native
+    def _load_recipe(self):
+        if not isinstance(self.model, (str, os.PathLike)):
+            raise TypeError(
+                f"model must be the path of a model2vec directory, not {type(self.model).__name__}; "
+                "save a StaticModel with save_pretrained(directory) and pass the directory"
+            )
+        key = os.fspath(self.model)
+        return key, key
+
+    def _load(self, directory):
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(
+                f"model {directory!r} is not a directory: models must be local, nothing is downloaded. "
+                "Save a model2vec model once where the Hugging Face hub is reachable, e.g. "
+                f"model2vec.StaticModel.from_pretrained({directory!r}).save_pretrained('DIR'), "
+                "then pass TextEncoder(model='DIR')"
+            )
+        native = create_encoder("eb_static_encoder_create", directory.encode("utf-8"), ffi.NULL)
+        self.vocab_size_ = lib.eb_static_encoder_vocab_size(native.pointer)
+        self.dim_ = native.dim
+        return native
 
     def fit(self, X: Any = None, y: Any = None) -> "TextEncoder":
         """Reads the model (nothing is learned); returns self."""
         self._loaded()
         return self
-
-    def transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
-        """The n x dim float32 matrix of the texts in X."""
-        return self._loaded().encode_texts(X)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_native", None)
-        state.pop("_load_lock", None)
-        return state
 
 
 # The models scripts/fetch-models.sh can put into the cache; any other name must be a directory.
@@ -390,7 +398,7 @@ class ModelFilesNotFoundError(FileAccessError, FileNotFoundError):
     """A model directory, or a file the model needs in it, is missing; the message says which and how to fetch it."""
 
 
-class SentenceEncoder(EmbetterBase):
+class SentenceEncoder(_LoadedOnDemand, EmbetterBase):
     """Sentence embeddings from a BERT sentence-transformers model, computed in C without PyTorch.
 
     SentenceEncoder("all-MiniLM-L6-v2").transform(texts) gives what
@@ -446,42 +454,39 @@ class SentenceEncoder(EmbetterBase):
             )
         return directory, short if short in _FETCHABLE_MODELS else None
 
-    def _loaded(self):
-        lock = self.__dict__.setdefault("_load_lock", threading.Lock())
-        with lock:
-            if self.device not in (None, "cpu"):
-                raise ValueError(f"device is {self.device!r}; this encoder runs on the CPU only (None or 'cpu')")
-            if self.quantize is not False:
-                raise ValueError(f"quantize is {self.quantize!r}; this encoder computes in float32 and has no int8 "
-                                 "quantization (embetter 0.9's is PyTorch's): use quantize=False")
-            params = lib.eb_sentence_encoder_default_params()
-            params.batch_size = _whole_number("batch_size", self.batch_size, 1, lib.EB_SENTENCE_MAX_BATCH_SIZE)
-            try:
-                params.n_threads = _thread_setting(self.num_threads)
-            except (TypeError, ValueError) as error:
-                raise type(error)(str(error).replace("n_threads", "num_threads", 1)) from None
-            directory, fetchable = self._model_dir()
-            key = (str(directory), params.batch_size, params.n_threads)
-            cached = self.__dict__.get("_native")
-            if cached is not None and cached[0] == key:
-                return cached[1]
-            try:
-                native = create_encoder(
-                    "eb_sentence_encoder_create",
-                    os.fsencode(directory),
-                    ffi.new("eb_sentence_encoder_params *", params),
-                    ffi.NULL,
-                )
-            except FileAccessError as error:
-                if fetchable is not None:
-                    how = "fetch the model files with: " + _FETCH_COMMAND.format(name=fetchable)
-                else:
-                    how = "the directory must hold a sentence-transformers model (see docs/encoders.md)"
-                raise ModelFilesNotFoundError(f"{error}; {how}") from None
-            self.__dict__["_native"] = (key, native)
-            self.model_dir_ = str(directory)
-            self.dim_ = native.dim
-            return native
+    def _load_recipe(self):
+        if self.device not in (None, "cpu"):
+            raise ValueError(f"device is {self.device!r}; this encoder runs on the CPU only (None or 'cpu')")
+        if self.quantize is not False:
+            raise ValueError(f"quantize is {self.quantize!r}; this encoder computes in float32 and has no int8 "
+                             "quantization (embetter 0.9's is PyTorch's): use quantize=False")
+        params = lib.eb_sentence_encoder_default_params()
+        params.batch_size = _whole_number("batch_size", self.batch_size, 1, lib.EB_SENTENCE_MAX_BATCH_SIZE)
+        try:
+            params.n_threads = _thread_setting(self.num_threads)
+        except (TypeError, ValueError) as error:
+            raise type(error)(str(error).replace("n_threads", "num_threads", 1)) from None
+        directory, fetchable = self._model_dir()
+        return (str(directory), params.batch_size, params.n_threads), (params, directory, fetchable)
+
+    def _load(self, recipe):
+        params, directory, fetchable = recipe
+        try:
+            native = create_encoder(
+                "eb_sentence_encoder_create",
+                os.fsencode(directory),
+                ffi.new("eb_sentence_encoder_params *", params),
+                ffi.NULL,
+            )
+        except FileAccessError as error:
+            if fetchable is not None:
+                how = "fetch the model files with: " + _FETCH_COMMAND.format(name=fetchable)
+            else:
+                how = "the directory must hold a sentence-transformers model (see docs/encoders.md)"
+            raise ModelFilesNotFoundError(f"{error}; {how}") from None
+        self.model_dir_ = str(directory)
+        self.dim_ = native.dim
+        return native
 
     def fit(self, X: Any = None, y: Any = None) -> "SentenceEncoder":
         """Loads the model (nothing is learned); returns self."""
@@ -495,9 +500,3 @@ class SentenceEncoder(EmbetterBase):
         # cores (and its thread hand-off costs more than the small per-head products gain).
         with single_blas_thread():
             return native.encode_texts(X)
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state.pop("_native", None)
-        state.pop("_load_lock", None)
-        return state

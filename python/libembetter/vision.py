@@ -10,7 +10,7 @@ import numpy as np
 
 from libembetter._native import ffi, lib
 from libembetter.base import EmbetterBase
-from libembetter.text import NativeEncoder, _thread_setting, create_encoder
+from libembetter.text import NativeEncoder, _one_dimensional, _thread_setting, create_encoder
 
 __all__ = ["ColorHistogramEncoder", "ImageLoader"]
 
@@ -120,13 +120,7 @@ def _path_batch(X):
     """The paths of a batch as a list; the same shapes as a batch of texts are accepted."""
     if isinstance(X, (str, bytes, os.PathLike)):
         raise TypeError("X is a single path; pass a list of paths")
-    if hasattr(X, "iloc") and hasattr(X, "to_numpy"):  # pandas Series or one-column DataFrame
-        X = X.to_numpy()
-    if isinstance(X, np.ndarray):
-        if X.ndim == 2 and X.shape[1] == 1:
-            X = X[:, 0]
-        if X.ndim != 1:
-            raise ValueError(f"X has shape {X.shape}; a batch of paths is one-dimensional")
+    X = _one_dimensional(X, "paths")
     try:
         paths = list(X)
     except TypeError:

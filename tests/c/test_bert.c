@@ -24,130 +24,23 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "bert.h"
 #include "helpers.h"
+#include "sentence_fixture.h"
 
 #define TINY_DIR EB_FIXTURES_DIR "/tiny-bert"
 
-typedef struct fixture {
-    size_t n, dim, hidden_size, n_hidden;
-    size_t *lengths;       /* tokens of text i */
-    size_t *offsets;       /* first token of text i in ids */
-    int32_t *ids;          /* all texts' ids, packed */
-    size_t total;
-    float *embeddings;     /* n x dim */
-    float **hidden;        /* n_hidden arrays of lengths[i] x hidden_size */
-} fixture;
-
-static void read_exact(gzFile f, void *out, size_t bytes, const char *path)
+/* The fixture with the texts compared capped, but never below those that carry hidden states. */
+static sentence_fixture load_fixture(const char *name)
 {
-    if (bytes != 0 && gzread(f, out, (unsigned)bytes) != (int)bytes)
-        fail_msg("%s is truncated or unreadable", path);
-}
-
-static uint32_t read_u32(gzFile f, const char *path)
-{
-    uint8_t b[4];
-    read_exact(f, b, 4, path);
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-static fixture load_fixture(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/sentence/%s.bin.gz", EB_FIXTURES_DIR, name);
-    gzFile f = gzopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot open %s; scripts/make_sentence_fixtures.py writes it", path);
-    char magic[8];
-    read_exact(f, magic, 8, path);
-    assert_memory_equal(magic, "EBSENT01", 8);
-    fixture fx = {0};
-    fx.n = read_u32(f, path);
-    fx.dim = read_u32(f, path);
-    fx.hidden_size = read_u32(f, path);
-    fx.n_hidden = read_u32(f, path);
-    fx.lengths = calloc(fx.n, sizeof *fx.lengths);
-    fx.offsets = calloc(fx.n, sizeof *fx.offsets);
-    fx.embeddings = calloc(fx.n * fx.dim, sizeof *fx.embeddings);
-    fx.hidden = calloc(fx.n_hidden + 1, sizeof *fx.hidden);
-    size_t capacity = 1 << 16;
-    fx.ids = calloc(capacity, sizeof *fx.ids);
-    assert_true(fx.lengths && fx.offsets && fx.embeddings && fx.hidden && fx.ids);
-    for (size_t i = 0; i < fx.n; i++) {
-        uint32_t text_bytes = read_u32(f, path);
-        char *text = malloc(text_bytes + 1);
-        assert_non_null(text);
-        read_exact(f, text, text_bytes, path);
-        free(text);
-        size_t length = read_u32(f, path);
-        fx.lengths[i] = length;
-        fx.offsets[i] = fx.total;
-        if (fx.total + length > capacity) {
-            capacity = 2 * (fx.total + length);
-            fx.ids = realloc(fx.ids, capacity * sizeof *fx.ids);
-            assert_non_null(fx.ids);
-        }
-        for (size_t t = 0; t < length; t++)
-            fx.ids[fx.total + t] = (int32_t)read_u32(f, path);
-        fx.total += length;
-        read_exact(f, fx.embeddings + i * fx.dim, fx.dim * sizeof(float), path);
-        if (i < fx.n_hidden) {
-            fx.hidden[i] = calloc(length * fx.hidden_size, sizeof(float));
-            assert_non_null(fx.hidden[i]);
-            read_exact(f, fx.hidden[i], length * fx.hidden_size * sizeof(float), path);
-        }
-    }
-    char extra;
-    assert_int_equal(gzread(f, &extra, 1), 0);
-    gzclose(f);
-    /* scripts/test.sh's valgrind stage sets EMBETTER_TEST_MAX_TEXTS: its memory checks need every code path, not
-     * 1,200 texts at valgrind's 50-fold slowdown. The native and sanitizer runs compare every text. */
-    const char *limit = getenv("EMBETTER_TEST_MAX_TEXTS");
-    if (limit != NULL && limit[0] != '\0') {
-        size_t max_texts = strtoul(limit, NULL, 10);
-        if (max_texts < fx.n)
-            fx.n = max_texts > fx.n_hidden ? max_texts : fx.n_hidden;
-    }
+    sentence_fixture fx = sentence_fixture_load(name);
+    fx.n = sentence_fixture_cap(fx.n, fx.n_hidden);
     return fx;
 }
 
-static void free_fixture(fixture *fx)
-{
-    for (size_t i = 0; i < fx->n_hidden; i++)
-        free(fx->hidden[i]);
-    free(fx->hidden);
-    free(fx->lengths);
-    free(fx->offsets);
-    free(fx->ids);
-    free(fx->embeddings);
-}
-
-/* Per row: cosine >= 0.99999 and max abs difference <= 1e-4; returns the worst of each through the pointers. */
-static void compare_rows(const char *what, const float *got, const float *want, size_t rows, size_t dim,
-                         size_t first_row, double *worst_cosine, double *worst_diff)
-{
-    for (size_t r = 0; r < rows; r++) {
-        double dot = 0, ng = 0, nw = 0, diff = 0;
-        for (size_t c = 0; c < dim; c++) {
-            double g = got[r * dim + c], w = want[r * dim + c];
-            dot += g * w;
-            ng += g * g;
-            nw += w * w;
-            diff = fabs(g - w) > diff ? fabs(g - w) : diff;
-        }
-        double cosine = dot / sqrt(ng * nw);
-        if (!(cosine >= 0.99999) || !(diff <= 1e-4))
-            fail_msg("%s row %zu: cosine %.8f, max abs difference %.3g", what, first_row + r, cosine, diff);
-        *worst_cosine = cosine < *worst_cosine ? cosine : *worst_cosine;
-        *worst_diff = diff > *worst_diff ? diff : *worst_diff;
-    }
-}
-
 /* Encode the whole fixture in batches of 32 texts and compare with sentence-transformers' rows. */
-static void check_against_fixture(const eb_bert *model, const fixture *fx, const char *what)
+static void check_against_fixture(const eb_bert *model, const sentence_fixture *fx, const char *what)
 {
     assert_int_equal(eb__bert_output_dim(model), fx->dim);
     float *out = calloc(fx->n * fx->dim, sizeof *out);
@@ -161,7 +54,7 @@ static void check_against_fixture(const eb_bert *model, const fixture *fx, const
             fail_msg("%s: %s", eb_status_string(status), err.message);
     }
     double worst_cosine = 1, worst_diff = 0;
-    compare_rows(what, out, fx->embeddings, fx->n, fx->dim, 0, &worst_cosine, &worst_diff);
+    sentence_fixture_compare_rows(what, out, fx->embeddings, fx->n, fx->dim, 0, &worst_cosine, &worst_diff);
     print_message("%s: %zu texts, worst cosine %.9f, worst max abs difference %.3g\n", what, fx->n, worst_cosine,
                   worst_diff);
     free(out);
@@ -200,7 +93,7 @@ static void test_tiny_settings_come_from_the_module_files(void **state)
 static void test_tiny_matches_sentence_transformers(void **state)
 {
     (void)state;
-    fixture fx = load_fixture("tiny-bert");
+    sentence_fixture fx = load_fixture("tiny-bert");
     eb_bert *model = load_model(TINY_DIR);
     check_against_fixture(model, &fx, "tiny-bert");
 
@@ -212,21 +105,21 @@ static void test_tiny_matches_sentence_transformers(void **state)
     assert_int_equal(eb__bert_encode(model, fx.ids, fx.lengths, fx.n_hidden, pooled, hidden, &err), EB_OK);
     double worst_cosine = 1, worst_diff = 0;
     for (size_t i = 0; i < fx.n_hidden; i++)
-        compare_rows("tiny-bert hidden", hidden + fx.offsets[i] * fx.hidden_size, fx.hidden[i], fx.lengths[i],
+        sentence_fixture_compare_rows("tiny-bert hidden", hidden + fx.offsets[i] * fx.hidden_size, fx.hidden[i], fx.lengths[i],
                      fx.hidden_size, 0, &worst_cosine, &worst_diff);
     print_message("tiny-bert hidden states: worst cosine %.9f, worst max abs difference %.3g\n", worst_cosine,
                   worst_diff);
     free(hidden);
     free(pooled);
     eb__bert_free(model);
-    free_fixture(&fx);
+    sentence_fixture_free(&fx);
 }
 
 /* CLS, mean and normalised pooling of the same weights, against pooling done here on PyTorch's hidden states. */
 static void test_other_poolings_match_the_reference_hidden_states(void **state)
 {
     (void)state;
-    fixture fx = load_fixture("tiny-bert");
+    sentence_fixture fx = load_fixture("tiny-bert");
     eb_error err;
     eb_sentence_config cfg;
     assert_int_equal(eb__sentence_config_load(TINY_DIR, NULL, &cfg, &err), EB_OK);
@@ -260,7 +153,7 @@ static void test_other_poolings_match_the_reference_hidden_states(void **state)
         }
         assert_int_equal(eb__bert_encode(model, fx.ids, fx.lengths, fx.n_hidden, got, NULL, &err), EB_OK);
         double worst_cosine = 1, worst_diff = 0;
-        compare_rows(m == 0 ? "CLS pooling" : m == 1 ? "mean pooling" : "normalised mean pooling", got, want,
+        sentence_fixture_compare_rows(m == 0 ? "CLS pooling" : m == 1 ? "mean pooling" : "normalised mean pooling", got, want,
                      fx.n_hidden, h, 0, &worst_cosine, &worst_diff);
         if (m == 2) {
             for (size_t i = 0; i < fx.n_hidden; i++) {
@@ -275,24 +168,15 @@ static void test_other_poolings_match_the_reference_hidden_states(void **state)
     eb__sentence_config_release(&cfg, eb_default_allocator());
     free(want);
     free(got);
-    free_fixture(&fx);
+    sentence_fixture_free(&fx);
 }
 
 static void test_minilm_matches_sentence_transformers(void **state)
 {
     (void)state;
     char dir[1024];
-    const char *cache = getenv("LIBEMBETTER_MODEL_CACHE");
-    if (cache != NULL && cache[0] != '\0')
-        snprintf(dir, sizeof dir, "%s/all-MiniLM-L6-v2", cache);
-    else
-        snprintf(dir, sizeof dir, "%s/.cache/libembetter/models/all-MiniLM-L6-v2",
-                 getenv("HOME") != NULL ? getenv("HOME") : "/root");
-    char file[1100];
-    snprintf(file, sizeof file, "%s/model.safetensors", dir);
-    if (access(file, R_OK) != 0)
-        fail_msg("%s is missing: fetch all-MiniLM-L6-v2 with scripts/fetch-models.sh", file);
-    fixture fx = load_fixture("all-MiniLM-L6-v2");
+    sentence_fixture_minilm_dir(dir, sizeof dir);
+    sentence_fixture fx = load_fixture("all-MiniLM-L6-v2");
     eb_bert *model = load_model(dir);
     const eb_sentence_config *cfg = eb__bert_config(model);
     assert_int_equal(cfg->bert.num_layers, 6);
@@ -302,14 +186,14 @@ static void test_minilm_matches_sentence_transformers(void **state)
     assert_int_equal(cfg->max_seq_length, 256);
     check_against_fixture(model, &fx, "all-MiniLM-L6-v2");
     eb__bert_free(model);
-    free_fixture(&fx);
+    sentence_fixture_free(&fx);
 }
 
 /* Padded input with a mask gives the packed result exactly, and zeros in the hidden state's padding. */
 static void test_padded_batches_equal_packed_ones(void **state)
 {
     (void)state;
-    fixture fx = load_fixture("tiny-bert");
+    sentence_fixture fx = load_fixture("tiny-bert");
     eb_bert *model = load_model(TINY_DIR);
     enum { BATCH = 8 };
     size_t seq = 0;
@@ -341,7 +225,7 @@ static void test_padded_batches_equal_packed_ones(void **state)
     float alone[64];
     assert_int_equal(eb__bert_encode(model, fx.ids + fx.offsets[3], fx.lengths + 3, 1, alone, NULL, &err), EB_OK);
     double worst_cosine = 1, worst_diff = 0;
-    compare_rows("text 3 alone", alone, packed + 3 * 64, 1, 64, 3, &worst_cosine, &worst_diff);
+    sentence_fixture_compare_rows("text 3 alone", alone, packed + 3 * 64, 1, 64, 3, &worst_cosine, &worst_diff);
     assert_true(worst_diff < 1e-5);
 
     /* A mask that is not ones-then-zeros, or has no token, is refused naming the row and position. */
@@ -364,7 +248,7 @@ static void test_padded_batches_equal_packed_ones(void **state)
     free(ids);
     free(mask);
     eb__bert_free(model);
-    free_fixture(&fx);
+    sentence_fixture_free(&fx);
 }
 
 static void test_bad_token_input_is_named(void **state)
@@ -401,20 +285,6 @@ static void test_bad_token_input_is_named(void **state)
 
 static char work_dir[64];
 
-static void copy_file(const char *from, const char *to)
-{
-    FILE *in = fopen(from, "rb");
-    FILE *out = fopen(to, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buffer[65536];
-    size_t n;
-    while ((n = fread(buffer, 1, sizeof buffer, in)) > 0)
-        assert_int_equal(fwrite(buffer, 1, n, out), n);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "wb");
@@ -429,14 +299,7 @@ static const char *const tiny_files[] = {"config.json", "modules.json", "sentenc
 /* A fresh copy of the tiny model in work_dir. */
 static void copy_tiny(void)
 {
-    char from[512], to[512];
-    snprintf(to, sizeof to, "%s/1_Pooling", work_dir);
-    mkdir(to, 0700);
-    for (size_t i = 0; i < 5; i++) {
-        snprintf(from, sizeof from, "%s/%s", TINY_DIR, tiny_files[i]);
-        snprintf(to, sizeof to, "%s/%s", work_dir, tiny_files[i]);
-        copy_file(from, to);
-    }
+    sentence_fixture_copy_tiny(work_dir, tiny_files, 5);
 }
 
 static const char *tiny_config =
@@ -623,7 +486,7 @@ static void test_allocation_failures_leak_nothing(void **state)
 
 typedef struct job {
     const eb_bert *model;
-    const fixture *fx;
+    const sentence_fixture *fx;
     float *out;
     eb_status status;
 } job;
@@ -644,7 +507,7 @@ static void *run_job(void *arg)
 static void test_concurrent_calls_agree(void **state)
 {
     (void)state;
-    fixture fx = load_fixture("tiny-bert");
+    sentence_fixture fx = load_fixture("tiny-bert");
     eb_bert *model = load_model(TINY_DIR);
     job jobs[4];
     pthread_t threads[4];
@@ -663,7 +526,7 @@ static void test_concurrent_calls_agree(void **state)
     for (int i = 0; i < 4; i++)
         free(jobs[i].out);
     eb__bert_free(model);
-    free_fixture(&fx);
+    sentence_fixture_free(&fx);
 }
 
 static int make_work_dir(void **state)

@@ -21,112 +21,26 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "embetter/encoder.h"
 #include "helpers.h"
+#include "sentence_fixture.h"
 
 #define TINY_DIR EB_FIXTURES_DIR "/tiny-bert"
 
-typedef struct fixture {
-    size_t n, dim;
-    eb_text *texts;
-    float *embeddings; /* n x dim, sentence-transformers' */
-} fixture;
-
-static void read_exact(gzFile f, void *out, size_t bytes, const char *path)
+/* The fixture with the texts compared capped under valgrind (sentence_fixture_cap). */
+static sentence_fixture load_fixture(const char *name)
 {
-    if (bytes != 0 && gzread(f, out, (unsigned)bytes) != (int)bytes)
-        fail_msg("%s is truncated or unreadable", path);
-}
-
-static uint32_t read_u32(gzFile f, const char *path)
-{
-    uint8_t b[4];
-    read_exact(f, b, 4, path);
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-/* The texts and embeddings of a fixture (format: scripts/make_sentence_fixtures.py); ids and hidden states skipped. */
-static fixture load_fixture(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/sentence/%s.bin.gz", EB_FIXTURES_DIR, name);
-    gzFile f = gzopen(path, "rb");
-    if (f == NULL)
-        fail_msg("cannot open %s; scripts/make_sentence_fixtures.py writes it", path);
-    char magic[8];
-    read_exact(f, magic, 8, path);
-    assert_memory_equal(magic, "EBSENT01", 8);
-    fixture fx = {0};
-    fx.n = read_u32(f, path);
-    fx.dim = read_u32(f, path);
-    size_t hidden_size = read_u32(f, path), n_hidden = read_u32(f, path);
-    fx.texts = calloc(fx.n, sizeof *fx.texts);
-    fx.embeddings = calloc(fx.n * fx.dim, sizeof *fx.embeddings);
-    assert_true(fx.texts != NULL && fx.embeddings != NULL);
-    for (size_t i = 0; i < fx.n; i++) {
-        uint32_t bytes = read_u32(f, path);
-        char *text = malloc(bytes + 1);
-        assert_non_null(text);
-        read_exact(f, text, bytes, path);
-        fx.texts[i] = (eb_text){text, bytes};
-        size_t tokens = read_u32(f, path);
-        uint32_t *skip = malloc(tokens * sizeof *skip + 1);
-        read_exact(f, skip, tokens * sizeof *skip, path);
-        free(skip);
-        read_exact(f, fx.embeddings + i * fx.dim, fx.dim * sizeof(float), path);
-        if (i < n_hidden) {
-            float *hidden = malloc(tokens * hidden_size * sizeof *hidden + 1);
-            read_exact(f, hidden, tokens * hidden_size * sizeof *hidden, path);
-            free(hidden);
-        }
-    }
-    char extra;
-    assert_int_equal(gzread(f, &extra, 1), 0);
-    gzclose(f);
+    sentence_fixture fx = sentence_fixture_load(name);
+    fx.n = sentence_fixture_cap(fx.n, 1);
     return fx;
 }
 
-/* scripts/test.sh's valgrind stage sets EMBETTER_TEST_MAX_TEXTS: memory checks need the code paths, not 1,200 texts. */
-static size_t capped(size_t n)
-{
-    const char *limit = getenv("EMBETTER_TEST_MAX_TEXTS");
-    if (limit != NULL && limit[0] != '\0') {
-        size_t max_texts = strtoul(limit, NULL, 10);
-        if (max_texts >= 1 && max_texts < n)
-            return max_texts;
-    }
-    return n;
-}
-
-static void free_fixture(fixture *fx)
-{
-    for (size_t i = 0; i < fx->n; i++)
-        free((char *)fx->texts[i].data);
-    free(fx->texts);
-    free(fx->embeddings);
-}
-
-/* Per row: cosine >= 0.99999 and max abs difference <= 1e-4. */
+/* Per row: cosine >= 0.99999 and max abs difference <= 1e-4; prints the worst of each. */
 static void compare_rows(const char *what, const float *got, const float *want, size_t rows, size_t dim)
 {
     double worst_cosine = 1, worst_diff = 0;
-    for (size_t r = 0; r < rows; r++) {
-        double dot = 0, ng = 0, nw = 0, diff = 0;
-        for (size_t c = 0; c < dim; c++) {
-            double g = got[r * dim + c], w = want[r * dim + c];
-            dot += g * w;
-            ng += g * g;
-            nw += w * w;
-            diff = fabs(g - w) > diff ? fabs(g - w) : diff;
-        }
-        double cosine = dot / sqrt(ng * nw);
-        if (!(cosine >= 0.99999) || !(diff <= 1e-4))
-            fail_msg("%s row %zu: cosine %.8f, max abs difference %.3g", what, r, cosine, diff);
-        worst_cosine = cosine < worst_cosine ? cosine : worst_cosine;
-        worst_diff = diff > worst_diff ? diff : worst_diff;
-    }
+    sentence_fixture_compare_rows(what, got, want, rows, dim, 0, &worst_cosine, &worst_diff);
     print_message("%s: %zu texts, worst cosine %.9f, worst max abs difference %.3g\n", what, rows, worst_cosine,
                   worst_diff);
 }
@@ -179,33 +93,24 @@ static void test_defaults_and_settings(void **state)
 static void test_tiny_from_text_matches_sentence_transformers(void **state)
 {
     (void)state;
-    fixture fx = load_fixture("tiny-bert");
-    size_t n = capped(fx.n);
+    sentence_fixture fx = load_fixture("tiny-bert");
+    size_t n = fx.n;
     eb_encoder *encoder = create(TINY_DIR, 32, 1);
     assert_int_equal(eb_encoder_output_dim(encoder), fx.dim);
     float *out = encode(encoder, fx.texts, n);
     compare_rows("tiny-bert from text", out, fx.embeddings, n, fx.dim);
     free(out);
     eb_encoder_free(encoder);
-    free_fixture(&fx);
+    sentence_fixture_free(&fx);
 }
 
 static void test_minilm_from_text_matches_sentence_transformers(void **state)
 {
     (void)state;
     char dir[1024];
-    const char *cache = getenv("LIBEMBETTER_MODEL_CACHE");
-    if (cache != NULL && cache[0] != '\0')
-        snprintf(dir, sizeof dir, "%s/all-MiniLM-L6-v2", cache);
-    else
-        snprintf(dir, sizeof dir, "%s/.cache/libembetter/models/all-MiniLM-L6-v2",
-                 getenv("HOME") != NULL ? getenv("HOME") : "/root");
-    char file[1100];
-    snprintf(file, sizeof file, "%s/model.safetensors", dir);
-    if (access(file, R_OK) != 0)
-        fail_msg("%s is missing: fetch it with bash scripts/fetch-models.sh all-MiniLM-L6-v2", file);
-    fixture fx = load_fixture("all-MiniLM-L6-v2");
-    size_t n = capped(fx.n);
+    sentence_fixture_minilm_dir(dir, sizeof dir);
+    sentence_fixture fx = load_fixture("all-MiniLM-L6-v2");
+    size_t n = fx.n;
     eb_encoder *encoder = create(dir, 32, EB_ENCODER_THREADS_AUTO);
     assert_int_equal(eb_encoder_output_dim(encoder), 384);
     assert_int_equal(eb_sentence_encoder_max_tokens(encoder), 256);
@@ -213,15 +118,15 @@ static void test_minilm_from_text_matches_sentence_transformers(void **state)
     compare_rows("all-MiniLM-L6-v2 from text", out, fx.embeddings, n, fx.dim);
     free(out);
     eb_encoder_free(encoder);
-    free_fixture(&fx);
+    sentence_fixture_free(&fx);
 }
 
 /* The thread count never changes a bit; batch sizes change which texts share a product, so only the last bits. */
 static void test_threads_and_batch_sizes(void **state)
 {
     (void)state;
-    fixture fx = load_fixture("tiny-bert");
-    size_t n = capped(fx.n), bytes = n * fx.dim * sizeof(float);
+    sentence_fixture fx = load_fixture("tiny-bert");
+    size_t n = fx.n, bytes = n * fx.dim * sizeof(float);
     const size_t batches[] = {1, 7, 32, 300};
     for (size_t b = 0; b < sizeof batches / sizeof *batches; b++) {
         eb_encoder *one = create(TINY_DIR, batches[b], 1), *two = create(TINY_DIR, batches[b], 2),
@@ -239,7 +144,7 @@ static void test_threads_and_batch_sizes(void **state)
         eb_encoder_free(two);
         eb_encoder_free(three);
     }
-    free_fixture(&fx);
+    sentence_fixture_free(&fx);
 }
 
 /* A text of only spaces is [CLS] [SEP], as in sentence-transformers; an empty one is refused naming its row. */
@@ -297,20 +202,6 @@ static const char *const tiny_files[] = {"config.json",      "modules.json",    
                                          "vocab.txt",         "tokenizer_config.json"};
 enum { N_TINY_FILES = sizeof tiny_files / sizeof *tiny_files };
 
-static void copy_file(const char *from, const char *to)
-{
-    FILE *in = fopen(from, "rb");
-    FILE *out = fopen(to, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buffer[65536];
-    size_t n;
-    while ((n = fread(buffer, 1, sizeof buffer, in)) > 0)
-        assert_int_equal(fwrite(buffer, 1, n, out), n);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-}
-
 static void write_text(const char *name, const char *text)
 {
     char path[512];
@@ -330,14 +221,7 @@ static void remove_file(const char *name)
 
 static void copy_tiny(void)
 {
-    char from[512], to[512];
-    snprintf(to, sizeof to, "%s/1_Pooling", work_dir);
-    mkdir(to, 0700);
-    for (size_t i = 0; i < N_TINY_FILES; i++) {
-        snprintf(from, sizeof from, "%s/%s", TINY_DIR, tiny_files[i]);
-        snprintf(to, sizeof to, "%s/%s", work_dir, tiny_files[i]);
-        copy_file(from, to);
-    }
+    sentence_fixture_copy_tiny(work_dir, tiny_files, N_TINY_FILES);
 }
 
 static void expect_failure(eb_status expected, const char *needle, const char *named)
@@ -354,8 +238,8 @@ static void expect_failure(eb_status expected, const char *needle, const char *n
 static void test_vocab_txt_stands_in_for_tokenizer_json(void **state)
 {
     (void)state;
-    fixture fx = load_fixture("tiny-bert");
-    size_t n = capped(fx.n);
+    sentence_fixture fx = load_fixture("tiny-bert");
+    size_t n = fx.n;
     copy_tiny();
     remove_file("tokenizer.json");
     eb_encoder *from_vocab = create(work_dir, 32, 1), *from_json = create(TINY_DIR, 32, 1);
@@ -365,7 +249,7 @@ static void test_vocab_txt_stands_in_for_tokenizer_json(void **state)
     free(b);
     eb_encoder_free(from_vocab);
     eb_encoder_free(from_json);
-    free_fixture(&fx);
+    sentence_fixture_free(&fx);
 }
 
 static void test_broken_directories_are_refused_by_name(void **state)
@@ -404,7 +288,7 @@ static void test_broken_directories_are_refused_by_name(void **state)
     char from[512], to[512];
     snprintf(from, sizeof from, "%s/vocab.txt", TINY_DIR);
     snprintf(to, sizeof to, "%s/vocab.txt", work_dir);
-    copy_file(from, to);
+    sentence_fixture_copy_file(from, to);
     FILE *f = fopen(to, "ab");
     assert_non_null(f);
     fputs("extraword\n", f);
