@@ -261,27 +261,6 @@ static void linear(const float *x, size_t rows, size_t k, const float *w, const 
 enum { BLOCK = 16 };
 
 /*
- * exp(x) without a libm call so the loops below vectorise (libm's expf and
- * erff are scalar and were a fifth of the time): x = n ln2 + r, a degree-6
- * polynomial for e^r (relative error below 2e-7), 2^n built in the exponent
- * bits; x is clamped to where the result is a normal float.
- */
-static inline float fast_exp(float x)
-{
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer in the low mantissa bits */
-    float shifted = x * 1.44269504f + shifter;
-    float n = shifted - shifter;
-    float r = x - n * 0.693145752f - n * 1.42860677e-6f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f +
-                                                                 r * (0.00833333377f + r * 0.00138888892f)))));
-    union { float f; uint32_t u; } bits = {shifted}, scale;
-    scale.u = (bits.u - 0x4B400000u + 127u) << 23;
-    return p * scale.f;
-}
-
-/*
  * BERT's "gelu" is the erf form, x/2 (1 + erf(x / sqrt 2)), not the tanh
  * approximation. erf comes from Abramowitz and Stegun's formula 7.1.26
  * (absolute error below 1.5e-7, under float rounding of the result), which is
@@ -294,7 +273,7 @@ static inline float gelu_one(float x)
     float t = 1.0f / (1.0f + 0.3275911f * a);
     float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f +
                                                                                  t * 1.061405429f))));
-    float erf_abs = 1.0f - poly * fast_exp(-a * a);
+    float erf_abs = 1.0f - poly * eb__fast_expf(-a * a);
     float erf = z < 0 ? -erf_abs : erf_abs;
     return 0.5f * x * (1.0f + erf);
 }
@@ -320,10 +299,10 @@ static EB_VECTOR_CLONES void softmax(float *restrict row, size_t n)
     size_t i = 0;
     for (; i + BLOCK <= n; i += BLOCK) {
         for (size_t j = i; j < i + BLOCK; j++)
-            row[j] = fast_exp(row[j] - max);
+            row[j] = eb__fast_expf(row[j] - max);
     }
     for (; i < n; i++)
-        row[i] = fast_exp(row[i] - max);
+        row[i] = eb__fast_expf(row[i] - max);
     for (size_t j = 0; j < n; j++)
         sum += row[j];
     float inv = 1.0f / sum;

@@ -171,34 +171,9 @@ nomem:
  */
 enum { EB_BLOCK = 16 };
 
-/*
- * exp(x) without a libm call, so the sigmoid loops vectorise: x = n ln2 + r
- * with |r| <= ln2/2, a degree-6 Taylor polynomial for e^r (relative error
- * below 2e-7) and 2^n built in the exponent bits. x is clamped to where the
- * result is a normal float, which keeps 1/(1 + e^-z) exact to float at both
- * ends; NaN passes through (the comparisons are false for it).
- */
-static inline float exp_for_sigmoid(float x)
-{
-    const float lowest = -87.0f, highest = 88.0f;
-    x = x < lowest ? lowest : x;
-    x = x > highest ? highest : x;
-    /* Adding 1.5 * 2^23 rounds to the nearest integer, which lands in the low mantissa bits. */
-    const float shifter = 12582912.0f;
-    float shifted = x * 1.44269504f + shifter;
-    float n = shifted - shifter;
-    float r = x - n * 0.693145752f - n * 1.42860677e-6f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666679f +
-                                                                 r * (0.00833333377f + r * 0.00138888892f)))));
-    /* Unsigned, so a NaN's arbitrary bits wrap instead of overflowing a signed shift; p is NaN then anyway. */
-    union { float f; uint32_t u; } bits = {shifted}, scale;
-    scale.u = (bits.u - 0x4B400000u + 127u) << 23;
-    return p * scale.f;
-}
-
 static inline float sigmoid(float z)
 {
-    return 1.0f / (1.0f + exp_for_sigmoid(-z));
+    return 1.0f / (1.0f + eb__fast_expf(-z));
 }
 
 static EB_VECTOR_CLONES void sigmoid_in_place(float *restrict values, size_t count)
