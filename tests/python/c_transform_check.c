@@ -46,23 +46,23 @@ int main(int argc, char **argv)
     eb_model_header header;
     if (eb_model_read_file_header(model_path, &header, &err) != EB_OK)
         return fail(eb_status_string(err.status), err.message);
-    eb_model_kind kind = header.kind;
+    eb_finetuner_kind kind = header.kind;
     float *x = read_floats(argv[2], rows * cols);
     if (x == NULL)
         return fail("cannot read the input matrix", argv[2]);
 
-    eb_feedforward *feedforward = NULL;
-    eb_contrastive *contrastive = NULL;
+    eb_finetuner *feedforward = NULL;
+    eb_finetuner *contrastive = NULL;
     eb_status status;
     size_t out_dim = 0;
     if (kind == EB_KIND_FEEDFORWARD) {
-        status = eb_feedforward_load(model_path, NULL, &feedforward, &err);
+        status = eb_finetuner_load(model_path, NULL, &feedforward, &err);
         if (status == EB_OK)
-            out_dim = eb_feedforward_output_dim(feedforward);
+            out_dim = eb_finetuner_output_dim(feedforward);
     } else {
-        status = eb_contrastive_load(model_path, NULL, &contrastive, &err);
+        status = eb_finetuner_load(model_path, NULL, &contrastive, &err);
         if (status == EB_OK)
-            out_dim = eb_contrastive_output_dim(contrastive);
+            out_dim = eb_finetuner_output_dim(contrastive);
     }
     if (status != EB_OK) {
         free(x);
@@ -73,10 +73,10 @@ int main(int argc, char **argv)
     if (out == NULL) {
         status = EB_ERR_NOMEM;
     } else if (feedforward != NULL) {
-        status = eb_feedforward_transform(feedforward, eb_matrix_view(x, rows, cols),
+        status = eb_finetuner_transform(feedforward, eb_matrix_view(x, rows, cols),
                                           eb_mut_matrix_view(out, rows, out_dim), &err);
     } else {
-        status = eb_contrastive_transform(contrastive, eb_matrix_view(x, rows, cols),
+        status = eb_finetuner_transform(contrastive, eb_matrix_view(x, rows, cols),
                                           eb_mut_matrix_view(out, rows, out_dim), &err);
     }
     int exit_code = 0;
@@ -93,7 +93,7 @@ int main(int argc, char **argv)
     }
     free(out);
     free(x);
-    eb_feedforward_free(feedforward);
-    eb_contrastive_free(contrastive);
+    eb_finetuner_free(feedforward);
+    eb_finetuner_free(contrastive);
     return exit_code;
 }
