@@ -288,75 +288,44 @@ typedef struct embedding {
     size_t width;
 } embedding;
 
-/* Fits a feed-forward finetuner on the training rows and embeds both parts; returns 0 on failure. */
-static int embed_with_feedforward(const eb_finetuner_params *params, const split *s, embedding *out)
+/*
+ * Fits a finetuner of any kind (params.kind) on the training rows, naming the
+ * classes by their digit so a saved model would say which is which, and
+ * embeds both parts; returns 0 on failure.
+ */
+static int embed(const eb_finetuner_params *params, const split *s, embedding *out)
 {
+    const char *kind = eb_finetuner_kind_name(params->kind);
+    static const int64_t digits[N_CLASSES] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    const eb_class_labels names = {EB_LABELS_INT64, N_CLASSES, digits, NULL, NULL};
     eb_error err;
     eb_finetuner *model = NULL;
     eb_status status = eb_finetuner_create(params, NULL, &model, &err);
     if (status != EB_OK)
         return report_failure("eb_finetuner_create", status, err.message);
     int ok = 1;
-    status = eb_finetuner_fit(model, s->train, s->train_labels, N_CLASSES, NULL);
+    status = eb_finetuner_fit(model, s->train, s->train_labels, N_CLASSES, &names);
     if (status != EB_OK)
-        ok = report_failure("eb_feedforward_fit", status, eb_finetuner_last_error(model));
+        ok = report_failure("eb_finetuner_fit", status, eb_finetuner_last_error(model));
     out->width = eb_finetuner_output_dim(model);
     if (ok && out->width > out->capacity) {
-        fprintf(stderr, "error: the feed-forward embedding has %zu columns, more than the %zu reserved\n",
-                out->width, out->capacity);
-        ok = 0;
-    }
-    if (ok) {
-        size_t epochs = 0;
-        const double *losses = eb_finetuner_loss_history(model, &epochs);
-        printf("  feed-forward training loss: %.4f after epoch 1, %.4f after epoch %zu\n", losses[0],
-               losses[epochs - 1], epochs);
-        status = eb_finetuner_transform(model, s->train, eb_mut_matrix_view(out->train, s->train.rows, out->width),
-                                          &err);
-        if (status != EB_OK)
-            ok = report_failure("eb_finetuner_transform (training rows)", status, err.message);
-    }
-    if (ok) {
-        status = eb_finetuner_transform(model, s->test, eb_mut_matrix_view(out->test, s->test.rows, out->width),
-                                          &err);
-        if (status != EB_OK)
-            ok = report_failure("eb_finetuner_transform (held-out rows)", status, err.message);
-    }
-    eb_finetuner_free(model);
-    return ok;
-}
-
-/* Same for the contrastive finetuner. */
-static int embed_with_contrastive(const eb_finetuner_params *params, const split *s, embedding *out)
-{
-    eb_error err;
-    eb_finetuner *model = NULL;
-    eb_status status = eb_finetuner_create(params, NULL, &model, &err);
-    if (status != EB_OK)
-        return report_failure("eb_finetuner_create", status, err.message);
-    int ok = 1;
-    status = eb_finetuner_fit(model, s->train, s->train_labels, N_CLASSES, NULL);
-    if (status != EB_OK)
-        ok = report_failure("eb_contrastive_fit", status, eb_finetuner_last_error(model));
-    out->width = eb_finetuner_output_dim(model);
-    if (ok && out->width > out->capacity) {
-        fprintf(stderr, "error: the contrastive embedding has %zu columns, more than the %zu reserved\n", out->width,
+        fprintf(stderr, "error: the %s embedding has %zu columns, more than the %zu reserved\n", kind, out->width,
                 out->capacity);
         ok = 0;
     }
     if (ok) {
         size_t epochs = 0;
         const double *losses = eb_finetuner_loss_history(model, &epochs);
-        printf("  contrastive training loss:  %.4f after epoch 1, %.4f after epoch %zu\n", losses[0],
-               losses[epochs - 1], epochs);
+        printf("  %s training loss: %.4f after epoch 1, %.4f after epoch %zu\n", kind, losses[0], losses[epochs - 1],
+               epochs);
         status = eb_finetuner_transform(model, s->train, eb_mut_matrix_view(out->train, s->train.rows, out->width),
-                                          &err);
+                                        &err);
         if (status != EB_OK)
             ok = report_failure("eb_finetuner_transform (training rows)", status, err.message);
     }
     if (ok) {
         status = eb_finetuner_transform(model, s->test, eb_mut_matrix_view(out->test, s->test.rows, out->width),
-                                          &err);
+                                        &err);
         if (status != EB_OK)
             ok = report_failure("eb_finetuner_transform (held-out rows)", status, err.message);
     }
@@ -461,13 +430,13 @@ int main(int argc, char **argv)
         memcpy(space.test, s.test.data, test_rows * PIXELS * sizeof *space.test);
         raw = nearest_centroid_accuracy(space.train, s.train_labels, TRAIN_ROWS, space.test, s.test_labels,
                                         test_rows, PIXELS);
-        ok = embed_with_feedforward(&ff, &s, &space);
+        ok = embed(&ff, &s, &space);
     }
     if (ok) {
         feedforward_width = space.width;
         feedforward = nearest_centroid_accuracy(space.train, s.train_labels, TRAIN_ROWS, space.test, s.test_labels,
                                                 test_rows, space.width);
-        ok = embed_with_contrastive(&cl, &s, &space);
+        ok = embed(&cl, &s, &space);
     }
     if (ok) {
         contrastive_width = space.width;
