@@ -395,23 +395,17 @@ static eb_status new_state(const eb_finetuner *model, size_t n_features, size_t 
     return EB_OK;
 }
 
-typedef struct labelled_rows {
-    eb_matrix x;
-    const int32_t *y;
-} labelled_rows;
-
 /* Train state for n_epochs (an eb__train_fn); the pair index and buffers are built for this call. */
 static eb_status train(const eb_finetuner *model, eb_fit_state *state, const void *data, size_t n_epochs,
                        eb_error *err)
 {
-    const labelled_rows *rows = data;
+    const eb_labelled_rows *rows = data;
     cl_workspace ws;
     eb_status status = workspace_alloc(&ws, model, rows->x, rows->y, state->out_dim, err);
     if (status != EB_OK)
         return status;
     epoch_context ctx = {model, state, rows->x, &ws};
-    status = eb__train_epochs(state, n_epochs, model->params.on_epoch, model->params.callback_data, run_epoch, &ctx,
-                              state == &model->core.state, &model->core.mem, err);
+    status = eb__train_model(model, state, n_epochs, run_epoch, &ctx, err);
     workspace_release(&ws, &model->core.mem);
     return status;
 }
@@ -434,7 +428,7 @@ static eb_status fit_labelled(eb_finetuner *model, eb_matrix x, const int32_t *y
             return eb__fail(err, EB_ERR_TOO_FEW_CLASSES,
                             "y holds a single label (%d); the first fit needs at least two distinct labels", (int)y[0]);
     }
-    labelled_rows rows = {x, y};
+    eb_labelled_rows rows = {x, y};
     return eb__fit_or_continue(model, x.cols, n_classes, partial, train, &rows);
 }
 

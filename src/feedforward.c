@@ -304,24 +304,18 @@ static double epoch_thunk(void *opaque)
     return run_epoch(c->model, c->state, c->x, c->y, c->ws);
 }
 
-typedef struct labelled_rows {
-    eb_matrix x;
-    const int32_t *y;
-} labelled_rows;
-
 /* Run up to n_epochs on state (an eb__train_fn); memory is taken before the first epoch, so only NOMEM or divergence fail. */
 static eb_status train(const eb_finetuner *model, eb_fit_state *state, const void *data, size_t n_epochs,
                        eb_error *err)
 {
-    const labelled_rows *rows = data;
+    const eb_labelled_rows *rows = data;
     eb_matrix x = rows->x;
     ff_workspace ws;
     const eb_allocator *mem = &model->core.mem;
     if (workspace_alloc(&ws, x.rows, model->params.batch_size, shape_of(model, state), mem) != EB_OK)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating training buffers for %zu rows", x.rows);
     epoch_context ctx = {model, state, x, rows->y, &ws};
-    eb_status status = eb__train_epochs(state, n_epochs, model->params.on_epoch, model->params.callback_data,
-                                        epoch_thunk, &ctx, state == &model->core.state, mem, err);
+    eb_status status = eb__train_model(model, state, n_epochs, epoch_thunk, &ctx, err);
     workspace_release(&ws, mem);
     return status;
 }
@@ -357,7 +351,7 @@ static eb_status fit_labelled(eb_finetuner *model, eb_matrix x, const int32_t *y
     eb_status status = eb__check_training_input(&model->core.state, x, y, n_classes, partial, err);
     if (status != EB_OK)
         return status;
-    labelled_rows rows = {x, y};
+    eb_labelled_rows rows = {x, y};
     return eb__fit_or_continue(model, x.cols, n_classes, partial, train, &rows);
 }
 

@@ -165,6 +165,13 @@ eb_status eb__fit_or_continue(eb_finetuner *model, size_t n_features, size_t n_c
     return EB_OK;
 }
 
+eb_status eb__train_model(const eb_finetuner *model, eb_fit_state *state, size_t n_epochs, eb__epoch_fn run_epoch,
+                          void *ctx, eb_error *err)
+{
+    return eb__train_epochs(state, n_epochs, model->params.on_epoch, model->params.callback_data, run_epoch, ctx,
+                            state == &model->core.state, &model->core.mem, err);
+}
+
 /* The checks in front of every training call: a live handle of a kind that trains this way. */
 static eb_status begin_training(eb_finetuner *model, bool with_pairs)
 {

@@ -315,6 +315,16 @@ eb_status eb__fit_or_continue(eb_finetuner *model, size_t n_features, size_t n_c
 /* EB_OK for a live handle; else EB_ERR_NULL_POINTER or EB_ERR_INVALID_HANDLE with a message in err. */
 eb_status eb__check_handle(const eb_finetuner *model, eb_error *err);
 
+/* What fit and partial_fit hand the train function of the kinds with class labels. */
+typedef struct eb_labelled_rows {
+    eb_matrix x;
+    const int32_t *y;
+} eb_labelled_rows;
+
+/* eb__train_epochs with the model's callback and allocator; training the model's own state makes it restorable. */
+eb_status eb__train_model(const eb_finetuner *model, eb_fit_state *state, size_t n_epochs, eb__epoch_fn run_epoch,
+                          void *ctx, eb_error *err);
+
 /* An unfitted finetuner for checked params (finetuner.c), as create and load make one. */
 eb_status eb__finetuner_new(const eb_finetuner_params *params, const eb_allocator *mem, eb_finetuner **out,
                             eb_error *err);
