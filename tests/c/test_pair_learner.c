@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "helpers.h"
 #include "internal.h"
@@ -846,6 +847,65 @@ static void save_and_load_round_trip(void **state)
     data_release(&d);
 }
 
+/*
+ * Offsets in a saved pair learner (docs/model-format.md, version 2): the
+ * header's version, then the params' layers and the fit state's n_classes.
+ */
+enum {
+    VERSION_AT = 8,
+    CRC_AT = 24,
+    LAYERS_AT = EB_MODEL_HEADER_SIZE + 8 + 8 + 4 + 8 + 8 + 8,
+    N_CLASSES_AT = LAYERS_AT + 4 + 1 + 8
+};
+
+static void put_le(unsigned char *at, uint64_t value, size_t bytes)
+{
+    for (size_t i = 0; i < bytes; i++)
+        at[i] = (unsigned char)(value >> (8 * i));
+}
+
+/* Load bytes after one change, with the checksum made right again so the check behind it is the one that refuses. */
+static void expect_load_refusal(const unsigned char *saved, size_t size, size_t at, uint64_t value, size_t bytes,
+                                const char *what)
+{
+    unsigned char *copy = xmalloc(size);
+    memcpy(copy, saved, size);
+    put_le(copy + at, value, bytes);
+    put_le(copy + CRC_AT, crc32(0L, copy + EB_MODEL_HEADER_SIZE, (uInt)(size - EB_MODEL_HEADER_SIZE)), 4);
+    eb_finetuner *loaded = (eb_finetuner *)copy; /* load must set it to NULL */
+    eb_error err;
+    assert_int_equal(eb_finetuner_load_from_buffer(copy, size, NULL, &loaded, &err), EB_ERR_FORMAT);
+    assert_null(loaded);
+    assert_message_contains(err.message, what);
+    free(copy);
+}
+
+/* A file whose parts disagree is refused by name: no version 1 pair learners, layers that do not fit the weights. */
+static void inconsistent_files_are_refused(void **state)
+{
+    (void)state;
+    test_data d = make_data(20, 5, 2, 2, 2.0, 85);
+    eb_finetuner *model = make_pair_learner(EB_PAIR_LINEAR, 3, 1, 4, 1e-2f, 86, NULL);
+    assert_ok(eb_finetuner_fit_pairs(model, data_pairs(&d)), model);
+    size_t size = eb_finetuner_saved_size(model), written;
+    unsigned char *saved = xmalloc(size);
+    assert_int_equal(eb_finetuner_save_to_buffer(model, saved, size, &written, NULL), EB_OK);
+    /* The offsets are right: the bytes there hold what the model has. */
+    assert_int_equal(saved[LAYERS_AT], EB_PAIR_LINEAR);
+    assert_int_equal(saved[N_CLASSES_AT - 9], 1); /* fitted */
+    assert_int_equal(saved[N_CLASSES_AT - 8], 5); /* n_features */
+    expect_load_refusal(saved, size, VERSION_AT, 1, 4, "format version 1 has no pair_learner finetuners");
+    expect_load_refusal(saved, size, LAYERS_AT, EB_PAIR_LINEAR_RELU_LINEAR, 4, "shapes disagree");
+    expect_load_refusal(saved, size, LAYERS_AT, 7, 4, "layers is 7");
+    expect_load_refusal(saved, size, N_CLASSES_AT, 2, 8, "shapes disagree");
+    eb_finetuner *loaded = NULL;
+    assert_int_equal(eb_finetuner_load_from_buffer(saved, size, NULL, &loaded, NULL), EB_OK);
+    eb_finetuner_free(loaded);
+    free(saved);
+    eb_finetuner_free(model);
+    data_release(&d);
+}
+
 /* ---- failures leave the model as it was ----------------------------------------------- */
 
 static const size_t ATTEMPT_LIMIT = 1000;
@@ -1121,6 +1181,7 @@ int main(void)
         cmocka_unit_test(transform_split_is_bit_identical),
         cmocka_unit_test(transform_reports_bad_rows),
         cmocka_unit_test(save_and_load_round_trip),
+        cmocka_unit_test(inconsistent_files_are_refused),
         cmocka_unit_test(out_of_memory_at_every_allocation),
         cmocka_unit_test(bad_pairs_are_refused),
         cmocka_unit_test(divergence_leaves_the_model_unchanged),
