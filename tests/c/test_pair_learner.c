@@ -726,6 +726,65 @@ static void transform_matches_reference(void **state)
     check_transform_against_reference(EB_PAIR_LINEAR_RELU_LINEAR, 9, 3, 2500);
 }
 
+/*
+ * predict_pairs is the cosine of the two transformed rows of each pair, over
+ * more pairs than one slice; a zero embedding has cosine 0 with anything.
+ */
+static void predict_is_the_cosine_of_transforms(void **state)
+{
+    (void)state;
+    const size_t rows = 60, d = 5, h = 4;
+    test_data data = make_data(rows, d, 3, 0, 0.0, 65);
+    const size_t n = EB_PAIR_SLICE + 300;
+    uint32_t *left = xmalloc(n * sizeof *left), *right = xmalloc(n * sizeof *right);
+    for (size_t i = 0; i < n; i++) {
+        left[i] = (uint32_t)(i % rows);
+        right[i] = (uint32_t)((i * 13 + 5) % rows);
+    }
+    for (size_t c = 0; c < d; c++)
+        data.x[c] = 0.0f; /* row 0 */
+    eb_pairs pairs = eb_pairs_indexed(data_x(&data), left, right, n, NULL);
+    float *cosines = xmalloc(n * sizeof *cosines), *embedded = xmalloc(rows * h * sizeof *embedded);
+    double a[4], b[4];
+    for (size_t k = 0; k < N_LAYERS; k++) {
+        eb_finetuner *model = make_pair_learner(LAYERS[k], h, 1, 0, 1e-2f, 66, NULL);
+        eb_error err;
+        assert_int_equal(eb_finetuner_predict_pairs(model, pairs, cosines, n, &err), EB_ERR_NOT_FITTED);
+        assert_int_equal(eb__finetuner_init_weights(model, d, 0), EB_OK);
+        size_t count;
+        float *weights = eb__finetuner_weights(model, &count);
+        /* The last layer's bias 0, so row 0 of X (all zeros) embeds to zero. */
+        memset(weights + count - h, 0, h * sizeof(float));
+        if (LAYERS[k] == EB_PAIR_LINEAR_RELU_LINEAR)
+            memset(weights + d * h, 0, h * sizeof(float));
+        assert_int_equal(eb_finetuner_predict_pairs(model, pairs, cosines, n - 1, &err), EB_ERR_BUFFER_TOO_SMALL);
+        assert_int_equal(eb_finetuner_predict_pairs(model, pairs, cosines, n, &err), EB_OK);
+        assert_int_equal(eb_finetuner_transform(model, data_x(&data), eb_mut_matrix_view(embedded, rows, h), &err),
+                         EB_OK);
+        size_t zero_pairs = 0;
+        for (size_t i = 0; i < n; i++) {
+            for (size_t j = 0; j < h; j++) {
+                a[j] = embedded[left[i] * h + j];
+                b[j] = embedded[right[i] * h + j];
+            }
+            double expected = ref_cosine(a, b, h);
+            if (left[i] == 0 || right[i] == 0) {
+                assert_true(cosines[i] == 0.0f);
+                zero_pairs++;
+            }
+            if (!(fabs(cosines[i] - expected) <= 1e-6))
+                fail_msg("pair %zu: predicted %.9g, cosine of the transforms %.9g", i, (double)cosines[i], expected);
+        }
+        assert_true(zero_pairs > 0);
+        eb_finetuner_free(model);
+    }
+    free(left);
+    free(right);
+    free(cosines);
+    free(embedded);
+    data_release(&data);
+}
+
 /* Splitting X at multiples of EB_TRANSFORM_SLICE_ROWS gives the bits of one call. */
 static void transform_split_is_bit_identical(void **state)
 {
@@ -1128,6 +1187,10 @@ static void params_and_wrong_kind_calls(void **state)
     eb_finetuner *feedforward = NULL;
     assert_int_equal(eb_finetuner_create(&ff_params, NULL, &feedforward, &err), EB_OK);
     assert_int_equal(eb_finetuner_fit_pairs(feedforward, data_pairs(&d)), EB_ERR_WRONG_KIND);
+    float grad[1];
+    double loss;
+    eb_pairs pairs = data_pairs(&d);
+    assert_int_equal(eb__pair_learner_gradient(feedforward, &pairs, grad, &loss), EB_ERR_WRONG_KIND);
     assert_int_equal(eb_finetuner_partial_fit_pairs(feedforward, data_pairs(&d)), EB_ERR_WRONG_KIND);
     assert_false(eb_finetuner_is_fitted(feedforward));
     ff_params.layers = EB_PAIR_LINEAR_RELU_LINEAR;
@@ -1178,6 +1241,7 @@ int main(void)
         cmocka_unit_test(batch_size_changes_training),
         cmocka_unit_test(partial_fits_continue_like_fit),
         cmocka_unit_test(transform_matches_reference),
+        cmocka_unit_test(predict_is_the_cosine_of_transforms),
         cmocka_unit_test(transform_split_is_bit_identical),
         cmocka_unit_test(transform_reports_bad_rows),
         cmocka_unit_test(save_and_load_round_trip),
