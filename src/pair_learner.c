@@ -10,9 +10,10 @@
  *                               W2 (h x h), b2 (h): embetter 0.9's network.
  *
  * A minibatch goes through the layers EB_PAIR_SLICE pairs at a time: a slice
- * gathers its left rows, then its right rows, into one matrix, so two GEMMs
- * per layer serve the whole slice and memory stays O(slice x (d + h)) however
- * many pairs index the same rows. The gradients of a batch's slices add up
+ * gathers its left rows, then its right rows, into one matrix, so each
+ * product of the forward and backward pass is one GEMM for the whole slice,
+ * and memory stays O(slice x (d + h)) plus an index per pair for the shuffle,
+ * however many pairs share rows. The gradients of a batch's slices add up
  * before its one Adam step. Aligned and indexed pairs gather the same rows,
  * so they train to the same bits.
  */
