@@ -287,6 +287,7 @@ static void gradient_two_layers(void **state)
         {"two layers, indexed with repeated rows and a self pair", EB_PAIR_LINEAR_RELU_LINEAR, true, 6, 4, 5, 12, 0},
         {"two layers, indexed, strided rows", EB_PAIR_LINEAR_RELU_LINEAR, true, 8, 3, 6, 10, 5},
         {"two layers, wide embedding", EB_PAIR_LINEAR_RELU_LINEAR, false, 0, 5, 21, 6, 0},
+        {"two layers, width as input", EB_PAIR_LINEAR_RELU_LINEAR, true, 9, 6, EB_HIDDEN_DIM_AS_INPUT, 8, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_gradient_case(&cases[i], 200 + i);
