@@ -131,7 +131,7 @@ double nearest_centroid_accuracy(const float *train, const int32_t *train_y, siz
 /* ---- the kinds and the shared data ---------------------------------------------- */
 
 const eb_finetuner_kind LABELLED_KINDS[N_LABELLED_KINDS] = {EB_KIND_FEEDFORWARD, EB_KIND_CONTRASTIVE};
-const eb_finetuner_kind ALL_KINDS[N_ALL_KINDS] = {EB_KIND_FEEDFORWARD, EB_KIND_CONTRASTIVE};
+const eb_finetuner_kind ALL_KINDS[N_ALL_KINDS] = {EB_KIND_FEEDFORWARD, EB_KIND_CONTRASTIVE, EB_KIND_PAIR_LEARNER};
 
 eb_finetuner_params test_params(eb_finetuner_kind kind, size_t hidden_dim, size_t n_epochs, uint64_t seed)
 {

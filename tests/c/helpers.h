@@ -64,7 +64,7 @@ enum { N_LABELLED_KINDS = 2 };
 extern const eb_finetuner_kind LABELLED_KINDS[N_LABELLED_KINDS];
 
 /* Every kind, for the calls that do not depend on how a finetuner learns. */
-enum { N_ALL_KINDS = 2 }; /* 3 once the pair learner of h/pair is merged */
+enum { N_ALL_KINDS = 3 };
 extern const eb_finetuner_kind ALL_KINDS[N_ALL_KINDS];
 
 /* eb_finetuner_default_params(kind) with the fields every test sets. */

@@ -180,7 +180,7 @@ typedef struct trainer {
 /* What one thread does with handles of its own: create, fit, a few partial_fits, serialise, free; every kind. */
 static eb_status train_alone(trainer *t)
 {
-    static const size_t epochs[3] = {8, 3, 2}, batches[3] = {16, 24, 16};
+    static const size_t epochs[N_ALL_KINDS] = {8, 3, 2}, batches[N_ALL_KINDS] = {16, 24, 16};
     eb_status status = EB_OK;
     for (size_t k = 0; k < N_ALL_KINDS && status == EB_OK; k++) {
         eb_finetuner_params params = test_params(ALL_KINDS[k], HIDDEN, epochs[k], t->seed);
