@@ -968,7 +968,8 @@ static void save_and_load_round_trip(void **state)
 
 /*
  * Offsets in a saved pair learner (docs/model-format.md, version 2): the
- * header's version, then the params' layers and the fit state's n_classes.
+ * header's version (the checksum covers the header from there to itself),
+ * then the params' layers and the fit state's n_classes.
  */
 enum {
     VERSION_AT = 8,
@@ -983,6 +984,13 @@ static void put_le(unsigned char *at, uint64_t value, size_t bytes)
         at[i] = (unsigned char)(value >> (8 * i));
 }
 
+/* Store the checksum of the bytes as they are now. */
+static void reseal(unsigned char *bytes, size_t size)
+{
+    uLong crc = crc32(0L, bytes + VERSION_AT, CRC_AT - VERSION_AT);
+    put_le(bytes + CRC_AT, crc32(crc, bytes + EB_MODEL_HEADER_SIZE, (uInt)(size - EB_MODEL_HEADER_SIZE)), 4);
+}
+
 /* Load bytes after one change, with the checksum made right again so the check behind it is the one that refuses. */
 static void expect_load_refusal(const unsigned char *saved, size_t size, size_t at, uint64_t value, size_t bytes,
                                 const char *what)
@@ -990,7 +998,7 @@ static void expect_load_refusal(const unsigned char *saved, size_t size, size_t 
     unsigned char *copy = xmalloc(size);
     memcpy(copy, saved, size);
     put_le(copy + at, value, bytes);
-    put_le(copy + CRC_AT, crc32(0L, copy + EB_MODEL_HEADER_SIZE, (uInt)(size - EB_MODEL_HEADER_SIZE)), 4);
+    reseal(copy, size);
     eb_finetuner *loaded = (eb_finetuner *)copy; /* load must set it to NULL */
     eb_error err;
     assert_int_equal(eb_finetuner_load_from_buffer(copy, size, NULL, &loaded, &err), EB_ERR_FORMAT);
@@ -1013,6 +1021,13 @@ static void inconsistent_files_are_refused(void **state)
     assert_int_equal(saved[LAYERS_AT], EB_PAIR_LINEAR);
     assert_int_equal(saved[N_CLASSES_AT - 9], 1); /* fitted */
     assert_int_equal(saved[N_CLASSES_AT - 8], 5); /* n_features */
+    /* ... and so is the checksum: resealing unchanged bytes gives the saved ones. */
+    unsigned char *resealed = xmalloc(size);
+    memcpy(resealed, saved, size);
+    put_le(resealed + CRC_AT, 0, 4);
+    reseal(resealed, size);
+    assert_memory_equal(resealed, saved, size);
+    free(resealed);
     expect_load_refusal(saved, size, VERSION_AT, 1, 4, "format version 1 has no pair_learner finetuners");
     expect_load_refusal(saved, size, LAYERS_AT, EB_PAIR_LINEAR_RELU_LINEAR, 4, "shapes disagree");
     expect_load_refusal(saved, size, LAYERS_AT, 7, 4, "layers is 7");
