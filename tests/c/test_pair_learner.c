@@ -642,6 +642,52 @@ static void batch_size_changes_training(void **state)
 }
 
 /*
+ * Many indexed pairs over few rows: training memory is O(slice x (d + h))
+ * plus an index per pair, never O(pairs x d). The counting allocator's peak
+ * is compared with what gathering every pair's rows would take.
+ */
+static void memory_does_not_grow_with_pairs_times_width(void **state)
+{
+    (void)state;
+    const size_t rows = 50, d = 64, h = 8, n_pairs = 40000;
+    test_data data = make_data(rows, d, 2, 0, 0.0, 51);
+    uint32_t *left = xmalloc(n_pairs * sizeof *left), *right = xmalloc(n_pairs * sizeof *right);
+    float *similarity = xmalloc(n_pairs * sizeof *similarity);
+    for (size_t i = 0; i < n_pairs; i++) {
+        left[i] = (uint32_t)(i % rows);
+        right[i] = (uint32_t)((i / rows + i) % rows);
+        similarity[i] = (float)(i % 3) / 2.0f;
+    }
+    eb_pairs pairs = eb_pairs_indexed(data_x(&data), left, right, n_pairs, similarity);
+    const size_t every_pair_gathered = 2 * n_pairs * d * sizeof(float);
+    /* Gathered rows, hidden, embeddings and their gradient for one slice, and an index per pair. */
+    const size_t bound = 2 * EB_PAIR_SLICE * (d + 3 * h) * sizeof(float) + n_pairs * sizeof(uint32_t) + 65536;
+    const size_t batches[] = {0, 5000};
+    for (size_t k = 0; k < N_LAYERS; k++) {
+        for (size_t b = 0; b < 2; b++) {
+            counting_allocator counter;
+            eb_allocator mem = counting_allocator_init(&counter);
+            eb_finetuner *model = make_pair_learner(LAYERS[k], h, 1, batches[b], 1e-2f, 52, &mem);
+            assert_ok(eb_finetuner_fit_pairs(model, pairs), model);
+            print_message("%s, batch %zu: peak %zu bytes (all pairs gathered: %zu)\n",
+                          LAYERS[k] == EB_PAIR_LINEAR ? "linear" : "two layers", batches[b], counter.peak_bytes,
+                          every_pair_gathered);
+            assert_true(counter.peak_bytes <= bound);
+            assert_true(counter.peak_bytes < every_pair_gathered / 10);
+            eb_finetuner_free(model);
+        }
+    }
+    /* What a caller sizing BLAS threads is told: two rows a pair, one slice at most. */
+    assert_int_equal(eb_training_step_rows(EB_KIND_PAIR_LEARNER, n_pairs, 16), 32);
+    assert_int_equal(eb_training_step_rows(EB_KIND_PAIR_LEARNER, n_pairs, 0), 2 * EB_PAIR_SLICE);
+    assert_int_equal(eb_training_step_rows(EB_KIND_PAIR_LEARNER, 100, 0), 200);
+    free(left);
+    free(right);
+    free(similarity);
+    data_release(&data);
+}
+
+/*
  * partial_fit continues the model's own state: three partial fits equal a
  * three-epoch fit bit for bit (weights, Adam moments through the next steps,
  * the shuffling RNG, the loss history), also across a save and load.
@@ -1314,6 +1360,7 @@ int main(void)
         cmocka_unit_test(aligned_and_indexed_pairs_agree),
         cmocka_unit_test(same_seed_same_bits),
         cmocka_unit_test(batch_size_changes_training),
+        cmocka_unit_test(memory_does_not_grow_with_pairs_times_width),
         cmocka_unit_test(partial_fits_continue_like_fit),
         cmocka_unit_test(transform_matches_reference),
         cmocka_unit_test(predict_is_the_cosine_of_transforms),
