@@ -649,7 +649,7 @@ static void batch_size_changes_training(void **state)
 static void memory_does_not_grow_with_pairs_times_width(void **state)
 {
     (void)state;
-    const size_t rows = 50, d = 64, h = 8, n_pairs = 40000;
+    const size_t rows = 50, d = 64, h = 8, n_pairs = 12000;
     test_data data = make_data(rows, d, 2, 0, 0.0, 51);
     uint32_t *left = xmalloc(n_pairs * sizeof *left), *right = xmalloc(n_pairs * sizeof *right);
     float *similarity = xmalloc(n_pairs * sizeof *similarity);
@@ -673,7 +673,7 @@ static void memory_does_not_grow_with_pairs_times_width(void **state)
                           LAYERS[k] == EB_PAIR_LINEAR ? "linear" : "two layers", batches[b], counter.peak_bytes,
                           every_pair_gathered);
             assert_true(counter.peak_bytes <= bound);
-            assert_true(counter.peak_bytes < every_pair_gathered / 10);
+            assert_true(counter.peak_bytes < every_pair_gathered / 5);
             eb_finetuner_free(model);
         }
     }
