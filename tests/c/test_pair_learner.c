@@ -990,7 +990,7 @@ static void expect_load_refusal(const unsigned char *saved, size_t size, size_t 
     unsigned char *copy = xmalloc(size);
     memcpy(copy, saved, size);
     put_le(copy + at, value, bytes);
-    put_le(copy + CRC_AT, crc32(0L, copy + EB_MODEL_HEADER_SIZE, (uInt)(size - EB_MODEL_HEADER_SIZE)), 4);
+    put_le(copy + CRC_AT, saved_model_crc(copy, size), 4);
     eb_finetuner *loaded = (eb_finetuner *)copy; /* load must set it to NULL */
     eb_error err;
     assert_int_equal(eb_finetuner_load_from_buffer(copy, size, NULL, &loaded, &err), EB_ERR_FORMAT);
