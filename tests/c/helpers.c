@@ -6,6 +6,8 @@
 
 #include "helpers.h"
 
+#include <zlib.h>
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -435,4 +437,15 @@ bool class_labels_equal(const eb_class_labels *a, const eb_class_labels *b)
         }
     }
     return true;
+}
+
+uint32_t saved_model_crc(const unsigned char *bytes, size_t size)
+{
+    uint32_t version = 0;
+    for (int b = 0; b < 4; b++)
+        version |= (uint32_t)bytes[8 + b] << (8 * b);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    if (version >= 2)
+        crc = crc32(crc, bytes + 8, 16);
+    return (uint32_t)crc32(crc, bytes + EB_MODEL_HEADER_SIZE, (uInt)(size - EB_MODEL_HEADER_SIZE));
 }

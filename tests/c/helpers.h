@@ -171,4 +171,12 @@ double *copy_history(const double *values, size_t length);
 /* Whether two views name the same classes: type, count and every name byte for byte. */
 bool class_labels_equal(const eb_class_labels *a, const eb_class_labels *b);
 
+/*
+ * The CRC a saved model stores, computed from the bytes as docs/model-format.md
+ * says: format version 2 covers header bytes 8 .. 24 (version, kind, length)
+ * and the payload, version 1 the payload alone. The version is read from the
+ * bytes, which must hold at least the 28-byte header.
+ */
+uint32_t saved_model_crc(const unsigned char *bytes, size_t size);
+
 #endif

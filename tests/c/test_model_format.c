@@ -472,41 +472,23 @@ static void test_every_bit_flip_is_refused(void **state)
     uint8_t *copy = malloc(bytes.size);
     assert_non_null(copy);
     memcpy(copy, bytes.data, bytes.size);
-    size_t kind_flips_loaded = 0;
     for (size_t bit = 0; bit < 8 * bytes.size; bit++) {
         copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         eb_error err;
-        uint32_t kind = 0;
-        for (int b = 0; b < 4; b++)
-            kind |= (uint32_t)copy[12 + b] << (8 * b);
-        if (bit / 8 >= 12 && bit / 8 < 16 && kind >= EB_KIND_FEEDFORWARD && kind <= EB_KIND_PAIR_LEARNER) {
-            /*
-             * The CRC covers the payload alone, so a flip that turns the kind
-             * into another known one is caught only where the params or the
-             * state do not fit that kind; where they do (an unfitted model
-             * whose params suit both), the bytes are a valid model of it.
-             */
-            eb_finetuner *other = NULL;
-            eb_status status = eb_finetuner_load_from_buffer(copy, bytes.size, NULL, &other, &err);
-            if (status == EB_OK) {
-                assert_false(c->fitted);
-                assert_int_equal(eb_finetuner_kind_of(other), kind);
-                eb_finetuner_free(other);
-                kind_flips_loaded++;
-            } else {
-                assert_int_equal(status, EB_ERR_FORMAT);
-            }
-        } else {
-            const char *message = expect_format_error(copy, bytes.size, &err);
-            /* The CRC covers the payload; the header's fields are each checked on their own. */
-            if (bit / 8 >= HEADER_BYTES)
-                assert_non_null(strstr(message, "checksum"));
-        }
+        const char *message = expect_format_error(copy, bytes.size, &err);
+        /*
+         * A payload flip is caught by the CRC. So is a flip of the kind into
+         * another known kind, which version 2's CRC covers (in version 1 such
+         * a flip could load as that kind); any other kind is named as unknown
+         * before the CRC is computed.
+         */
+        if (bit / 8 >= HEADER_BYTES)
+            assert_non_null(strstr(message, "checksum"));
+        if (bit / 8 >= 12 && bit / 8 < 16)
+            assert_true(strstr(message, "checksum") != NULL || strstr(message, "unknown kind") != NULL);
         copy[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
     assert_memory_equal(copy, bytes.data, bytes.size);
-    if (kind_flips_loaded > 0)
-        print_message("%zu flips of the kind field load as another kind\n", kind_flips_loaded);
     free(copy);
     free(bytes.data);
     eb_finetuner_free(model);
@@ -685,7 +667,7 @@ static saved_fields parse_saved(const saved_bytes *b)
     assert_int_equal(c.pos, HEADER_BYTES);
     assert_int_equal(f.version, 2);
     assert_int_equal(payload_length, b->size - HEADER_BYTES);
-    assert_int_equal(crc, (uint32_t)crc32(0L, b->data + HEADER_BYTES, (uInt)payload_length));
+    assert_int_equal(crc, saved_model_crc(b->data, b->size));
 
     f.hidden_dim = take(&c, 8);
     f.n_epochs = take(&c, 8);
@@ -881,7 +863,7 @@ static saved_bytes encode_saved(const saved_fields *f)
         give(&s, 0, 1);
     size_t payload = s.length - HEADER_BYTES;
     put_u64(s.data + 16, payload);
-    put_u32(s.data + 24, (uint32_t)crc32(0L, s.data + HEADER_BYTES, (uInt)payload));
+    put_u32(s.data + 24, saved_model_crc(s.data, s.length));
     saved_bytes b = {s.data, s.length};
     return b;
 }

@@ -264,7 +264,11 @@ static void exercise_behind_checksum(uint32_t version, uint32_t kind, const uint
     put_le(copy + 8, version, 4);
     put_le(copy + 12, kind, 4);
     put_le(copy + 16, size - HEADER_SIZE, 8);
-    put_le(copy + 24, crc32(0L, copy + HEADER_SIZE, (uInt)(size - HEADER_SIZE)), 4);
+    /* Version 2's CRC also covers version, kind and length (bytes 8 to 24); version 1's only the payload. */
+    uLong crc = crc32(0L, Z_NULL, 0);
+    if (version >= 2)
+        crc = crc32(crc, copy + 8, 16);
+    put_le(copy + 24, crc32(crc, copy + HEADER_SIZE, (uInt)(size - HEADER_SIZE)), 4);
     exercise(copy, size);
     free(copy);
 }
