@@ -190,6 +190,7 @@ typedef struct eb_reader {
 } eb_reader;
 
 bool eb__read_u8(eb_reader *r, uint8_t *value);
+bool eb__read_u32(eb_reader *r, uint32_t *value);
 bool eb__read_u64(eb_reader *r, uint64_t *value);
 bool eb__read_f32(eb_reader *r, float *value);
 /* A u64 that must also fit a size_t. */
@@ -298,6 +299,31 @@ static inline size_t eb__pair_right_row(const eb_pairs *pairs, size_t i)
 {
     return pairs->right_index == NULL ? i : pairs->right_index[i];
 }
+
+/*
+ * How every kind trains, in finetuner.c: fit (or the first partial_fit) builds a fresh state with
+ * ops->new_state, runs train on it and swaps it in only on success; a later partial_fit runs one epoch on
+ * the model's own state, which eb__train_epochs rolls back if it diverges. train runs n_epochs epochs on
+ * state (it is the kind's, taking its workspace and calling eb__train_epochs) with data as the kind
+ * passed it. Messages go to model->core.last_error.
+ */
+typedef eb_status (*eb__train_fn)(const eb_finetuner *model, eb_fit_state *state, const void *data,
+                                  size_t n_epochs, eb_error *err);
+eb_status eb__fit_or_continue(eb_finetuner *model, size_t n_features, size_t n_classes, bool partial,
+                              eb__train_fn train, const void *data);
+
+/* EB_OK for a live handle; else EB_ERR_NULL_POINTER or EB_ERR_INVALID_HANDLE with a message in err. */
+eb_status eb__check_handle(const eb_finetuner *model, eb_error *err);
+
+/* What fit and partial_fit hand the train function of the kinds with class labels. */
+typedef struct eb_labelled_rows {
+    eb_matrix x;
+    const int32_t *y;
+} eb_labelled_rows;
+
+/* eb__train_epochs with the model's callback and allocator; training the model's own state makes it restorable. */
+eb_status eb__train_model(const eb_finetuner *model, eb_fit_state *state, size_t n_epochs, eb__epoch_fn run_epoch,
+                          void *ctx, eb_error *err);
 
 /* An unfitted finetuner for checked params (finetuner.c), as create and load make one. */
 eb_status eb__finetuner_new(const eb_finetuner_params *params, const eb_allocator *mem, eb_finetuner **out,
