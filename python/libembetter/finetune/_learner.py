@@ -130,7 +130,7 @@ class ContrastiveLearner(FinetunerBase):
         rounded_in = (similarity != as_float32) & ((similarity < 0) | (similarity > 1))
         if rounded_in.any():
             row = int(np.flatnonzero(rounded_in)[0])
-            raise ValueError(f"y[{row}] is {similarity[row]!r}, outside [0, 1]; similarities must be in [0, 1]")
+            raise ValueError(f"y[{row}] is {float(similarity[row])!r}, outside [0, 1]; similarities must be in [0, 1]")
         return X1, X2, as_float32
 
     # ---- training ------------------------------------------------------------------------------------------
