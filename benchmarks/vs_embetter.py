@@ -47,7 +47,10 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples", "python"))
+# The pairs test_contrastive_learner.py draws (each row with two of its category and two of others).
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "python"))
 
+from pair_quality_data import category_pairs  # noqa: E402
 from run import Table, cpu_model, default_threads_label, embetter_threads, torch_threads, verdict  # noqa: E402
 
 import libembetter  # noqa: E402
@@ -65,7 +68,7 @@ SEED_HIDDEN, SEED_EPOCHS = 200, 500
 TARGETS = {"FeedForwardTuner": 10, "ContrastiveTuner": 20}
 # The pair learner's settings besides 0.9's defaults: those of tests/python/pair_quality_data.py.
 LEARNER_TRAINED = dict(shape_out=64, batch_size=16, epochs=8, learning_rate=1e-3)
-PAIRS_PER_ROW = 2
+
 TRANSFORM_CALLS = 3
 
 
@@ -100,18 +103,9 @@ class OnCategoryPairs:
         self.seed = seed
 
     def fit(self, X, y):
-        rng = np.random.RandomState(self.seed)
-        y = np.asarray(y)
-        left, right, similarity = [], [], []
-        for row, label in enumerate(y):
-            same = np.flatnonzero((y == label) & (np.arange(len(y)) != row))
-            other = np.flatnonzero(y != label)
-            for partner in rng.choice(same, PAIRS_PER_ROW, replace=False):
-                left.append(row), right.append(partner), similarity.append(1.0)
-            for partner in rng.choice(other, PAIRS_PER_ROW, replace=False):
-                left.append(row), right.append(partner), similarity.append(0.0)
+        left, right, similarity = category_pairs(y, self.seed)
         X = np.asarray(X, dtype=np.float32)
-        self.learner.fit(X[left], X[right], np.array(similarity))
+        self.learner.fit(X[left], X[right], similarity)
         return self
 
     def transform(self, X):

@@ -35,16 +35,20 @@ def _features(texts):
     return vectorizer.transform(texts).toarray().astype(np.float32)
 
 
-def _pairs(labels, seed):
-    """Index pairs over rows with labels: per row, PAIRS_PER_ROW of its category (1.0) and of others (0.0)."""
+def category_pairs(labels, seed, per_row=PAIRS_PER_ROW):
+    """Index pairs over rows with labels: per row, per_row of its category (1.0) and of others (0.0), shuffled.
+
+    (left, right, similarity); benchmarks/vs_embetter.py draws its pairs with this too.
+    """
+    labels = np.asarray(labels)
     rng = np.random.RandomState(seed)
     left, right, target = [], [], []
     for row, label in enumerate(labels):
         same = np.flatnonzero((labels == label) & (np.arange(len(labels)) != row))
         other = np.flatnonzero(labels != label)
-        for partner in rng.choice(same, PAIRS_PER_ROW, replace=False):
+        for partner in rng.choice(same, per_row, replace=False):
             left.append(row), right.append(partner), target.append(1.0)
-        for partner in rng.choice(other, PAIRS_PER_ROW, replace=False):
+        for partner in rng.choice(other, per_row, replace=False):
             left.append(row), right.append(partner), target.append(0.0)
     order = rng.permutation(len(left))
     return np.array(left)[order], np.array(right)[order], np.array(target, dtype=np.float32)[order]
@@ -62,8 +66,8 @@ def load():
     X = _features([texts[i] for i in train + test])
     X_train, X_test = X[:len(train)], X[len(train):]
     y_train, y_test = labels[train], labels[test]
-    train_left, train_right, train_target = _pairs(y_train, seed=1)
-    test_left, test_right, test_target = _pairs(y_test, seed=2)
+    train_left, train_right, train_target = category_pairs(y_train, seed=1)
+    test_left, test_right, test_target = category_pairs(y_test, seed=2)
     return {
         "X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test,
         "X1": X_train[train_left], "X2": X_train[train_right], "similarity": train_target,

@@ -312,18 +312,25 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 native = self._native
                 n_classes = 0
                 names = None
-            previous_params = None if first_call else self._continue_with(native, hyper)
-            try:
-                interrupted = native.partial_fit(as_float32_rows(X), labels, n_classes, names=names)
-            except BaseException:
-                if previous_params is not None:
-                    native.restore_params(previous_params)
-                raise
+            interrupted = self._one_pass(
+                native, hyper, first_call,
+                lambda: native.partial_fit(as_float32_rows(X), labels, n_classes, names=names))
             self.classes_ = known_classes
             self._native = native
         if interrupted is not None:
             raise interrupted
         return self
+
+    def _one_pass(self, native, hyper, first_call, train):
+        """train() (one partial_fit pass on native) with the current hyper-parameters; a failed pass on a fitted
+        model puts its previous parameters back, as the C library keeps its weights."""
+        previous_params = None if first_call else self._continue_with(native, hyper)
+        try:
+            return train()
+        except BaseException:
+            if previous_params is not None:
+                native.restore_params(previous_params)
+            raise
 
     def _continue_with(self, native, hyper):
         """Carry the current hyper-parameters into a fitted C model before another pass; returns the old ones."""

@@ -173,13 +173,8 @@ class ContrastiveLearner(FinetunerBase):
         with self._unchanged_on_failure():
             X1, X2, similarity = self._pairs(X1, X2, y, first_call=first_call)
             native = self._new_native_model(hyper) if first_call else self._native
-            previous_params = None if first_call else self._continue_with(native, hyper)
-            try:
-                interrupted = native.partial_fit_pairs(X1, X2, similarity)
-            except BaseException:
-                if previous_params is not None:
-                    native.restore_params(previous_params)
-                raise
+            interrupted = self._one_pass(native, hyper, first_call,
+                                         lambda: native.partial_fit_pairs(X1, X2, similarity))
             self._native = native
         if interrupted is not None:
             raise interrupted
