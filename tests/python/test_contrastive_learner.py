@@ -300,3 +300,12 @@ def test_quality_on_fortunes_pairs_is_within_noise_of_embetter_0_9(layers, pair_
         assert (difference <= noise).all(), report
     # Both learned something: the reference would be no bar if it did not beat the raw features.
     assert (theirs.mean(axis=0) > untrained + 0.1).all() and (ours.mean(axis=0) > untrained + 0.1).all(), report
+
+
+def test_batch_size_none_trains_on_all_pairs_at_once_and_survives_a_c_file(tmp_path):
+    X1, X2, y = toy_pairs(n=40)
+    learner = ContrastiveLearner(shape_out=3, batch_size=None, epochs=3, learning_rate=0.01, random_state=0)
+    learner.fit(X1, X2, y)
+    assert learner._native.params().batch_size == 0  # the C library's "everything at once"
+    learner._native.save(tmp_path / "from-c.ebm")  # as a C program would save it: no Python metadata
+    assert ContrastiveLearner.load(tmp_path / "from-c.ebm").get_params()["batch_size"] is None

@@ -5,7 +5,6 @@ on a FIFO or read /dev/zero until memory runs out, two saves to one path leaving
 other's labels, saves that replace a good file and then refuse, and hand-edited metadata (in the model file, or
 in the sidecar of a libembetter 0.1 file) that raises TypeError or RecursionError instead of naming the field.
 """
-import hashlib
 import json
 import os
 import pickle

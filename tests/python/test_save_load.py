@@ -332,7 +332,14 @@ def test_a_file_saved_from_c_loads_as_the_estimator_of_its_kind(kind, cls, blobs
         assert finetune.load(tmp_path / "named.ebm").classes_.tolist() == ["red", "green", "blue"]
         native.set_class_labels([30, 10, 20])
         native.save(tmp_path / "numbered.ebm")
-        assert finetune.load(tmp_path / "numbered.ebm").classes_.tolist() == [30, 10, 20]
+        numbered = finetune.load(tmp_path / "numbered.ebm")
+        assert numbered.classes_.tolist() == [30, 10, 20]
+        # Names in C's order, not sorted: partial_fit still maps each label to its class index.
+        numbered.set_params(random_state=None).partial_fit(X, np.array([30, 10, 20])[y])
+        native.partial_fit(X, y.astype(np.int32), 0)
+        assert numbered.transform(X).tobytes() == native.transform(X).tobytes()
+        with pytest.raises(ValueError, match="y\\[0\\] is 40, a label not in classes_ \\[30, 10, 20\\]"):
+            numbered.partial_fit(X[:1], [40])
 
 
 def test_a_file_that_is_not_a_model_is_refused(tmp_path):

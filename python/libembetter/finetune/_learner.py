@@ -26,7 +26,7 @@ class ContrastiveLearner(FinetunerBase):
 
     Parameters (embetter 0.9's, in its order, then libembetter's):
         shape_out: width of the new embedding.
-        batch_size: pairs per minibatch.
+        batch_size: pairs per minibatch; None trains on all pairs at once.
         epochs: passes over the pairs in fit (partial_fit makes one).
         learning_rate: Adam step size.
         random_state: None, an int or a numpy RandomState; a fixed int gives identical results every fit.
@@ -45,7 +45,7 @@ class ContrastiveLearner(FinetunerBase):
     _loads_c_files = True
     _parameter_constraints = {
         "shape_out": [POSITIVE_INT],
-        "batch_size": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT, None],
         "epochs": [POSITIVE_INT],
         "learning_rate": [POSITIVE_REAL],
         "random_state": ["random_state"],
@@ -84,7 +84,7 @@ class ContrastiveLearner(FinetunerBase):
     def _params_from_native(cls, params):
         return {
             "shape_out": int(params.hidden_dim),
-            "batch_size": int(params.batch_size) or 1,
+            "batch_size": None if params.batch_size == 0 else int(params.batch_size),
             "epochs": int(params.n_epochs),
             "learning_rate": float(params.learning_rate),
             "layers": _LAYER_NAMES.get(params.layers, "linear"),
