@@ -26,11 +26,7 @@ const eb_kind_ops *eb__kind_ops(eb_finetuner_kind kind)
     switch (kind) {
     case EB_KIND_FEEDFORWARD: return &eb__feedforward_ops;
     case EB_KIND_CONTRASTIVE: return &eb__contrastive_ops;
-#ifdef EB_HAVE_PAIR_LEARNER /* TEMPORARY until h/pair merges */
     case EB_KIND_PAIR_LEARNER: return &eb__pair_learner_ops;
-#else
-    case EB_KIND_PAIR_LEARNER: return NULL;
-#endif
     }
     return NULL;
 }

@@ -292,9 +292,8 @@ eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocat
 
 /* ---- framing ----------------------------------------------------------------- */
 
-static uint32_t crc32_of(const uint8_t *data, size_t size)
+static uint32_t crc32_continue(uLong crc, const uint8_t *data, size_t size)
 {
-    uLong crc = crc32(0L, Z_NULL, 0);
     /* zlib takes 32-bit lengths; feed larger payloads in pieces. */
     while (size > 0) {
         uInt piece = size > (size_t)UINT_MAX ? UINT_MAX : (uInt)size;
@@ -303,6 +302,22 @@ static uint32_t crc32_of(const uint8_t *data, size_t size)
         size -= piece;
     }
     return (uint32_t)crc;
+}
+
+/* Header bytes from the version to the length: version 2 covers them with the payload's CRC. */
+enum { COVERED_HEADER_START = 8, COVERED_HEADER_END = 24 };
+
+/*
+ * The checksum a file of this version stores. Version 1 covered the payload
+ * only, so a flipped bit in the kind could turn one valid model into another
+ * kind's; version 2 also covers version, kind and length.
+ */
+static uint32_t model_crc(uint32_t version, const uint8_t *bytes, size_t size)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    if (version >= 2)
+        crc = crc32_continue(crc, bytes + COVERED_HEADER_START, COVERED_HEADER_END - COVERED_HEADER_START);
+    return crc32_continue(crc, bytes + HEADER_SIZE, size - HEADER_SIZE);
 }
 
 /* The params of every kind in one layout (version 2); version 1 wrote each kind's own subset. */
@@ -371,7 +386,7 @@ eb_status eb__finetuner_save_to_buffer(const eb_finetuner *model, void *buffer, 
     eb__write_u32(&w, 0); /* the CRC, filled in below */
     write_payload(model, &w);
     eb_writer crc_slot = {buffer, capacity, HEADER_SIZE - 4};
-    eb__write_u32(&crc_slot, crc32_of(w.data + HEADER_SIZE, needed - HEADER_SIZE));
+    eb__write_u32(&crc_slot, model_crc(FORMAT_VERSION, w.data, needed));
     if (written != NULL)
         *written = needed;
     return EB_OK;
@@ -388,8 +403,8 @@ static eb_status parse_header(const uint8_t *bytes, size_t size, eb_model_header
         return eb__fail(err, EB_ERR_FORMAT, "saved model: %zu bytes is shorter than the %d-byte header", size,
                         HEADER_SIZE);
     eb_reader r = {bytes, size, sizeof MAGIC};
-    uint32_t version, kind, crc;
-    uint64_t payload_size;
+    uint32_t version = 0, kind = 0, crc = 0;
+    uint64_t payload_size = 0;
     eb__read_u32(&r, &version);
     eb__read_u32(&r, &kind);
     eb__read_u64(&r, &payload_size);
@@ -441,7 +456,7 @@ static eb_status open_saved(const void *buffer, size_t size, eb_model_header *he
         return eb__fail(err, EB_ERR_FORMAT, "saved model: the header announces %llu payload bytes, %zu are present",
                         (unsigned long long)header.payload_size, size - HEADER_SIZE);
     const uint8_t *bytes = buffer;
-    uint32_t actual = crc32_of(bytes + HEADER_SIZE, size - HEADER_SIZE);
+    uint32_t actual = model_crc(header.format_version, bytes, size);
     if (actual != header.payload_crc32)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: checksum mismatch (stored %08x, computed %08x); the data is corrupt",
                         (unsigned)header.payload_crc32, (unsigned)actual);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -622,8 +623,21 @@ static void batch_size_changes_training(void **state)
     size_t length;
     eb_finetuner_loss_history(a, &length);
     assert_int_equal(length, 2);
+    /* A batch_size of at least the pair count is one batch, as 0 is. */
+    eb_finetuner *c = make_pair_learner(EB_PAIR_LINEAR, 6, 2, d.n_pairs, 1e-2f, 9, NULL);
+    eb_finetuner *e = make_pair_learner(EB_PAIR_LINEAR, 6, 2, 10 * d.n_pairs, 1e-2f, 9, NULL);
+    assert_ok(eb_finetuner_fit_pairs(c, data_pairs(&d)), c);
+    assert_ok(eb_finetuner_fit_pairs(e, data_pairs(&d)), e);
+    model_snapshot sb = snapshot_on(b, &d), sc = snapshot_on(c, &d), se = snapshot_on(e, &d);
+    assert_true(fits_identical(&sb, &sc));
+    assert_true(fits_identical(&sb, &se));
+    snapshot_release(&sb);
+    snapshot_release(&sc);
+    snapshot_release(&se);
     eb_finetuner_free(a);
     eb_finetuner_free(b);
+    eb_finetuner_free(c);
+    eb_finetuner_free(e);
     data_release(&d);
 }
 
@@ -812,6 +826,51 @@ static void transform_split_is_bit_identical(void **state)
     data_release(&data);
 }
 
+typedef struct transform_job {
+    const eb_finetuner *model;
+    eb_matrix x;
+    float *out;
+    size_t h;
+    eb_status status;
+} transform_job;
+
+static void *run_transform(void *opaque)
+{
+    transform_job *job = opaque;
+    for (int repeat = 0; repeat < 3 && job->status == EB_OK; repeat++)
+        job->status = eb_finetuner_transform(job->model, job->x, eb_mut_matrix_view(job->out, job->x.rows, job->h),
+                                             NULL);
+    return NULL;
+}
+
+/* transform keeps its scratch on the caller's stack: threads sharing one model get the bits of a lone call. */
+static void transforms_on_many_threads_agree(void **state)
+{
+    (void)state;
+    enum { THREADS = 4 };
+    const size_t rows = EB_TRANSFORM_SLICE_ROWS + 100, d = 16, h = 40;
+    test_data data = make_data(rows, d, 3, 0, 0.0, 67);
+    eb_finetuner *model = make_pair_learner(EB_PAIR_LINEAR_RELU_LINEAR, h, 1, 32, 1e-2f, 68, NULL);
+    assert_ok(eb_finetuner_fit_pairs(model, data_pairs(&data)), model);
+    float *expected = xmalloc(rows * h * sizeof(float));
+    assert_int_equal(eb_finetuner_transform(model, data_x(&data), eb_mut_matrix_view(expected, rows, h), NULL), EB_OK);
+    pthread_t threads[THREADS];
+    transform_job jobs[THREADS];
+    for (size_t t = 0; t < THREADS; t++) {
+        jobs[t] = (transform_job){model, data_x(&data), xmalloc(rows * h * sizeof(float)), h, EB_OK};
+        assert_int_equal(pthread_create(&threads[t], NULL, run_transform, &jobs[t]), 0);
+    }
+    for (size_t t = 0; t < THREADS; t++) {
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+        assert_int_equal(jobs[t].status, EB_OK);
+        assert_memory_equal(jobs[t].out, expected, rows * h * sizeof(float));
+        free(jobs[t].out);
+    }
+    free(expected);
+    eb_finetuner_free(model);
+    data_release(&data);
+}
+
 /* Bad values in X and overflow are named by their row, also past the first slice. */
 static void transform_reports_bad_rows(void **state)
 {
@@ -931,7 +990,7 @@ static void expect_load_refusal(const unsigned char *saved, size_t size, size_t 
     unsigned char *copy = xmalloc(size);
     memcpy(copy, saved, size);
     put_le(copy + at, value, bytes);
-    put_le(copy + CRC_AT, crc32(0L, copy + EB_MODEL_HEADER_SIZE, (uInt)(size - EB_MODEL_HEADER_SIZE)), 4);
+    put_le(copy + CRC_AT, saved_model_crc(copy, size), 4);
     eb_finetuner *loaded = (eb_finetuner *)copy; /* load must set it to NULL */
     eb_error err;
     assert_int_equal(eb_finetuner_load_from_buffer(copy, size, NULL, &loaded, &err), EB_ERR_FORMAT);
@@ -1244,6 +1303,7 @@ int main(void)
         cmocka_unit_test(transform_matches_reference),
         cmocka_unit_test(predict_is_the_cosine_of_transforms),
         cmocka_unit_test(transform_split_is_bit_identical),
+        cmocka_unit_test(transforms_on_many_threads_agree),
         cmocka_unit_test(transform_reports_bad_rows),
         cmocka_unit_test(save_and_load_round_trip),
         cmocka_unit_test(inconsistent_files_are_refused),
