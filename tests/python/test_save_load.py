@@ -511,6 +511,22 @@ def test_a_c_program_transforms_like_python(make, kind, c_transform_check, blobs
     np.testing.assert_allclose(from_c, expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("layers", ["linear", "linear-relu-linear"])
+def test_a_c_program_transforms_a_pair_learner_like_python(layers, c_transform_check, blobs, tmp_path):
+    X, y = blobs
+    learner = ContrastiveLearner(shape_out=6, epochs=3, learning_rate=0.01, random_state=0, layers=layers)
+    learner.fit(X[:45], X[45:], (y[:45] == y[45:]).astype(float))
+    learner.to_disk(tmp_path / "model.ebm")
+    rows = np.random.RandomState(1).normal(size=(33, X.shape[1])).astype(np.float32)
+    rows.tofile(tmp_path / "input.f32")
+    run = subprocess.run([str(c_transform_check), str(tmp_path / "model.ebm"), str(tmp_path / "input.f32"), "33",
+                          str(X.shape[1]), str(tmp_path / "output.f32")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["pair_learner", "6"]
+    from_c = np.fromfile(tmp_path / "output.f32", dtype=np.float32).reshape(33, 6)
+    np.testing.assert_allclose(from_c, learner.transform(rows), rtol=0, atol=1e-6)
+
+
 def test_the_c_program_reports_a_broken_file(c_transform_check, saved, tmp_path):
     data = bytearray(saved.read_bytes())
     data[-3] ^= 0xFF
