@@ -19,6 +19,14 @@ faster than its ContrastiveTuner at their defaults; quality within noise or
 better (the mean paired difference not below -2 standard errors, for each of
 the three measures).
 
+ContrastiveLearner (embetter 0.9's pair learner) runs beside them on pairs drawn
+from the same 200 rows (each row with two of its category, similarity 1, and
+two of others, 0; the same pairs for both), at 0.9's defaults and at the
+settings tests/python/test_contrastive_learner.py compares quality at
+(64 wide, 8 epochs, learning rate 1e-3); libembetter with layers
+"linear-relu-linear", 0.9's network, and with its one linear layer for
+reference. Its fit time ratio is reported without a target.
+
 Needs embetter==0.9.1 with torch (benchmarks/install-bench-deps.sh --pypi
 makes such a venv). Run:
 
@@ -39,26 +47,39 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples", "python"))
+# The pairs test_contrastive_learner.py draws (each row with two of its category and two of others).
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "python"))
 
+from pair_quality_data import category_pairs  # noqa: E402
 from run import Table, cpu_model, default_threads_label, embetter_threads, torch_threads, verdict  # noqa: E402
 
 import libembetter  # noqa: E402
 from libembetter import _config  # noqa: E402
-from libembetter.finetune import ContrastiveFinetuner, ContrastiveTuner, FeedForwardFinetuner, FeedForwardTuner  # noqa: E402
+from libembetter.finetune import (  # noqa: E402
+    ContrastiveFinetuner,
+    ContrastiveLearner,
+    ContrastiveTuner,
+    FeedForwardFinetuner,
+    FeedForwardTuner,
+)
 
 N_TRAIN = 200
 SEED_HIDDEN, SEED_EPOCHS = 200, 500
 TARGETS = {"FeedForwardTuner": 10, "ContrastiveTuner": 20}
+# The pair learner's settings besides 0.9's defaults: those of tests/python/pair_quality_data.py.
+LEARNER_TRAINED = dict(shape_out=64, batch_size=16, epochs=8, learning_rate=1e-3)
+
 TRANSFORM_CALLS = 3
 
 
 def import_peer():
-    """embetter 0.9.1's tuners and torch, or the reason they cannot be used."""
+    """embetter 0.9.1's tuners, its ContrastiveLearner and torch, or the reason they cannot be used."""
     try:
         import torch
         from importlib.metadata import version
 
         # embetter.finetune's __init__ also imports its SbertLearner, hence sentence-transformers.
+        from embetter.finetune import ContrastiveLearner as PeerLearner
         from embetter.finetune import ContrastiveTuner as PeerContrastive
         from embetter.finetune import FeedForwardTuner as PeerFeedForward
     except ImportError as error:
@@ -67,7 +88,28 @@ def import_peer():
     peer_version = version("embetter")
     if peer_version != "0.9.1":
         print(f"- WARNING: embetter {peer_version} is installed; this comparison was written for 0.9.1")
-    return torch, PeerFeedForward, PeerContrastive, peer_version
+    return torch, PeerFeedForward, PeerContrastive, PeerLearner, peer_version
+
+
+class OnCategoryPairs:
+    """A pair learner fitted on pairs drawn from labelled rows, so it takes turns with the tuners' fit(X, y).
+
+    The pairs depend only on y and the seed, so both implementations of one seed train on the same pairs;
+    drawing them is part of the timed fit for both (a few milliseconds for 200 rows).
+    """
+
+    def __init__(self, learner, seed):
+        self.learner = learner
+        self.seed = seed
+
+    def fit(self, X, y):
+        left, right, similarity = category_pairs(y, self.seed)
+        X = np.asarray(X, dtype=np.float32)
+        self.learner.fit(X[left], X[right], similarity)
+        return self
+
+    def transform(self, X):
+        return self.learner.transform(np.asarray(X, dtype=np.float32))
 
 
 def seed_peer(torch, seed):
@@ -78,7 +120,7 @@ def seed_peer(torch, seed):
     np.random.seed(seed)
 
 
-def settings(PeerFeedForward, PeerContrastive):
+def settings(PeerFeedForward, PeerContrastive, PeerLearner):
     """(setting, kind, implementation, factory(seed)) in the order they take turns."""
     seed_ff = dict(hidden_dim=SEED_HIDDEN, n_epochs=SEED_EPOCHS)
     seed_ct = dict(hidden_dim=SEED_HIDDEN, epochs=SEED_EPOCHS)
@@ -93,6 +135,17 @@ def settings(PeerFeedForward, PeerContrastive):
         ("seed", "FeedForwardTuner", "embetter", lambda s: PeerFeedForward(**seed_ff)),
         ("seed", "ContrastiveTuner", "libembetter", lambda s: ContrastiveTuner(**seed_ct, random_state=s)),
         ("seed", "ContrastiveTuner", "embetter", lambda s: PeerContrastive(**seed_ct)),
+        ("defaults", "ContrastiveLearner", "libembetter",
+         lambda s: OnCategoryPairs(ContrastiveLearner(layers="linear-relu-linear", random_state=s), s)),
+        ("defaults", "ContrastiveLearner", "embetter", lambda s: OnCategoryPairs(PeerLearner(), s)),
+        ("defaults", "ContrastiveLearner", "libembetter linear",
+         lambda s: OnCategoryPairs(ContrastiveLearner(random_state=s), s)),
+        ("trained", "ContrastiveLearner", "libembetter",
+         lambda s: OnCategoryPairs(ContrastiveLearner(**LEARNER_TRAINED, layers="linear-relu-linear",
+                                                      random_state=s), s)),
+        ("trained", "ContrastiveLearner", "embetter", lambda s: OnCategoryPairs(PeerLearner(**LEARNER_TRAINED), s)),
+        ("trained", "ContrastiveLearner", "libembetter linear",
+         lambda s: OnCategoryPairs(ContrastiveLearner(**LEARNER_TRAINED, random_state=s), s)),
     ]
 
 
@@ -230,7 +283,7 @@ def main():
     parser.add_argument("--profile", action="store_true", help="where one default fit's time goes, both sides")
     args = parser.parse_args()
     torch_thread_settings = [int(t) for t in args.torch_threads.split(",")]
-    torch, PeerFeedForward, PeerContrastive, peer_version = import_peer()
+    torch, PeerFeedForward, PeerContrastive, PeerLearner, peer_version = import_peer()
 
     from fortunes_data import load_fortunes, make_text_encoder
     from sklearn.model_selection import train_test_split
@@ -246,7 +299,7 @@ def main():
           f"{args.seeds} seeds x {args.repeats} repeats")
     sys.stdout.flush()
 
-    runs = settings(PeerFeedForward, PeerContrastive)
+    runs = settings(PeerFeedForward, PeerContrastive, PeerLearner)
     fits = {}        # (setting, kind, implementation, threads) -> fit seconds
     throughput = {}  # same key -> transform rows/s
     scores = {}      # (setting, kind, implementation) -> [(logreg, knn, silhouette)] per seed
@@ -297,7 +350,8 @@ def main():
         for threads in (torch_thread_settings if peer else ["auto"]):
             key = (setting, kind, implementation, threads)
             median = float(np.median(fits[key]))
-            table.add("seed (hidden 200, 500 epochs)" if setting == "seed" else setting, kind, implementation,
+            table.add({"seed": "seed (hidden 200, 500 epochs)", "trained": "64 wide, 8 epochs, lr 1e-3"}.get(
+                setting, setting), kind, implementation,
                       f"torch {threads}" if peer else default_threads_label(), spread(fits[key], "{:.3f}"),
                       f"{peer_best[(setting, kind)] / median:.1f}x", spread(throughput[key], "{:,.0f}"))
     table.print()
@@ -308,7 +362,7 @@ def main():
     noise = {}
     for setting, kind, implementation, _ in runs:
         values = np.array(scores[(setting, kind, implementation)])
-        label = "seed (hidden 200, 500 epochs)" if setting == "seed" else setting
+        label = {"seed": "seed (hidden 200, 500 epochs)", "trained": "64 wide, 8 epochs, lr 1e-3"}.get(setting, setting)
         quality_table.add(label, kind, implementation, *(mean_sd(values[:, i]) for i in range(3)))
         if implementation == "libembetter":
             difference = values - np.array(scores[(setting, kind, "embetter")])
@@ -325,11 +379,17 @@ def main():
         pairs = peer_runs / np.asarray(fits[("defaults", kind, "libembetter", "auto")])
         print(f"- {kind} at defaults: fit {ratio:.1f}x faster than embetter (per-run ratios "
               f"{pairs.min():.1f}-{pairs.max():.1f}x; target {target}x: {verdict(ratio >= target)})")
-    for setting in ("defaults", "seed"):
-        for kind in TARGETS:
+    for setting in ("defaults", "trained"):
+        ours = float(np.median(fits[(setting, "ContrastiveLearner", "libembetter", "auto")]))
+        print(f"- ContrastiveLearner ({setting}, linear-relu-linear): fit "
+              f"{peer_best[(setting, 'ContrastiveLearner')] / ours:.1f}x faster than embetter (no target)")
+    for setting, kinds in (("defaults", list(TARGETS) + ["ContrastiveLearner"]), ("seed", list(TARGETS)),
+                           ("trained", ["ContrastiveLearner"])):
+        for kind in kinds:
             flags = noise[(setting, kind)]
             worse = [name for name, ok in zip(("logreg", "5-NN", "silhouette"), flags) if not ok]
-            print(f"- quality, {kind} at {'the seed' + chr(39) + 's settings' if setting == 'seed' else setting}: "
+            where = {"seed": "the seed's settings", "trained": "64 wide, 8 epochs, lr 1e-3"}.get(setting, setting)
+            print(f"- quality, {kind} at {where}: "
                   + ("within noise or better on all three measures: meets" if not worse
                      else f"MISSES: worse than noise on {', '.join(worse)}"))
     print(f"- {time.perf_counter() - started:.0f} s for the whole run")

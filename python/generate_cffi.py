@@ -7,8 +7,9 @@ the library is built one way, by CMake.
 
 The declarations handed to cffi are generated from the public headers, so the
 binding cannot drift from the C API:
-  - embetter/embetter.h (which includes version.h and encoder.h) through the C
-    preprocessor, with EB_API expanding to nothing;
+  - embetter/embetter.h, the umbrella over version.h, common.h, finetune.h,
+    encoder.h and blas.h, through the C preprocessor, with EB_API expanding to
+    nothing;
   - the integer constants (#define EB_...) of those headers, which cffi
     resolves when the module is compiled;
   - the `extern "Python"` callback the C side calls after every epoch.
@@ -64,7 +65,7 @@ def preprocessed_header(compiler, include_dirs, header):
 
 
 def included_headers(header, include_dirs):
-    """header and every embetter/ header it includes, transitively (version.h, encoder.h, ...)."""
+    """header and every embetter/ header it includes, transitively (common.h, finetune.h, encoder.h, ...)."""
     pending, seen = [header], []
     while pending:
         path = pending.pop()

@@ -9,9 +9,11 @@ MemoryError, OSError or scikit-learn's NotFittedError).
 from libembetter._binding import library_version
 from libembetter._config import show_config, warn_if_slow_blas
 from libembetter._errors import (
+    BufferTooSmallError,
     EmbetterError,
     EmptyInputError,
     FileAccessError,
+    InvalidHandleError,
     InvalidParameterError,
     InvalidUTF8Error,
     LabelOutOfRangeError,
@@ -24,6 +26,7 @@ from libembetter._errors import (
     TooFewClassesError,
     TooLargeError,
     WrongInputKindError,
+    WrongKindError,
 )
 
 __version__ = library_version()
@@ -34,9 +37,11 @@ warn_if_slow_blas()
 __all__ = [
     "__version__",
     "show_config",
+    "BufferTooSmallError",
     "EmbetterError",
     "EmptyInputError",
     "FileAccessError",
+    "InvalidHandleError",
     "InvalidParameterError",
     "InvalidUTF8Error",
     "LabelOutOfRangeError",
@@ -49,4 +54,5 @@ __all__ = [
     "TooFewClassesError",
     "TooLargeError",
     "WrongInputKindError",
+    "WrongKindError",
 ]

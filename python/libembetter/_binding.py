@@ -7,7 +7,7 @@ libembetter._errors), and routes the C per-epoch callback back into Python.
 cffi's API mode releases the GIL during every C call, so transforms on
 several threads run in parallel; the same release would let two threads
 change one C model at once, which the C library leaves to its caller to
-prevent (include/embetter/embetter.h, "Threads"). Every use of a C handle
+prevent (include/embetter/finetune.h, "Threads"). Every use of a C handle
 therefore goes through a ModelLock: shared for what only reads the model
 (transform, serialisation, accessors), exclusive for what changes it
 (training, parameters).
@@ -25,6 +25,7 @@ from libembetter._errors import error_for_status, raise_for_status, status_name
 from libembetter._native import ffi, lib
 
 __all__ = [
+    "KIND_NAMES",
     "ModelLock",
     "NativeModel",
     "as_float32_rows",
@@ -39,9 +40,15 @@ __all__ = [
 
 FLOAT_SIZE = np.dtype(np.float32).itemsize
 
-# The binding's name of each model kind (its C functions are eb_<name>_*), by the C library's kind number.
-KIND_NAMES = {lib.EB_KIND_FEEDFORWARD: "feedforward", lib.EB_KIND_CONTRASTIVE: "contrastive"}
+# Each finetuner kind's name, the C library's own (eb_finetuner_kind_name), by its kind number.
+KIND_NAMES = {
+    number: ffi.string(lib.eb_finetuner_kind_name(number)).decode("ascii")
+    for number in (lib.EB_KIND_FEEDFORWARD, lib.EB_KIND_CONTRASTIVE, lib.EB_KIND_PAIR_LEARNER)
+}
+KIND_NUMBERS = {name: number for number, name in KIND_NAMES.items()}
 
+# Class names as the C library keeps them: int64 integers or UTF-8 encoded strings.
+ClassNames = Union[list[int], list[bytes]]
 PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 # What a training listener receives: the 1-based epoch and its mean loss.
 EpochListener = Callable[[int, float], None]
@@ -266,33 +273,33 @@ class ModelLock:
 
 
 class NativeModel:
-    """One C model (eb_feedforward or eb_contrastive) and the objects it points back to.
+    """One C finetuner (eb_finetuner, include/embetter/finetune.h) and the objects it points back to.
 
-    kind is "feedforward" or "contrastive". Build one with create() or
-    from_bytes(); save() writes the C model file. The C model is freed when
-    this object is collected.
+    kind is the C library's name of the finetuner's kind (eb_finetuner_kind_name: "feedforward",
+    "contrastive" or "pair_learner"). Build one with create() or from_bytes(); save() writes the C model
+    file. The C finetuner is freed when this object is collected.
 
-    Safe to share between threads: every method holds self.lock, shared when
-    the C call only reads the model, exclusive when it writes anything in it
-    (training, set_params, which also writes the model's last_error).
+    Safe to share between threads: every method holds self.lock, shared when the C call only reads the
+    finetuner, exclusive when it writes anything in it (training, set_params, class labels, metadata,
+    which also write its last_error).
     """
 
-    def __init__(self, kind: str, pointer: Any) -> None:
-        self.kind = kind
+    def __init__(self, pointer: Any) -> None:
+        self._model = ffi.gc(pointer, lib.eb_finetuner_free)
+        self.kind = KIND_NAMES[lib.eb_finetuner_kind_of(self._model)]
         self.lock = ModelLock()
-        self._model = ffi.gc(pointer, getattr(lib, f"eb_{kind}_free"))
         self.monitor = EpochMonitor()
-        # The C model keeps callback_data for its whole life, so the handle must live as long.
+        # The C finetuner keeps callback_data for its whole life, so the handle must live as long.
         self._monitor_handle = ffi.new_handle(self.monitor)
-        self._function("set_callback")(self._model, lib.embetter_on_epoch, self._monitor_handle)
+        lib.eb_finetuner_set_callback(self._model, lib.embetter_on_epoch, self._monitor_handle)
 
     def _function(self, name: str) -> Any:
-        return getattr(lib, f"eb_{self.kind}_{name}")
+        return getattr(lib, f"eb_finetuner_{name}")
 
     @staticmethod
-    def _params_struct(kind: str, settings: dict[str, Any], base: Any) -> Any:
+    def _params_struct(settings: dict[str, Any], base: Any) -> Any:
         """A new params struct: base's fields (a struct), then settings (field -> validated value) over them."""
-        params = ffi.new(f"eb_{kind}_params *", base)
+        params = ffi.new("eb_finetuner_params *", base)
         for field, value in settings.items():
             try:
                 setattr(params, field, value)
@@ -302,17 +309,17 @@ class NativeModel:
 
     @classmethod
     def create(cls, kind: str, settings: dict[str, Any]) -> NativeModel:
-        """An unfitted model; settings maps params-struct fields to values already validated in Python."""
-        params = cls._params_struct(kind, settings, getattr(lib, f"eb_{kind}_default_params")())
-        created = ffi.new(f"eb_{kind} **")
+        """An unfitted finetuner of kind; settings maps params-struct fields to values already validated."""
+        params = cls._params_struct(settings, lib.eb_finetuner_default_params(KIND_NUMBERS[kind]))
+        created = ffi.new("eb_finetuner **")
         error = ffi.new("eb_error *")
-        status = getattr(lib, f"eb_{kind}_create")(params, ffi.NULL, created, error)
+        status = lib.eb_finetuner_create(params, ffi.NULL, created, error)
         raise_for_status(status, _message(error))
-        return cls(kind, created[0])
+        return cls(created[0])
 
     @staticmethod
     def saved_kind(data: bytes) -> str:
-        """The kind of model saved in data ("feedforward" or "contrastive"), read by the C library from the header.
+        """The kind of finetuner saved in data, read by the C library from the header.
 
         A ModelFormatError (a ValueError) says why bytes that are not a saved model are refused.
         """
@@ -325,28 +332,47 @@ class NativeModel:
         data may be the header alone (EB_MODEL_HEADER_SIZE bytes): a loader reads it first to learn how many
         bytes the whole model takes before reading more. A ModelFormatError says why other bytes are refused.
         """
+        header = NativeModel.read_header(data)
+        return KIND_NAMES[header.kind], int(header.payload_size)
+
+    @staticmethod
+    def read_header(data: bytes) -> Any:
+        """The eb_model_header at the start of data (format_version, kind, payload_size, payload_crc32)."""
         header = ffi.new("eb_model_header *")
         error = ffi.new("eb_error *")
         raise_for_status(lib.eb_model_read_header(data, len(data), header, error), _message(error))
-        return KIND_NAMES[header.kind], int(header.payload_size)
+        return header[0]
 
     @classmethod
     def from_bytes(cls, kind: Optional[str], data: bytes) -> NativeModel:
-        """A model rebuilt from to_bytes() output or a model file's bytes; the C library validates every byte.
+        """A finetuner rebuilt from to_bytes() output or a model file's bytes; the C library validates every byte.
 
-        kind None takes the kind the bytes hold; a kind given must be the one they hold.
+        kind None takes the kind the bytes hold; a kind given must be the one they hold (ModelFormatError).
         """
         data = bytes(data)
-        if kind is None:
-            kind = cls.saved_kind(data)
-        loaded = ffi.new(f"eb_{kind} **")
+        if kind is not None:
+            held = cls.saved_kind(data)
+            if held != kind:
+                raise error_for_status(lib.EB_ERR_FORMAT, f"saved model: holds a {held} finetuner, not a {kind} one")
+        loaded = ffi.new("eb_finetuner **")
         error = ffi.new("eb_error *")
-        status = getattr(lib, f"eb_{kind}_load_from_buffer")(data, len(data), ffi.NULL, loaded, error)
+        status = lib.eb_finetuner_load_from_buffer(data, len(data), ffi.NULL, loaded, error)
         raise_for_status(status, _message(error))
-        return cls(kind, loaded[0])
+        return cls(loaded[0])
+
+    def copy(self) -> NativeModel:
+        """An independent finetuner with the same state (through the C format, which keeps every bit)."""
+        return NativeModel.from_bytes(None, self.to_bytes())
+
+    def check_savable(self) -> None:
+        """Raise what eb_finetuner_save would refuse this finetuner with, without writing anything."""
+        error = ffi.new("eb_error *")
+        with self.lock.shared:
+            status = lib.eb_finetuner_check_savable(self._model, error)
+        raise_for_status(status, _message(error))
 
     def save(self, path: PathLike) -> None:
-        """Write the model file (docs/model-format.md) to path atomically, as eb_feedforward_save does.
+        """Write the model file (docs/model-format.md) to path atomically, as eb_finetuner_save does.
 
         A file that cannot be written raises FileAccessError (an OSError) naming the path and the reason.
         """
@@ -356,52 +382,99 @@ class NativeModel:
             raise ValueError(f"path {os.fsdecode(encoded)!r} contains a NUL character")
         error = ffi.new("eb_error *")
         with self.lock.shared:
-            status = self._function("save")(self._model, encoded, error)
+            status = lib.eb_finetuner_save(self._model, encoded, error)
         raise_for_status(status, _message(error))
 
     def to_bytes(self) -> bytes:
-        """The whole model state (params, weights, optimiser and RNG state, loss history) in the C format."""
+        """The whole finetuner (params, weights, optimiser and RNG state, loss history, class labels, metadata)."""
         with self.lock.shared:
-            capacity = self._function("saved_size")(self._model)
+            capacity = lib.eb_finetuner_saved_size(self._model)
             buffer = ffi.new("unsigned char[]", capacity)
             written = ffi.new("size_t *")
             error = ffi.new("eb_error *")
-            status = self._function("save_to_buffer")(self._model, buffer, capacity, written, error)
+            status = lib.eb_finetuner_save_to_buffer(self._model, buffer, capacity, written, error)
         raise_for_status(status, _message(error))
         return ffi.buffer(buffer, written[0])[:]
 
     def update_settings(self, settings: dict[str, Any]) -> None:
         """Change params-struct fields (not the callback) for the next training call; the C side refuses a new
-        hidden_dim once fitted."""
+        hidden_dim or layers once fitted."""
         with self.lock.exclusive:
-            params = self._params_struct(self.kind, settings, self.params())
-            raise_for_status(self._function("set_params")(self._model, params), self._last_error())
+            params = self._params_struct(settings, self.params())
+            raise_for_status(lib.eb_finetuner_set_params(self._model, params), self._last_error())
 
     def restore_params(self, params: Any) -> None:
         """Put back a params struct earlier returned by params() (after a failed training call)."""
         with self.lock.exclusive:
-            raise_for_status(self._function("set_params")(self._model, ffi.new(f"eb_{self.kind}_params *", params)),
+            raise_for_status(lib.eb_finetuner_set_params(self._model, ffi.new("eb_finetuner_params *", params)),
                              self._last_error())
 
     def _last_error(self) -> str:
-        """The model's message of its last failed change; only meaningful under the exclusive hold that failed."""
-        return ffi.string(self._function("last_error")(self._model)).decode("utf-8", "replace")
+        """The finetuner's message of its last failed change; only meaningful under the exclusive hold that failed."""
+        return ffi.string(lib.eb_finetuner_last_error(self._model)).decode("utf-8", "replace")
+
+    # ---- class labels and metadata ------------------------------------------------------------------
+
+    def class_labels(self) -> Optional[list]:
+        """The names of the classes: a list of int (EB_LABELS_INT64) or of bytes (EB_LABELS_UTF8), or None."""
+        labels = ffi.new("eb_class_labels *")
+        with self.lock.shared:
+            raise_for_status(lib.eb_finetuner_class_labels(self._model, labels))
+            if labels.type == lib.EB_LABELS_INT64:
+                return [int(labels.integers[i]) for i in range(labels.count)]
+            if labels.type == lib.EB_LABELS_UTF8:
+                if labels.string_lengths == ffi.NULL:
+                    return [ffi.string(labels.strings[i]) for i in range(labels.count)]
+                return [ffi.buffer(labels.strings[i], labels.string_lengths[i])[:] for i in range(labels.count)]
+        return None
+
+    def set_class_labels(self, names: Optional[ClassNames]) -> None:
+        """Name the classes of the fitted finetuner (None removes the names); the C library checks them."""
+        with self.lock.exclusive:
+            view = class_labels_view(names)
+            # NULL would be refused here: a struct of type EB_LABELS_NONE is how the names are removed.
+            struct = ffi.new("eb_class_labels *", {"type": lib.EB_LABELS_NONE}) if names is None else view.struct
+            status = lib.eb_finetuner_set_class_labels(self._model, struct)
+            raise_for_status(status, self._last_error())
+
+    def metadata(self) -> bytes:
+        """The binding's bytes stored with the finetuner (b"" when there are none)."""
+        size = ffi.new("size_t *")
+        with self.lock.shared:
+            data = lib.eb_finetuner_metadata(self._model, size)
+            return b"" if size[0] == 0 else ffi.buffer(data, size[0])[:]
+
+    def set_metadata(self, data: bytes) -> None:
+        with self.lock.exclusive:
+            raise_for_status(lib.eb_finetuner_set_metadata(self._model, data, len(data)), self._last_error())
+
+    # ---- training ------------------------------------------------------------------------------------
 
     def _train(self, function_name: str, X: np.ndarray, labels: np.ndarray, n_classes: int,
-               listener: Optional[EpochListener]) -> Optional[BaseException]:
+               listener: Optional[EpochListener], names: Optional[ClassNames] = None) -> Optional[BaseException]:
         with self.lock.exclusive:
-            return self._train_exclusively(function_name, X, labels, n_classes, listener)
+            return self._train_exclusively(function_name, X, labels, n_classes, listener, names)
 
-    def _train_exclusively(self, function_name: str, X: np.ndarray, labels: np.ndarray, n_classes: int,
-                           listener: Optional[EpochListener]) -> Optional[BaseException]:
-        matrix = input_matrix(X)
+    def _train_exclusively(self, function_name: str, X: np.ndarray, labels: Any, n_classes: int,
+                           listener: Optional[EpochListener], names: Optional[ClassNames] = None
+                           ) -> Optional[BaseException]:
+        """One C training call. For the pair learner X is the first matrix of the pairs, labels the
+        (X2, similarity) of them and n_classes unused."""
         self.monitor.listener = listener
         self.monitor.pending = None
         outer_monitor = getattr(_training, "monitor", None)
         _training.monitor = self.monitor
         try:
             with training_threads(self.kind, X.shape[0], X.shape[1], self.params()):
-                status = self._function(function_name)(self._model, matrix, label_pointer(labels), n_classes)
+                if function_name.endswith("_pairs"):
+                    X2, similarity = labels
+                    pairs = lib.eb_pairs_aligned(input_matrix(X), input_matrix(X2),
+                                                 ffi.cast("const float *", similarity.ctypes.data))
+                    status = self._function(function_name)(self._model, pairs)
+                else:
+                    view = class_labels_view(names)
+                    status = self._function(function_name)(self._model, input_matrix(X), label_pointer(labels),
+                                                            n_classes, view.struct)
         finally:
             _training.monitor = outer_monitor
             self.monitor.listener = None
@@ -410,14 +483,38 @@ class NativeModel:
         return interrupted
 
     def fit(self, X: np.ndarray, labels: np.ndarray, n_classes: int,
-            listener: Optional[EpochListener] = None) -> Optional[BaseException]:
-        """Train from scratch. Returns the exception a listener raised (training stopped there), or None."""
-        return self._train("fit", X, labels, n_classes, listener)
+            listener: Optional[EpochListener] = None, names: Optional[ClassNames] = None) -> Optional[BaseException]:
+        """Train from scratch, naming the classes names (or none). Returns the exception a listener raised
+        (training stopped there), or None."""
+        return self._train("fit", X, labels, n_classes, listener, names)
 
     def partial_fit(self, X: np.ndarray, labels: np.ndarray, n_classes: int,
-                    listener: Optional[EpochListener] = None) -> Optional[BaseException]:
+                    listener: Optional[EpochListener] = None,
+                    names: Optional[ClassNames] = None) -> Optional[BaseException]:
         """One pass; see fit for the return value."""
-        return self._train("partial_fit", X, labels, n_classes, listener)
+        return self._train("partial_fit", X, labels, n_classes, listener, names)
+
+    def fit_pairs(self, X1: np.ndarray, X2: np.ndarray, similarity: np.ndarray,
+                  listener: Optional[EpochListener] = None) -> Optional[BaseException]:
+        """The pair learner from scratch on the row-aligned pairs (X1[i], X2[i]) with targets similarity
+        (C-contiguous float32); see fit for the return value."""
+        return self._train("fit_pairs", X1, (X2, similarity), 0, listener)
+
+    def partial_fit_pairs(self, X1: np.ndarray, X2: np.ndarray, similarity: np.ndarray,
+                          listener: Optional[EpochListener] = None) -> Optional[BaseException]:
+        """One epoch over the pairs, continuing; see fit for the return value."""
+        return self._train("partial_fit_pairs", X1, (X2, similarity), 0, listener)
+
+    def predict_pairs(self, X1: np.ndarray, X2: np.ndarray) -> np.ndarray:
+        """The cosine of the re-embedded rows of each pair (X1[i], X2[i]), float32."""
+        out = np.empty(X1.shape[0], dtype=np.float32)
+        error = ffi.new("eb_error *")
+        with self.lock.shared:
+            pairs = lib.eb_pairs_aligned(input_matrix(X1), input_matrix(X2), ffi.NULL)
+            status = lib.eb_finetuner_predict_pairs(self._model, pairs, ffi.cast("float *", out.ctypes.data),
+                                                    len(out), error)
+        raise_for_status(status, _message(error))
+        return out
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         with self.lock.shared:
@@ -483,13 +580,44 @@ class NativeModel:
         length = ffi.new("size_t *")
         # The C array lives until the next training call: copy it before letting one in.
         with self.lock.shared:
-            values = self._function("loss_history")(self._model, length)
+            values = lib.eb_finetuner_loss_history(self._model, length)
             if length[0] == 0:
                 return np.empty(0, dtype=np.float64)
             return np.frombuffer(ffi.buffer(values, length[0] * ffi.sizeof("double")), dtype=np.float64).copy()
 
     def params(self) -> Any:
         return self._read("get_params")
+
+
+class _LabelsView:
+    """An eb_class_labels struct (or NULL) and the cffi objects its pointers point into, kept alive together."""
+
+    def __init__(self, struct: Any, keep: list) -> None:
+        self.struct = struct
+        self._keep = keep
+
+
+def class_labels_view(names: Optional[ClassNames]) -> _LabelsView:
+    """The C view of class names: None (NULL), a list of int (int64) or a list of bytes (UTF-8 strings).
+
+    The C library checks the names (distinct, valid UTF-8, length); this only lays them out.
+    """
+    if names is None:
+        return _LabelsView(ffi.NULL, [])
+    struct = ffi.new("eb_class_labels *")
+    struct.count = len(names)
+    if names and isinstance(names[0], bytes):
+        strings = [ffi.new("char[]", name) for name in names]
+        pointers = ffi.new("const char *[]", strings)
+        lengths = ffi.new("size_t[]", [len(name) for name in names])
+        struct.type = lib.EB_LABELS_UTF8
+        struct.strings = pointers
+        struct.string_lengths = lengths
+        return _LabelsView(struct, [strings, pointers, lengths])
+    integers = ffi.new("int64_t[]", [int(name) for name in names])
+    struct.type = lib.EB_LABELS_INT64
+    struct.integers = integers
+    return _LabelsView(struct, [integers])
 
 
 def _message(error: Any) -> str:

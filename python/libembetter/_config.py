@@ -210,8 +210,9 @@ def _leave_single_thread():
 def training_threads(kind, n_rows, n_features, params):
     """One BLAS thread for the duration of a training call whose products are small, else no change.
 
-    kind is "feedforward" or "contrastive", params the model's C params
-    struct. OpenBLAS's thread count is process-wide: the C library never
+    kind is the finetuner's kind name ("feedforward", "contrastive",
+    "pair_learner"), params its C params struct; for the pair learner n_rows
+    counts pairs. OpenBLAS's thread count is process-wide: the C library never
     changes it (it keeps no global state), so the Python layer does, only
     around fit and partial_fit, and puts the previous count back afterwards.
     Overlapping calls from several threads share one limit, lifted when the

@@ -30,6 +30,9 @@ __all__ = [
     "ModelFormatError",
     "InvalidUTF8Error",
     "WrongInputKindError",
+    "BufferTooSmallError",
+    "WrongKindError",
+    "InvalidHandleError",
     "status_name",
     "error_for_status",
     "raise_for_status",
@@ -112,6 +115,18 @@ class WrongInputKindError(EmbetterError, ValueError):
     """EB_ERR_WRONG_INPUT_KIND: an encoder got texts where it takes images, or the reverse."""
 
 
+class BufferTooSmallError(EmbetterError, ValueError):
+    """EB_ERR_BUFFER_TOO_SMALL: an output buffer holds fewer items than the call writes."""
+
+
+class WrongKindError(EmbetterError, TypeError):
+    """EB_ERR_WRONG_KIND: the call does not apply to this kind of finetuner (e.g. pairs for a feed-forward one)."""
+
+
+class InvalidHandleError(EmbetterError, ValueError):
+    """EB_ERR_INVALID_HANDLE: the handle is not a live finetuner (freed, or never one), as a closed file is."""
+
+
 # The one table from C statuses to classes. Filled from the C constants, so a
 # renumbered status cannot pair with the wrong class.
 _CLASSES: dict[int, type[EmbetterError]] = {
@@ -129,6 +144,9 @@ _CLASSES: dict[int, type[EmbetterError]] = {
     lib.EB_ERR_FORMAT: ModelFormatError,
     lib.EB_ERR_INVALID_UTF8: InvalidUTF8Error,
     lib.EB_ERR_WRONG_INPUT_KIND: WrongInputKindError,
+    lib.EB_ERR_BUFFER_TOO_SMALL: BufferTooSmallError,
+    lib.EB_ERR_WRONG_KIND: WrongKindError,
+    lib.EB_ERR_INVALID_HANDLE: InvalidHandleError,
 }
 for _code, _cls in _CLASSES.items():
     _cls.code = _code

@@ -29,6 +29,9 @@ EXPECTED = {
     "EB_ERR_FORMAT": (libembetter.ModelFormatError, ValueError),
     "EB_ERR_INVALID_UTF8": (libembetter.InvalidUTF8Error, ValueError),
     "EB_ERR_WRONG_INPUT_KIND": (libembetter.WrongInputKindError, ValueError),
+    "EB_ERR_BUFFER_TOO_SMALL": (libembetter.BufferTooSmallError, ValueError),
+    "EB_ERR_WRONG_KIND": (libembetter.WrongKindError, TypeError),
+    "EB_ERR_INVALID_HANDLE": (libembetter.InvalidHandleError, ValueError),
 }
 
 C_STATUSES = range(1, lib.EB_STATUS_COUNT)

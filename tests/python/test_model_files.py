@@ -1,11 +1,10 @@
-"""Model files under hostile conditions: special files, racing saves, refused saves, corrupted sidecars, pickles.
+"""Model files under hostile conditions: special files, racing saves, refused saves, corrupted metadata, pickles.
 
 Each test here stands for a defect a red-team pass found (issue 12, "Files" and "Messages"): loads that block
 on a FIFO or read /dev/zero until memory runs out, two saves to one path leaving one model's weights with the
-other's labels (certified by a hash of what was re-read from disk), saves that replace a good file and then
-refuse, and hand-edited sidecars that raise TypeError or RecursionError instead of naming the field.
+other's labels, saves that replace a good file and then refuse, and hand-edited metadata (in the model file, or
+in the sidecar of a libembetter 0.1 file) that raises TypeError or RecursionError instead of naming the field.
 """
-import hashlib
 import json
 import os
 import pickle
@@ -20,13 +19,15 @@ import pytest
 
 import libembetter
 import libembetter.finetune as finetune
+from libembetter._binding import NativeModel
 from libembetter.finetune import ContrastiveFinetuner, FeedForwardFinetuner
 
 HEADER = 28
+V1 = Path(__file__).resolve().parents[1] / "fixtures" / "python-v1"
 
 
 def files_of(path):
-    """{name: bytes} of every file in path's directory: the model, its sidecar and anything left behind."""
+    """{name: bytes} of every file in path's directory: the model and anything left behind."""
     return {entry.name: entry.read_bytes() for entry in Path(path).parent.iterdir()}
 
 
@@ -70,8 +71,8 @@ def test_special_files_are_refused_at_once_naming_the_path_and_what_it_is(saved,
     path, _ = saved
     fifo_model = tmp_path / "fifo.ebm"
     os.mkfifo(fifo_model)
-    # A real model whose sidecar is a FIFO: the sidecar reader must not block either.
-    (tmp_path / "fifo-sidecar.ebm").write_bytes(path.read_bytes())
+    # A 0.1 model whose sidecar is a FIFO: the sidecar reader must not block either.
+    (tmp_path / "fifo-sidecar.ebm").write_bytes((V1 / "feedforward.ebm").read_bytes())
     os.mkfifo(tmp_path / "fifo-sidecar.ebm.json")
     directory = tmp_path / "a-directory"
     directory.mkdir()
@@ -110,8 +111,8 @@ def test_huge_sparse_files_are_refused_before_they_are_read(saved, tmp_path):
     long_model.write_bytes(path.read_bytes())
     os.truncate(long_model, huge)
     huge_sidecar = tmp_path / "huge-sidecar.ebm"
-    huge_sidecar.write_bytes(path.read_bytes())
-    Path(str(huge_sidecar) + ".json").write_bytes(Path(str(path) + ".json").read_bytes())
+    huge_sidecar.write_bytes((V1 / "feedforward.ebm").read_bytes())
+    Path(str(huge_sidecar) + ".json").write_bytes((V1 / "feedforward.ebm.json").read_bytes())
     os.truncate(str(huge_sidecar) + ".json", huge)
     results = load_in_child(zeros, long_model, huge_sidecar)
     kind, message, seconds = results[str(zeros)]
@@ -162,8 +163,8 @@ def which_model(loaded, candidates, X):
 
 
 def check_loads_while(running, path, candidates, X):
-    """Load path until running() is false; every load must be one candidate whole (saves swap in their two files
-    under a directory lock that loads share, so a load never meets one save's model with another's sidecar)."""
+    """Load path until running() is false; every load must be one candidate whole (each save renames one complete
+    file, labels included, into place)."""
     seen = [0] * len(candidates)
     while True:
         still_running = running()
@@ -189,11 +190,10 @@ def test_two_processes_saving_to_one_path_never_leave_a_mix_that_loads(blobs, tm
     for saver in savers:
         assert saver.wait(timeout=60) == 0, saver.stderr.read()
     assert sum(seen) > 0, seen
-    # What the race leaves is the pair of the save that renamed last: one model whole.
+    # What the race leaves is the file of the save that renamed last: one model whole.
     which_model(finetune.load(path), models, X)
-    # Only the two files are left: every temporary file was renamed into place.
-    assert sorted(entry.name for entry in tmp_path.iterdir() if not entry.name.endswith(".pickle")) == \
-           ["model.ebm", "model.ebm.json"]
+    # Only the model file is left: every temporary file was renamed into place.
+    assert sorted(entry.name for entry in tmp_path.iterdir() if not entry.name.endswith(".pickle")) == ["model.ebm"]
 
 
 def test_two_threads_saving_to_one_path_never_leave_a_mix_that_loads(blobs, tmp_path):
@@ -221,13 +221,11 @@ def test_two_threads_saving_to_one_path_never_leave_a_mix_that_loads(blobs, tmp_
     which_model(finetune.load(path), models, X)
 
 
-def test_the_sidecar_hash_is_of_the_bytes_written_not_of_the_file_found_later(saved, blobs, tmp_path):
-    path, tuner = saved
-    X, y = blobs
-    other = tmp_path / "other.ebm"
-    FeedForwardFinetuner(hidden_dim=3, n_epochs=3, random_state=9).fit(X, np.array(["p", "q", "r"])[y]).save(other)
-    # The state two racing saves can leave: one's model file, the other's sidecar.
-    os.replace(other, path)
+def test_a_0_1_sidecar_that_met_another_model_file_is_refused(tmp_path):
+    # The state two racing 0.1 saves could leave: one's model file, the other's sidecar.
+    path = tmp_path / "model.ebm"
+    path.write_bytes((V1 / "contrastive.ebm").read_bytes())
+    Path(str(path) + ".json").write_bytes((V1 / "feedforward.ebm.json").read_bytes())
     with pytest.raises(ValueError) as caught:
         finetune.load(path)
     assert f"{path}.json does not belong to {path}" in str(caught.value)
@@ -258,10 +256,12 @@ REFUSED_SAVES = {
     "nan learning_rate": (lambda t: t.set_params(learning_rate=float("nan")), "learning_rate is nan"),
     "random_state object": (lambda t: t.set_params(random_state=np.random.default_rng(0)), "random_state is a"),
     "classes not sorted": (_set("classes_", np.array(["c", "b", "a"])), "distinct and sorted"),
-    "wrong class count": (_set("classes_", np.array(["a", "b"])), "lists 2 classes, the model was fitted on 3"),
+    "wrong class count": (_set("classes_", np.array(["a", "b"])), "2 .* 3"),
+    "wrong class count in metadata": (_set("classes_", np.array([1.5, 2.5])),
+                                      "lists 2 classes, the model was fitted on 3"),
     "labels that do not compare": (_set("classes_", np.array([1, 2.5, "x"], dtype=object)), "cannot be compared"),
     "n_features_in_": (_set("n_features_in_", 7), "n_features_in is 7, the model was fitted on 8"),
-    "huge labels": (_set("classes_", np.array(["a" * (1 << 21), "b", "c"])), "the sidecar would take"),
+    "huge labels": (_set("classes_", np.array(["a" * (1 << 21), "b", "c"])), "label 0 .*65536"),
 }
 
 
@@ -292,49 +292,42 @@ except OSError as error:
 """
 
 
-@pytest.mark.parametrize("which", ["model file", "sidecar"])
-def test_a_save_that_fails_midway_leaves_no_temporary_file(saved, blobs, tmp_path, which):
+def test_a_save_that_fails_midway_leaves_no_temporary_file(saved, blobs, tmp_path):
     path, _ = saved
     X, y = blobs
-    # Long labels make the sidecar larger than the model file, so a file size limit can fall between the two.
-    labels = np.array(["a" * 20000, "b" * 20000, "c" * 20000])
-    bigger = FeedForwardFinetuner(hidden_dim=40, n_epochs=2, random_state=0).fit(X, labels[y])
+    bigger = FeedForwardFinetuner(hidden_dim=40, n_epochs=2, random_state=0).fit(X, y)
     pickled = tmp_path / "bigger.pickle"
     pickled.write_bytes(pickle.dumps(bigger))
     before = files_of(path)
-    model_size = len(bigger._native.to_bytes())
-    # Room for the new model file but not its sidecar, or for neither.
-    limit = model_size if which == "sidecar" else model_size // 2
+    # Room for half of the new file: the write fails with EFBIG, as on a full disk.
+    limit = len(bigger.__getstate__()["model_file"]) // 2
     run = subprocess.run([sys.executable, "-c", _FULL_DISK_SCRIPT, str(pickled), str(path), str(limit)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith("FileAccessError cannot write") and os.strerror(27) in run.stdout, run.stdout
-    # Both new files are written in full before either is renamed into place: nothing left behind, and the old
-    # pair still there and loading.
-    assert files_of(path) == before
+    assert run.stdout.startswith("FileAccessError") and str(path) in run.stdout, run.stdout
+    # The new file is written in full before it is renamed into place: nothing left behind, the old file loads.
+    assert {name: data for name, data in files_of(path).items() if name != "bigger.pickle"} == \
+           {name: data for name, data in before.items() if name != "bigger.pickle"}
     assert finetune.load(path).classes_.tolist() == ["a", "b", "c"]
 
 
-def test_both_files_get_the_permissions_the_umask_gives_a_new_file(saved):
+def test_the_file_gets_the_permissions_the_umask_gives_a_new_file(saved):
     path, tuner = saved
     mask = os.umask(0o027)
     try:
         tuner.save(path)
     finally:
         os.umask(mask)
-    for file in (path, Path(str(path) + ".json")):
-        assert file.stat().st_mode & 0o777 == 0o640, file
+    assert path.stat().st_mode & 0o777 == 0o640
 
 
-def test_an_unfitted_model_file_with_a_sidecar_is_refused_naming_it(saved, blobs):
+def test_an_unfitted_model_file_with_metadata_is_refused_naming_it(saved):
     path, _ = saved
+    metadata = NativeModel.from_bytes(None, path.read_bytes()).metadata()
     unfitted = FeedForwardFinetuner(hidden_dim=3)._new_native_model(FeedForwardFinetuner(hidden_dim=3)
-                                                                    ._hyperparameters()).to_bytes()
-    path.write_bytes(unfitted)
-    sidecar = Path(str(path) + ".json")
-    metadata = json.loads(sidecar.read_text())
-    metadata["model_sha256"] = hashlib.sha256(unfitted).hexdigest()  # a sidecar made to match: the model decides
-    sidecar.write_text(json.dumps(metadata))
+                                                                    ._hyperparameters())
+    unfitted.set_metadata(metadata)  # metadata made to match: the model decides
+    path.write_bytes(unfitted.to_bytes())
     with pytest.raises(ValueError, match=f"{path} holds an unfitted model"):
         finetune.load(path)
 
@@ -352,7 +345,7 @@ def test_save_and_load_take_str_bytes_and_pathlike_paths(saved, blobs, tmp_path,
 
     path = {"str": str(target), "bytes": os.fsencode(target), "Path": target, "PathLike-bytes": BytesPath()}[kind]
     tuner.save(path)
-    assert sorted(p.name for p in target.parent.iterdir()) == ["model.ebm", "model.ebm.json"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.ebm"]
     loaded = finetune.load(path)
     assert loaded.transform(X).tobytes() == tuner.transform(X).tobytes()
     assert type(tuner).load(path).classes_.tolist() == ["a", "b", "c"]
@@ -413,7 +406,7 @@ def test_what_save_accepts_load_takes_back_whole(make, labels, blobs, tmp_path):
     assert loaded.get_params()["learning_rate"] == tuner.get_params()["learning_rate"]
 
 
-# ---- a corrupted sidecar names the file and the field -------------------------------------------------------
+# ---- corrupted metadata names the file and the field ----------------------------------------------------------
 
 def _edit(change):
     def apply(text):
@@ -438,12 +431,12 @@ FIELDS = {
     "version": [None, "1", 1.0, [], {}, 2**64, True],
     "estimator": [None, 1, [], {}, "FeedForward", "os.system"],
     "params": [None, 1, "x", [], [1, 2]],
-    "classes": [None, 1, "x", [], {}, {"dtype": "<U1"}, {"values": ["a"]}],
-    "classes.dtype": [None, 1, [], "<M8[D]", "|V8", "not a dtype", "<U0", "object\x00", "<i8"],
-    "classes.values": [None, "abc", {}, [1, 2, 3], ["a", None, "c"], ["a", ["b"], "c"], ["a", "b"]],
+    "classes": [None, 1, "x", [], {}, {"dtype": "<f8"}, {"values": [-1.0, 1.0, 2.0]}],
+    "classes.dtype": [None, 1, [], "<M8[D]", "|V8", "not a dtype", "<U1", "object\x00", "<i8"],
+    "classes.values": [None, "abc", {}, ["a", "b", "c"], [-1.0, None, 2.0], [-1.0, [1.0], 2.0], [-1.0, 1.0]],
     "n_features_in": [None, "8", 8.0, [], True, 2**64, -8, 0],
     "feature_names_in": [1, "abc", {}, [1] * 8, ["a"] * 7],
-    "model_sha256": [None, 1, [], {}, "00" * 32],
+    "model_sha256": [None, "00" * 32],
     "params.hidden_dim": [None, "3", 3.5, [], {}, 2**64, 0, True, 4],
     "params.n_epochs": [None, "3", [], 0, 2**64],
     "params.learning_rate": [None, "0.1", [], 0, -1.0, 1e-60],
@@ -451,11 +444,11 @@ FIELDS = {
     "params.verbose": [[], {}],
     "params.random_state": ["x", 1.5, [], -1, 2**40, {}, {"RandomState": 1}, {"RandomState": {}}, {"other": 1}],
 }
-SIDECAR_MUTATIONS = {
+METADATA_MUTATIONS = {
     f"{field}={value!r}"[:60]: (_put(field, value), field.split(".")[-1])
     for field, values in FIELDS.items() for value in values
 }
-SIDECAR_MUTATIONS.update({
+METADATA_MUTATIONS.update({
     "unknown top-level field": (_put("surprise", 1), "surprise"),
     "unknown parameter": (_put("params.surprise", 1), "surprise"),
     "random_state keys": (_edit(lambda m: m["params"].update(random_state={"RandomState": {
@@ -481,36 +474,105 @@ SIDECAR_MUTATIONS.update({
                       "field 'n_features_in' appears twice"),
     "duplicate nested key": (lambda text: text.replace(b'"hidden_dim": 3', b'"hidden_dim": 3, "hidden_dim": 9'),
                              "field 'hidden_dim' appears twice"),
-    "non-UTF-8 byte": (lambda text: text.replace(b'"a"', b'"\xff"'), "is not UTF-8"),
+    "non-UTF-8 byte": (lambda text: text.replace(b'"FeedForwardFinetuner"', b'"\xff"'), "is not UTF-8"),
     "byte-order mark": (lambda text: b"\xef\xbb\xbf" + text, "byte-order mark"),
-    "lone surrogate label": (lambda text: text.replace(b'"a"', b'"\\ud800"'), "values[0] holds a lone surrogate"),
+    "lone surrogate estimator": (lambda text: text.replace(b'"FeedForwardFinetuner"', b'"\\ud800"'), "estimator"),
     "truncated": (lambda text: text[: len(text) // 2], "not valid JSON"),
-    "empty": (lambda text: b"", "not valid JSON"),
-    "a list": (lambda text: b"[1, 2]", "not an embetter finetuner sidecar"),
-    "float32 overflow": (_edit(lambda m: m.update(classes={"dtype": "<f4", "values": [0.5, 1.5, 1e39]})),
+    "blank": (lambda text: b" ", "not valid JSON"),
+    "a list": (lambda text: b"[1, 2]", "not an embetter finetuner's"),
+    "float32 overflow": (_edit(lambda m: m.update(classes={"dtype": "<f4", "values": [-1.0, 1.0, 1e39]})),
                          "values[2] is 1e+39 (a float), beyond what dtype <f4 holds"),
-    "label too long for dtype": (lambda text: text.replace(b'"a"', b'"aa"'), "values[0] is longer than dtype"),
 })
 
 
-@pytest.mark.parametrize("mutation", SIDECAR_MUTATIONS)
-def test_a_corrupted_sidecar_names_the_file_and_the_field(saved, mutation):
-    path, _ = saved
-    sidecar = Path(str(path) + ".json")
-    text = json.dumps(json.loads(sidecar.read_text()), indent=1).encode("utf-8")
-    mutate, field = SIDECAR_MUTATIONS[mutation]
+@pytest.fixture
+def saved_floats(blobs, tmp_path):
+    """A saved model whose labels (floats, which C cannot name) are listed in its metadata."""
+    X, y = blobs
+    path = tmp_path / "model.ebm"
+    FeedForwardFinetuner(hidden_dim=3, n_epochs=3, random_state=0).fit(X, np.array([-1.0, 1.0, 2.0])[y]).save(path)
+    return path
+
+
+def replace_metadata(path, raw):
+    native = NativeModel.from_bytes(None, path.read_bytes())
+    native.set_metadata(raw)
+    path.write_bytes(native.to_bytes())
+
+
+@pytest.mark.parametrize("mutation", METADATA_MUTATIONS)
+def test_corrupted_metadata_names_the_file_and_the_field(saved_floats, mutation):
+    path = saved_floats
+    text = json.dumps(json.loads(NativeModel.from_bytes(None, path.read_bytes()).metadata()), indent=1).encode()
+    mutate, field = METADATA_MUTATIONS[mutation]
     changed = mutate(text)
     assert changed != text, "the mutation changed nothing"
-    sidecar.write_bytes(changed)
+    replace_metadata(path, changed)
     with pytest.raises(Exception) as caught:
         finetune.load(path)
     error = caught.value
     assert isinstance(error, libembetter.EmbetterError) and isinstance(error, ValueError), repr(error)
-    assert str(sidecar) in str(error)
+    assert f"{path}: " in str(error)
     assert field in str(error), str(error)
 
 
+SIDECAR_MUTATIONS = {
+    "deeply nested": (lambda text: text.replace(b'"batch_size": null', b'"batch_size": ' + b"[" * 200000
+                                                + b"]" * 200000), "nests too deeply"),
+    "duplicate key": (lambda text: text.replace(b'"n_features_in": 6', b'"n_features_in": 6, "n_features_in": 6'),
+                      "field 'n_features_in' appears twice"),
+    "NaN literal": (lambda text: text.replace(b'"learning_rate": 0.05', b'"learning_rate": NaN'),
+                    "learning_rate is NaN"),
+    "lone surrogate label": (lambda text: text.replace(b'"eggs"', b'"\\ud800"'), "values[0] holds a lone surrogate"),
+    "label too long for dtype": (lambda text: text.replace(b'"eggs"', b'"eggs!"'), "values[0] is longer than dtype"),
+    "byte-order mark": (lambda text: b"\xef\xbb\xbf" + text, "byte-order mark"),
+    "unknown field": (_put("surprise", 1), "surprise"),
+    "random_state": (_put("params.random_state", 2**40), "random_state"),
+    "a list": (lambda text: b"[1, 2]", "not an embetter finetuner sidecar"),
+}
+
+
+@pytest.mark.parametrize("mutation", SIDECAR_MUTATIONS)
+def test_a_corrupted_0_1_sidecar_names_the_file_and_the_field(tmp_path, mutation):
+    path = tmp_path / "model.ebm"
+    path.write_bytes((V1 / "feedforward.ebm").read_bytes())
+    sidecar = Path(str(path) + ".json")
+    text = json.dumps(json.loads((V1 / "feedforward.ebm.json").read_text()), indent=1).encode("utf-8")
+    mutate, field = SIDECAR_MUTATIONS[mutation]
+    changed = mutate(text)
+    assert changed != text, "the mutation changed nothing"
+    sidecar.write_bytes(changed)
+    with pytest.raises(libembetter.ModelFormatError) as caught:
+        finetune.load(path)
+    assert str(sidecar) in str(caught.value)
+    assert field in str(caught.value), str(caught.value)
+
+
 # ---- messages: hidden_dim after set_params, and tampered pickles ---------------------------------------------
+
+
+def test_save_refuses_what_load_would_refuse_with_loads_message_and_keeps_the_old_file(blobs, tmp_path):
+    X, y = blobs
+    path = tmp_path / "model.ebm"
+    tuner = FeedForwardFinetuner(hidden_dim=3, n_epochs=2, random_state=0).fit(X, y)
+    tuner.save(path)
+    good = path.read_bytes()
+    tuner.set_params(hidden_dim=7)
+    with pytest.raises(libembetter.ModelFormatError) as refused_save:
+        tuner.save(path)
+    assert path.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["model.ebm"]
+    # The file such a save would have written: the fitted model with hidden_dim 7 in its metadata.
+    native = NativeModel.from_bytes(None, good)
+    metadata = json.loads(native.metadata())
+    metadata["params"]["hidden_dim"] = 7
+    native.set_metadata(json.dumps(metadata).encode())
+    path.write_bytes(native.to_bytes())
+    with pytest.raises(libembetter.ModelFormatError) as refused_load:
+        finetune.load(path)
+    assert str(refused_save.value) == str(refused_load.value)
+    assert str(refused_load.value) == (f"{path}: params: hidden_dim is 7 but the fitted model's hidden layer has 3 "
+                                       "units; fit decides the width and later calls keep it: refit, or set "
+                                       "hidden_dim back to 3")
 
 
 def test_a_hidden_dim_changed_after_fit_says_which_numbers_disagree(blobs):
@@ -524,7 +586,7 @@ def test_a_hidden_dim_changed_after_fit_says_which_numbers_disagree(blobs):
     assert str(caught.value) == expected
     with pytest.raises(ValueError) as caught:
         tuner.save("never-written.ebm")
-    assert str(caught.value) == "cannot save: " + expected
+    assert str(caught.value) == "never-written.ebm: params: " + expected
     assert not Path("never-written.ebm").exists()
 
     contrastive = ContrastiveFinetuner(n_epochs=2, random_state=0).fit(X, y)
@@ -536,6 +598,13 @@ def test_a_hidden_dim_changed_after_fit_says_which_numbers_disagree(blobs):
     contrastive.partial_fit(X, y)
 
 
+def state_of_0_1(tuner):
+    """The pickle state libembetter 0.1 wrote: the estimator's attributes and the C model's bytes."""
+    state = {name: value for name, value in tuner.__dict__.items() if name != "_native"}
+    state["_native_bytes"] = tuner._native.to_bytes()
+    return state
+
+
 @pytest.mark.parametrize("tamper, message", [
     (lambda state, other: state.update(n_features_in_=7), "n_features_in_ is 7, the C model was fitted on 8"),
     (lambda state, other: state.update(classes_=np.array(["a", "b"])), "classes_ lists 2 labels, the C model was "
@@ -544,19 +613,40 @@ def test_a_hidden_dim_changed_after_fit_says_which_numbers_disagree(blobs):
     (lambda state, other: state.update(hidden_dim=9), "hidden_dim is 9 but the fitted model's hidden layer has 3"),
     (lambda state, other: state.pop("classes_"), "holds a fitted C model but no classes_"),
 ])
-def test_unpickling_cross_checks_the_c_model_against_the_attributes(saved, blobs, tamper, message):
+def test_unpickling_a_0_1_pickle_cross_checks_the_c_model_against_the_attributes(saved, blobs, tamper, message):
     X, y = blobs
     _, tuner = saved
     other = FeedForwardFinetuner(hidden_dim=3, n_epochs=2).fit(X, y % 2)._native.to_bytes()
-    state = tuner.__getstate__()
+    fresh = FeedForwardFinetuner.__new__(FeedForwardFinetuner)
+    fresh.__setstate__(state_of_0_1(tuner))  # untampered, it loads
+    assert fresh.transform(X).tobytes() == tuner.transform(X).tobytes()
+    state = state_of_0_1(tuner)
     tamper(state, other)
     fresh = FeedForwardFinetuner.__new__(FeedForwardFinetuner)
     with pytest.raises(ValueError, match=message) as caught:
         fresh.__setstate__(state)
     assert isinstance(caught.value, libembetter.EmbetterError)
     assert "unpickling a FeedForwardFinetuner" in str(caught.value)
-    # Through pickle itself too.
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda state, other: state.update(model_file=other), "holds a contrastive finetuner, not a feedforward one"),
+    (lambda state, other: state.update(model_file=state["model_file"][:-1]), "saved model"),
+    (lambda state, other: state.update(classes_outside_file=np.array(["a", "b", "c"])),
+     "classes is given both in the metadata and by the pickle"),
+])
+def test_unpickling_checks_the_model_file_as_load_does(saved, blobs, tamper, message):
+    X, y = blobs
+    _, tuner = saved
+    other = ContrastiveFinetuner(n_epochs=1).fit(X, y).__getstate__()["model_file"]
+    state = tuner.__getstate__()
+    tamper(state, other)
+    fresh = FeedForwardFinetuner.__new__(FeedForwardFinetuner)
+    with pytest.raises((TypeError, ValueError), match=message) as caught:
+        fresh.__setstate__(state)
+    assert "unpickling a FeedForwardFinetuner" in str(caught.value)
+    # Through pickle itself too: a tampered attribute is caught where the file is checked.
     tampered = pickle.loads(pickle.dumps(tuner))
     tampered.n_features_in_ = 7
-    with pytest.raises(ValueError, match="n_features_in_ is 7"):
-        pickle.loads(pickle.dumps(tampered))
+    with pytest.raises(ValueError, match="pickling a FeedForwardFinetuner: metadata: n_features_in is 7"):
+        pickle.dumps(tampered)

@@ -57,7 +57,7 @@ def test_every_public_function_is_bound(repo_root):
 
 
 def test_header_constants_are_exposed(repo_root):
-    header = (repo_root / "include" / "embetter" / "embetter.h").read_text()
+    header = (repo_root / "include" / "embetter" / "common.h").read_text()
     status_count = int(re.search(r"#define EB_STATUS_COUNT (\d+)", header).group(1))
     assert lib.EB_STATUS_COUNT == status_count
     assert lib.EB_HIDDEN_DIM_AS_INPUT == int(ffi.cast("size_t", -1))
@@ -82,6 +82,7 @@ def test_every_status_maps_to_an_exception_with_the_c_message():
         lib.EB_ERR_NOT_FITTED: NotFittedError,
         lib.EB_ERR_NOMEM: MemoryError,
         lib.EB_ERR_NULL_POINTER: TypeError,
+        lib.EB_ERR_WRONG_KIND: TypeError,
         lib.EB_ERR_IO: OSError,
     }
     for status in range(1, lib.EB_STATUS_COUNT):
@@ -112,17 +113,52 @@ def test_corrupt_saved_bytes_are_rejected():
     with pytest.raises(ValueError) as caught:
         binding.NativeModel.from_bytes("feedforward", saved[:-3])
     assert caught.value.status == "EB_ERR_FORMAT"
-    with pytest.raises(ValueError):
+    with pytest.raises(libembetter.ModelFormatError, match="holds a feedforward finetuner, not a contrastive one"):
         binding.NativeModel.from_bytes("contrastive", saved)  # the other kind of model
+
+
+def test_kind_names_and_numbers_are_the_c_librarys():
+    assert binding.KIND_NAMES == {lib.EB_KIND_FEEDFORWARD: "feedforward", lib.EB_KIND_CONTRASTIVE: "contrastive",
+                                  lib.EB_KIND_PAIR_LEARNER: "pair_learner"}
+    for number, name in binding.KIND_NAMES.items():
+        assert ffi.string(lib.eb_finetuner_kind_name(number)).decode() == name
+        assert binding.NativeModel.create(name, {}).kind == name
+        assert lib.eb_finetuner_kind_of(binding.NativeModel.create(name, {})._model) == number
+
+
+def test_new_statuses_arrive_as_their_classes():
+    pairs_on_feedforward = binding.NativeModel.create("feedforward", {"hidden_dim": 3})
+    X = np.ones((4, 2), dtype=np.float32)
+    with pytest.raises(libembetter.WrongKindError) as caught:
+        pairs_on_feedforward.fit_pairs(X, X, np.ones(4, dtype=np.float32))
+    assert isinstance(caught.value, TypeError) and caught.value.status == "EB_ERR_WRONG_KIND"
+    # A buffer one float short of the pairs: the C library refuses it instead of writing past it.
+    tuner = FeedForwardFinetuner(hidden_dim=3, n_epochs=2, random_state=0).fit(X, [0, 1, 0, 1])
+    out = np.empty(3, dtype=np.float32)
+    error = ffi.new("eb_error *")
+    pairs = lib.eb_pairs_aligned(binding.input_matrix(X), binding.input_matrix(X), ffi.NULL)
+    status = lib.eb_finetuner_predict_pairs(tuner._native._model, pairs, ffi.cast("float *", out.ctypes.data), 3,
+                                            error)
+    with pytest.raises(libembetter.BufferTooSmallError) as caught:
+        binding.raise_for_status(status, ffi.string(error.message).decode())
+    assert isinstance(caught.value, ValueError) and "4" in str(caught.value)
+    # Zeroed memory was never a finetuner: its magic is wrong, which the C library reports.
+    not_a_handle = ffi.cast("eb_finetuner *", ffi.new("uint64_t[64]"))
+    error = ffi.new("eb_error *")
+    status = lib.eb_finetuner_check_savable(not_a_handle, error)
+    with pytest.raises(libembetter.InvalidHandleError) as caught:
+        binding.raise_for_status(status, ffi.string(error.message).decode())
+    assert isinstance(caught.value, ValueError) and caught.value.status == "EB_ERR_INVALID_HANDLE"
 
 
 # ---- what the binding asks the C library instead of knowing it --------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["feedforward", "contrastive"])
+@pytest.mark.parametrize("kind", ["feedforward", "contrastive", "pair_learner"])
 def test_the_kind_of_saved_bytes_comes_from_the_c_header_reader(kind, tmp_path):
     model = binding.NativeModel.create(kind, {"hidden_dim": 3})
     data = model.to_bytes()
+    assert binding.NativeModel.read_header(data).format_version == lib.EB_MODEL_FORMAT_VERSION
     assert binding.NativeModel.saved_kind(data) == kind
     assert binding.NativeModel.saved_kind(data[:lib.EB_MODEL_HEADER_SIZE]) == kind  # the header is enough
     assert binding.NativeModel.from_bytes(None, data).kind == kind
@@ -265,7 +301,7 @@ def test_python_threads_run_while_a_transform_is_in_c():
 
     def call_c():
         window["start"] = time.perf_counter()
-        window["status"] = lib.eb_feedforward_transform(*args)
+        window["status"] = lib.eb_finetuner_transform(*args)
         window["end"] = time.perf_counter()
         finished.set()
 

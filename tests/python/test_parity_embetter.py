@@ -288,6 +288,7 @@ def signature_differences(theirs, ours):
 KNOWN_SHARED = {
     ("embetter.finetune", "FeedForwardTuner"),
     ("embetter.finetune", "ContrastiveTuner"),
+    ("embetter.finetune", "ContrastiveLearner"),
     ("embetter.grab", "ColumnGrabber"),
     ("embetter.grab", "KeyGrabber"),
     ("embetter.utils", "cached"),

@@ -1,4 +1,4 @@
-"""save(path) / load(path): the C model file plus the JSON sidecar, and a C program reading Python's file."""
+"""save(path) / load(path): one C model file with class labels and Python metadata; C and 0.1 files; C reading it."""
 import hashlib
 import json
 import os
@@ -18,8 +18,11 @@ from sklearn.exceptions import NotFittedError
 
 import libembetter
 import libembetter.finetune as finetune
+from libembetter._binding import NativeModel
+from libembetter._native import lib
 from libembetter.finetune import (
     ContrastiveFinetuner,
+    ContrastiveLearner,
     ContrastiveTuner,
     FeedForwardFinetuner,
     FeedForwardTuner,
@@ -91,23 +94,56 @@ def test_feature_names_random_state_and_bool_labels_round_trip(blobs, tmp_path):
         loaded.transform(frame.rename(columns={"feature 0": "renamed"}))
 
 
-def test_the_model_file_is_exactly_the_c_format_and_the_sidecar_is_plain_json(blobs, tmp_path):
+def metadata_of(path):
+    """The Python metadata stored in the model file at path, parsed."""
+    return json.loads(NativeModel.from_bytes(None, Path(path).read_bytes()).metadata())
+
+
+def test_the_model_file_is_the_c_format_with_class_labels_and_json_metadata(blobs, tmp_path):
     X, y = blobs
     tuner = ContrastiveFinetuner(hidden_dim=3, n_epochs=2, random_state=0).fit(X, np.array(["a", "b", "c"])[y])
     path = tmp_path / "model.ebm"
     tuner.save(path)
     data = path.read_bytes()
-    assert data[:8] == b"EMBETTER" and int.from_bytes(data[12:16], "little") == 2
-    assert data == tuner._native.to_bytes() == pickle.loads(pickle.dumps(tuner))._native.to_bytes()
-    sidecar = json.loads((tmp_path / "model.ebm.json").read_text())
-    assert sidecar["estimator"] == "ContrastiveFinetuner"
-    assert sidecar["classes"] == {"dtype": "<U1", "values": ["a", "b", "c"]}
-    assert sidecar["params"]["hidden_dim"] == 3 and sidecar["params"]["learning_rate"] == 0.001
-    assert sidecar["model_sha256"] == hashlib.sha256(data).hexdigest()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ebm", "model.ebm.json"]  # no temporary files left
+    assert data[:8] == b"EMBETTER" and int.from_bytes(data[12:16], "little") == lib.EB_KIND_CONTRASTIVE
+    assert int.from_bytes(data[8:12], "little") == lib.EB_MODEL_FORMAT_VERSION
+    # What pickle carries is the very file.
+    assert data == tuner.__getstate__()["model_file"]
+    native = NativeModel.from_bytes(None, data)
+    assert native.class_labels() == [b"a", b"b", b"c"]  # what eb_finetuner_class_labels gives a C program
+    metadata = metadata_of(path)
+    assert metadata["estimator"] == "ContrastiveFinetuner" and metadata["version"] == 2
+    assert metadata["classes"] == {"dtype": "<U1"}  # the labels themselves are the file's class labels
+    assert metadata["params"]["hidden_dim"] == 3 and metadata["params"]["learning_rate"] == 0.001
+    assert metadata["params"]["random_state"] == 0 and metadata["params"]["verbose"] is False
+    assert "model_sha256" not in metadata
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ebm"]  # no sidecar, no temporary files left
 
 
-def test_saving_again_replaces_both_files(blobs, tmp_path):
+@pytest.mark.parametrize("labels, c_labels, in_metadata", [
+    (np.array([-7, 3, 10**12]), [-7, 3, 10**12], False),
+    (np.array([1, 2, 3], dtype=np.int8), [1, 2, 3], False),
+    (np.array(["x", "yy", "zzz"], dtype=object), [b"x", b"yy", b"zzz"], False),
+    (np.array([-1.0, 1.0, 2.0]), None, True),
+    (np.array([False, True, True]), None, True),
+    (np.array([0, 2**63, 2**64 - 1], dtype=np.uint64), None, True),
+], ids=["int64", "int8", "object-str", "float", "bool", "uint64-past-int64"])
+def test_labels_go_to_the_c_file_when_it_can_name_them_and_to_the_metadata_otherwise(labels, c_labels, in_metadata,
+                                                                                    blobs, tmp_path):
+    X, y = blobs
+    tuner = FeedForwardFinetuner(hidden_dim=2, n_epochs=2, random_state=0).fit(X, labels[y])
+    path = tmp_path / "model.ebm"
+    tuner.save(path)
+    assert NativeModel.from_bytes(None, path.read_bytes()).class_labels() == c_labels
+    classes = metadata_of(path)["classes"]
+    assert classes["dtype"] == tuner.classes_.dtype.str if tuner.classes_.dtype != object else "object"
+    assert ("values" in classes) == in_metadata
+    loaded = finetune.load(path)
+    assert loaded.classes_.dtype == tuner.classes_.dtype
+    assert loaded.classes_.tolist() == tuner.classes_.tolist()
+
+
+def test_saving_again_replaces_the_file(blobs, tmp_path):
     X, y = blobs
     path = tmp_path / "model.ebm"
     FeedForwardFinetuner(hidden_dim=2, n_epochs=2, random_state=0).fit(X, y).save(path)
@@ -123,16 +159,20 @@ def test_an_unfitted_estimator_is_not_saved(make, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_labels_json_cannot_hold_are_refused_before_writing(blobs, tmp_path):
+def test_labels_a_file_cannot_hold_are_refused_before_writing_and_pickle_keeps_them(blobs, tmp_path):
     X, y = blobs
-    # Dates: labels every supported scikit-learn accepts (1.9 refuses bytes) and JSON has no type for.
+    # Dates: labels every supported scikit-learn accepts (1.9 refuses bytes) and neither C nor JSON has a type for.
     dates = np.array(["2024-01-01", "2024-01-02", "2024-01-03"], dtype="datetime64[D]")
     tuner = FeedForwardFinetuner(hidden_dim=2, n_epochs=2).fit(X, dates[y])
-    with pytest.raises(TypeError, match=r"classes_ has dtype datetime64\[D\].*pickle"):
+    with pytest.raises(TypeError, match=r"classes_ has dtype datetime64\[D\].*[Pp]ickle"):
         tuner.save(tmp_path / "model.ebm")
     assert list(tmp_path.iterdir()) == []
-    # Pickle keeps any label type.
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(tuner)).classes_, tuner.classes_)
+    # Pickle keeps any label type: the model file travels with classes_ beside it.
+    state = tuner.__getstate__()
+    assert state["classes_outside_file"] is tuner.classes_
+    again = pickle.loads(pickle.dumps(tuner))
+    np.testing.assert_array_equal(again.classes_, tuner.classes_)
+    assert again.transform(X).tobytes() == tuner.transform(X).tobytes()
 
 
 def test_a_save_into_a_missing_directory_is_an_oserror_naming_the_path(blobs, tmp_path):
@@ -150,55 +190,156 @@ def saved(blobs, tmp_path):
     return path
 
 
-def test_load_needs_the_sidecar(saved):
-    os.unlink(str(saved) + ".json")
-    with pytest.raises(FileNotFoundError, match=r"model\.ebm\.json is missing"):
-        finetune.load(saved)
+def test_no_sidecar_is_written_or_read_for_a_current_file(saved, blobs):
+    X, _ = blobs
+    sidecar = Path(str(saved) + ".json")
+    assert not sidecar.exists()
+    # A stray file where 0.1 kept its sidecar changes nothing: only a version-1 model file reads one.
+    sidecar.write_text("not even JSON")
+    assert finetune.load(saved).classes_.tolist() == [0, 1, 2]
 
 
-def test_a_sidecar_of_another_model_file_is_refused(saved, blobs, tmp_path):
-    X, y = blobs
-    other = tmp_path / "other.ebm"
-    FeedForwardFinetuner(hidden_dim=3, n_epochs=4, random_state=0).fit(X, y).save(other)
-    shutil.copy(str(other) + ".json", str(saved) + ".json")
-    with pytest.raises(ValueError, match="does not belong to .*SHA-256"):
-        finetune.load(saved)
-
-
-def edit_sidecar(path, change):
-    sidecar = Path(str(path) + ".json")
-    metadata = json.loads(sidecar.read_text())
+def write_metadata(path, change):
+    """Rewrite the metadata inside the model file at path with change(metadata dict) applied."""
+    native = NativeModel.from_bytes(None, Path(path).read_bytes())
+    metadata = json.loads(native.metadata())
     change(metadata)
-    sidecar.write_text(json.dumps(metadata))
+    native.set_metadata(json.dumps(metadata).encode("utf-8"))
+    Path(path).write_bytes(native.to_bytes())
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda m: m.update(format="something else"), "not an embetter finetuner sidecar"),
-        (lambda m: m.update(version=2), "sidecar version 2"),
+        (lambda m: m.update(format="something else"), "metadata is not an embetter finetuner's"),
+        (lambda m: m.update(version=3), "metadata: version is 3 .*reads metadata version 2"),
         (lambda m: m.update(estimator="os.system"), r"estimator names 'os\.system' \(a str\), which is not an embetter finetuner"),
         (lambda m: m.update(estimator="ContrastiveFinetuner"), "ContrastiveFinetuner, a contrastive model, but the file holds a feedforward"),
-        (lambda m: m["classes"].update(values=[0, 1]), "lists 2 classes, the model was fitted on 3"),
-        (lambda m: m["classes"].update(values=[2, 1, 0]), "distinct and sorted"),
+        (lambda m: m["classes"].update(values=[0, 1]), "classes has an unknown field 'values'"),
+        (lambda m: m["classes"].update(dtype="<U3"), "classes.dtype is '<U3', which does not hold the file's integer class labels"),
+        (lambda m: m["classes"].update(dtype="|i1"), None),
         (lambda m: m.update(n_features_in=7), "n_features_in is 7, the model was fitted on 8"),
         (lambda m: m["params"].update(hidden_dim=4), "hidden_dim is 4 but the fitted model's hidden layer has 3 units; .*set hidden_dim back to 3"),
         (lambda m: m["params"].update(n_epochs=0), "n_epochs"),
         (lambda m: m["params"].update(surprise=1), "params has an unknown field 'surprise'"),
         (lambda m: m.update(feature_names_in=["a"]), "feature_names_in must list 8 strings"),
         (lambda m: m.pop("classes"), "lacks the field 'classes'"),
+        (lambda m: m.update(model_sha256="00"), "unknown field 'model_sha256'"),
     ],
 )
-def test_an_inconsistent_sidecar_is_refused_with_the_reason(saved, change, message):
-    edit_sidecar(saved, change)
-    with pytest.raises(ValueError, match=message):
+def test_inconsistent_metadata_is_refused_with_the_reason(saved, change, message):
+    write_metadata(saved, change)
+    if message is None:  # int8 holds 0, 1 and 2: the classes come back with that dtype
+        assert finetune.load(saved).classes_.dtype == np.int8
+        return
+    with pytest.raises(libembetter.ModelFormatError, match=message) as caught:
+        finetune.load(saved)
+    assert str(caught.value).startswith(f"{saved}: ")
+
+
+def test_metadata_that_is_not_json_is_refused(saved):
+    native = NativeModel.from_bytes(None, saved.read_bytes())
+    native.set_metadata(b"\x00{not json")
+    saved.write_bytes(native.to_bytes())
+    with pytest.raises(ValueError, match="metadata is not valid JSON"):
         finetune.load(saved)
 
 
-def test_a_sidecar_that_is_not_json_is_refused(saved):
-    Path(str(saved) + ".json").write_bytes(b"\x00{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
-        finetune.load(saved)
+# ---- files without Python metadata: a C program's, and libembetter 0.1's with their sidecar -------------------
+
+V1 = REPO_ROOT / "tests" / "fixtures" / "python-v1"
+
+
+def v1_probe():
+    """The probe scripts/make_python_v1_fixtures.py transformed with libembetter 0.1."""
+    return np.random.RandomState(12).normal(size=(5, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name, cls, classes, params", [
+    ("feedforward", FeedForwardFinetuner, ["eggs", "ham", "spam"],
+     {"hidden_dim": 4, "n_epochs": 30, "learning_rate": 0.05, "batch_size": None, "random_state": 3}),
+    ("contrastive", ContrastiveFinetuner, [-7, 40],
+     {"hidden_dim": 3, "n_epochs": 5, "batch_size": 16, "n_neg": 3, "random_state": 4}),
+])
+def test_a_libembetter_0_1_file_with_its_sidecar_loads_and_transforms_as_0_1_did(name, cls, classes, params,
+                                                                                tmp_path):
+    assert int.from_bytes((V1 / f"{name}.ebm").read_bytes()[8:12], "little") == 1  # made by the old code
+    loaded = finetune.load(V1 / f"{name}.ebm")
+    assert type(loaded) is cls
+    assert loaded.classes_.tolist() == classes
+    assert {key: loaded.get_params()[key] for key in params} == params
+    assert loaded.transform(v1_probe()).tobytes() == np.load(V1 / f"{name}-probe.npy").tobytes()
+    # Saved again, it is one current file, with the labels in it.
+    loaded.save(tmp_path / "again.ebm")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.ebm"]
+    again = finetune.load(tmp_path / "again.ebm")
+    assert again.classes_.tolist() == classes and again.get_params() == loaded.get_params()
+    assert again.transform(v1_probe()).tobytes() == loaded.transform(v1_probe()).tobytes()
+    assert NativeModel.from_bytes(None, (tmp_path / "again.ebm").read_bytes()).class_labels() == [
+        label.encode() if isinstance(label, str) else label for label in classes]
+
+
+def test_a_0_1_sidecar_of_another_model_file_is_refused(tmp_path):
+    shutil.copy(V1 / "feedforward.ebm", tmp_path / "model.ebm")
+    shutil.copy(V1 / "contrastive.ebm.json", tmp_path / "model.ebm.json")
+    with pytest.raises(ValueError, match="does not belong to .*SHA-256"):
+        finetune.load(tmp_path / "model.ebm")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update(version=2), "sidecar version 2"),
+    (lambda m: m["classes"].update(values=["eggs", "ham"]), "lists 2 classes, the model was fitted on 3"),
+    (lambda m: m["classes"].update(values=["spam", "ham", "eggs"]), "distinct and sorted"),
+    (lambda m: m.update(n_features_in=7), "n_features_in is 7, the model was fitted on 6"),
+    (lambda m: m["params"].update(hidden_dim=5), "hidden_dim is 5 but the fitted model's hidden layer has 4 units"),
+])
+def test_an_inconsistent_0_1_sidecar_is_refused_with_the_reason(tmp_path, change, message):
+    shutil.copy(V1 / "feedforward.ebm", tmp_path / "model.ebm")
+    metadata = json.loads((V1 / "feedforward.ebm.json").read_text())
+    change(metadata)
+    (tmp_path / "model.ebm.json").write_text(json.dumps(metadata))
+    with pytest.raises(libembetter.ModelFormatError, match=message):
+        finetune.load(tmp_path / "model.ebm")
+
+
+@pytest.mark.parametrize("kind, cls", [("feedforward", FeedForwardFinetuner), ("contrastive", ContrastiveFinetuner),
+                                       ("pair_learner", ContrastiveLearner)])
+def test_a_file_saved_from_c_loads_as_the_estimator_of_its_kind(kind, cls, blobs, tmp_path):
+    X, y = blobs
+    settings = {"hidden_dim": 5, "n_epochs": 3, "learning_rate": 0.02, "batch_size": 8, "seed": 7}
+    native = NativeModel.create(kind, settings)
+    if kind == "pair_learner":
+        native.fit_pairs(X[:40], X[40:80], (y[:40] == y[40:80]).astype(np.float32))
+    else:
+        native.fit(X, y.astype(np.int32), 3)
+    native.save(tmp_path / "from-c.ebm")  # eb_finetuner_save: no metadata, no class names
+    loaded = cls.load(tmp_path / "from-c.ebm")
+    assert type(loaded) is cls
+    expected = {"feedforward": {"hidden_dim": 5, "n_epochs": 3, "batch_size": 8},
+                "contrastive": {"hidden_dim": 5, "n_epochs": 3, "batch_size": 8, "n_neg": 3},
+                "pair_learner": {"shape_out": 5, "epochs": 3, "batch_size": 8, "layers": "linear"}}[kind]
+    assert {key: loaded.get_params()[key] for key in expected} == expected
+    assert loaded.get_params()["learning_rate"] == pytest.approx(0.02)
+    assert loaded.get_params()["random_state"] is None and loaded.get_params()["verbose"] is False
+    assert loaded.n_features_in_ == X.shape[1]
+    if kind != "pair_learner":
+        assert loaded.classes_.tolist() == [0, 1, 2]  # no names in the file: the class indices
+    np.testing.assert_array_equal(loaded.transform(X), native.transform(X))
+    # Named classes from C come back as classes_.
+    if kind == "feedforward":
+        native.set_class_labels([b"red", b"green", b"blue"])
+        native.save(tmp_path / "named.ebm")
+        assert finetune.load(tmp_path / "named.ebm").classes_.tolist() == ["red", "green", "blue"]
+        native.set_class_labels([30, 10, 20])
+        native.save(tmp_path / "numbered.ebm")
+        numbered = finetune.load(tmp_path / "numbered.ebm")
+        assert numbered.classes_.tolist() == [30, 10, 20]
+        # Names in C's order, not sorted: partial_fit still maps each label to its class index.
+        numbered.set_params(random_state=None).partial_fit(X, np.array([30, 10, 20])[y])
+        native.partial_fit(X, y.astype(np.int32), 0)
+        assert numbered.transform(X).tobytes() == native.transform(X).tobytes()
+        with pytest.raises(ValueError, match="y\\[0\\] is 40, a label not in classes_ \\[30, 10, 20\\]"):
+            numbered.partial_fit(X[:1], [40])
 
 
 def test_a_file_that_is_not_a_model_is_refused(tmp_path):
@@ -221,14 +362,31 @@ def test_the_classmethod_refuses_another_finetuner(saved):
 
 
 @pytest.mark.parametrize("make", [MAKERS["feedforward"], MAKERS["contrastive"]], ids=["feedforward", "contrastive"])
-def test_pickle_and_joblib_still_carry_the_c_format(make, blobs, tmp_path):
+def test_pickle_and_joblib_carry_the_model_file(make, blobs, tmp_path):
     X, y = blobs
     tuner = make().fit(X, np.array(["a", "b", "c"])[y])
     state = tuner.__getstate__()
-    assert "_native" not in state and state["_native_bytes"] == tuner._native.to_bytes()
+    assert set(state) <= {"model_file", "_sklearn_version"}
+    tuner.save(tmp_path / "model.ebm")
+    assert state["model_file"] == (tmp_path / "model.ebm").read_bytes()
     joblib.dump(tuner, tmp_path / "model.joblib")
     same_state(joblib.load(tmp_path / "model.joblib"), tuner, X)
     same_state(pickle.loads(pickle.dumps(tuner)), tuner, X)
+
+
+def test_a_subclass_of_ones_own_pickles_its_attributes_with_the_c_bytes(blobs):
+    X, y = blobs
+
+    class Mine(FeedForwardFinetuner):
+        pass
+
+    tuner = Mine(hidden_dim=2, n_epochs=2, random_state=0).fit(X, y)
+    tuner.note = "kept"
+    state = tuner.__getstate__()
+    assert state["_native_bytes"] == tuner._native.to_bytes()
+    again = Mine.__new__(Mine)
+    again.__setstate__(state)
+    assert again.note == "kept" and again.transform(X).tobytes() == tuner.transform(X).tobytes()
 
 
 # ---- the modules behind save and load -----------------------------------------------------------------------
@@ -238,7 +396,7 @@ def test_the_saveable_classes_registered_themselves():
     from libembetter.finetune import _persist
 
     assert _persist._ESTIMATORS == {cls.__name__: cls for cls in (
-        FeedForwardFinetuner, ContrastiveFinetuner, FeedForwardTuner, ContrastiveTuner)}
+        FeedForwardFinetuner, ContrastiveFinetuner, ContrastiveLearner, FeedForwardTuner, ContrastiveTuner)}
     assert ForwardFinetuner is FeedForwardFinetuner  # the seed's name is the same class, saved under its name
 
 
@@ -279,7 +437,7 @@ def test_no_import_circle_between_persistence_and_the_estimators():
     run = subprocess.run([sys.executable, "-c", "import libembetter.finetune._persist as p; print(len(p._ESTIMATORS))"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split()[-1] == "4"
+    assert run.stdout.split()[-1] == "5"
 
 
 # ---- a C program loads what Python saved ----------------------------------------------------------------------
@@ -351,6 +509,22 @@ def test_a_c_program_transforms_like_python(make, kind, c_transform_check, blobs
     assert run.stdout.split() == [kind, str(expected.shape[1])]
     from_c = np.fromfile(tmp_path / "output.f32", dtype=np.float32).reshape(expected.shape)
     np.testing.assert_allclose(from_c, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", ["linear", "linear-relu-linear"])
+def test_a_c_program_transforms_a_pair_learner_like_python(layers, c_transform_check, blobs, tmp_path):
+    X, y = blobs
+    learner = ContrastiveLearner(shape_out=6, epochs=3, learning_rate=0.01, random_state=0, layers=layers)
+    learner.fit(X[:45], X[45:], (y[:45] == y[45:]).astype(float))
+    learner.to_disk(tmp_path / "model.ebm")
+    rows = np.random.RandomState(1).normal(size=(33, X.shape[1])).astype(np.float32)
+    rows.tofile(tmp_path / "input.f32")
+    run = subprocess.run([str(c_transform_check), str(tmp_path / "model.ebm"), str(tmp_path / "input.f32"), "33",
+                          str(X.shape[1]), str(tmp_path / "output.f32")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["pair_learner", "6"]
+    from_c = np.fromfile(tmp_path / "output.f32", dtype=np.float32).reshape(33, 6)
+    np.testing.assert_allclose(from_c, learner.transform(rows), rtol=0, atol=1e-6)
 
 
 def test_the_c_program_reports_a_broken_file(c_transform_check, saved, tmp_path):

@@ -1,8 +1,9 @@
-"""Finetuners: scikit-learn transformers that learn a new embedding from labelled rows."""
+"""Finetuners: scikit-learn transformers that learn a new embedding from labelled rows or from pairs."""
 from libembetter._binding import PathLike
 from libembetter.finetune._base import FinetunerBase
 from libembetter.finetune._contrastive import ContrastiveFinetuner
 from libembetter.finetune._feedforward import FeedForwardFinetuner, ForwardFinetuner
+from libembetter.finetune._learner import ContrastiveLearner
 from libembetter.finetune._tuners import ContrastiveTuner, FeedForwardTuner
 
 
@@ -17,5 +18,6 @@ __all__ = [
     "ForwardFinetuner",
     "FeedForwardTuner",
     "ContrastiveTuner",
+    "ContrastiveLearner",
     "load",
 ]

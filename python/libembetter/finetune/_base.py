@@ -268,7 +268,8 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             X, classes, labels = training_data(self, X, y, first_call=True)
             native = self._new_native_model(hyper)
             with self._progress(hyper["n_epochs"], hyper["verbose"]) as listener:
-                interrupted = native.fit(as_float32_rows(X), labels, len(classes), listener)
+                interrupted = native.fit(as_float32_rows(X), labels, len(classes), listener,
+                                         _persist.names_for_fit(classes))
             if interrupted is not None:
                 raise interrupted
             self.classes_ = classes
@@ -305,22 +306,31 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 X, known_classes, labels = training_data(self, X, y, first_call=True, classes=classes)
                 native = self._new_native_model(hyper)
                 n_classes = len(known_classes)
+                names = _persist.names_for_fit(known_classes)
             else:
                 X, known_classes, labels = training_data(self, X, y, first_call=False, classes=classes)
                 native = self._native
                 n_classes = 0
-            previous_params = None if first_call else self._continue_with(native, hyper)
-            try:
-                interrupted = native.partial_fit(as_float32_rows(X), labels, n_classes)
-            except BaseException:
-                if previous_params is not None:
-                    native.restore_params(previous_params)
-                raise
+                names = None
+            interrupted = self._one_pass(
+                native, hyper, first_call,
+                lambda: native.partial_fit(as_float32_rows(X), labels, n_classes, names=names))
             self.classes_ = known_classes
             self._native = native
         if interrupted is not None:
             raise interrupted
         return self
+
+    def _one_pass(self, native, hyper, first_call, train):
+        """train() (one partial_fit pass on native) with the current hyper-parameters; a failed pass on a fitted
+        model puts its previous parameters back, as the C library keeps its weights."""
+        previous_params = None if first_call else self._continue_with(native, hyper)
+        try:
+            return train()
+        except BaseException:
+            if previous_params is not None:
+                native.restore_params(previous_params)
+            raise
 
     def _continue_with(self, native, hyper):
         """Carry the current hyper-parameters into a fitted C model before another pass; returns the old ones."""
@@ -374,17 +384,16 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     # ---- files -------------------------------------------------------------------
 
     def save(self, path: PathLike) -> None:
-        """Write the fitted model to path and its Python-side state to path + ".json".
+        """Write the fitted model to path: one file, the C library's model format (docs/model-format.md).
 
-        path (str, bytes or os.PathLike) gets the C library's model format
-        (docs/model-format.md), so C programs can load it; the JSON sidecar
-        keeps what the C format has no place for: the class, the parameters as
-        set, classes_ and feature_names_in_. Each file is replaced atomically,
-        and anything save or a later load would refuse raises before either
-        file is touched. An unfitted estimator raises NotFittedError (there is
-        nothing learned to save). Labels must be str, int, float or bool (finite
-        numbers, strings UTF-8 can encode); pickle keeps others.
-        Saving only reads the estimator: it runs alongside transforms, and a
+        path is a str, bytes or os.PathLike. C programs load the file too (eb_finetuner_load) and read the
+        class names from it (eb_finetuner_class_labels: integers or UTF-8 strings). The file's metadata keeps
+        what only Python knows: the class, the parameters as set, the dtype of classes_ (and the labels
+        themselves when they are booleans or floats, which have no C label type), n_features_in_ and
+        feature_names_in_. The file is replaced atomically, and anything save or a later load would refuse
+        (labels of other types, parameters that no longer describe the fitted model) raises before it is
+        touched. An unfitted estimator raises NotFittedError (there is nothing learned to save). Pickle
+        keeps labels of any type. Saving only reads the estimator: it runs alongside transforms, and a
         training call on another thread waits for it (or it for the call).
         """
         with self._lock().shared:
@@ -398,26 +407,54 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     # ---- pickling ---------------------------------------------------------------
 
     def __getstate__(self):
-        # Shared: the Python state and the C bytes are taken between two training calls, never across one
-        # (pickle, copy.deepcopy and joblib all come through here).
+        # Shared: the state is taken between two training calls, never across one (pickle, copy.deepcopy and
+        # joblib all come through here). A fitted finetuner of this package's classes pickles as its model file
+        # (what save() writes), plus classes_ when they are of a type the file cannot hold.
         with self._lock().shared:
             state = dict(super().__getstate__())
             native = state.pop("_native", None)
-            if native is not None:
-                # The C library's own format keeps weights, optimiser and RNG state exactly.
+            if native is None:
+                return state
+            if not _persist.is_persistable(self):
+                # A subclass of the user's own: its attributes, with the C model's bytes.
                 state["_native_bytes"] = native.to_bytes()
-        return state
+                return state
+            model, outside = _persist.file_model(self, f"pickling a {type(self).__name__}", for_pickle=True)
+            pickled = {"model_file": model.to_bytes()}
+            if outside is not None:
+                pickled["classes_outside_file"] = outside
+            if "_sklearn_version" in state:
+                pickled["_sklearn_version"] = state["_sklearn_version"]
+            return pickled
 
     def __setstate__(self, state):
         state = dict(state)
+        model_file = state.pop("model_file", None)
+        if model_file is not None:
+            loaded = _persist.from_pickle(model_file, state.pop("classes_outside_file", None), type(self))
+            with self._lock().exclusive:
+                super().__setstate__(state)
+                self.__dict__.update(loaded.__dict__)
+            return
+        # An unfitted estimator, a subclass of the user's, or a pickle of libembetter 0.1 (attributes + C bytes).
         saved_model = state.pop("_native_bytes", None)
         native = None if saved_model is None else NativeModel.from_bytes(self._native_kind, saved_model)
         with self._lock().exclusive:
             super().__setstate__(state)
             if native is not None:
-                # As load() does with a sidecar: the C model must be the one classes_ and n_features_in_ describe.
+                # As load() does with a file: the C model must be the one classes_ and n_features_in_ describe.
                 _persist.check_unpickled(self, native)
                 self._native = native
+
+    @classmethod
+    def _params_from_native(cls, params):
+        """The parameters of an estimator for a C model saved without Python metadata (by a C program)."""
+        return {
+            "hidden_dim": int(params.hidden_dim),
+            "n_epochs": int(params.n_epochs),
+            "learning_rate": float(params.learning_rate),
+            "batch_size": None if params.batch_size == 0 else int(params.batch_size),
+        }
 
     # ---- scikit-learn tags ----------------------------------------------------------
 

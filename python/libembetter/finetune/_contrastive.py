@@ -25,6 +25,8 @@ class ContrastiveFinetuner(FinetunerBase):
     """
 
     _native_kind = "contrastive"
+    # A model file without Python metadata (saved by a C program) loads as this class.
+    _loads_c_files = True
     _min_classes = 2
     _parameter_constraints = {
         "hidden_dim": [POSITIVE_INT, None],
@@ -62,4 +64,12 @@ class ContrastiveFinetuner(FinetunerBase):
         if hyper["hidden_dim"] is None:
             settings["hidden_dim"] = lib.EB_HIDDEN_DIM_AS_INPUT
         settings["n_neg"] = hyper["n_neg"]
+        return settings
+
+    @classmethod
+    def _params_from_native(cls, params):
+        settings = super()._params_from_native(params)
+        if params.hidden_dim == lib.EB_HIDDEN_DIM_AS_INPUT:
+            settings["hidden_dim"] = None
+        settings["n_neg"] = int(params.n_neg)
         return settings

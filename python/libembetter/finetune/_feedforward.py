@@ -23,6 +23,8 @@ class FeedForwardFinetuner(FinetunerBase):
     """
 
     _native_kind = "feedforward"
+    # A model file without Python metadata (saved by a C program) loads as this class.
+    _loads_c_files = True
     _min_classes = 1
     _parameter_constraints = {
         "hidden_dim": [POSITIVE_INT],

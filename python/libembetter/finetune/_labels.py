@@ -233,10 +233,14 @@ def _plain(values):
 
 
 def encode_labels(y, classes):
-    """Indices of y's labels in the sorted array classes, as int32; a ValueError names the first unknown label."""
+    """Indices of y's labels in the array classes, as int32; a ValueError names the first unknown label.
+
+    classes_ is sorted when fit made it, but a model file a C program saved names its classes in any order.
+    """
     try:
-        positions = np.searchsorted(classes, y)
-        in_range = np.minimum(positions, len(classes) - 1)
+        order = np.argsort(classes, kind="stable")
+        positions = np.searchsorted(classes, y, sorter=order)
+        in_range = order[np.minimum(positions, len(classes) - 1)]
         with warnings.catch_warnings():
             # Labels of another type than classes_ compare unequal; numpy warns about that on the way.
             warnings.simplefilter("ignore", (FutureWarning, DeprecationWarning))
@@ -292,7 +296,7 @@ def training_data(estimator, X, y, *, first_call, classes=None):
         estimator._check_class_count(known_classes)
     else:
         known_classes = estimator.classes_
-        if classes is not None and not np.array_equal(np.unique(classes), known_classes):
+        if classes is not None and not np.array_equal(np.unique(classes), np.unique(known_classes)):
             raise ValueError(
                 f"classes={_plain(np.unique(classes))!r} differs from classes_ {_plain(known_classes)!r} "
                 "fixed by the first fit; pass the same classes or none"

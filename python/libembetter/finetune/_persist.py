@@ -1,38 +1,34 @@
-"""save(path) and load(path): a finetuner as the C library's model file plus a JSON sidecar.
+"""save(path) and load(path): a finetuner as one C model file, which also carries its labels and settings.
 
-The model file at `path` holds exactly the bytes of eb_*_save_to_buffer
-(docs/model-format.md), so a C program loads it without Python. What only
-Python knows goes to `<path>.json`: the estimator's class and parameters as the
-user set them, classes_ (labels of any JSON-representable type, where C only
-knows indices 0..k-1) and feature_names_in_. The sidecar records the SHA-256 of
-the model bytes it was written with, computed in memory from the very bytes
-written, so a pair that does not belong together (two saves to one path racing,
-one file replaced, a save interrupted between the two files) is refused instead
-of mixed.
+The model file at `path` holds exactly the bytes of eb_finetuner_save_to_buffer (docs/model-format.md), so a
+C program loads it without Python. The classes' names go in the file's class labels (eb_class_labels:
+integers or UTF-8 strings), which C programs read with eb_finetuner_class_labels. What only Python knows goes
+in the finetuner's metadata (eb_finetuner_set_metadata), as strict JSON: the estimator's class and
+parameters as the user set them, the dtype of classes_ (and the labels themselves when the file's label
+types cannot hold them: booleans and floats), n_features_in_ and feature_names_in_. Pickles (pickle,
+joblib, copy.deepcopy) carry the same bytes.
 
-Each file is written to a temporary file in the same directory, synced and
-renamed over the destination, both renames under a lock on the directory that
-loads share (so racing saves leave one save's pair); everything that can refuse
-runs before either file is touched, including every check load() makes, on the bytes about to be
-written. Readers never block and never read more than a bound known before
-reading (docs/model-format.md, "From Python").
+save() builds the file's finetuner aside (a copy of the fitted one with labels and metadata), runs on it every
+check load() makes, and every check of the C library (eb_finetuner_check_savable), and only then lets the C
+library write the file, atomically: anything that can refuse does so before the destination is touched.
 
-Nothing in either file is executed: the sidecar can only name one of the
-finetuner classes that registered themselves with @persistable, and its values
-are plain JSON, each checked for type and range before use.
+load() reads files of format version 1 too: libembetter 0.1 kept the Python side in a JSON sidecar,
+`<path>.json`, which is read (strictly, and only when it records the SHA-256 of the model bytes) when the
+file is of version 1. A file without metadata (saved by a C program) loads as the estimator of its kind,
+with parameters from the C model's and classes_ from its labels, or 0 .. n_classes-1.
+
+Nothing in a file is executed: the metadata can only name one of the finetuner classes that registered
+themselves with @persistable, and its values are plain JSON, each checked for type and range before use.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import math
 import os
-import secrets
 import stat
 import warnings
-from typing import Any, Iterator, Optional, TypeVar, overload
+from typing import Any, Optional, TypeVar, overload
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -42,24 +38,28 @@ from libembetter._binding import NativeModel, PathLike
 from libembetter._errors import EmbetterError, error_for_status
 from libembetter._native import lib
 
-SIDECAR_FORMAT = "embetter-finetuner-metadata"
+METADATA_FORMAT = "embetter-finetuner-metadata"
+# Version 1 is the sidecar libembetter 0.1 wrote next to a format-1 model file; version 2 lives in the file.
+SIDECAR_FORMAT = METADATA_FORMAT
 SIDECAR_VERSION = 1
+METADATA_VERSION = 2
 
 # The largest sidecar load() reads: 1 MiB for the fixed fields, plus 64 KiB per class label and per
-# feature name of the model it describes (known from the model file, read first). save() refuses a
-# model whose sidecar would be larger, so it never writes one that load() refuses.
+# feature name of the model it describes (known from the model file, read first).
 SIDECAR_BASE_BYTES = 1 << 20
 SIDECAR_BYTES_PER_ITEM = 1 << 16
 
 _FIELDS = ("format", "version", "estimator", "params", "classes", "n_features_in", "feature_names_in",
            "model_sha256")
+_METADATA_FIELDS = ("format", "version", "estimator", "params", "classes", "n_features_in", "feature_names_in")
 
 # dtype kinds of classes_ stored as a JSON list: bool, signed and unsigned integers, floats, str, and
 # object arrays whose items are each one of those.
 _PLAIN_KINDS = "biufU"
 _JSON_SCALARS = (bool, int, float, str)
+_INT64 = np.iinfo(np.int64)
 
-# The classes a sidecar may name, by class name. Only classes that register
+# The classes a file may name, by class name. Only classes that register
 # themselves are saved or loaded, so a subclass (whose __init__ could differ)
 # is refused rather than saved under its parent's name.
 _ESTIMATORS: dict[str, type[BaseEstimator]] = {}
@@ -77,6 +77,14 @@ def persistable(cls: _Estimator) -> _Estimator:
     return cls
 
 
+def _class_for_kind(kind: str) -> type:
+    """The estimator a file of kind without Python metadata loads as: the registered class that says so."""
+    for cls in _ESTIMATORS.values():
+        if cls._native_kind == kind and cls.__dict__.get("_loads_c_files", False):
+            return cls
+    raise _format_error(f"no finetuner class loads {kind} models")  # pragma: no cover - every kind has one
+
+
 def file_path(path: Any) -> str:
     """path (str, bytes or os.PathLike of either) as a str; bytes are decoded as the OS does (os.fsdecode)."""
     try:
@@ -91,12 +99,8 @@ def file_path(path: Any) -> str:
     return path
 
 
-def sidecar_path(path: PathLike) -> str:
-    return file_path(path) + ".json"
-
-
 def sidecar_limit(n_classes: int, n_features: int) -> int:
-    """The most bytes a sidecar of a model with n_classes classes and n_features columns may take."""
+    """The most bytes a version-1 sidecar of a model with n_classes classes and n_features columns may take."""
     return SIDECAR_BASE_BYTES + SIDECAR_BYTES_PER_ITEM * (n_classes + n_features)
 
 
@@ -138,7 +142,8 @@ def _encode_params(estimator):
             continue
         value = _plain(value)
         if value is not None and not isinstance(value, _JSON_SCALARS):
-            raise TypeError(f"parameter {name} is a {type(value).__name__}; save() stores numbers, booleans and None")
+            raise TypeError(f"parameter {name} is a {type(value).__name__}; save() stores numbers, booleans, "
+                            "strings and None")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"parameter {name} is {value}; JSON has no NaN or infinity, so save() cannot store it")
         params[name] = value
@@ -146,6 +151,10 @@ def _encode_params(estimator):
 
 
 _OTHER_LABELS = "Pickle the estimator (pickle or joblib) to keep other label types"
+
+
+class UnsavableLabels(TypeError):
+    """classes_ holds labels a model file cannot carry (bytes, datetimes, other objects); pickle keeps them."""
 
 
 def _check_label(position: int, item: Any) -> None:
@@ -162,26 +171,81 @@ def _check_label(position: int, item: Any) -> None:
                              + _OTHER_LABELS) from None
 
 
-def _encode_classes(classes):
+def _is_int64(item: Any) -> bool:
+    return isinstance(item, int) and not isinstance(item, bool) and _INT64.min <= item <= _INT64.max
+
+
+def split_classes(classes) -> tuple[Optional[list], dict]:
+    """(the class names for the C file, the "classes" field of the metadata) for a fitted classes_.
+
+    Integers that fit int64 and str labels become the file's class labels (EB_LABELS_INT64 / EB_LABELS_UTF8),
+    and the metadata keeps only their dtype. Booleans, floats (and integers past int64) have no C label type:
+    the file names no classes (EB_LABELS_NONE) and the metadata lists them as JSON with their dtype, as the
+    0.1 sidecar did. Anything else (bytes, datetimes, other objects) raises UnsavableLabels.
+    """
     classes = np.asarray(classes)
-    if classes.dtype.kind in _PLAIN_KINDS:
+    kind = classes.dtype.kind
+    if kind in _PLAIN_KINDS:
         values = classes.tolist()
-        for position, item in enumerate(values):
-            _check_label(position, item)
-        return {"dtype": classes.dtype.str, "values": values}
-    if classes.dtype.kind == "O":
+        dtype_text = classes.dtype.str
+    elif kind == "O":
         values = [_plain(item) for item in classes]
+        dtype_text = "object"
         for position, item in enumerate(values):
             if not isinstance(item, _JSON_SCALARS):
-                raise TypeError(
-                    f"classes_[{position}] is a {type(item).__name__}; save() stores labels that are str, int, "
+                raise UnsavableLabels(
+                    f"classes_[{position}] is a {type(item).__name__}; a model file stores labels that are str, int, "
                     "float or bool. " + _OTHER_LABELS
                 )
-            _check_label(position, item)
-        return {"dtype": "object", "values": values}
-    raise TypeError(
-        f"classes_ has dtype {classes.dtype}; save() stores labels that are str, int, float or bool. " + _OTHER_LABELS
-    )
+    else:
+        raise UnsavableLabels(f"classes_ has dtype {classes.dtype}; a model file stores labels that are str, int, "
+                              "float or bool. " + _OTHER_LABELS)
+    for position, item in enumerate(values):
+        _check_label(position, item)
+    if values and all(isinstance(item, str) for item in values):
+        return [item.encode("utf-8") for item in values], {"dtype": dtype_text}
+    if values and all(_is_int64(item) for item in values):
+        return values, {"dtype": dtype_text}
+    return None, {"dtype": dtype_text, "values": values}
+
+
+def names_for_fit(classes) -> Optional[list]:
+    """The class names fit hands the C library with the labels, or None when the file's types cannot hold them.
+
+    Labels that cannot be named in C (booleans, floats, bytes, too long for EB_MAX_LABEL_BYTES) still train;
+    save() then keeps them in the metadata or refuses them, and pickle keeps any.
+    """
+    try:
+        names, _ = split_classes(classes)
+    except (TypeError, ValueError):
+        return None
+    if names and isinstance(names[0], bytes) and max(map(len, names)) > lib.EB_MAX_LABEL_BYTES:
+        return None
+    return names
+
+
+def is_persistable(estimator: Any) -> bool:
+    """Whether save() and load() know the estimator's class (this package's own, not a subclass of it)."""
+    return _ESTIMATORS.get(type(estimator).__name__) is type(estimator)
+
+
+def _metadata_bytes(estimator: Any, classes_field: Optional[dict]) -> bytes:
+    metadata = {
+        "format": METADATA_FORMAT,
+        "version": METADATA_VERSION,
+        "estimator": type(estimator).__name__,
+        "params": _encode_params(estimator),
+        "classes": classes_field,
+        "n_features_in": int(estimator.n_features_in_),
+        "feature_names_in": (
+            [str(feature) for feature in estimator.feature_names_in_] if hasattr(estimator, "feature_names_in_")
+            else None
+        ),
+    }
+    try:
+        return json.dumps(metadata, separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the metadata cannot hold the estimator's state: {error}") from None
 
 
 # ---- reading the JSON strictly ---------------------------------------------------------------------------
@@ -236,9 +300,10 @@ def _object(pairs):
     return result
 
 
-def _parse_sidecar(raw: bytes, sidecar: str) -> Any:
+def _parse_json(raw: bytes, sidecar: str, what: str = "sidecar") -> Any:
+    """raw as strict JSON (no duplicate keys, NaN, huge integers or byte-order mark); sidecar names it in messages."""
     if raw.startswith(b"\xef\xbb\xbf"):
-        raise _format_error(f"{sidecar}: starts with a UTF-8 byte-order mark; a sidecar is UTF-8 JSON without one")
+        raise _format_error(f"{sidecar}: starts with a UTF-8 byte-order mark; {what} is UTF-8 JSON without one")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -249,7 +314,7 @@ def _parse_sidecar(raw: bytes, sidecar: str) -> Any:
     except _DuplicateKey as error:
         raise _format_error(f"{sidecar}: field {error.args[0]!r} appears twice in one object") from None
     except RecursionError:
-        raise _format_error(f"{sidecar} is not a sidecar: its JSON nests too deeply to parse (a sidecar nests "
+        raise _format_error(f"{sidecar} is not {what}: its JSON nests too deeply to parse ({what} nests "
                             "four levels)") from None
     except ValueError as error:  # json.JSONDecodeError is one
         raise _format_error(f"{sidecar} is not valid JSON: {error}") from None
@@ -260,7 +325,7 @@ def _is_int(value: Any) -> bool:
 
 
 class _Fields:
-    """Checks on the fields of one sidecar; every refusal names the file and the field."""
+    """Checks on the fields of one sidecar or metadata object; every refusal names the file and the field."""
 
     def __init__(self, sidecar: str) -> None:
         self.sidecar = sidecar
@@ -399,49 +464,140 @@ def _read_fields(metadata: Any, sidecar: str, path: str, data: bytes) -> tuple[_
     return fields, metadata
 
 
-def _rebuild(metadata: dict, fields: _Fields, path: str, kind: str, native: NativeModel,
-             expected_class: Optional[type]) -> Any:
-    """The fitted estimator a checked sidecar and its C model describe; refuses any disagreement between them."""
-    name = metadata["estimator"]
-    cls = _ESTIMATORS.get(name) if isinstance(name, str) else None
-    if cls is None:
-        raise fields.fail("estimator", f"names {_describe(name)}, which is not an embetter finetuner")
-    fields.require(cls._native_kind == kind, "estimator",
-                   f"is {cls.__name__}, a {cls._native_kind} model, but the file holds a {kind}")
-    if expected_class is not None and not issubclass(cls, expected_class):
-        raise TypeError(f"{path} holds a {cls.__name__}, not a {expected_class.__name__}; "
-                        "libembetter.finetune.load(path) loads any finetuner")
-    params = _decode_params(metadata["params"], cls, fields)
-    estimator = cls(**params)
+
+
+def _decode_named_classes(encoded: dict, names: list, fields: _Fields) -> np.ndarray:
+    """classes_ from the file's class labels and the dtype the metadata recorded for them."""
+    dtype_text = fields.string(encoded["dtype"], "classes.dtype")
+    if dtype_text == "object":
+        values = [name.decode("utf-8") if isinstance(name, bytes) else name for name in names]
+        classes = np.empty(len(values), dtype=object)
+        classes[:] = values
+        return classes
     try:
-        estimator._validate_params()
-    except (TypeError, ValueError) as error:
-        raise fields.fail("params", f"are refused: {error}") from None
-    classes = _decode_classes(metadata["classes"], fields)
-    n_features = fields.integer(metadata["n_features_in"], "n_features_in", 1, 2**63 - 1)
-    feature_names = metadata["feature_names_in"]
+        dtype = np.dtype(dtype_text)
+    except (TypeError, ValueError):
+        dtype = None
+    strings = isinstance(names[0], bytes)
+    fits = dtype is not None and dtype.str == dtype_text and dtype.kind in ("U" if strings else "iu")
+    fields.require(fits, "classes.dtype", f"is {dtype_text[:40]!r}, which does not hold the file's "
+                                          f"{'string' if strings else 'integer'} class labels")
+    if strings:
+        values = [name.decode("utf-8") for name in names]
+        for index, value in enumerate(values):
+            fields.require(len(value) <= dtype.itemsize // 4, f"class label {index}",
+                           f"is longer than dtype {dtype_text} holds")
+        return np.array(values, dtype=dtype)
+    info = np.iinfo(dtype)
+    for index, value in enumerate(names):
+        fields.require(info.min <= value <= info.max, f"class label {index}", f"is {value}, beyond dtype {dtype_text}")
+    return np.array(names, dtype=dtype)
+
+
+def _default_classes(native: NativeModel, names: Optional[list]) -> Optional[np.ndarray]:
+    """classes_ of a file without Python metadata: its class labels, else 0 .. n_classes-1."""
+    if native.kind == "pair_learner":
+        return None
+    if names is None:
+        return np.arange(native.n_classes)
+    if isinstance(names[0], bytes):
+        return np.array([name.decode("utf-8") for name in names])
+    return np.array(names, dtype=np.int64)
+
+
+def _read_metadata(raw: bytes, where: str) -> tuple[_Fields, dict]:
+    """The top level of version-2 metadata, parsed strictly and checked."""
+    fields = _Fields(f"{where}: metadata")
+    metadata = _parse_json(raw, f"{where}: metadata", "metadata")
+    if not isinstance(metadata, dict) or metadata.get("format") != METADATA_FORMAT:
+        raise _format_error(f"{where}: the model's metadata is not an embetter finetuner's (no \"format\": "
+                            f"\"{METADATA_FORMAT}\"); it was written by other code")
+    version = metadata.get("version")
+    fields.require(version == METADATA_VERSION and _is_int(version), "version",
+                   f"is {_describe(version)}; this embetter reads metadata version {METADATA_VERSION}")
+    fields.mapping(metadata, "the top-level object", _METADATA_FIELDS)
+    return fields, metadata
+
+
+def _rebuild(metadata: Optional[dict], fields: Optional[_Fields], where: str, native: NativeModel,
+             expected_class: Optional[type], pickled_classes: Any = None) -> Any:
+    """The fitted estimator that checked metadata (None: a file C wrote) and its C model describe.
+
+    Refuses any disagreement between them. metadata may be version 1 (a sidecar, whose classes are in it) or
+    2 (in the file); pickled_classes is the classes_ a pickle carried beside the file bytes.
+    """
+    kind = native.kind
     if not native.is_fitted:
-        raise _format_error(f"{path} holds an unfitted model, which save() never writes; {fields.sidecar} cannot "
-                            "describe it")
-    fields.require(len(classes) == native.n_classes, "classes.values",
-                   f"lists {len(classes)} classes, the model was fitted on {native.n_classes}")
-    try:
-        ordered = np.array_equal(np.unique(classes), classes)
-    except TypeError:  # labels of types that do not compare, e.g. 1 and "1"
-        raise fields.fail("classes.values", "holds labels that cannot be compared with each other (e.g. numbers "
-                                            "and strings); fit needs one label type") from None
-    fields.require(ordered, "classes.values", "must be distinct and sorted, as fit stores them")
-    fields.require(n_features == native.n_features, "n_features_in",
-                   f"is {n_features!r}, the model was fitted on {native.n_features} columns")
+        raise _format_error(f"{where} holds an unfitted model, which save() never writes")
+    names = native.class_labels()
+    if metadata is None:
+        cls = _class_for_kind(kind)
+        if expected_class is not None and issubclass(expected_class, cls) and expected_class in _ESTIMATORS.values():
+            cls = expected_class
+        if expected_class is not None and not issubclass(cls, expected_class):
+            raise TypeError(f"{where} holds a {kind} model, which loads as a {cls.__name__}, not a "
+                            f"{expected_class.__name__}; libembetter.finetune.load(path) loads any finetuner")
+        estimator = cls(**cls._params_from_native(native.params()))
+        classes = _default_classes(native, names)
+        feature_names = None
+    else:
+        name = metadata["estimator"]
+        cls = _ESTIMATORS.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise fields.fail("estimator", f"names {_describe(name)}, which is not an embetter finetuner")
+        fields.require(cls._native_kind == kind, "estimator",
+                       f"is {cls.__name__}, a {cls._native_kind} model, but the file holds a {kind}")
+        if expected_class is not None and not issubclass(cls, expected_class):
+            raise TypeError(f"{where} holds a {cls.__name__}, not a {expected_class.__name__}; "
+                            "libembetter.finetune.load(path) loads any finetuner")
+        params = _decode_params(metadata["params"], cls, fields)
+        estimator = cls(**params)
+        try:
+            estimator._validate_params()
+        except (TypeError, ValueError) as error:
+            raise fields.fail("params", f"are refused: {error}") from None
+        encoded = metadata["classes"]
+        if kind == "pair_learner":
+            fields.require(encoded is None, "classes", f"is {_describe(encoded)}; a pair learner has no classes")
+            classes = None
+        elif pickled_classes is not None:
+            fields.require(encoded is None, "classes", "is given both in the metadata and by the pickle")
+            classes = np.asarray(pickled_classes)
+        elif metadata["version"] == SIDECAR_VERSION:
+            classes = _decode_classes(encoded, fields)
+        else:
+            fields.require(isinstance(encoded, dict), "classes", f"is {_describe(encoded)}; it must be a JSON object")
+            if names is None:
+                classes = _decode_classes(fields.mapping(encoded, "classes", ("dtype", "values")), fields)
+            else:
+                fields.mapping(encoded, "classes", ("dtype",))
+                fields.require(len(names) == native.n_classes, "classes",
+                               f"are the file's {len(names)} class labels, the model was fitted on "
+                               f"{native.n_classes}")
+                classes = _decode_named_classes(encoded, names, fields)
+        n_features = fields.integer(metadata["n_features_in"], "n_features_in", 1, 2**63 - 1)
+        fields.require(n_features == native.n_features, "n_features_in",
+                       f"is {n_features!r}, the model was fitted on {native.n_features} columns")
+        feature_names = metadata["feature_names_in"]
+        if feature_names is not None:
+            fields.require(isinstance(feature_names, list) and len(feature_names) == native.n_features,
+                           "feature_names_in", f"must list {native.n_features} strings")
+            for index, feature in enumerate(feature_names):
+                fields.string(feature, f"feature_names_in[{index}]")
+        if classes is not None:
+            fields.require(len(classes) == native.n_classes, "classes.values",
+                           f"lists {len(classes)} classes, the model was fitted on {native.n_classes}")
+            try:
+                ordered = np.array_equal(np.unique(classes), classes)
+            except TypeError:  # labels of types that do not compare, e.g. 1 and "1"
+                raise fields.fail("classes.values", "holds labels that cannot be compared with each other (e.g. "
+                                                    "numbers and strings); fit needs one label type") from None
+            fields.require(ordered, "classes.values", "must be distinct and sorted, as fit stores them")
     problem = estimator._hidden_dim_problem(native)
     if problem is not None:
-        raise _format_error(f"{fields.sidecar}: params: {problem}")
-    if feature_names is not None:
-        fields.require(isinstance(feature_names, list) and len(feature_names) == native.n_features, "feature_names_in",
-                       f"must list {native.n_features} strings")
-        for index, feature in enumerate(feature_names):
-            fields.string(feature, f"feature_names_in[{index}]")
-    estimator.classes_ = classes
+        raise _format_error(f"{where}: params: {problem}")
+    if classes is not None:
+        estimator.classes_ = classes
     estimator.n_features_in_ = native.n_features
     if feature_names is not None:
         estimator.feature_names_in_ = np.array(feature_names, dtype=object)
@@ -449,7 +605,20 @@ def _rebuild(metadata: dict, fields: _Fields, path: str, kind: str, native: Nati
     return estimator
 
 
-# ---- files --------------------------------------------------------------------------------------------------
+def from_native(native: NativeModel, where: str, expected_class: Optional[type] = None,
+                pickled_classes: Any = None) -> Any:
+    """The estimator a loaded C model describes through its metadata (or without any, as C saved it)."""
+    raw = native.metadata()
+    if not raw:
+        if pickled_classes is not None:
+            raise _format_error(f"{where}: the pickle carries classes_ but the model has no metadata")
+        return _rebuild(None, None, where, native, expected_class)
+    fields, metadata = _read_metadata(raw, where)
+    return _rebuild(metadata, fields, where, native, expected_class, pickled_classes)
+
+
+
+# ---- files (reading) ----------------------------------------------------------------------------------------
 
 _FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
@@ -488,31 +657,30 @@ def _read_exactly(descriptor: int, size: int, path: str, to_end: bool = True) ->
     return b"".join(chunks)
 
 
-def _read_model_file(path: str) -> tuple[str, bytes]:
-    """(kind, bytes) of the model file at path, reading no more than its header announces."""
+def _read_model_file(path: str) -> tuple[int, bytes]:
+    """(format version, bytes) of the model file at path, reading no more than its header announces."""
     descriptor, size = _open_regular(path)
     try:
         head = _read_exactly(descriptor, min(size, lib.EB_MODEL_HEADER_SIZE), path, to_end=False)
         try:
-            kind, payload_size = NativeModel.saved_header(head)
+            header = NativeModel.read_header(head)
         except EmbetterError as error:
             raise error_for_status(error.code, f"{path}: {error}") from None
+        payload_size = int(header.payload_size)
         if size - len(head) != payload_size:
             raise _format_error(f"{path}: saved model: the header announces {payload_size} payload bytes, the file "
                                 f"holds {size - len(head)} after the header")
-        return kind, head + _read_exactly(descriptor, payload_size, path)
+        return int(header.format_version), head + _read_exactly(descriptor, payload_size, path)
     finally:
         os.close(descriptor)
 
 
-def _read_sidecar(sidecar: str, native: NativeModel) -> bytes:
+def _read_sidecar(sidecar: str, native: NativeModel) -> Optional[bytes]:
+    """The bytes of the version-1 sidecar of a format-1 model, or None when there is none (C saved it)."""
     try:
         descriptor, size = _open_regular(sidecar)
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{sidecar} is missing: load() needs the JSON file that save() writes next to the model "
-            "(labels, feature names and parameters live there)"
-        ) from None
+        return None
     try:
         limit = sidecar_limit(native.n_classes, native.n_features)
         if size > limit:
@@ -523,139 +691,53 @@ def _read_sidecar(sidecar: str, native: NativeModel) -> bytes:
         os.close(descriptor)
 
 
-def _write_temporary(path: str, data: bytes) -> str:
-    """data in a new file next to path, synced; its name. A failure removes it.
+# ---- the file's finetuner ---------------------------------------------------------------------------------
 
-    The new file is created with O_EXCL and mode 0666, so the process's umask gives it the permissions of any
-    new file (mkstemp's 0600 would need a chmod, and reading the umask is not thread-safe).
+
+def file_model(estimator: Any, where: str, for_pickle: bool = False) -> tuple[NativeModel, Any]:
+    """(a copy of the estimator's C model with its class labels and metadata, classes_ the file cannot hold).
+
+    Every check load() makes runs on the copy (with where in its messages), so whatever this returns loads
+    back as the estimator. for_pickle: labels a file cannot hold are returned to travel beside it (a pickle
+    keeps any object); otherwise they raise UnsavableLabels.
     """
-    for _ in range(64):
-        temporary = f"{path}.tmp-{secrets.token_hex(8)}"
-        try:
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            break
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise _io_error(f"cannot create a temporary file next to {path}: {error.strerror}") from None
-    else:
-        raise _io_error(f"cannot create a temporary file next to {path}: 64 names taken")
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(descriptor, view):]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-    except BaseException as error:
-        _remove_quietly(temporary)
-        if isinstance(error, OSError) and not isinstance(error, EmbetterError):
-            raise _io_error(f"cannot write {path}: {error.strerror}") from None
-        raise
-    return temporary
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-@contextlib.contextmanager
-def _pair_locked(path: str, exclusive: bool) -> Iterator[None]:
-    """The directory of path locked while a save swaps in its two files (exclusive) or a load reads them (shared).
-
-    Each file is replaced atomically on its own; the lock makes the pair one step, so racing saves leave both
-    files of one save, and a load never reads one save's model with another's sidecar. flock on the directory
-    needs no file of its own, is held for two renames or two bounded reads, and ends with the process. Where
-    the directory cannot be opened (the load then names the missing file) or the file system has no flock, the
-    pair goes unlocked and the sidecar's hash still refuses a mixed pair.
-    """
-    directory = None
-    try:
-        directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fcntl.flock(directory, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-    except OSError:
-        pass
-    try:
-        yield
-    finally:
-        if directory is not None:
-            os.close(directory)  # releases the lock
-
-
-def _write_pair(path: str, data: bytes, sidecar: str, encoded: bytes) -> None:
-    """Both files replaced, as the C save replaces one: new files synced, renamed over the old, directory synced."""
-    temporaries = []
-    try:
-        temporaries.append(_write_temporary(path, data))
-        temporaries.append(_write_temporary(sidecar, encoded))
-        with _pair_locked(path, exclusive=True):
-            for temporary, destination in zip(temporaries, (path, sidecar)):
-                os.replace(temporary, destination)
-        temporaries = []
-    except OSError as error:
-        if isinstance(error, EmbetterError):
-            raise
-        raise _io_error(f"cannot write {path}: {error.strerror}") from None
-    finally:
-        for temporary in temporaries:
-            _remove_quietly(temporary)
-    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def save(estimator: Any, path: PathLike) -> None:
-    """Write a fitted finetuner to path (the C model format) and path + ".json" (what only Python knows)."""
-    path = file_path(path)
-    sidecar = path + ".json"
     native = getattr(estimator, "_native", None)
     if native is None:
         raise NotFittedError(
             f"this {type(estimator).__name__} is not fitted yet; save() writes a learned model. "
             "An unfitted estimator is just its parameters: keep get_params(), or pickle it"
         )
-    name = type(estimator).__name__
-    if _ESTIMATORS.get(name) is not type(estimator):
-        raise TypeError(f"save() stores embetter's own finetuner classes, not the subclass {type(estimator).__qualname__}")
-    # Everything that can refuse runs before either file is touched.
-    problem = estimator._hidden_dim_problem(native)
-    if problem is not None:
-        raise ValueError(f"cannot save: {problem}")
-    data = native.to_bytes()
-    metadata = {
-        "format": SIDECAR_FORMAT,
-        "version": SIDECAR_VERSION,
-        "estimator": name,
-        "params": _encode_params(estimator),
-        "classes": _encode_classes(estimator.classes_),
-        "n_features_in": int(estimator.n_features_in_),
-        "feature_names_in": (
-            [str(feature) for feature in estimator.feature_names_in_] if hasattr(estimator, "feature_names_in_") else None
-        ),
-        # The hash of the bytes written below, never of what is on disk afterwards: another save to the same
-        # path may have replaced the file by then, and hashing that would certify a mixed pair.
-        "model_sha256": hashlib.sha256(data).hexdigest(),
-    }
+    if not is_persistable(estimator):
+        raise TypeError(f"save() stores embetter's own finetuner classes, not the subclass "
+                        f"{type(estimator).__qualname__}")
+    names, classes_field, outside = None, None, None
+    if native.kind != "pair_learner":
+        try:
+            names, classes_field = split_classes(estimator.classes_)
+        except UnsavableLabels:
+            if not for_pickle:
+                raise
+            outside = estimator.classes_
+    metadata = _metadata_bytes(estimator, classes_field)
+    copy = native.copy()
+    if native.kind != "pair_learner":
+        copy.set_class_labels(names)
+    copy.set_metadata(metadata)
+    from_native(copy, where, pickled_classes=outside)
+    copy.check_savable()
+    return copy, outside
+
+
+def save(estimator: Any, path: PathLike) -> None:
+    """Write a fitted finetuner to path: the C model file with its class labels and Python metadata."""
+    path = file_path(path)
+    copy, _ = file_model(estimator, path)
     try:
-        encoded = (json.dumps(metadata, indent=1, allow_nan=False, ensure_ascii=False) + "\n").encode("utf-8")
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"cannot save: the sidecar cannot hold the estimator's state: {error}") from None
-    limit = sidecar_limit(native.n_classes, native.n_features)
-    if len(encoded) > limit:
-        raise ValueError(f"cannot save: the sidecar would take {len(encoded)} bytes, more than the {limit} load() "
-                         "reads for this model; shorten the class labels or feature names")
-    # load() runs on exactly what is about to be written, so save never writes a pair load refuses.
-    kind, _ = NativeModel.saved_header(data)
-    checked_native = NativeModel.from_bytes(kind, data)
-    fields, parsed = _read_fields(_parse_sidecar(encoded, sidecar), sidecar, path, data)
-    _rebuild(parsed, fields, path, kind, checked_native, None)
-    _write_pair(path, data, sidecar, encoded)
+        copy.save(path)
+    except EmbetterError as error:
+        if error.code == lib.EB_ERR_IO:
+            raise
+        raise error_for_status(error.code, f"{path}: {error}") from None
 
 
 @overload
@@ -667,22 +749,38 @@ def load(path: PathLike, expected_class: type[_Loaded]) -> _Loaded: ...
 
 
 def load(path: PathLike, expected_class: Optional[type[Any]] = None) -> Any:
-    """A fitted finetuner from a model file and its sidecar written by save(); an instance of expected_class if given."""
+    """A fitted finetuner from a model file; an instance of expected_class if given."""
     path = file_path(path)
-    sidecar = path + ".json"
-    with _pair_locked(path, exclusive=False):
-        kind, data = _read_model_file(path)
-        try:
-            native = NativeModel.from_bytes(kind, data)
-        except EmbetterError as error:
-            raise error_for_status(error.code, f"{path}: {error}") from None
+    version, data = _read_model_file(path)
+    try:
+        native = NativeModel.from_bytes(None, data)
+    except EmbetterError as error:
+        raise error_for_status(error.code, f"{path}: {error}") from None
+    if version == 1 and not native.metadata():
+        sidecar = path + ".json"
         raw_sidecar = _read_sidecar(sidecar, native)
-    fields, metadata = _read_fields(_parse_sidecar(raw_sidecar, sidecar), sidecar, path, data)
-    return _rebuild(metadata, fields, path, kind, native, expected_class)
+        if raw_sidecar is not None:
+            fields, metadata = _read_fields(_parse_json(raw_sidecar, sidecar), sidecar, path, data)
+            return _rebuild(metadata, fields, path, native, expected_class)
+    return from_native(native, path, expected_class)
+
+
+def from_pickle(data: bytes, pickled_classes: Any, expected_class: type) -> Any:
+    """The estimator a pickle of a fitted finetuner holds: model file bytes, and classes_ when they could not
+    go in the file."""
+    where = f"unpickling a {expected_class.__name__}"
+    try:
+        native = NativeModel.from_bytes(expected_class._native_kind, data)
+    except EmbetterError as error:
+        raise error_for_status(error.code, f"{where}: {error}") from None
+    estimator = from_native(native, where, expected_class, pickled_classes)
+    if type(estimator) is not expected_class:
+        raise _format_error(f"{where}: the pickled model is a {type(estimator).__name__}")
+    return estimator
 
 
 def check_unpickled(estimator: Any, native: NativeModel) -> None:
-    """Refuse a pickle whose C model disagrees with its Python attributes, as load() refuses such a sidecar."""
+    """Refuse a 0.1 pickle whose C model disagrees with its Python attributes, as load() refuses such a file."""
     where = f"unpickling a {type(estimator).__name__}"
     if not hasattr(estimator, "classes_") or not hasattr(estimator, "n_features_in_"):
         raise _format_error(f"{where}: the pickle holds a fitted C model but no classes_ or n_features_in_; "

@@ -57,6 +57,13 @@ class ContrastiveTuner(ContrastiveFinetuner):
         self.random_state = random_state
         self.verbose = verbose
 
+    @classmethod
+    def _params_from_native(cls, params):
+        settings = super()._params_from_native(params)
+        settings["epochs"] = settings.pop("n_epochs")
+        del settings["batch_size"]  # fixed at PAIRS_PER_BATCH
+        return settings
+
     def _hyperparameters(self):
         return {
             "hidden_dim": self.hidden_dim,
