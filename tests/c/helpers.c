@@ -449,3 +449,27 @@ uint32_t saved_model_crc(const unsigned char *bytes, size_t size)
         crc = crc32(crc, bytes + 8, 16);
     return (uint32_t)crc32(crc, bytes + EB_MODEL_HEADER_SIZE, (uInt)(size - EB_MODEL_HEADER_SIZE));
 }
+
+void assert_handle_answers_nothing(const eb_finetuner *handle)
+{
+    assert_int_equal(eb_finetuner_kind_of(handle), 0);
+    assert_false(eb_finetuner_is_fitted(handle));
+    assert_int_equal(eb_finetuner_n_features(handle), 0);
+    assert_int_equal(eb_finetuner_n_classes(handle), 0);
+    assert_int_equal(eb_finetuner_output_dim(handle), 0);
+    assert_int_equal(eb_finetuner_saved_size(handle), 0);
+    assert_string_equal(eb_finetuner_last_error(handle), "");
+    size_t length = 99;
+    assert_null(eb_finetuner_loss_history(handle, &length));
+    assert_int_equal(length, 0);
+    length = 99;
+    assert_null(eb_finetuner_metadata(handle, &length));
+    assert_int_equal(length, 0);
+    eb_finetuner_params none = eb_finetuner_get_params(handle);
+    assert_int_equal(none.kind, 0);
+    assert_int_equal(none.hidden_dim, 0);
+    assert_null(none.on_epoch);
+    eb_class_labels labels;
+    assert_int_not_equal(eb_finetuner_class_labels(handle, &labels), EB_OK);
+    assert_int_equal(labels.count, 0);
+}

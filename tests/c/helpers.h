@@ -171,6 +171,9 @@ double *copy_history(const double *values, size_t length);
 /* Whether two views name the same classes: type, count and every name byte for byte. */
 bool class_labels_equal(const eb_class_labels *a, const eb_class_labels *b);
 
+/* Every accessor of a NULL or invalid handle answers 0, NULL, "" or all-zero params (free is then a no-op). */
+void assert_handle_answers_nothing(const eb_finetuner *handle);
+
 /*
  * The CRC a saved model stores, computed from the bytes as docs/model-format.md
  * says: format version 2 covers header bytes 8 .. 24 (version, kind, length)

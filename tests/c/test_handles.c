@@ -69,23 +69,7 @@ static void expect_every_call_refused(eb_finetuner *handle, const test_data *dat
     assert_int_equal(eb_finetuner_save(handle, "/nonexistent/never-written.ebm", &err), EB_ERR_INVALID_HANDLE);
     assert_int_equal(eb_finetuner_check_savable(handle, &err), EB_ERR_INVALID_HANDLE);
 
-    assert_int_equal(eb_finetuner_kind_of(handle), 0);
-    assert_false(eb_finetuner_is_fitted(handle));
-    assert_int_equal(eb_finetuner_n_features(handle), 0);
-    assert_int_equal(eb_finetuner_n_classes(handle), 0);
-    assert_int_equal(eb_finetuner_output_dim(handle), 0);
-    assert_int_equal(eb_finetuner_saved_size(handle), 0);
-    assert_string_equal(eb_finetuner_last_error(handle), "");
-    size_t length = 99;
-    assert_null(eb_finetuner_loss_history(handle, &length));
-    assert_int_equal(length, 0);
-    length = 99;
-    assert_null(eb_finetuner_metadata(handle, &length));
-    assert_int_equal(length, 0);
-    eb_finetuner_params none = eb_finetuner_get_params(handle);
-    assert_int_equal(none.kind, 0);
-    assert_int_equal(none.hidden_dim, 0);
-    assert_null(none.on_epoch);
+    assert_handle_answers_nothing(handle);
     eb_finetuner_free(handle);
 }
 
