@@ -9,8 +9,8 @@
  *     resolving each other's functions; its cblas.h declares the prefixed
  *     names, and the macros below point the plain names at them.
  */
-#ifndef EMBETTER_BLAS_H
-#define EMBETTER_BLAS_H
+#ifndef EMBETTER_SRC_BLAS_H
+#define EMBETTER_SRC_BLAS_H
 
 #include <cblas.h>
 
@@ -26,4 +26,4 @@
 #define EB_BLAS_LIBRARY_NAME "OpenBLAS"
 #endif
 
-#endif /* EMBETTER_BLAS_H */
+#endif /* EMBETTER_SRC_BLAS_H */

@@ -22,11 +22,6 @@
 /* PyTorch's cosine_similarity clamps each norm below at this value. */
 static const float NORM_FLOOR = 1e-8f;
 
-struct eb_contrastive {
-    eb_model_core core; /* first, so a model pointer is also a core pointer */
-    eb_contrastive_params params;
-};
-
 typedef struct cl_pair {
     uint32_t left;
     uint32_t right;
@@ -50,74 +45,26 @@ typedef struct cl_workspace {
     double *norms;         /* one per batch matrix row */
 } cl_workspace;
 
-eb_contrastive_params eb_contrastive_default_params(void)
+static eb_finetuner_params default_params(void)
 {
-    eb_contrastive_params p;
+    eb_finetuner_params p;
     memset(&p, 0, sizeof p);
+    p.kind = EB_KIND_CONTRASTIVE;
     p.hidden_dim = EB_HIDDEN_DIM_AS_INPUT;
     p.n_neg = 3;
     p.n_epochs = 20;
     p.learning_rate = 0.001f;
-    p.batch_size = 0;
-    p.seed = 0;
-    p.on_epoch = NULL;
-    p.callback_data = NULL;
     return p;
 }
 
-eb_status eb_contrastive_check_params(const eb_contrastive_params *params, eb_error *err)
+static eb_status check_params(const eb_finetuner_params *params, eb_error *err)
 {
-    eb__error_clear(err);
-    if (params == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "params is NULL");
-    if (params->hidden_dim == 0)
-        return eb__fail(err, EB_ERR_INVALID_PARAM,
-                        "hidden_dim is 0; it must be at least 1 (or EB_HIDDEN_DIM_AS_INPUT)");
-    if (params->hidden_dim != EB_HIDDEN_DIM_AS_INPUT && params->hidden_dim > (size_t)INT_MAX)
-        return eb__fail(err, EB_ERR_INVALID_PARAM, "hidden_dim is %zu; it must be at most %d", params->hidden_dim,
-                        INT_MAX);
     if (params->n_neg == 0)
         return eb__fail(err, EB_ERR_INVALID_PARAM, "n_neg is 0; it must be at least 1");
-    if (params->n_epochs == 0)
-        return eb__fail(err, EB_ERR_INVALID_PARAM, "n_epochs is 0; it must be at least 1");
-    if (!(params->learning_rate > 0.0f) || !isfinite(params->learning_rate))
-        return eb__fail(err, EB_ERR_INVALID_PARAM, "learning_rate is %g; it must be finite and greater than 0",
-                        (double)params->learning_rate);
     return EB_OK;
 }
 
-eb_status eb_contrastive_create(const eb_contrastive_params *params, const eb_allocator *mem,
-                                eb_contrastive **out, eb_error *err)
-{
-    if (out == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "out is NULL");
-    *out = NULL;
-    eb_status status = eb_contrastive_check_params(params, err);
-    if (status != EB_OK)
-        return status;
-    if (mem == NULL)
-        mem = eb_default_allocator();
-    if (mem->calloc == NULL || mem->free == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "the allocator's calloc or free is NULL");
-    eb_contrastive *model = eb__calloc(mem, 1, sizeof *model);
-    if (model == NULL)
-        return eb__fail(err, EB_ERR_NOMEM, "out of memory creating the model");
-    model->core.mem = *mem;
-    model->params = *params;
-    *out = model;
-    return EB_OK;
-}
-
-void eb_contrastive_free(eb_contrastive *model)
-{
-    if (model == NULL)
-        return;
-    eb_allocator mem = model->core.mem;
-    eb__fit_state_release(&model->core.state, &mem);
-    eb__free(&mem, model);
-}
-
-static size_t width_for(const eb_contrastive_params *params, size_t n_features)
+static size_t width_for(const eb_finetuner_params *params, size_t n_features)
 {
     return params->hidden_dim == EB_HIDDEN_DIM_AS_INPUT ? n_features : params->hidden_dim;
 }
@@ -203,7 +150,7 @@ static void index_labels(cl_workspace *ws, const int32_t *y)
     }
 }
 
-static eb_status workspace_alloc(cl_workspace *ws, const eb_contrastive *model, eb_matrix x, const int32_t *y,
+static eb_status workspace_alloc(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, const int32_t *y,
                                  size_t h, eb_error *err)
 {
     const eb_allocator *mem = &model->core.mem;
@@ -406,7 +353,7 @@ static double batch_gradient(const eb_fit_state *state, cl_workspace *ws, eb_mat
 }
 
 typedef struct epoch_context {
-    const eb_contrastive *model;
+    const eb_finetuner *model;
     eb_fit_state *state;
     eb_matrix x;
     cl_workspace *ws;
@@ -430,7 +377,7 @@ static double run_epoch(void *opaque)
     return loss_sum / (double)count;
 }
 
-static eb_status new_state(const eb_contrastive *model, size_t n_features, size_t n_classes, eb_fit_state *state,
+static eb_status new_state(const eb_finetuner *model, size_t n_features, size_t n_classes, eb_fit_state *state,
                            eb_error *err)
 {
     memset(state, 0, sizeof *state);
@@ -448,72 +395,45 @@ static eb_status new_state(const eb_contrastive *model, size_t n_features, size_
     return EB_OK;
 }
 
-/* Train `state` for n_epochs; a fresh state must be fully set up. */
-static eb_status train(const eb_contrastive *model, eb_fit_state *state, eb_matrix x, cl_workspace *ws,
-                       size_t n_epochs, eb_error *err)
+/* Train state for n_epochs (an eb__train_fn); the pair index and buffers are built for this call. */
+static eb_status train(const eb_finetuner *model, eb_fit_state *state, const void *data, size_t n_epochs,
+                       eb_error *err)
 {
-    epoch_context ctx = {model, state, x, ws};
-    return eb__train_epochs(state, n_epochs, model->params.on_epoch, model->params.callback_data, run_epoch, &ctx,
-                            state == &model->core.state, &model->core.mem, err);
-}
-
-static eb_status fit_common(eb_contrastive *model, eb_matrix x, const int32_t *y, size_t n_classes, bool partial)
-{
-    if (model == NULL)
-        return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->core.last_error;
-    eb__error_clear(err);
-    eb_status status = eb__check_training_input(&model->core.state, x, y, n_classes, partial, err);
-    if (status != EB_OK)
-        return status;
-    bool continuing = partial && model->core.state.fitted;
-    size_t h = continuing ? model->core.state.out_dim : width_for(&model->params, x.cols);
-    if (h > (size_t)INT_MAX)
-        return eb__fail(err, EB_ERR_TOO_LARGE, "an output width of %zu is too large", h);
+    const eb_labelled_rows *rows = data;
     cl_workspace ws;
-    status = workspace_alloc(&ws, model, x, y, h, err);
+    eb_status status = workspace_alloc(&ws, model, rows->x, rows->y, state->out_dim, err);
     if (status != EB_OK)
         return status;
-    if (!continuing && ws.distinct_labels < 2) {
-        workspace_release(&ws, &model->core.mem);
-        return eb__fail(err, EB_ERR_TOO_FEW_CLASSES,
-                        "y holds a single label (%d); the first fit needs at least two distinct labels", (int)y[0]);
-    }
-    if (continuing) {
-        status = train(model, &model->core.state, x, &ws, 1, err);
-    } else {
-        eb_fit_state fresh;
-        status = new_state(model, x.cols, n_classes, &fresh, err);
-        if (status == EB_OK)
-            status = train(model, &fresh, x, &ws, partial ? 1 : model->params.n_epochs, err);
-        if (status == EB_OK) {
-            fresh.fitted = true;
-            eb__fit_state_release(&model->core.state, &model->core.mem);
-            model->core.state = fresh;
-        } else {
-            eb__fit_state_release(&fresh, &model->core.mem);
-        }
-    }
+    epoch_context ctx = {model, state, rows->x, &ws};
+    status = eb__train_model(model, state, n_epochs, run_epoch, &ctx, err);
     workspace_release(&ws, &model->core.mem);
     return status;
 }
 
-eb_status eb_contrastive_fit(eb_contrastive *model, eb_matrix x, const int32_t *y, size_t n_classes)
+static eb_status fit_labelled(eb_finetuner *model, eb_matrix x, const int32_t *y, size_t n_classes, bool partial)
 {
-    return fit_common(model, x, y, n_classes, false);
-}
-
-eb_status eb_contrastive_partial_fit(eb_contrastive *model, eb_matrix x, const int32_t *y, size_t n_classes)
-{
-    return fit_common(model, x, y, n_classes, true);
-}
-
-eb_status eb_contrastive_transform(const eb_contrastive *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
-{
-    if (model == NULL) {
-        eb__error_clear(err);
-        return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
+    eb_error *err = &model->core.last_error;
+    eb_status status = eb__check_training_input(&model->core.state, x, y, n_classes, partial, err);
+    if (status != EB_OK)
+        return status;
+    bool continuing = partial && model->core.state.fitted;
+    if (!continuing) {
+        if (width_for(&model->params, x.cols) > (size_t)INT_MAX)
+            return eb__fail(err, EB_ERR_TOO_LARGE, "an output width of %zu is too large",
+                            width_for(&model->params, x.cols));
+        size_t row = 1;
+        while (row < x.rows && y[row] == y[0])
+            row++;
+        if (row == x.rows)
+            return eb__fail(err, EB_ERR_TOO_FEW_CLASSES,
+                            "y holds a single label (%d); the first fit needs at least two distinct labels", (int)y[0]);
     }
+    eb_labelled_rows rows = {x, y};
+    return eb__fit_or_continue(model, x.cols, n_classes, partial, train, &rows);
+}
+
+static eb_status transform(const eb_finetuner *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
+{
     eb_status status = eb__check_transform(&model->core, x, out, err);
     if (status != EB_OK)
         return status;
@@ -522,91 +442,9 @@ eb_status eb_contrastive_transform(const eb_contrastive *model, eb_matrix x, eb_
     return eb__check_result(out, err);
 }
 
-const char *eb_contrastive_last_error(const eb_contrastive *model)
-{
-    return model == NULL ? "model is NULL" : model->core.last_error.message;
-}
-
-eb_contrastive_params eb_contrastive_get_params(const eb_contrastive *model)
-{
-    return model == NULL ? eb_contrastive_default_params() : model->params;
-}
-
-int eb_contrastive_is_fitted(const eb_contrastive *model)
-{
-    return model != NULL && model->core.state.fitted;
-}
-
-size_t eb_contrastive_n_features(const eb_contrastive *model)
-{
-    return model == NULL ? 0 : model->core.state.n_features;
-}
-
-size_t eb_contrastive_n_classes(const eb_contrastive *model)
-{
-    return model == NULL ? 0 : model->core.state.n_classes;
-}
-
-size_t eb_contrastive_output_dim(const eb_contrastive *model)
-{
-    if (model == NULL)
-        return 0;
-    if (model->core.state.fitted)
-        return model->core.state.out_dim;
-    return model->params.hidden_dim == EB_HIDDEN_DIM_AS_INPUT ? 0 : model->params.hidden_dim;
-}
-
-const double *eb_contrastive_loss_history(const eb_contrastive *model, size_t *length)
-{
-    size_t n = model == NULL ? 0 : model->core.state.history.length;
-    if (length != NULL)
-        *length = n;
-    return n == 0 ? NULL : model->core.state.history.values;
-}
-
-/* ---- saving and loading ------------------------------------------------------- */
-
-static void write_params(const void *opaque, eb_writer *w)
-{
-    const eb_contrastive *model = opaque;
-    /* The sentinel is SIZE_MAX, which differs between 32- and 64-bit builds; the file always says UINT64_MAX. */
-    eb__write_u64(w, model->params.hidden_dim == EB_HIDDEN_DIM_AS_INPUT ? UINT64_MAX
-                                                                         : (uint64_t)model->params.hidden_dim);
-    eb__write_u64(w, model->params.n_neg);
-    eb__write_u64(w, model->params.n_epochs);
-    eb__write_f32(w, model->params.learning_rate);
-    eb__write_u64(w, model->params.batch_size);
-    eb__write_u64(w, model->params.seed);
-}
-
-eb_status eb_contrastive_set_params(eb_contrastive *model, const eb_contrastive_params *params)
-{
-    if (model == NULL)
-        return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->core.last_error;
-    eb_status status = eb_contrastive_check_params(params, err);
-    if (status != EB_OK)
-        return status;
-    if (model->core.state.fitted && params->hidden_dim != model->params.hidden_dim)
-        return eb__fail(err, EB_ERR_INVALID_PARAM,
-                        "hidden_dim cannot change once fitted (the weights have hidden_dim %zu); call fit instead",
-                        model->params.hidden_dim);
-    model->params = *params;
-    return EB_OK;
-}
-
-void eb_contrastive_set_callback(eb_contrastive *model, eb_epoch_callback on_epoch, void *callback_data)
-{
-    if (model != NULL) {
-        model->params.on_epoch = on_epoch;
-        model->params.callback_data = callback_data;
-    }
-}
-
 /* The saved state must be exactly what fit would have built for these params. */
-static eb_status check_loaded_state(const void *opaque, eb_error *err)
+static eb_status check_state(const eb_finetuner *model, eb_error *err)
 {
-    const eb_contrastive *model = opaque;
     const eb_fit_state *st = &model->core.state;
     if (!st->fitted)
         return EB_OK;
@@ -620,102 +458,33 @@ static eb_status check_loaded_state(const void *opaque, eb_error *err)
     return EB_OK;
 }
 
-/* The params part of a saved model, checked, as a new unfitted model. */
-static eb_status create_from_params(eb_reader *r, const eb_allocator *mem, void **out, eb_error *err)
+/* Version 1 files: hidden_dim (UINT64_MAX for "as input"), n_neg, n_epochs, learning_rate, batch_size, seed. */
+static eb_status read_v1_params(eb_reader *r, eb_finetuner_params *params, eb_error *err)
 {
-    eb_contrastive_params params = eb_contrastive_default_params();
-    uint64_t saved_hidden_dim;
-    if (!eb__read_u64(r, &saved_hidden_dim))
+    uint64_t hidden_dim;
+    if (!eb__read_u64(r, &hidden_dim) || !eb__read_size(r, &params->n_neg) || !eb__read_size(r, &params->n_epochs) ||
+        !eb__read_f32(r, &params->learning_rate) || !eb__read_size(r, &params->batch_size) ||
+        !eb__read_u64(r, &params->seed))
         return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated params");
-    if (saved_hidden_dim != UINT64_MAX && saved_hidden_dim > (uint64_t)INT_MAX)
-        return eb__fail(err, EB_ERR_FORMAT, "saved model: invalid params: hidden_dim is %llu; it must be at most %d",
-                        (unsigned long long)saved_hidden_dim, INT_MAX);
-    params.hidden_dim = saved_hidden_dim == UINT64_MAX ? EB_HIDDEN_DIM_AS_INPUT : (size_t)saved_hidden_dim;
-    if (!eb__read_size(r, &params.n_neg) ||
-        !eb__read_size(r, &params.n_epochs) ||
-        !eb__read_f32(r, &params.learning_rate) || !eb__read_size(r, &params.batch_size) ||
-        !eb__read_u64(r, &params.seed))
-        return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated params");
-    eb_error detail;
-    if (eb_contrastive_check_params(&params, &detail) != EB_OK)
-        return eb__fail(err, EB_ERR_FORMAT, "saved model: invalid params: %s", detail.message);
-    eb_contrastive *model;
-    eb_status status = eb_contrastive_create(&params, mem, &model, err);
-    if (status != EB_OK)
-        return status;
-    *out = model;
+    params->hidden_dim = hidden_dim == UINT64_MAX ? EB_HIDDEN_DIM_AS_INPUT
+                         : hidden_dim >= SIZE_MAX  ? SIZE_MAX - 1 /* refused by the params check */
+                                                   : (size_t)hidden_dim;
     return EB_OK;
 }
 
-static void release(void *model)
-{
-    eb_contrastive_free(model);
-}
-
-static const eb_model_codec CODEC = {EB_KIND_CONTRASTIVE, write_params, create_from_params, check_loaded_state,
-                                     release};
-
-eb_status eb_contrastive_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
-                                          eb_contrastive **out, eb_error *err)
-{
-    void *model = NULL;
-    eb_status status = eb__model_load_from_buffer(&CODEC, buffer, size, mem, out == NULL ? NULL : &model, err);
-    if (out != NULL)
-        *out = model;
-    return status;
-}
-
-eb_status eb_contrastive_load(const char *path, const eb_allocator *mem, eb_contrastive **out, eb_error *err)
-{
-    void *model = NULL;
-    eb_status status = eb__model_load(&CODEC, path, mem, out == NULL ? NULL : &model, err);
-    if (out != NULL)
-        *out = model;
-    return status;
-}
-
-eb_status eb_contrastive_save_to_buffer(const eb_contrastive *model, void *buffer, size_t capacity,
-                                        size_t *written, eb_error *err)
-{
-    return eb__model_save_to_buffer(&CODEC, model, buffer, capacity, written, err);
-}
-
-eb_status eb_contrastive_save(const eb_contrastive *model, const char *path, eb_error *err)
-{
-    return eb__model_save(&CODEC, model, path, err);
-}
-
-size_t eb_contrastive_saved_size(const eb_contrastive *model)
-{
-    return eb__model_saved_size(&CODEC, model);
-}
+const eb_kind_ops eb__contrastive_ops = {
+    EB_KIND_CONTRASTIVE, default_params, check_params, width_for,    new_state,
+    fit_labelled,        NULL,           transform,    check_state,  read_v1_params,
+};
 
 /* ---- testing hooks --------------------------------------------------------- */
 
-eb_status eb__contrastive_init_weights(eb_contrastive *model, size_t n_features, size_t n_classes)
-{
-    if (model == NULL || n_features == 0)
-        return EB_ERR_INVALID_PARAM;
-    eb_fit_state fresh;
-    eb_status status = new_state(model, n_features, n_classes, &fresh, &model->core.last_error);
-    if (status != EB_OK)
-        return status;
-    fresh.fitted = true;
-    eb__fit_state_release(&model->core.state, &model->core.mem);
-    model->core.state = fresh;
-    return EB_OK;
-}
-
-float *eb__contrastive_weights(eb_contrastive *model, size_t *count)
-{
-    *count = model->core.state.weights.count;
-    return model->core.state.weights.values;
-}
-
-eb_status eb__contrastive_gradient(eb_contrastive *model, eb_matrix x, const uint32_t *left,
+eb_status eb__contrastive_gradient(eb_finetuner *model, eb_matrix x, const uint32_t *left,
                                    const uint32_t *right, const float *target, size_t n_pairs, float *grad,
                                    double *mean_loss)
 {
+    if (eb__check_handle(model, NULL) != EB_OK || model->params.kind != EB_KIND_CONTRASTIVE)
+        return EB_ERR_WRONG_KIND;
     const eb_allocator *mem = &model->core.mem;
     size_t h = model->core.state.out_dim;
     eb_status status = EB_ERR_NOMEM;

@@ -13,11 +13,6 @@
 #include "internal.h"
 #include "testing.h"
 
-struct eb_feedforward {
-    eb_model_core core; /* first, so a model pointer is also a core pointer */
-    eb_feedforward_params params;
-};
-
 typedef struct ff_shape {
     size_t d, h, k;
 } ff_shape;
@@ -63,67 +58,29 @@ static bool parameter_count(ff_shape s, size_t *count)
     return true;
 }
 
-eb_feedforward_params eb_feedforward_default_params(void)
+static eb_finetuner_params default_params(void)
 {
-    eb_feedforward_params p;
+    eb_finetuner_params p;
     memset(&p, 0, sizeof p);
+    p.kind = EB_KIND_FEEDFORWARD;
     p.hidden_dim = 50;
     p.n_epochs = 500;
     p.learning_rate = 0.01f;
-    p.batch_size = 0;
-    p.seed = 0;
-    p.on_epoch = NULL;
-    p.callback_data = NULL;
     return p;
 }
 
-eb_status eb_feedforward_check_params(const eb_feedforward_params *params, eb_error *err)
+/* Everything feed-forward reads is checked by the shared checks. */
+static eb_status check_params(const eb_finetuner_params *params, eb_error *err)
 {
-    eb__error_clear(err);
-    if (params == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "params is NULL");
-    if (params->hidden_dim == 0)
-        return eb__fail(err, EB_ERR_INVALID_PARAM, "hidden_dim is 0; it must be at least 1");
-    if (params->hidden_dim > (size_t)INT_MAX)
-        return eb__fail(err, EB_ERR_INVALID_PARAM, "hidden_dim is %zu; it must be at most %d", params->hidden_dim,
-                        INT_MAX);
-    if (params->n_epochs == 0)
-        return eb__fail(err, EB_ERR_INVALID_PARAM, "n_epochs is 0; it must be at least 1");
-    if (!(params->learning_rate > 0.0f) || !isfinite(params->learning_rate))
-        return eb__fail(err, EB_ERR_INVALID_PARAM, "learning_rate is %g; it must be finite and greater than 0",
-                        (double)params->learning_rate);
+    (void)params;
+    (void)err;
     return EB_OK;
 }
 
-eb_status eb_feedforward_create(const eb_feedforward_params *params, const eb_allocator *mem,
-                                eb_feedforward **out, eb_error *err)
+static size_t output_width(const eb_finetuner_params *params, size_t n_features)
 {
-    if (out == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "out is NULL");
-    *out = NULL;
-    eb_status status = eb_feedforward_check_params(params, err);
-    if (status != EB_OK)
-        return status;
-    if (mem == NULL)
-        mem = eb_default_allocator();
-    if (mem->calloc == NULL || mem->free == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "the allocator's calloc or free is NULL");
-    eb_feedforward *model = eb__calloc(mem, 1, sizeof *model);
-    if (model == NULL)
-        return eb__fail(err, EB_ERR_NOMEM, "out of memory creating the model");
-    model->core.mem = *mem;
-    model->params = *params;
-    *out = model;
-    return EB_OK;
-}
-
-void eb_feedforward_free(eb_feedforward *model)
-{
-    if (model == NULL)
-        return;
-    eb_allocator mem = model->core.mem;
-    eb__fit_state_release(&model->core.state, &mem);
-    eb__free(&mem, model);
+    (void)n_features;
+    return params->hidden_dim;
 }
 
 static void workspace_release(ff_workspace *ws, const eb_allocator *mem)
@@ -300,14 +257,14 @@ static double batch_gradient(ff_shape s, const float *values, float *grad, eb_ma
     return loss_sum;
 }
 
-static ff_shape shape_of(const eb_feedforward *model, const eb_fit_state *state)
+static ff_shape shape_of(const eb_finetuner *model, const eb_fit_state *state)
 {
     ff_shape s = {state->n_features, model->params.hidden_dim, state->n_classes};
     return s;
 }
 
 /* One pass over every row; returns the epoch's mean loss. */
-static double run_epoch(const eb_feedforward *model, eb_fit_state *state, eb_matrix x, const int32_t *y,
+static double run_epoch(const eb_finetuner *model, eb_fit_state *state, eb_matrix x, const int32_t *y,
                         ff_workspace *ws)
 {
     ff_shape s = shape_of(model, state);
@@ -334,7 +291,7 @@ static double run_epoch(const eb_feedforward *model, eb_fit_state *state, eb_mat
 }
 
 typedef struct epoch_context {
-    const eb_feedforward *model;
+    const eb_finetuner *model;
     eb_fit_state *state;
     eb_matrix x;
     const int32_t *y;
@@ -347,23 +304,24 @@ static double epoch_thunk(void *opaque)
     return run_epoch(c->model, c->state, c->x, c->y, c->ws);
 }
 
-/* Run up to n_epochs on state; memory is taken before the first epoch, so only NOMEM or divergence fail. */
-static eb_status train(const eb_feedforward *model, eb_fit_state *state, eb_matrix x, const int32_t *y,
-                       size_t n_epochs, eb_error *err)
+/* Run up to n_epochs on state (an eb__train_fn); memory is taken before the first epoch, so only NOMEM or divergence fail. */
+static eb_status train(const eb_finetuner *model, eb_fit_state *state, const void *data, size_t n_epochs,
+                       eb_error *err)
 {
+    const eb_labelled_rows *rows = data;
+    eb_matrix x = rows->x;
     ff_workspace ws;
     const eb_allocator *mem = &model->core.mem;
     if (workspace_alloc(&ws, x.rows, model->params.batch_size, shape_of(model, state), mem) != EB_OK)
         return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating training buffers for %zu rows", x.rows);
-    epoch_context ctx = {model, state, x, y, &ws};
-    eb_status status = eb__train_epochs(state, n_epochs, model->params.on_epoch, model->params.callback_data,
-                                        epoch_thunk, &ctx, state == &model->core.state, mem, err);
+    epoch_context ctx = {model, state, x, rows->y, &ws};
+    eb_status status = eb__train_model(model, state, n_epochs, epoch_thunk, &ctx, err);
     workspace_release(&ws, mem);
     return status;
 }
 
 /* A fresh, initialised state for x.cols features and n_classes classes. */
-static eb_status new_state(const eb_feedforward *model, size_t n_features, size_t n_classes, eb_fit_state *state,
+static eb_status new_state(const eb_finetuner *model, size_t n_features, size_t n_classes, eb_fit_state *state,
                            eb_error *err)
 {
     memset(state, 0, sizeof *state);
@@ -387,56 +345,18 @@ static eb_status new_state(const eb_feedforward *model, size_t n_features, size_
     return EB_OK;
 }
 
-static eb_status fit_from_scratch(eb_feedforward *model, eb_matrix x, const int32_t *y, size_t n_classes,
-                                  size_t n_epochs)
+static eb_status fit_labelled(eb_finetuner *model, eb_matrix x, const int32_t *y, size_t n_classes, bool partial)
 {
     eb_error *err = &model->core.last_error;
-    eb_fit_state fresh;
-    eb_status status = new_state(model, x.cols, n_classes, &fresh, err);
-    if (status == EB_OK)
-        status = train(model, &fresh, x, y, n_epochs, err);
-    if (status != EB_OK) {
-        eb__fit_state_release(&fresh, &model->core.mem);
-        return status;
-    }
-    fresh.fitted = true;
-    eb__fit_state_release(&model->core.state, &model->core.mem);
-    model->core.state = fresh;
-    return EB_OK;
-}
-
-eb_status eb_feedforward_fit(eb_feedforward *model, eb_matrix x, const int32_t *y, size_t n_classes)
-{
-    if (model == NULL)
-        return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->core.last_error;
-    eb__error_clear(err);
-    eb_status status = eb__check_training_input(&model->core.state, x, y, n_classes, false, err);
+    eb_status status = eb__check_training_input(&model->core.state, x, y, n_classes, partial, err);
     if (status != EB_OK)
         return status;
-    return fit_from_scratch(model, x, y, n_classes, model->params.n_epochs);
+    eb_labelled_rows rows = {x, y};
+    return eb__fit_or_continue(model, x.cols, n_classes, partial, train, &rows);
 }
 
-eb_status eb_feedforward_partial_fit(eb_feedforward *model, eb_matrix x, const int32_t *y, size_t n_classes)
+static eb_status transform(const eb_finetuner *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
 {
-    if (model == NULL)
-        return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->core.last_error;
-    eb__error_clear(err);
-    eb_status status = eb__check_training_input(&model->core.state, x, y, n_classes, true, err);
-    if (status != EB_OK)
-        return status;
-    if (!model->core.state.fitted)
-        return fit_from_scratch(model, x, y, n_classes, 1);
-    return train(model, &model->core.state, x, y, 1, err);
-}
-
-eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
-{
-    if (model == NULL) {
-        eb__error_clear(err);
-        return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
-    }
     eb_status status = eb__check_transform_layout(&model->core, x, out, err);
     if (status != EB_OK)
         return status;
@@ -471,84 +391,9 @@ eb_status eb_feedforward_transform(const eb_feedforward *model, eb_matrix x, eb_
     return EB_OK;
 }
 
-const char *eb_feedforward_last_error(const eb_feedforward *model)
-{
-    return model == NULL ? "model is NULL" : model->core.last_error.message;
-}
-
-eb_feedforward_params eb_feedforward_get_params(const eb_feedforward *model)
-{
-    return model == NULL ? eb_feedforward_default_params() : model->params;
-}
-
-int eb_feedforward_is_fitted(const eb_feedforward *model)
-{
-    return model != NULL && model->core.state.fitted;
-}
-
-size_t eb_feedforward_n_features(const eb_feedforward *model)
-{
-    return model == NULL ? 0 : model->core.state.n_features;
-}
-
-size_t eb_feedforward_n_classes(const eb_feedforward *model)
-{
-    return model == NULL ? 0 : model->core.state.n_classes;
-}
-
-size_t eb_feedforward_output_dim(const eb_feedforward *model)
-{
-    return model == NULL ? 0 : model->params.hidden_dim;
-}
-
-const double *eb_feedforward_loss_history(const eb_feedforward *model, size_t *length)
-{
-    size_t n = model == NULL ? 0 : model->core.state.history.length;
-    if (length != NULL)
-        *length = n;
-    return n == 0 ? NULL : model->core.state.history.values;
-}
-
-/* ---- saving and loading ------------------------------------------------------- */
-
-static void write_params(const void *opaque, eb_writer *w)
-{
-    const eb_feedforward *model = opaque;
-    eb__write_u64(w, model->params.hidden_dim);
-    eb__write_u64(w, model->params.n_epochs);
-    eb__write_f32(w, model->params.learning_rate);
-    eb__write_u64(w, model->params.batch_size);
-    eb__write_u64(w, model->params.seed);
-}
-
-eb_status eb_feedforward_set_params(eb_feedforward *model, const eb_feedforward_params *params)
-{
-    if (model == NULL)
-        return EB_ERR_NULL_POINTER;
-    eb_error *err = &model->core.last_error;
-    eb_status status = eb_feedforward_check_params(params, err);
-    if (status != EB_OK)
-        return status;
-    if (model->core.state.fitted && params->hidden_dim != model->params.hidden_dim)
-        return eb__fail(err, EB_ERR_INVALID_PARAM,
-                        "hidden_dim cannot change once fitted (the weights have hidden_dim %zu); call fit instead",
-                        model->params.hidden_dim);
-    model->params = *params;
-    return EB_OK;
-}
-
-void eb_feedforward_set_callback(eb_feedforward *model, eb_epoch_callback on_epoch, void *callback_data)
-{
-    if (model != NULL) {
-        model->params.on_epoch = on_epoch;
-        model->params.callback_data = callback_data;
-    }
-}
-
 /* The saved state must be exactly what fit would have built for these params. */
-static eb_status check_loaded_state(const void *opaque, eb_error *err)
+static eb_status check_state(const eb_finetuner *model, eb_error *err)
 {
-    const eb_feedforward *model = opaque;
     const eb_fit_state *st = &model->core.state;
     if (!st->fitted)
         return EB_OK;
@@ -563,93 +408,28 @@ static eb_status check_loaded_state(const void *opaque, eb_error *err)
     return EB_OK;
 }
 
-/* The params part of a saved model, checked, as a new unfitted model. */
-static eb_status create_from_params(eb_reader *r, const eb_allocator *mem, void **out, eb_error *err)
+/* Version 1 files: hidden_dim, n_epochs, learning_rate, batch_size, seed. */
+static eb_status read_v1_params(eb_reader *r, eb_finetuner_params *params, eb_error *err)
 {
-    eb_feedforward_params params = eb_feedforward_default_params();
-    if (!eb__read_size(r, &params.hidden_dim) || !eb__read_size(r, &params.n_epochs) ||
-        !eb__read_f32(r, &params.learning_rate) || !eb__read_size(r, &params.batch_size) ||
-        !eb__read_u64(r, &params.seed))
+    if (!eb__read_size(r, &params->hidden_dim) || !eb__read_size(r, &params->n_epochs) ||
+        !eb__read_f32(r, &params->learning_rate) || !eb__read_size(r, &params->batch_size) ||
+        !eb__read_u64(r, &params->seed))
         return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated params");
-    eb_error detail;
-    if (eb_feedforward_check_params(&params, &detail) != EB_OK)
-        return eb__fail(err, EB_ERR_FORMAT, "saved model: invalid params: %s", detail.message);
-    eb_feedforward *model;
-    eb_status status = eb_feedforward_create(&params, mem, &model, err);
-    if (status != EB_OK)
-        return status;
-    *out = model;
     return EB_OK;
 }
 
-static void release(void *model)
-{
-    eb_feedforward_free(model);
-}
-
-static const eb_model_codec CODEC = {EB_KIND_FEEDFORWARD, write_params, create_from_params, check_loaded_state,
-                                     release};
-
-eb_status eb_feedforward_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
-                                          eb_feedforward **out, eb_error *err)
-{
-    void *model = NULL;
-    eb_status status = eb__model_load_from_buffer(&CODEC, buffer, size, mem, out == NULL ? NULL : &model, err);
-    if (out != NULL)
-        *out = model;
-    return status;
-}
-
-eb_status eb_feedforward_load(const char *path, const eb_allocator *mem, eb_feedforward **out, eb_error *err)
-{
-    void *model = NULL;
-    eb_status status = eb__model_load(&CODEC, path, mem, out == NULL ? NULL : &model, err);
-    if (out != NULL)
-        *out = model;
-    return status;
-}
-
-eb_status eb_feedforward_save_to_buffer(const eb_feedforward *model, void *buffer, size_t capacity,
-                                        size_t *written, eb_error *err)
-{
-    return eb__model_save_to_buffer(&CODEC, model, buffer, capacity, written, err);
-}
-
-eb_status eb_feedforward_save(const eb_feedforward *model, const char *path, eb_error *err)
-{
-    return eb__model_save(&CODEC, model, path, err);
-}
-
-size_t eb_feedforward_saved_size(const eb_feedforward *model)
-{
-    return eb__model_saved_size(&CODEC, model);
-}
+const eb_kind_ops eb__feedforward_ops = {
+    EB_KIND_FEEDFORWARD, default_params, check_params, output_width, new_state,
+    fit_labelled,        NULL,           transform,    check_state,  read_v1_params,
+};
 
 /* ---- testing hooks --------------------------------------------------------- */
 
-eb_status eb__feedforward_init_weights(eb_feedforward *model, size_t n_features, size_t n_classes)
-{
-    if (model == NULL || n_features == 0 || n_classes == 0)
-        return EB_ERR_INVALID_PARAM;
-    eb_fit_state fresh;
-    eb_status status = new_state(model, n_features, n_classes, &fresh, &model->core.last_error);
-    if (status != EB_OK)
-        return status;
-    fresh.fitted = true;
-    eb__fit_state_release(&model->core.state, &model->core.mem);
-    model->core.state = fresh;
-    return EB_OK;
-}
-
-float *eb__feedforward_weights(eb_feedforward *model, size_t *count)
-{
-    *count = model->core.state.weights.count;
-    return model->core.state.weights.values;
-}
-
-eb_status eb__feedforward_gradient(eb_feedforward *model, eb_matrix x, const int32_t *y, float *grad,
+eb_status eb__feedforward_gradient(eb_finetuner *model, eb_matrix x, const int32_t *y, float *grad,
                                    double *mean_loss)
 {
+    if (eb__check_handle(model, NULL) != EB_OK || model->params.kind != EB_KIND_FEEDFORWARD)
+        return EB_ERR_WRONG_KIND;
     eb_error *err = &model->core.last_error;
     eb_status status = eb__check_training_input(&model->core.state, x, y, 0, true, err);
     if (status != EB_OK)

@@ -190,6 +190,7 @@ typedef struct eb_reader {
 } eb_reader;
 
 bool eb__read_u8(eb_reader *r, uint8_t *value);
+bool eb__read_u32(eb_reader *r, uint32_t *value);
 bool eb__read_u64(eb_reader *r, uint64_t *value);
 bool eb__read_f32(eb_reader *r, float *value);
 /* A u64 that must also fit a size_t. */
@@ -197,34 +198,143 @@ bool eb__read_size(eb_reader *r, size_t *value);
 /* The fit state as eb__write_fit_state wrote it; checks sizes against the bytes left before allocating. */
 eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocator *mem, eb_error *err);
 
-/* What every model handle starts with, so a model pointer also points to its core. */
+/* What every finetuner shares outside its kind's parameters: allocator, message, fit state. */
 typedef struct eb_model_core {
     eb_allocator mem;
     eb_error last_error;
     eb_fit_state state;
 } eb_model_core;
 
-/* How one model kind is saved and loaded; the shared code frames it and handles the fit state. */
-typedef struct eb_model_codec {
-    eb_model_kind kind;
-    /* The params part of the payload, which the fit state follows. */
-    void (*write_params)(const void *model, eb_writer *w);
-    /* Read and check the params part, then create an unfitted model holding them. */
-    eb_status (*create_from_params)(eb_reader *r, const eb_allocator *mem, void **model, eb_error *err);
-    /* The loaded state must be exactly what fit would have built for the model's params. */
-    eb_status (*check_loaded_state)(const void *model, eb_error *err);
-    void (*release)(void *model);
-} eb_model_codec;
+/* The names of the classes, owned by the finetuner (labels.c). */
+typedef struct eb_label_store {
+    eb_label_type type;
+    size_t count;
+    int64_t *integers;    /* EB_LABELS_INT64: count values */
+    const char **strings; /* EB_LABELS_UTF8: count pointers into text */
+    size_t *lengths;      /* EB_LABELS_UTF8: byte length of each string */
+    char *text;           /* EB_LABELS_UTF8: every string followed by a NUL */
+} eb_label_store;
 
-size_t eb__model_saved_size(const eb_model_codec *codec, const void *model);
-eb_status eb__model_save_to_buffer(const eb_model_codec *codec, const void *model, void *buffer, size_t capacity,
-                                   size_t *written, eb_error *err);
-/* Serialise to memory, then write path atomically. */
-eb_status eb__model_save(const eb_model_codec *codec, const void *model, const char *path, eb_error *err);
-eb_status eb__model_load_from_buffer(const eb_model_codec *codec, const void *buffer, size_t size,
-                                     const eb_allocator *mem, void **out, eb_error *err);
-eb_status eb__model_load(const eb_model_codec *codec, const char *path, const eb_allocator *mem, void **out,
-                         eb_error *err);
+/* Validate a caller's labels (count must be expected_count) and copy them into a fresh store. */
+eb_status eb__labels_copy(const eb_class_labels *labels, size_t expected_count, const eb_allocator *mem,
+                          eb_label_store *out, eb_error *err);
+void eb__labels_release(eb_label_store *store, const eb_allocator *mem);
+/* The store as the public view. */
+eb_class_labels eb__labels_view(const eb_label_store *store);
+/* Whether a caller's labels name the same classes, in the same order, as the store. */
+bool eb__labels_equal(const eb_label_store *store, const eb_class_labels *labels);
+void eb__labels_write(eb_writer *w, const eb_label_store *store);
+/* Read what eb__labels_write wrote; n_classes is the fit state's (names must match it). */
+eb_status eb__labels_read(eb_reader *r, size_t n_classes, const eb_allocator *mem, eb_label_store *out,
+                          eb_error *err);
+
+struct eb_kind_ops;
+
+/* Written into every live handle and cleared by free, so stale and foreign pointers are caught where they can be. */
+#define EB_FINETUNER_MAGIC UINT64_C(0x52454e5554464245) /* "EBFTUNER" little-endian */
+
+struct eb_finetuner {
+    uint64_t magic;
+    const struct eb_kind_ops *ops;
+    eb_finetuner_params params;
+    eb_model_core core;
+    eb_label_store labels;
+    uint8_t *metadata;
+    size_t metadata_size;
+};
+
+/*
+ * What differs between the kinds. finetuner.c checks the handle, the kind
+ * and the shared parameter ranges, then calls these; each kind lives in its
+ * own file (feedforward.c, contrastive.c, pair_learner.c).
+ */
+typedef struct eb_kind_ops {
+    eb_finetuner_kind kind;
+    /* The defaults of eb_finetuner_default_params for this kind. */
+    eb_finetuner_params (*default_params)(void);
+    /* Checks this kind adds to the shared ones (hidden_dim, n_epochs, learning_rate are already in range). */
+    eb_status (*check_params)(const eb_finetuner_params *params, eb_error *err);
+    /* Width of transform's output for n_features inputs (0 when it depends on an unknown n_features). */
+    size_t (*output_width)(const eb_finetuner_params *params, size_t n_features);
+    /* Fresh weights as the first epoch of fit starts from, in a new state (fitted stays false). */
+    eb_status (*new_state)(const struct eb_finetuner *model, size_t n_features, size_t n_classes,
+                           eb_fit_state *state, eb_error *err);
+    /*
+     * Train on rows with class labels (NULL for the pair learner). fit trains a new state and swaps it in;
+     * partial continues the model's own state. Either way a failure leaves the model as it was and the
+     * message in core.last_error. The arguments are checked here (eb__check_training_input).
+     */
+    eb_status (*fit_labelled)(struct eb_finetuner *model, eb_matrix x, const int32_t *y, size_t n_classes,
+                              bool partial);
+    /* Train on pairs (NULL for the kinds with class labels); pairs are already checked (eb__check_pairs). */
+    eb_status (*fit_pairs)(struct eb_finetuner *model, const eb_pairs *pairs, bool partial);
+    /* The public transform, checks included. */
+    eb_status (*transform)(const struct eb_finetuner *model, eb_matrix x, eb_mut_matrix out, eb_error *err);
+    /* The state (fitted or not) is exactly what fit would build for model->params: load and save ask this. */
+    eb_status (*check_state)(const struct eb_finetuner *model, eb_error *err);
+    /* Read the params of a version 1 file, which each kind wrote in its own order (NULL: no version 1 files). */
+    eb_status (*read_v1_params)(eb_reader *r, eb_finetuner_params *params, eb_error *err);
+} eb_kind_ops;
+
+extern const eb_kind_ops eb__feedforward_ops;
+extern const eb_kind_ops eb__contrastive_ops;
+extern const eb_kind_ops eb__pair_learner_ops;
+
+/* The ops of a kind; NULL for an unknown one. */
+const eb_kind_ops *eb__kind_ops(eb_finetuner_kind kind);
+
+/*
+ * The pairs are usable by this state: both views valid, X1 and X2 of equal
+ * rows (aligned) or indices below X's rows (indexed), equal widths, the
+ * fitted width when fitted, finite values, and with need_targets every
+ * similarity finite and in [0, 1]. Messages name the pair, row and column.
+ */
+eb_status eb__check_pairs(const eb_fit_state *state, const eb_pairs *pairs, bool need_targets, eb_error *err);
+/* The row of pairs->left (or right) that pair i uses. */
+static inline size_t eb__pair_left_row(const eb_pairs *pairs, size_t i)
+{
+    return pairs->left_index == NULL ? i : pairs->left_index[i];
+}
+static inline size_t eb__pair_right_row(const eb_pairs *pairs, size_t i)
+{
+    return pairs->right_index == NULL ? i : pairs->right_index[i];
+}
+
+/*
+ * How every kind trains, in finetuner.c: fit (or the first partial_fit) builds a fresh state with
+ * ops->new_state, runs train on it and swaps it in only on success; a later partial_fit runs one epoch on
+ * the model's own state, which eb__train_epochs rolls back if it diverges. train runs n_epochs epochs on
+ * state (it is the kind's, taking its workspace and calling eb__train_epochs) with data as the kind
+ * passed it. Messages go to model->core.last_error.
+ */
+typedef eb_status (*eb__train_fn)(const eb_finetuner *model, eb_fit_state *state, const void *data,
+                                  size_t n_epochs, eb_error *err);
+eb_status eb__fit_or_continue(eb_finetuner *model, size_t n_features, size_t n_classes, bool partial,
+                              eb__train_fn train, const void *data);
+
+/* EB_OK for a live handle; else EB_ERR_NULL_POINTER or EB_ERR_INVALID_HANDLE with a message in err. */
+eb_status eb__check_handle(const eb_finetuner *model, eb_error *err);
+
+/* What fit and partial_fit hand the train function of the kinds with class labels. */
+typedef struct eb_labelled_rows {
+    eb_matrix x;
+    const int32_t *y;
+} eb_labelled_rows;
+
+/* eb__train_epochs with the model's callback and allocator; training the model's own state makes it restorable. */
+eb_status eb__train_model(const eb_finetuner *model, eb_fit_state *state, size_t n_epochs, eb__epoch_fn run_epoch,
+                          void *ctx, eb_error *err);
+
+/* An unfitted finetuner for checked params (finetuner.c), as create and load make one. */
+eb_status eb__finetuner_new(const eb_finetuner_params *params, const eb_allocator *mem, eb_finetuner **out,
+                            eb_error *err);
+
+/* Saving and loading any finetuner (serialize.c). */
+size_t eb__finetuner_saved_size(const eb_finetuner *model);
+eb_status eb__finetuner_save_to_buffer(const eb_finetuner *model, void *buffer, size_t capacity, size_t *written,
+                                       eb_error *err);
+eb_status eb__finetuner_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
+                                         eb_finetuner **out, eb_error *err);
 
 /* The whole file at path (a regular file), from mem; the caller frees *bytes. */
 eb_status eb__read_file(const char *path, const eb_allocator *mem, void **bytes, size_t *size, eb_error *err);

@@ -1,4 +1,4 @@
-/* What the two model kinds share outside training: the checks in front of every transform, and the shape of a training step. */
+/* What the finetuner kinds share outside training: the checks in front of every transform, and the shape of a training step. */
 #include "internal.h"
 
 eb_status eb__check_transform(const eb_model_core *core, eb_matrix x, eb_mut_matrix out, eb_error *err)
@@ -34,7 +34,7 @@ eb_status eb__check_transform_layout(const eb_model_core *core, eb_matrix x, eb_
     return status != EB_OK ? status : eb__check_transform(core, x, out, err);
 }
 
-size_t eb_training_step_rows(eb_model_kind kind, size_t n_rows, size_t batch_size)
+size_t eb_training_step_rows(eb_finetuner_kind kind, size_t n_rows, size_t batch_size)
 {
     switch (kind) {
     case EB_KIND_FEEDFORWARD:
@@ -42,6 +42,11 @@ size_t eb_training_step_rows(eb_model_kind kind, size_t n_rows, size_t batch_siz
     case EB_KIND_CONTRASTIVE:
         /* Gathering copies 2 rows per pair; past half of X that is more work than using X whole. */
         return batch_size != 0 && batch_size < n_rows / 2 ? 2 * batch_size : n_rows;
+    case EB_KIND_PAIR_LEARNER: {
+        /* n_rows counts pairs here; each gathers its two rows, a slice of EB_PAIR_SLICE pairs at a time. */
+        size_t pairs = batch_size == 0 || batch_size >= n_rows ? n_rows : batch_size;
+        return 2 * (pairs < EB_PAIR_SLICE ? pairs : EB_PAIR_SLICE);
+    }
     }
     return 0;
 }

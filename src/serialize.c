@@ -4,10 +4,10 @@
  *   offset  size  field
  *   0       8     magic "EMBETTER"
  *   8       4     format version (u32)
- *   12      4     model kind (u32): 1 feed-forward, 2 contrastive
+ *   12      4     finetuner kind (u32): 1 feed-forward, 2 contrastive, 3 pair learner
  *   16      8     payload length in bytes (u64)
  *   24      4     CRC32 (zlib) of the payload (u32)
- *   28      ...   payload: model params, then the fit state
+ *   28      ...   payload: params, the fit state, then (version 2) class names and metadata
  *
  * All integers and floats are little-endian. docs/model-format.md lists the
  * payload fields. Loading trusts nothing: every length is checked against the
@@ -130,7 +130,7 @@ bool eb__read_u8(eb_reader *r, uint8_t *value)
     return true;
 }
 
-static bool read_u32(eb_reader *r, uint32_t *value)
+bool eb__read_u32(eb_reader *r, uint32_t *value)
 {
     uint64_t v;
     if (!read_bytes_le(r, 4, &v))
@@ -156,7 +156,7 @@ bool eb__read_size(eb_reader *r, size_t *value)
 bool eb__read_f32(eb_reader *r, float *value)
 {
     uint32_t bits;
-    if (!read_u32(r, &bits))
+    if (!eb__read_u32(r, &bits))
         return false;
     memcpy(value, &bits, sizeof *value);
     return true;
@@ -292,9 +292,8 @@ eb_status eb__read_fit_state(eb_reader *r, eb_fit_state *state, const eb_allocat
 
 /* ---- framing ----------------------------------------------------------------- */
 
-static uint32_t crc32_of(const uint8_t *data, size_t size)
+static uint32_t crc32_continue(uLong crc, const uint8_t *data, size_t size)
 {
-    uLong crc = crc32(0L, Z_NULL, 0);
     /* zlib takes 32-bit lengths; feed larger payloads in pieces. */
     while (size > 0) {
         uInt piece = size > (size_t)UINT_MAX ? UINT_MAX : (uInt)size;
@@ -305,64 +304,92 @@ static uint32_t crc32_of(const uint8_t *data, size_t size)
     return (uint32_t)crc;
 }
 
-static void write_payload(const eb_model_codec *codec, const void *model, eb_writer *w)
+/* Header bytes from the version to the length: version 2 covers them with the payload's CRC. */
+enum { COVERED_HEADER_START = 8, COVERED_HEADER_END = 24 };
+
+/*
+ * The checksum a file of this version stores. Version 1 covered the payload
+ * only, so a flipped bit in the kind could turn one valid model into another
+ * kind's; version 2 also covers version, kind and length.
+ */
+static uint32_t model_crc(uint32_t version, const uint8_t *bytes, size_t size)
 {
-    codec->write_params(model, w);
-    eb__write_fit_state(w, &((const eb_model_core *)model)->state);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    if (version >= 2)
+        crc = crc32_continue(crc, bytes + COVERED_HEADER_START, COVERED_HEADER_END - COVERED_HEADER_START);
+    return crc32_continue(crc, bytes + HEADER_SIZE, size - HEADER_SIZE);
 }
 
-static size_t saved_size(const eb_model_codec *codec, const void *model)
+/* The params of every kind in one layout (version 2); version 1 wrote each kind's own subset. */
+static void write_params(eb_writer *w, const eb_finetuner_params *p)
+{
+    /* The sentinel is SIZE_MAX, which differs between 32- and 64-bit builds; the file always says UINT64_MAX. */
+    eb__write_u64(w, p->hidden_dim == EB_HIDDEN_DIM_AS_INPUT ? UINT64_MAX : (uint64_t)p->hidden_dim);
+    eb__write_u64(w, p->n_epochs);
+    eb__write_f32(w, p->learning_rate);
+    eb__write_u64(w, p->batch_size);
+    eb__write_u64(w, p->seed);
+    eb__write_u64(w, p->n_neg);
+    eb__write_u32(w, (uint32_t)p->layers);
+}
+
+static eb_status read_params(eb_reader *r, eb_finetuner_params *p, eb_error *err)
+{
+    uint64_t hidden_dim;
+    uint32_t layers;
+    if (!eb__read_u64(r, &hidden_dim) || !eb__read_size(r, &p->n_epochs) || !eb__read_f32(r, &p->learning_rate) ||
+        !eb__read_size(r, &p->batch_size) || !eb__read_u64(r, &p->seed) || !eb__read_size(r, &p->n_neg) ||
+        !eb__read_u32(r, &layers))
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated params");
+    p->hidden_dim = hidden_dim == UINT64_MAX ? EB_HIDDEN_DIM_AS_INPUT
+                    : hidden_dim >= SIZE_MAX  ? SIZE_MAX - 1 /* refused by the params check as too large */
+                                              : (size_t)hidden_dim;
+    p->layers = (eb_pair_layers)layers;
+    return EB_OK;
+}
+
+static void write_payload(const eb_finetuner *model, eb_writer *w)
+{
+    write_params(w, &model->params);
+    eb__write_fit_state(w, &model->core.state);
+    eb__labels_write(w, &model->labels);
+    eb__write_u64(w, model->metadata_size);
+    for (size_t i = 0; i < model->metadata_size; i++)
+        eb__write_u8(w, model->metadata[i]);
+}
+
+size_t eb__finetuner_saved_size(const eb_finetuner *model)
 {
     eb_writer counter = {NULL, 0, 0};
-    write_payload(codec, model, &counter);
+    write_payload(model, &counter);
     return HEADER_SIZE + counter.length;
 }
 
-size_t eb__model_saved_size(const eb_model_codec *codec, const void *model)
+eb_status eb__finetuner_save_to_buffer(const eb_finetuner *model, void *buffer, size_t capacity, size_t *written,
+                                       eb_error *err)
 {
-    return model == NULL ? 0 : saved_size(codec, model);
-}
-
-static eb_status save_to_buffer(const eb_model_codec *codec, const void *model, void *buffer, size_t capacity,
-                                size_t *written, eb_error *err)
-{
-    size_t needed = saved_size(codec, model);
     if (written != NULL)
         *written = 0;
+    eb_status status = model->ops->check_state(model, err);
+    if (status != EB_OK)
+        return status;
+    size_t needed = eb__finetuner_saved_size(model);
     if (capacity < needed)
-        return eb__fail(err, EB_ERR_SHAPE_MISMATCH, "the buffer holds %zu bytes, the model needs %zu", capacity,
+        return eb__fail(err, EB_ERR_BUFFER_TOO_SMALL, "the buffer holds %zu bytes, the model needs %zu", capacity,
                         needed);
     eb_writer w = {buffer, capacity, 0};
     for (size_t i = 0; i < sizeof MAGIC; i++)
         eb__write_u8(&w, MAGIC[i]);
     eb__write_u32(&w, FORMAT_VERSION);
-    eb__write_u32(&w, codec->kind);
+    eb__write_u32(&w, (uint32_t)model->params.kind);
     eb__write_u64(&w, needed - HEADER_SIZE);
     eb__write_u32(&w, 0); /* the CRC, filled in below */
-    write_payload(codec, model, &w);
+    write_payload(model, &w);
     eb_writer crc_slot = {buffer, capacity, HEADER_SIZE - 4};
-    eb__write_u32(&crc_slot, crc32_of(w.data + HEADER_SIZE, needed - HEADER_SIZE));
+    eb__write_u32(&crc_slot, model_crc(FORMAT_VERSION, w.data, needed));
     if (written != NULL)
         *written = needed;
     return EB_OK;
-}
-
-eb_status eb__model_save_to_buffer(const eb_model_codec *codec, const void *model, void *buffer, size_t capacity,
-                                   size_t *written, eb_error *err)
-{
-    eb__error_clear(err);
-    if (model == NULL || buffer == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", model == NULL ? "model" : "buffer");
-    return save_to_buffer(codec, model, buffer, capacity, written, err);
-}
-
-static const char *kind_name(uint32_t kind)
-{
-    switch (kind) {
-    case EB_KIND_FEEDFORWARD: return "feed-forward finetuner";
-    case EB_KIND_CONTRASTIVE: return "contrastive finetuner";
-    default: return "unknown kind";
-    }
 }
 
 /* The header checks of every loader, shared with eb_model_read_header so the two cannot disagree. */
@@ -376,24 +403,27 @@ static eb_status parse_header(const uint8_t *bytes, size_t size, eb_model_header
         return eb__fail(err, EB_ERR_FORMAT, "saved model: %zu bytes is shorter than the %d-byte header", size,
                         HEADER_SIZE);
     eb_reader r = {bytes, size, sizeof MAGIC};
-    uint32_t version, kind, crc;
-    uint64_t payload_size;
-    read_u32(&r, &version);
-    read_u32(&r, &kind);
+    uint32_t version = 0, kind = 0, crc = 0;
+    uint64_t payload_size = 0;
+    eb__read_u32(&r, &version);
+    eb__read_u32(&r, &kind);
     eb__read_u64(&r, &payload_size);
-    read_u32(&r, &crc);
+    eb__read_u32(&r, &crc);
     if (version > FORMAT_VERSION)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: format version %u is newer than this library's %d",
                         (unsigned)version, FORMAT_VERSION);
     if (version == 0)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: format version 0 does not exist");
-    if (kind != EB_KIND_FEEDFORWARD && kind != EB_KIND_CONTRASTIVE)
+    if (eb__kind_ops((eb_finetuner_kind)kind) == NULL)
         return eb__fail(err, EB_ERR_FORMAT,
-                        "saved model: unknown kind %u; this library knows %d (feed-forward finetuner) and %d "
-                        "(contrastive finetuner)",
-                        (unsigned)kind, EB_KIND_FEEDFORWARD, EB_KIND_CONTRASTIVE);
+                        "saved model: unknown kind %u; this library knows %d (feedforward), %d (contrastive) and %d "
+                        "(pair_learner)",
+                        (unsigned)kind, EB_KIND_FEEDFORWARD, EB_KIND_CONTRASTIVE, EB_KIND_PAIR_LEARNER);
+    if (version == 1 && eb__kind_ops((eb_finetuner_kind)kind)->read_v1_params == NULL)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: format version 1 has no %s finetuners",
+                        eb_finetuner_kind_name((eb_finetuner_kind)kind));
     out->format_version = version;
-    out->kind = (eb_model_kind)kind;
+    out->kind = (eb_finetuner_kind)kind;
     out->payload_size = payload_size;
     out->payload_crc32 = crc;
     return EB_OK;
@@ -413,21 +443,20 @@ eb_status eb_model_read_header(const void *buffer, size_t size, eb_model_header 
     return status;
 }
 
-/* Check header and checksum of saved bytes of the given kind; *payload then reads the payload. */
-static eb_status open_saved(const void *buffer, size_t size, eb_model_kind kind, eb_reader *payload, eb_error *err)
+/* Check header and checksum of saved bytes; *payload then reads the payload. */
+static eb_status open_saved(const void *buffer, size_t size, eb_model_header *header_out, eb_reader *payload,
+                            eb_error *err)
 {
     eb_model_header header;
     eb_status status = parse_header(buffer, size, &header, err);
     if (status != EB_OK)
         return status;
-    if (header.kind != kind)
-        return eb__fail(err, EB_ERR_FORMAT, "saved model: it holds a %s (kind %u), not a %s",
-                        kind_name(header.kind), (unsigned)header.kind, kind_name(kind));
+    *header_out = header;
     if (header.payload_size != size - HEADER_SIZE)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: the header announces %llu payload bytes, %zu are present",
                         (unsigned long long)header.payload_size, size - HEADER_SIZE);
     const uint8_t *bytes = buffer;
-    uint32_t actual = crc32_of(bytes + HEADER_SIZE, size - HEADER_SIZE);
+    uint32_t actual = model_crc(header.format_version, bytes, size);
     if (actual != header.payload_crc32)
         return eb__fail(err, EB_ERR_FORMAT, "saved model: checksum mismatch (stored %08x, computed %08x); the data is corrupt",
                         (unsigned)header.payload_crc32, (unsigned)actual);
@@ -508,12 +537,16 @@ static int create_temp_file(const char *path, size_t path_length, char *temp_pat
     return -1; /* errno is EEXIST */
 }
 
-static eb_status save_file(const eb_model_codec *codec, const void *model, const char *path, eb_error *err)
+static eb_status save_file(const eb_finetuner *model, const char *path, eb_error *err)
 {
-    const eb_allocator *mem = &((const eb_model_core *)model)->mem;
+    const eb_allocator *mem = &model->core.mem;
     if (path == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "path is NULL");
-    size_t size = saved_size(codec, model);
+    /* Every refusal before the destination is touched (check_state is asked again by save_to_buffer below). */
+    eb_status status = model->ops->check_state(model, err);
+    if (status != EB_OK)
+        return status;
+    size_t size = eb__finetuner_saved_size(model);
     size_t path_length = strlen(path);
     if (path_length == 0)
         return eb__fail(err, EB_ERR_IO, "path is empty");
@@ -526,7 +559,7 @@ static eb_status save_file(const eb_model_codec *codec, const void *model, const
         eb__free(mem, temp_path);
         return eb__fail(err, EB_ERR_NOMEM, "out of memory serialising the model (%zu bytes)", size);
     }
-    eb_status status = save_to_buffer(codec, model, bytes, size, NULL, err);
+    status = eb__finetuner_save_to_buffer(model, bytes, size, NULL, err);
     int fd = status == EB_OK ? create_temp_file(path, path_length, temp_path) : -1;
     if (status == EB_OK && fd < 0) {
         status = io_failure(err, "cannot create a temporary file next to", path);
@@ -734,47 +767,75 @@ eb_status eb_model_read_file_header(const char *path, eb_model_header *out, eb_e
     return status;
 }
 
-/* ---- models ------------------------------------------------------------------ */
+/* ---- finetuners ---------------------------------------------------------------- */
 
-eb_status eb__model_save(const eb_model_codec *codec, const void *model, const char *path, eb_error *err)
+static eb_status read_metadata(eb_reader *r, eb_finetuner *model, eb_error *err)
 {
-    eb__error_clear(err);
-    if (model == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "model is NULL");
-    return save_file(codec, model, path, err);
+    size_t size;
+    if (!eb__read_size(r, &size))
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: truncated metadata length");
+    if (size > EB_MAX_METADATA_BYTES || size > r->size - r->pos)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: %zu metadata bytes %s", size,
+                        size > EB_MAX_METADATA_BYTES ? "exceed the limit" : "exceed the data");
+    if (size == 0)
+        return EB_OK;
+    model->metadata = eb__calloc(&model->core.mem, size, 1);
+    if (model->metadata == NULL)
+        return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating %zu metadata bytes", size);
+    memcpy(model->metadata, r->data + r->pos, size);
+    r->pos += size;
+    model->metadata_size = size;
+    return EB_OK;
 }
 
-eb_status eb__model_load_from_buffer(const eb_model_codec *codec, const void *buffer, size_t size,
-                                     const eb_allocator *mem, void **out, eb_error *err)
+eb_status eb__finetuner_load_from_buffer(const void *buffer, size_t size, const eb_allocator *mem,
+                                         eb_finetuner **out, eb_error *err)
 {
-    eb__error_clear(err);
-    if (out == NULL || buffer == NULL)
-        return eb__fail(err, EB_ERR_NULL_POINTER, "%s is NULL", out == NULL ? "out" : "buffer");
     *out = NULL;
     eb_reader r;
-    eb_status status = open_saved(buffer, size, codec->kind, &r, err);
+    eb_model_header header;
+    eb_status status = open_saved(buffer, size, &header, &r, err);
     if (status != EB_OK)
         return status;
-    void *model;
-    status = codec->create_from_params(&r, mem, &model, err);
+    const eb_kind_ops *ops = eb__kind_ops(header.kind);
+    eb_finetuner_params params = eb_finetuner_default_params(header.kind);
+    status = header.format_version == 1 ? ops->read_v1_params(&r, &params, err) : read_params(&r, &params, err);
     if (status != EB_OK)
         return status;
-    eb_model_core *core = model;
-    status = eb__read_fit_state(&r, &core->state, &core->mem, err);
+    eb_error detail;
+    if (eb_finetuner_check_params(&params, &detail) != EB_OK)
+        return eb__fail(err, EB_ERR_FORMAT, "saved model: invalid params: %s", detail.message);
+    eb_finetuner *model;
+    status = eb__finetuner_new(&params, mem, &model, err);
+    if (status != EB_OK)
+        return status;
+    status = eb__read_fit_state(&r, &model->core.state, &model->core.mem, err);
     if (status == EB_OK)
-        status = codec->check_loaded_state(model, err);
+        status = ops->check_state(model, err);
+    if (status == EB_OK && header.format_version >= 2)
+        status = eb__labels_read(&r, model->core.state.n_classes, &model->core.mem, &model->labels, err);
+    if (status == EB_OK && header.format_version >= 2)
+        status = read_metadata(&r, model, err);
     if (status == EB_OK && r.pos != r.size)
         status = eb__fail(err, EB_ERR_FORMAT, "saved model: %zu unexpected bytes after the model", r.size - r.pos);
     if (status != EB_OK) {
-        codec->release(model);
+        eb_finetuner_free(model);
         return status;
     }
     *out = model;
     return EB_OK;
 }
 
-eb_status eb__model_load(const eb_model_codec *codec, const char *path, const eb_allocator *mem, void **out,
-                         eb_error *err)
+eb_status eb_finetuner_save(const eb_finetuner *model, const char *path, eb_error *err)
+{
+    eb__error_clear(err);
+    eb_status status = eb__check_handle(model, err);
+    if (status != EB_OK)
+        return status;
+    return save_file(model, path, err);
+}
+
+eb_status eb_finetuner_load(const char *path, const eb_allocator *mem, eb_finetuner **out, eb_error *err)
 {
     eb__error_clear(err);
     if (out == NULL)
@@ -782,12 +843,14 @@ eb_status eb__model_load(const eb_model_codec *codec, const char *path, const eb
     *out = NULL;
     if (mem == NULL)
         mem = eb_default_allocator();
+    if (mem->calloc == NULL || mem->free == NULL)
+        return eb__fail(err, EB_ERR_NULL_POINTER, "the allocator's calloc or free is NULL");
     void *bytes;
     size_t size;
     eb_error detail;
     eb_status status = read_model_file(path, mem, &bytes, &size, &detail);
     if (status == EB_OK) {
-        status = eb__model_load_from_buffer(codec, bytes, size, mem, out, &detail);
+        status = eb_finetuner_load_from_buffer(bytes, size, mem, out, &detail);
         eb__free(mem, bytes);
     }
     if (status == EB_OK)

@@ -22,6 +22,9 @@ const char *eb_status_string(eb_status status)
     case EB_ERR_FORMAT: return "EB_ERR_FORMAT";
     case EB_ERR_INVALID_UTF8: return "EB_ERR_INVALID_UTF8";
     case EB_ERR_WRONG_INPUT_KIND: return "EB_ERR_WRONG_INPUT_KIND";
+    case EB_ERR_BUFFER_TOO_SMALL: return "EB_ERR_BUFFER_TOO_SMALL";
+    case EB_ERR_WRONG_KIND: return "EB_ERR_WRONG_KIND";
+    case EB_ERR_INVALID_HANDLE: return "EB_ERR_INVALID_HANDLE";
     }
     return "EB_ERR_UNKNOWN";
 }

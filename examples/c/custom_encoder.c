@@ -126,7 +126,7 @@ static int embed_and_finetune(const eb_encoder *encoder, const eb_text *texts, c
     size_t dim = eb_encoder_output_dim(encoder);
     float *vectors = malloc(n * dim * sizeof *vectors);
     float *tuned = NULL;
-    eb_feedforward *model = NULL;
+    eb_finetuner *model = NULL;
     eb_error err;
     int ok = 0;
     if (vectors == NULL)
@@ -136,25 +136,25 @@ static int embed_and_finetune(const eb_encoder *encoder, const eb_text *texts, c
         fprintf(stderr, "%s encoder: %s\n", eb_encoder_name(encoder), err.message);
         goto done;
     }
-    eb_feedforward_params params = eb_feedforward_default_params();
+    eb_finetuner_params params = eb_finetuner_default_params(EB_KIND_FEEDFORWARD);
     params.hidden_dim = 4;
     params.n_epochs = 300;
     params.learning_rate = 0.05f;
-    if (eb_feedforward_create(&params, NULL, &model, &err) != EB_OK ||
-        eb_feedforward_fit(model, eb_matrix_view(vectors, n, dim), labels, 2) != EB_OK) {
-        fprintf(stderr, "fine-tuning failed: %s\n", model != NULL ? eb_feedforward_last_error(model) : err.message);
+    if (eb_finetuner_create(&params, NULL, &model, &err) != EB_OK ||
+        eb_finetuner_fit(model, eb_matrix_view(vectors, n, dim), labels, 2, NULL) != EB_OK) {
+        fprintf(stderr, "fine-tuning failed: %s\n", model != NULL ? eb_finetuner_last_error(model) : err.message);
         goto done;
     }
     tuned = malloc(n * params.hidden_dim * sizeof *tuned);
     if (tuned == NULL ||
-        eb_feedforward_transform(model, eb_matrix_view(vectors, n, dim),
+        eb_finetuner_transform(model, eb_matrix_view(vectors, n, dim),
                                  eb_mut_matrix_view(tuned, n, params.hidden_dim), &err) != EB_OK)
         goto done;
     printf("%-8s encoder: %4zu dims, raw accuracy %.2f, fine-tuned accuracy %.2f\n", eb_encoder_name(encoder), dim,
            centroid_accuracy(vectors, labels, n, dim), centroid_accuracy(tuned, labels, n, params.hidden_dim));
     ok = 1;
 done:
-    eb_feedforward_free(model);
+    eb_finetuner_free(model);
     free(vectors);
     free(tuned);
     return ok;

@@ -288,79 +288,48 @@ typedef struct embedding {
     size_t width;
 } embedding;
 
-/* Fits a feed-forward finetuner on the training rows and embeds both parts; returns 0 on failure. */
-static int embed_with_feedforward(const eb_feedforward_params *params, const split *s, embedding *out)
+/*
+ * Fits a finetuner of any kind (params.kind) on the training rows, naming the
+ * classes by their digit so a saved model would say which is which, and
+ * embeds both parts; returns 0 on failure.
+ */
+static int embed(const eb_finetuner_params *params, const split *s, embedding *out)
 {
+    const char *kind = eb_finetuner_kind_name(params->kind);
+    static const int64_t digits[N_CLASSES] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    const eb_class_labels names = {EB_LABELS_INT64, N_CLASSES, digits, NULL, NULL};
     eb_error err;
-    eb_feedforward *model = NULL;
-    eb_status status = eb_feedforward_create(params, NULL, &model, &err);
+    eb_finetuner *model = NULL;
+    eb_status status = eb_finetuner_create(params, NULL, &model, &err);
     if (status != EB_OK)
-        return report_failure("eb_feedforward_create", status, err.message);
+        return report_failure("eb_finetuner_create", status, err.message);
     int ok = 1;
-    status = eb_feedforward_fit(model, s->train, s->train_labels, N_CLASSES);
+    status = eb_finetuner_fit(model, s->train, s->train_labels, N_CLASSES, &names);
     if (status != EB_OK)
-        ok = report_failure("eb_feedforward_fit", status, eb_feedforward_last_error(model));
-    out->width = eb_feedforward_output_dim(model);
+        ok = report_failure("eb_finetuner_fit", status, eb_finetuner_last_error(model));
+    out->width = eb_finetuner_output_dim(model);
     if (ok && out->width > out->capacity) {
-        fprintf(stderr, "error: the feed-forward embedding has %zu columns, more than the %zu reserved\n",
-                out->width, out->capacity);
-        ok = 0;
-    }
-    if (ok) {
-        size_t epochs = 0;
-        const double *losses = eb_feedforward_loss_history(model, &epochs);
-        printf("  feed-forward training loss: %.4f after epoch 1, %.4f after epoch %zu\n", losses[0],
-               losses[epochs - 1], epochs);
-        status = eb_feedforward_transform(model, s->train, eb_mut_matrix_view(out->train, s->train.rows, out->width),
-                                          &err);
-        if (status != EB_OK)
-            ok = report_failure("eb_feedforward_transform (training rows)", status, err.message);
-    }
-    if (ok) {
-        status = eb_feedforward_transform(model, s->test, eb_mut_matrix_view(out->test, s->test.rows, out->width),
-                                          &err);
-        if (status != EB_OK)
-            ok = report_failure("eb_feedforward_transform (held-out rows)", status, err.message);
-    }
-    eb_feedforward_free(model);
-    return ok;
-}
-
-/* Same for the contrastive finetuner. */
-static int embed_with_contrastive(const eb_contrastive_params *params, const split *s, embedding *out)
-{
-    eb_error err;
-    eb_contrastive *model = NULL;
-    eb_status status = eb_contrastive_create(params, NULL, &model, &err);
-    if (status != EB_OK)
-        return report_failure("eb_contrastive_create", status, err.message);
-    int ok = 1;
-    status = eb_contrastive_fit(model, s->train, s->train_labels, N_CLASSES);
-    if (status != EB_OK)
-        ok = report_failure("eb_contrastive_fit", status, eb_contrastive_last_error(model));
-    out->width = eb_contrastive_output_dim(model);
-    if (ok && out->width > out->capacity) {
-        fprintf(stderr, "error: the contrastive embedding has %zu columns, more than the %zu reserved\n", out->width,
+        fprintf(stderr, "error: the %s embedding has %zu columns, more than the %zu reserved\n", kind, out->width,
                 out->capacity);
         ok = 0;
     }
     if (ok) {
         size_t epochs = 0;
-        const double *losses = eb_contrastive_loss_history(model, &epochs);
-        printf("  contrastive training loss:  %.4f after epoch 1, %.4f after epoch %zu\n", losses[0],
-               losses[epochs - 1], epochs);
-        status = eb_contrastive_transform(model, s->train, eb_mut_matrix_view(out->train, s->train.rows, out->width),
-                                          &err);
+        const double *losses = eb_finetuner_loss_history(model, &epochs);
+        printf("  %s training loss: %.4f after epoch 1, %.4f after epoch %zu\n", kind, losses[0], losses[epochs - 1],
+               epochs);
+        status = eb_finetuner_transform(model, s->train, eb_mut_matrix_view(out->train, s->train.rows, out->width),
+                                        &err);
         if (status != EB_OK)
-            ok = report_failure("eb_contrastive_transform (training rows)", status, err.message);
+            ok = report_failure("eb_finetuner_transform (training rows)", status, err.message);
     }
     if (ok) {
-        status = eb_contrastive_transform(model, s->test, eb_mut_matrix_view(out->test, s->test.rows, out->width),
-                                          &err);
+        status = eb_finetuner_transform(model, s->test, eb_mut_matrix_view(out->test, s->test.rows, out->width),
+                                        &err);
         if (status != EB_OK)
-            ok = report_failure("eb_contrastive_transform (held-out rows)", status, err.message);
+            ok = report_failure("eb_finetuner_transform (held-out rows)", status, err.message);
     }
-    eb_contrastive_free(model);
+    eb_finetuner_free(model);
     return ok;
 }
 
@@ -410,7 +379,7 @@ int main(int argc, char **argv)
     s.test_labels = data.labels + TRAIN_ROWS;
 
     /* Half the input width forces a summary; 500 full-batch Adam steps converge on 200 rows. */
-    eb_feedforward_params ff = eb_feedforward_default_params();
+    eb_finetuner_params ff = eb_finetuner_default_params(EB_KIND_FEEDFORWARD);
     ff.hidden_dim = 32;
     ff.n_epochs = 500;
     ff.learning_rate = 0.01f;
@@ -421,7 +390,7 @@ int main(int argc, char **argv)
      * step size of 0.01 and the default 20 epochs suffice; more epochs start
      * to overfit 200 rows (held-out accuracy drops while the loss still falls).
      */
-    eb_contrastive_params cl = eb_contrastive_default_params();
+    eb_finetuner_params cl = eb_finetuner_default_params(EB_KIND_CONTRASTIVE);
     cl.hidden_dim = EB_HIDDEN_DIM_AS_INPUT;
     cl.n_neg = 3;
     cl.n_epochs = 20;
@@ -461,13 +430,13 @@ int main(int argc, char **argv)
         memcpy(space.test, s.test.data, test_rows * PIXELS * sizeof *space.test);
         raw = nearest_centroid_accuracy(space.train, s.train_labels, TRAIN_ROWS, space.test, s.test_labels,
                                         test_rows, PIXELS);
-        ok = embed_with_feedforward(&ff, &s, &space);
+        ok = embed(&ff, &s, &space);
     }
     if (ok) {
         feedforward_width = space.width;
         feedforward = nearest_centroid_accuracy(space.train, s.train_labels, TRAIN_ROWS, space.test, s.test_labels,
                                                 test_rows, space.width);
-        ok = embed_with_contrastive(&cl, &s, &space);
+        ok = embed(&cl, &s, &space);
     }
     if (ok) {
         contrastive_width = space.width;

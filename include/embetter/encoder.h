@@ -53,7 +53,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "embetter/embetter.h"
+#include "embetter/common.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -3,7 +3,7 @@
 #
 #   tests/c/run-tsan.sh [build-dir]      (default: build-tsan, relative to the repository root)
 #
-# Runs test_concurrency (the threading contract of include/embetter/embetter.h, "Threads"),
+# Runs test_concurrency (the threading contract of include/embetter/finetune.h, "Threads"),
 # test_threads (transform from eight threads), test_encoders and test_static_encoder (the
 # encoders' own worker threads, and callers sharing one encoder). Any data race, lock-order inversion or thread leak fails the run (halt_on_error).
 #

@@ -20,62 +20,30 @@ enum { ROWS = 24, COLS = 5, CLASSES = 3 };
 /* Far more allocations than any call makes; reaching it means the call never stops failing. */
 static const size_t ATTEMPT_LIMIT = 1000;
 
-typedef struct dataset {
-    float x[ROWS * COLS];
-    int32_t y[ROWS];
-} dataset;
+static test_data shared_data(void) { return make_data(ROWS, COLS, CLASSES, 3, 2.0, 77); }
 
-static dataset make_data(void)
-{
-    dataset data;
-    test_rng rng = test_rng_make(77);
-    toy_buried_signal(&rng, ROWS, CLASSES, 3, COLS - 3, 2.0, 0.3, 1.0, data.x, data.y);
-    return data;
-}
+/* ---- every kind ------------------------------------------------------------------ */
 
-/* ---- both models behind one table ---------------------------------------------- */
+enum { WIDTH = 4 };
 
 static char not_a_model;
 
-typedef struct model_ops {
-    eb_status (*create)(size_t batch_size, const eb_allocator *mem, void **out, eb_error *err);
-    const model_calls *calls;
-    size_t width;
-} model_ops;
+/* The batch sizes that take each kind's different paths: full batch, and few rows or pairs per batch. */
+static size_t small_batch(eb_finetuner_kind kind) { return kind == EB_KIND_FEEDFORWARD ? 5 : 4; }
 
-static eb_status ff_create(size_t batch_size, const eb_allocator *mem, void **out, eb_error *err)
+static eb_status create(eb_finetuner_kind kind, size_t batch_size, const eb_allocator *mem, eb_finetuner **out,
+                        eb_error *err)
 {
-    eb_feedforward_params params = eb_feedforward_default_params();
-    params.hidden_dim = 4;
-    params.n_epochs = 6;
+    eb_finetuner_params params = test_params(kind, WIDTH, kind == EB_KIND_FEEDFORWARD ? 6 : 4, 3);
     params.batch_size = batch_size;
-    params.seed = 3;
     /* Start from a non-NULL value: create must set *out to NULL when it fails. */
-    eb_feedforward *model = (eb_feedforward *)&not_a_model;
-    eb_status status = eb_feedforward_create(&params, mem, &model, err);
-    *out = model;
-    return status;
+    *out = (eb_finetuner *)&not_a_model;
+    return eb_finetuner_create(&params, mem, out, err);
 }
-
-static eb_status cl_create(size_t batch_size, const eb_allocator *mem, void **out, eb_error *err)
-{
-    eb_contrastive_params params = eb_contrastive_default_params();
-    params.hidden_dim = 4;
-    params.n_epochs = 4;
-    params.batch_size = batch_size;
-    params.seed = 3;
-    eb_contrastive *model = (eb_contrastive *)&not_a_model;
-    eb_status status = eb_contrastive_create(&params, mem, &model, err);
-    *out = model;
-    return status;
-}
-
-static const model_ops FEEDFORWARD = {ff_create, &FEEDFORWARD_CALLS, 4};
-static const model_ops CONTRASTIVE = {cl_create, &CONTRASTIVE_CALLS, 4};
 
 /* ---- create ------------------------------------------------------------------ */
 
-static void check_create(const model_ops *ops)
+static void check_create(eb_finetuner_kind kind)
 {
     counting_allocator counter;
     eb_allocator mem = counting_allocator_init(&counter);
@@ -83,13 +51,13 @@ static void check_create(const model_ops *ops)
     for (size_t n = 0;; n++) {
         assert_true(n < ATTEMPT_LIMIT);
         counting_allocator_arm(&counter, n);
-        void *model = NULL;
+        eb_finetuner *model = NULL;
         eb_error err;
-        eb_status status = ops->create(0, &mem, &model, &err);
+        eb_status status = create(kind, 0, &mem, &model, &err);
         if (status == EB_OK) {
             assert_int_equal(counter.failures, 0);
             assert_non_null(model);
-            ops->calls->release(model);
+            eb_finetuner_free(model);
             break;
         }
         assert_int_equal(status, EB_ERR_NOMEM);
@@ -108,8 +76,8 @@ static void check_create(const model_ops *ops)
 static void create_survives_allocation_failure(void **state)
 {
     (void)state;
-    check_create(&FEEDFORWARD);
-    check_create(&CONTRASTIVE);
+    for (size_t k = 0; k < N_ALL_KINDS; k++)
+        check_create(ALL_KINDS[k]);
 }
 
 /* ---- training calls ---------------------------------------------------------- */
@@ -121,47 +89,46 @@ typedef enum prior_state {
 
 typedef enum training_call { CALL_FIT, CALL_PARTIAL_FIT } training_call;
 
-static eb_status train(const model_ops *ops, void *model, training_call call, const dataset *data)
+static eb_status train(eb_finetuner *model, training_call call, const test_data *data)
 {
-    eb_matrix x = eb_matrix_view(data->x, ROWS, COLS);
-    return call == CALL_FIT ? ops->calls->fit(model, x, data->y, CLASSES) : ops->calls->partial_fit(model, x, data->y, CLASSES);
+    return train_on(model, data, call == CALL_PARTIAL_FIT, CLASSES);
 }
 
-static void *new_model(const model_ops *ops, size_t batch_size, const eb_allocator *mem, prior_state prior,
-                       const dataset *data)
+static void *new_model(eb_finetuner_kind kind, size_t batch_size, const eb_allocator *mem, prior_state prior,
+                       const test_data *data)
 {
-    void *model = NULL;
-    assert_int_equal(ops->create(batch_size, mem, &model, NULL), EB_OK);
+    eb_finetuner *model = NULL;
+    assert_int_equal(create(kind, batch_size, mem, &model, NULL), EB_OK);
     if (prior == PRIOR_FITTED) {
-        assert_int_equal(train(ops, model, CALL_FIT, data), EB_OK);
+        assert_int_equal(train(model, CALL_FIT, data), EB_OK);
         /* One partial_fit as well, so the loss history has spare capacity on some paths and not on others. */
-        assert_int_equal(train(ops, model, CALL_PARTIAL_FIT, data), EB_OK);
+        assert_int_equal(train(model, CALL_PARTIAL_FIT, data), EB_OK);
     }
     return model;
 }
 
-static void check_training_call(const model_ops *ops, size_t batch_size, prior_state prior, training_call call)
+static void check_training_call(eb_finetuner_kind kind, size_t batch_size, prior_state prior, training_call call)
 {
-    dataset data = make_data();
-    eb_matrix probe = eb_matrix_view(data.x, ROWS, COLS);
+    test_data data = shared_data();
+    eb_matrix probe = data_x(&data);
 
     /* The model a failure-free call produces, from an identically prepared start. */
-    void *reference = new_model(ops, batch_size, NULL, prior, &data);
-    assert_int_equal(train(ops, reference, call, &data), EB_OK);
-    model_snapshot expected = ops->calls->snapshot(reference, probe);
-    ops->calls->release(reference);
+    eb_finetuner *reference = new_model(kind, batch_size, NULL, prior, &data);
+    assert_int_equal(train(reference, call, &data), EB_OK);
+    model_snapshot expected = snapshot_finetuner(reference, probe);
+    eb_finetuner_free(reference);
 
     counting_allocator counter;
     eb_allocator mem = counting_allocator_init(&counter);
-    void *model = new_model(ops, batch_size, &mem, prior, &data);
+    eb_finetuner *model = new_model(kind, batch_size, &mem, prior, &data);
     const size_t baseline_blocks = counter.live_blocks, baseline_bytes = counter.live_bytes;
-    model_snapshot before = ops->calls->snapshot(model, probe);
+    model_snapshot before = snapshot_finetuner(model, probe);
 
     size_t failed_runs = 0;
     for (size_t n = 0;; n++) {
         assert_true(n < ATTEMPT_LIMIT);
         counting_allocator_arm(&counter, n);
-        eb_status status = train(ops, model, call, &data);
+        eb_status status = train(model, call, &data);
         const size_t failures = counter.failures;
         counting_allocator_arm(&counter, SIZE_MAX);
         if (status == EB_OK) {
@@ -171,54 +138,50 @@ static void check_training_call(const model_ops *ops, size_t batch_size, prior_s
         }
         assert_int_equal(failures, 1);
         if (status != EB_ERR_NOMEM)
-            fail_msg("%s: allocation %zu failing gave %s (%s)", ops->calls->name, n, eb_status_string(status),
-                     ops->calls->last_error(model));
-        assert_non_null(strstr(ops->calls->last_error(model), "out of memory"));
+            fail_msg("%s: allocation %zu failing gave %s (%s)", eb_finetuner_kind_name(kind), n, eb_status_string(status),
+                     eb_finetuner_last_error(model));
+        assert_non_null(strstr(eb_finetuner_last_error(model), "out of memory"));
         /* Nothing leaked: the live allocations are exactly the model's own from before the call. */
         assert_int_equal(counter.live_blocks, baseline_blocks);
         assert_int_equal(counter.live_bytes, baseline_bytes);
-        model_snapshot after = ops->calls->snapshot(model, probe);
+        model_snapshot after = snapshot_finetuner(model, probe);
         assert_true(snapshots_identical(&before, &after));
         snapshot_release(&after);
         failed_runs++;
     }
-    print_message("%s batch %zu %s %s: %zu failing runs\n", ops->calls->name, batch_size,
+    print_message("%s batch %zu %s %s: %zu failing runs\n", eb_finetuner_kind_name(kind), batch_size,
                   prior == PRIOR_FITTED ? "fitted" : "fresh", call == CALL_FIT ? "fit" : "partial_fit", failed_runs);
     /* Every one of these calls needs memory (buffers, if not weights), so some run must have failed. */
     assert_true(failed_runs >= 1);
 
-    model_snapshot got = ops->calls->snapshot(model, probe);
+    model_snapshot got = snapshot_finetuner(model, probe);
     assert_true(snapshots_identical(&expected, &got));
     snapshot_release(&got);
 
-    ops->calls->release(model);
+    eb_finetuner_free(model);
     assert_int_equal(counter.live_blocks, 0);
     assert_int_equal(counter.live_bytes, 0);
     snapshot_release(&before);
     snapshot_release(&expected);
+    data_release(&data);
 }
 
-static void check_all_training_calls(const model_ops *ops, size_t batch_size)
+static void check_all_training_calls(eb_finetuner_kind kind, size_t batch_size)
 {
-    check_training_call(ops, batch_size, PRIOR_UNFITTED, CALL_FIT);
-    check_training_call(ops, batch_size, PRIOR_UNFITTED, CALL_PARTIAL_FIT);
-    check_training_call(ops, batch_size, PRIOR_FITTED, CALL_FIT);
-    check_training_call(ops, batch_size, PRIOR_FITTED, CALL_PARTIAL_FIT);
+    check_training_call(kind, batch_size, PRIOR_UNFITTED, CALL_FIT);
+    check_training_call(kind, batch_size, PRIOR_UNFITTED, CALL_PARTIAL_FIT);
+    check_training_call(kind, batch_size, PRIOR_FITTED, CALL_FIT);
+    check_training_call(kind, batch_size, PRIOR_FITTED, CALL_PARTIAL_FIT);
 }
 
-static void feedforward_training_survives_allocation_failure(void **state)
-{
-    (void)state;
-    check_all_training_calls(&FEEDFORWARD, 0);
-    check_all_training_calls(&FEEDFORWARD, 5);
-}
-
-static void contrastive_training_survives_allocation_failure(void **state)
+static void training_survives_allocation_failure(void **state)
 {
     (void)state;
-    check_all_training_calls(&CONTRASTIVE, 0);
-    /* Few pairs per batch: batches gather their rows into extra buffers. */
-    check_all_training_calls(&CONTRASTIVE, 4);
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
+        check_all_training_calls(ALL_KINDS[k], 0);
+        /* Few rows or pairs per batch: batches gather their rows into extra buffers. */
+        check_all_training_calls(ALL_KINDS[k], small_batch(ALL_KINDS[k]));
+    }
 }
 
 /*
@@ -228,21 +191,20 @@ static void contrastive_training_survives_allocation_failure(void **state)
 static void history_growth_survives_allocation_failure(void **state)
 {
     (void)state;
-    const model_ops *all[] = {&FEEDFORWARD, &CONTRASTIVE};
-    dataset data = make_data();
-    eb_matrix probe = eb_matrix_view(data.x, ROWS, COLS);
-    for (size_t m = 0; m < 2; m++) {
-        const model_ops *ops = all[m];
+    test_data data = shared_data();
+    eb_matrix probe = data_x(&data);
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
+        eb_finetuner_kind kind = ALL_KINDS[k];
         counting_allocator counter;
         eb_allocator mem = counting_allocator_init(&counter);
-        void *model = new_model(ops, 0, &mem, PRIOR_FITTED, &data);
+        eb_finetuner *model = new_model(kind, 0, &mem, PRIOR_FITTED, &data);
         size_t failed_runs = 0;
         for (size_t call = 0; call < 40; call++) {
-            model_snapshot before = ops->calls->snapshot(model, probe);
+            model_snapshot before = snapshot_finetuner(model, probe);
             for (size_t n = 0;; n++) {
                 assert_true(n < ATTEMPT_LIMIT);
                 counting_allocator_arm(&counter, n);
-                eb_status status = train(ops, model, CALL_PARTIAL_FIT, &data);
+                eb_status status = train(model, CALL_PARTIAL_FIT, &data);
                 const size_t failures = counter.failures;
                 counting_allocator_arm(&counter, SIZE_MAX);
                 if (status == EB_OK) {
@@ -250,21 +212,22 @@ static void history_growth_survives_allocation_failure(void **state)
                     break;
                 }
                 assert_int_equal(status, EB_ERR_NOMEM);
-                model_snapshot after = ops->calls->snapshot(model, probe);
+                model_snapshot after = snapshot_finetuner(model, probe);
                 assert_true(snapshots_identical(&before, &after));
                 snapshot_release(&after);
                 failed_runs++;
             }
-            model_snapshot now = ops->calls->snapshot(model, probe);
+            model_snapshot now = snapshot_finetuner(model, probe);
             assert_int_equal(now.history_length, before.history_length + 1);
             assert_memory_equal(now.history, before.history, before.history_length * sizeof(double));
             snapshot_release(&now);
             snapshot_release(&before);
         }
         assert_true(failed_runs >= 40);
-        ops->calls->release(model);
+        eb_finetuner_free(model);
         assert_int_equal(counter.live_blocks, 0);
     }
+    data_release(&data);
 }
 
 /* ---- transform --------------------------------------------------------------- */
@@ -272,35 +235,34 @@ static void history_growth_survives_allocation_failure(void **state)
 static void transform_allocates_nothing(void **state)
 {
     (void)state;
-    const model_ops *all[] = {&FEEDFORWARD, &CONTRASTIVE};
-    dataset data = make_data();
-    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
-    for (size_t m = 0; m < 2; m++) {
-        const model_ops *ops = all[m];
+    test_data data = shared_data();
+    eb_matrix x = data_x(&data);
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
+        eb_finetuner_kind kind = ALL_KINDS[k];
         counting_allocator counter;
         eb_allocator mem = counting_allocator_init(&counter);
-        void *model = new_model(ops, 0, &mem, PRIOR_FITTED, &data);
-        model_snapshot before = ops->calls->snapshot(model, x);
-        float out[ROWS * 4];
+        eb_finetuner *model = new_model(kind, 0, &mem, PRIOR_FITTED, &data);
+        model_snapshot before = snapshot_finetuner(model, x);
+        float out[ROWS * WIDTH];
         /* Every allocation from the first on fails: transform must not need any. */
         counting_allocator_arm(&counter, 0);
         eb_error err;
-        assert_int_equal(ops->calls->transform(model, x, eb_mut_matrix_view(out, ROWS, ops->width), &err), EB_OK);
+        assert_int_equal(eb_finetuner_transform(model, x, eb_mut_matrix_view(out, ROWS, WIDTH), &err), EB_OK);
         assert_int_equal(counter.attempts, 0);
         assert_memory_equal(out, before.embedding, sizeof out);
         counting_allocator_arm(&counter, SIZE_MAX);
         snapshot_release(&before);
-        ops->calls->release(model);
+        eb_finetuner_free(model);
         assert_int_equal(counter.live_blocks, 0);
     }
+    data_release(&data);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(create_survives_allocation_failure),
-        cmocka_unit_test(feedforward_training_survives_allocation_failure),
-        cmocka_unit_test(contrastive_training_survives_allocation_failure),
+        cmocka_unit_test(training_survives_allocation_failure),
         cmocka_unit_test(history_growth_survives_allocation_failure),
         cmocka_unit_test(transform_allocates_nothing),
     };

@@ -35,18 +35,7 @@ static int record_progress(size_t epoch, double loss, void *user_data)
     return log->stop_after != 0 && log->calls >= log->stop_after;
 }
 
-typedef struct dataset {
-    float x[ROWS * COLS];
-    int32_t y[ROWS];
-} dataset;
-
-static dataset make_data(void)
-{
-    dataset data;
-    test_rng rng = test_rng_make(99);
-    toy_buried_signal(&rng, ROWS, CLASSES, 2, COLS - 2, 2.0, 0.3, 1.0, data.x, data.y);
-    return data;
-}
+static test_data shared_data(void) { return make_data(ROWS, COLS, CLASSES, 2, 2.0, 99); }
 
 static void assert_log_matches(const progress_log *log, const double *history, size_t length, size_t expected_calls)
 {
@@ -59,166 +48,107 @@ static void assert_log_matches(const progress_log *log, const double *history, s
     }
 }
 
-static eb_feedforward *new_feedforward(size_t n_epochs, progress_log *log)
+/* A finetuner of the kind with n_epochs, the logging callback (when log is given) and an allocator. */
+static eb_finetuner *new_model(eb_finetuner_kind kind, size_t n_epochs, progress_log *log, const eb_allocator *mem)
 {
-    eb_feedforward_params params = eb_feedforward_default_params();
-    params.hidden_dim = 3;
-    params.n_epochs = n_epochs;
-    params.seed = 4;
+    eb_finetuner_params params = test_params(kind, 3, n_epochs, 4);
     params.on_epoch = log == NULL ? NULL : record_progress;
     params.callback_data = log;
-    eb_feedforward *model = NULL;
-    assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
+    eb_finetuner *model = NULL;
+    assert_int_equal(eb_finetuner_create(&params, mem, &model, NULL), EB_OK);
     return model;
 }
 
-static eb_contrastive *new_contrastive(size_t n_epochs, progress_log *log)
-{
-    eb_contrastive_params params = eb_contrastive_default_params();
-    params.hidden_dim = 3;
-    params.n_epochs = n_epochs;
-    params.seed = 4;
-    params.on_epoch = log == NULL ? NULL : record_progress;
-    params.callback_data = log;
-    eb_contrastive *model = NULL;
-    assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
-    return model;
-}
-
-static void feedforward_callback_sees_every_epoch(void **state)
+static void callback_sees_every_epoch(void **state)
 {
     (void)state;
-    dataset data = make_data();
-    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
-    progress_log log = {0};
-    eb_feedforward *model = new_feedforward(12, &log);
-    assert_int_equal(eb_feedforward_fit(model, x, data.y, CLASSES), EB_OK);
-    size_t length;
-    const double *history = eb_feedforward_loss_history(model, &length);
-    assert_log_matches(&log, history, length, 12);
+    test_data data = shared_data();
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
+        progress_log log = {0};
+        eb_finetuner *model = new_model(ALL_KINDS[k], 9 + k, &log, NULL);
+        assert_int_equal(train_on(model, &data, false, CLASSES), EB_OK);
+        size_t length;
+        const double *history = eb_finetuner_loss_history(model, &length);
+        assert_log_matches(&log, history, length, 9 + k);
 
-    /* partial_fit is one epoch: one more call, numbered 1 within that call. */
-    log.calls = 0;
-    assert_int_equal(eb_feedforward_partial_fit(model, x, data.y, 0), EB_OK);
-    history = eb_feedforward_loss_history(model, &length);
-    assert_int_equal(length, 13);
-    assert_int_equal(log.calls, 1);
-    assert_int_equal(log.epochs[0], 1);
-    assert_memory_equal(&log.losses[0], &history[12], sizeof(double));
-    eb_feedforward_free(model);
+        /* partial_fit is one epoch: one more call, numbered 1 within that call. */
+        log.calls = 0;
+        assert_int_equal(train_on(model, &data, true, 0), EB_OK);
+        history = eb_finetuner_loss_history(model, &length);
+        assert_int_equal(length, 10 + k);
+        assert_int_equal(log.calls, 1);
+        assert_int_equal(log.epochs[0], 1);
+        assert_memory_equal(&log.losses[0], &history[9 + k], sizeof(double));
+        eb_finetuner_free(model);
+    }
+    data_release(&data);
 }
 
-static void feedforward_callback_stops_early(void **state)
+static void callback_stops_early(void **state)
 {
     (void)state;
-    dataset data = make_data();
-    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
-    progress_log log = {0};
-    log.stop_after = 4;
-    eb_feedforward *stopped = new_feedforward(50, &log);
-    assert_int_equal(eb_feedforward_fit(stopped, x, data.y, CLASSES), EB_OK);
-    assert_true(eb_feedforward_is_fitted(stopped));
-    size_t length;
-    const double *history = eb_feedforward_loss_history(stopped, &length);
-    assert_log_matches(&log, history, length, 4);
+    test_data data = shared_data();
+    eb_matrix x = data_x(&data);
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
+        progress_log log = {0};
+        log.stop_after = 4;
+        eb_finetuner *stopped = new_model(ALL_KINDS[k], 50, &log, NULL);
+        assert_int_equal(train_on(stopped, &data, false, CLASSES), EB_OK);
+        assert_true(eb_finetuner_is_fitted(stopped));
+        size_t length;
+        const double *history = eb_finetuner_loss_history(stopped, &length);
+        assert_log_matches(&log, history, length, 4);
 
-    /* The weights kept are those after the 4th epoch, as if n_epochs had been 4. */
-    eb_feedforward *short_fit = new_feedforward(4, NULL);
-    assert_int_equal(eb_feedforward_fit(short_fit, x, data.y, CLASSES), EB_OK);
-    model_snapshot a = snapshot_feedforward(stopped, x);
-    model_snapshot b = snapshot_feedforward(short_fit, x);
-    assert_int_equal(a.transform_status, EB_OK);
-    /* Params differ (n_epochs, callback) but nothing a caller observes of the fit does. */
-    assert_true(snapshots_identical(&a, &b));
+        /* The weights kept are those after the 4th epoch, as if n_epochs had been 4. */
+        eb_finetuner *short_fit = new_model(ALL_KINDS[k], 4, NULL, NULL);
+        assert_int_equal(train_on(short_fit, &data, false, CLASSES), EB_OK);
+        model_snapshot a = snapshot_finetuner(stopped, x);
+        model_snapshot b = snapshot_finetuner(short_fit, x);
+        assert_int_equal(a.transform_status, EB_OK);
+        /* Params differ (n_epochs, callback) but nothing a caller observes of the fit does. */
+        assert_true(fits_identical(&a, &b));
 
-    /* Stopping at the first epoch of a partial_fit still records that epoch. */
-    log.calls = 0;
-    log.stop_after = 1;
-    assert_int_equal(eb_feedforward_partial_fit(stopped, x, data.y, 0), EB_OK);
-    eb_feedforward_loss_history(stopped, &length);
-    assert_int_equal(length, 5);
-    assert_int_equal(log.calls, 1);
-    snapshot_release(&a);
-    snapshot_release(&b);
-    eb_feedforward_free(stopped);
-    eb_feedforward_free(short_fit);
+        /* Stopping at the first epoch of a partial_fit still records that epoch. */
+        log.calls = 0;
+        log.stop_after = 1;
+        assert_int_equal(train_on(stopped, &data, true, 0), EB_OK);
+        eb_finetuner_loss_history(stopped, &length);
+        assert_int_equal(length, 5);
+        assert_int_equal(log.calls, 1);
+        snapshot_release(&a);
+        snapshot_release(&b);
+        eb_finetuner_free(stopped);
+        eb_finetuner_free(short_fit);
+    }
+    data_release(&data);
 }
 
-static void contrastive_callback_sees_every_epoch(void **state)
+/* set_callback replaces the callback and its data, for the next training call; NULL removes it. */
+static void set_callback_replaces_the_callback(void **state)
 {
     (void)state;
-    dataset data = make_data();
-    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
-    progress_log log = {0};
-    eb_contrastive *model = new_contrastive(9, &log);
-    assert_int_equal(eb_contrastive_fit(model, x, data.y, CLASSES), EB_OK);
-    size_t length;
-    const double *history = eb_contrastive_loss_history(model, &length);
-    assert_log_matches(&log, history, length, 9);
-
-    log.calls = 0;
-    assert_int_equal(eb_contrastive_partial_fit(model, x, data.y, 0), EB_OK);
-    history = eb_contrastive_loss_history(model, &length);
-    assert_int_equal(length, 10);
-    assert_int_equal(log.calls, 1);
-    assert_int_equal(log.epochs[0], 1);
-    assert_memory_equal(&log.losses[0], &history[9], sizeof(double));
-    eb_contrastive_free(model);
-}
-
-static void contrastive_callback_stops_early(void **state)
-{
-    (void)state;
-    dataset data = make_data();
-    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
-    progress_log log = {0};
-    log.stop_after = 3;
-    eb_contrastive *stopped = new_contrastive(40, &log);
-    assert_int_equal(eb_contrastive_fit(stopped, x, data.y, CLASSES), EB_OK);
-    assert_true(eb_contrastive_is_fitted(stopped));
-    size_t length;
-    const double *history = eb_contrastive_loss_history(stopped, &length);
-    assert_log_matches(&log, history, length, 3);
-
-    eb_contrastive *short_fit = new_contrastive(3, NULL);
-    assert_int_equal(eb_contrastive_fit(short_fit, x, data.y, CLASSES), EB_OK);
-    model_snapshot a = snapshot_contrastive(stopped, x);
-    model_snapshot b = snapshot_contrastive(short_fit, x);
-    assert_int_equal(a.transform_status, EB_OK);
-    assert_true(snapshots_identical(&a, &b));
-    snapshot_release(&a);
-    snapshot_release(&b);
-    eb_contrastive_free(stopped);
-    eb_contrastive_free(short_fit);
+    test_data data = shared_data();
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
+        progress_log first = {0}, second = {0};
+        eb_finetuner *model = new_model(ALL_KINDS[k], 3, &first, NULL);
+        assert_int_equal(eb_finetuner_set_callback(model, record_progress, &second), EB_OK);
+        eb_finetuner_params params = eb_finetuner_get_params(model);
+        assert_true(params.on_epoch == record_progress);
+        assert_ptr_equal(params.callback_data, &second);
+        assert_int_equal(train_on(model, &data, false, CLASSES), EB_OK);
+        assert_int_equal(first.calls, 0);
+        assert_int_equal(second.calls, 3);
+        assert_int_equal(eb_finetuner_set_callback(model, NULL, NULL), EB_OK);
+        assert_null(eb_finetuner_get_params(model).on_epoch);
+        assert_int_equal(train_on(model, &data, true, 0), EB_OK);
+        assert_int_equal(second.calls, 3);
+        eb_finetuner_free(model);
+    }
+    assert_int_equal(eb_finetuner_set_callback(NULL, record_progress, NULL), EB_ERR_NULL_POINTER);
+    data_release(&data);
 }
 
 /* ---- the loss history grows with the epochs run ------------------------------------- */
-
-/* Create either kind with n_epochs, the logging callback and an allocator. */
-static void *new_model(size_t kind, size_t n_epochs, progress_log *log, const eb_allocator *mem)
-{
-    void *model = NULL;
-    if (kind == 0) {
-        eb_feedforward_params params = eb_feedforward_default_params();
-        params.hidden_dim = 3;
-        params.n_epochs = n_epochs;
-        params.seed = 4;
-        params.on_epoch = log == NULL ? NULL : record_progress;
-        params.callback_data = log;
-        assert_int_equal(eb_feedforward_create(&params, mem, (eb_feedforward **)&model, NULL), EB_OK);
-    } else {
-        eb_contrastive_params params = eb_contrastive_default_params();
-        params.hidden_dim = 3;
-        params.n_epochs = n_epochs;
-        params.seed = 4;
-        params.on_epoch = log == NULL ? NULL : record_progress;
-        params.callback_data = log;
-        assert_int_equal(eb_contrastive_create(&params, mem, (eb_contrastive **)&model, NULL), EB_OK);
-    }
-    return model;
-}
-
-static const model_calls *const KINDS[2] = {&FEEDFORWARD_CALLS, &CONTRASTIVE_CALLS};
 
 /*
  * n_epochs is only an upper bound when a callback stops training: a bound of
@@ -228,60 +158,62 @@ static const model_calls *const KINDS[2] = {&FEEDFORWARD_CALLS, &CONTRASTIVE_CAL
 static void huge_epoch_bound_stopped_early_takes_little_memory(void **state)
 {
     (void)state;
-    dataset data = make_data();
-    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
-    for (size_t kind = 0; kind < 2; kind++) {
+    test_data data = shared_data();
+    eb_matrix x = data_x(&data);
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
         counting_allocator counter;
         eb_allocator mem = counting_allocator_init(&counter);
         progress_log log = {0};
         log.stop_after = 3;
-        void *model = new_model(kind, (size_t)1000000000, &log, &mem);
-        eb_status status = KINDS[kind]->fit(model, x, data.y, CLASSES);
+        eb_finetuner *model = new_model(ALL_KINDS[k], (size_t)1000000000, &log, &mem);
+        eb_status status = train_on(model, &data, false, CLASSES);
         if (status != EB_OK)
-            fail_msg("%s: %s", KINDS[kind]->name, KINDS[kind]->last_error(model));
-        model_snapshot got = KINDS[kind]->snapshot(model, x);
+            fail_msg("%s: %s", eb_finetuner_kind_name(ALL_KINDS[k]), eb_finetuner_last_error(model));
+        model_snapshot got = snapshot_finetuner(model, x);
         assert_int_equal(got.history_length, 3);
         assert_int_equal(log.calls, 3);
         /* The model, data and workspace of this toy problem take a few kilobytes. */
         if (counter.peak_bytes > 64 * 1024)
-            fail_msg("%s: peak allocation %zu bytes for 3 epochs", KINDS[kind]->name, counter.peak_bytes);
+            fail_msg("%s: peak allocation %zu bytes for 3 epochs", eb_finetuner_kind_name(ALL_KINDS[k]), counter.peak_bytes);
 
-        void *short_fit = new_model(kind, 3, NULL, NULL);
-        assert_int_equal(KINDS[kind]->fit(short_fit, x, data.y, CLASSES), EB_OK);
-        model_snapshot expected = KINDS[kind]->snapshot(short_fit, x);
-        assert_true(snapshots_identical(&expected, &got));
+        eb_finetuner *short_fit = new_model(ALL_KINDS[k], 3, NULL, NULL);
+        assert_int_equal(train_on(short_fit, &data, false, CLASSES), EB_OK);
+        model_snapshot expected = snapshot_finetuner(short_fit, x);
+        assert_true(fits_identical(&expected, &got));
         snapshot_release(&expected);
         snapshot_release(&got);
-        KINDS[kind]->release(short_fit);
-        KINDS[kind]->release(model);
+        eb_finetuner_free(short_fit);
+        eb_finetuner_free(model);
         assert_int_equal(counter.live_blocks, 0);
     }
+    data_release(&data);
 }
 
 /* A run longer than the first reservation grows the history as it goes and keeps every loss. */
 static void history_grows_during_a_long_fit(void **state)
 {
     (void)state;
-    dataset data = make_data();
-    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
-    for (size_t kind = 0; kind < 2; kind++) {
+    test_data data = shared_data();
+    eb_matrix x = data_x(&data);
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
         progress_log log = {0};
         log.stop_after = 150;
-        void *stopped = new_model(kind, 1000, &log, NULL);
-        assert_int_equal(KINDS[kind]->fit(stopped, x, data.y, CLASSES), EB_OK);
-        void *plain = new_model(kind, 150, NULL, NULL);
-        assert_int_equal(KINDS[kind]->fit(plain, x, data.y, CLASSES), EB_OK);
-        model_snapshot a = KINDS[kind]->snapshot(stopped, x);
-        model_snapshot b = KINDS[kind]->snapshot(plain, x);
+        eb_finetuner *stopped = new_model(ALL_KINDS[k], 1000, &log, NULL);
+        assert_int_equal(train_on(stopped, &data, false, CLASSES), EB_OK);
+        eb_finetuner *plain = new_model(ALL_KINDS[k], 150, NULL, NULL);
+        assert_int_equal(train_on(plain, &data, false, CLASSES), EB_OK);
+        model_snapshot a = snapshot_finetuner(stopped, x);
+        model_snapshot b = snapshot_finetuner(plain, x);
         assert_int_equal(a.history_length, 150);
-        assert_true(snapshots_identical(&a, &b));
+        assert_true(fits_identical(&a, &b));
         for (size_t i = 0; i < MAX_CALLS; i++)
             assert_memory_equal(&log.losses[i], &a.history[i], sizeof(double));
         snapshot_release(&a);
         snapshot_release(&b);
-        KINDS[kind]->release(stopped);
-        KINDS[kind]->release(plain);
+        eb_finetuner_free(stopped);
+        eb_finetuner_free(plain);
     }
+    data_release(&data);
 }
 
 /*
@@ -292,58 +224,58 @@ static void history_grows_during_a_long_fit(void **state)
 static void history_growth_failure_mid_training_changes_nothing(void **state)
 {
     (void)state;
-    dataset data = make_data();
-    eb_matrix x = eb_matrix_view(data.x, ROWS, COLS);
-    for (size_t kind = 0; kind < 2; kind++) {
-        void *reference = new_model(kind, 100, NULL, NULL);
-        assert_int_equal(KINDS[kind]->fit(reference, x, data.y, CLASSES), EB_OK);
-        assert_int_equal(KINDS[kind]->fit(reference, x, data.y, CLASSES), EB_OK);
-        model_snapshot expected = KINDS[kind]->snapshot(reference, x);
-        KINDS[kind]->release(reference);
+    test_data data = shared_data();
+    eb_matrix x = data_x(&data);
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
+        eb_finetuner *reference = new_model(ALL_KINDS[k], 100, NULL, NULL);
+        assert_int_equal(train_on(reference, &data, false, CLASSES), EB_OK);
+        assert_int_equal(train_on(reference, &data, false, CLASSES), EB_OK);
+        model_snapshot expected = snapshot_finetuner(reference, x);
+        eb_finetuner_free(reference);
 
         counting_allocator counter;
         eb_allocator mem = counting_allocator_init(&counter);
-        void *model = new_model(kind, 100, NULL, &mem);
-        assert_int_equal(KINDS[kind]->fit(model, x, data.y, CLASSES), EB_OK);
-        model_snapshot before = KINDS[kind]->snapshot(model, x);
+        eb_finetuner *model = new_model(ALL_KINDS[k], 100, NULL, &mem);
+        assert_int_equal(train_on(model, &data, false, CLASSES), EB_OK);
+        model_snapshot before = snapshot_finetuner(model, x);
         size_t blocks = counter.live_blocks, bytes = counter.live_bytes;
         bool growth_failed = false;
         for (size_t n = 0;; n++) {
             assert_true(n < 1000);
             counting_allocator_arm(&counter, n);
-            eb_status status = KINDS[kind]->fit(model, x, data.y, CLASSES);
+            eb_status status = train_on(model, &data, false, CLASSES);
             counting_allocator_arm(&counter, SIZE_MAX);
             if (status == EB_OK)
                 break;
             assert_int_equal(status, EB_ERR_NOMEM);
-            const char *message = KINDS[kind]->last_error(model);
+            const char *message = eb_finetuner_last_error(model);
             assert_non_null(strstr(message, "out of memory"));
             growth_failed = growth_failed || strstr(message, "loss history after 64 epochs") != NULL;
             assert_int_equal(counter.live_blocks, blocks);
             assert_int_equal(counter.live_bytes, bytes);
-            model_snapshot after = KINDS[kind]->snapshot(model, x);
+            model_snapshot after = snapshot_finetuner(model, x);
             assert_true(snapshots_identical(&before, &after));
             snapshot_release(&after);
         }
         /* Some failing run hit the growth after the first 64 epochs, not only the allocations before training. */
         assert_true(growth_failed);
-        model_snapshot got = KINDS[kind]->snapshot(model, x);
+        model_snapshot got = snapshot_finetuner(model, x);
         assert_true(snapshots_identical(&expected, &got));
         snapshot_release(&got);
         snapshot_release(&before);
         snapshot_release(&expected);
-        KINDS[kind]->release(model);
+        eb_finetuner_free(model);
         assert_int_equal(counter.live_blocks, 0);
     }
+    data_release(&data);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(feedforward_callback_sees_every_epoch),
-        cmocka_unit_test(feedforward_callback_stops_early),
-        cmocka_unit_test(contrastive_callback_sees_every_epoch),
-        cmocka_unit_test(contrastive_callback_stops_early),
+        cmocka_unit_test(callback_sees_every_epoch),
+        cmocka_unit_test(callback_stops_early),
+        cmocka_unit_test(set_callback_replaces_the_callback),
         cmocka_unit_test(huge_epoch_bound_stopped_early_takes_little_memory),
         cmocka_unit_test(history_grows_during_a_long_fit),
         cmocka_unit_test(history_growth_failure_mid_training_changes_nothing),

@@ -1,10 +1,11 @@
 /*
- * The threading contract of include/embetter/embetter.h ("Threads"), checked
+ * The threading contract of include/embetter/finetune.h ("Threads"), checked
  * the way a C caller relies on it, and run under ThreadSanitizer by
  * tests/c/run-tsan.sh:
- *   - every read-only call on one fitted handle (transform, save_to_buffer,
- *     saved_size, the accessors, loss_history) runs from many threads at
- *     once, and each output equals the serial result bit for bit;
+ *   - every read-only call on one fitted handle of any kind (transform,
+ *     save_to_buffer, saved_size, the accessors, loss_history) runs from
+ *     many threads at once, and each output equals the serial result bit
+ *     for bit;
  *   - different handles are independent: models trained on separate threads
  *     at the same time end exactly as when trained one after another;
  *   - a caller that serialises the changing calls with a reader-writer lock,
@@ -28,40 +29,27 @@
 
 enum { READERS = 6, ROUNDS = 12, ROWS = 120, COLS = 16, HIDDEN = 8, CLASSES = 3, TRAINERS = 4, PASSES = 6 };
 
-typedef struct dataset {
-    float x[ROWS * COLS];
-    int32_t y[ROWS];
-} dataset;
+static test_data data_of_seed(uint64_t seed) { return make_data(ROWS, COLS, CLASSES, 4, 1.0, seed); }
 
-static dataset *make_data(uint64_t seed)
+/* A finetuner of the kind trained on the data, HIDDEN wide. */
+static eb_finetuner *fitted(eb_finetuner_kind kind, const test_data *data, uint64_t seed, size_t n_epochs,
+                            size_t batch_size)
 {
-    dataset *data = malloc(sizeof *data);
-    assert_non_null(data);
-    test_rng rng = test_rng_make(seed);
-    toy_buried_signal(&rng, ROWS, CLASSES, 4, COLS - 4, 1.0, 0.3, 1.0, data->x, data->y);
-    return data;
-}
-
-static eb_feedforward *fitted_feedforward(const dataset *data, uint64_t seed)
-{
-    eb_feedforward_params params = eb_feedforward_default_params();
-    params.hidden_dim = HIDDEN;
-    params.n_epochs = 10;
-    params.batch_size = 32;
-    params.seed = seed;
-    eb_feedforward *model = NULL;
-    assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb_feedforward_fit(model, eb_matrix_view(data->x, ROWS, COLS), data->y, CLASSES), EB_OK);
+    eb_finetuner_params params = test_params(kind, HIDDEN, n_epochs, seed);
+    params.batch_size = batch_size;
+    eb_finetuner *model = NULL;
+    assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+    assert_int_equal(train_on(model, data, false, CLASSES), EB_OK);
     return model;
 }
 
 /* save_to_buffer's bytes: the whole state of a model, to compare models exactly. */
-static unsigned char *feedforward_bytes(const eb_feedforward *model, size_t *size)
+static unsigned char *saved_bytes(const eb_finetuner *model, size_t *size)
 {
-    size_t capacity = eb_feedforward_saved_size(model);
+    size_t capacity = eb_finetuner_saved_size(model);
     unsigned char *bytes = malloc(capacity);
     assert_non_null(bytes);
-    assert_int_equal(eb_feedforward_save_to_buffer(model, bytes, capacity, size, NULL), EB_OK);
+    assert_int_equal(eb_finetuner_save_to_buffer(model, bytes, capacity, size, NULL), EB_OK);
     return bytes;
 }
 
@@ -69,9 +57,10 @@ static unsigned char *feedforward_bytes(const eb_feedforward *model, size_t *siz
 
 typedef struct reader {
     pthread_barrier_t *start;
-    const eb_feedforward *model;
-    const dataset *data;
+    const eb_finetuner *model;
+    const test_data *data;
     size_t saved_capacity;
+    size_t n_classes;
     /* ROUNDS outputs of each kind, compared by the main thread after the join. */
     float *outputs;
     unsigned char *saved;
@@ -89,41 +78,39 @@ static void *run_reader(void *opaque)
     for (size_t round = 0; round < ROUNDS; round++) {
         float *out = r->outputs + round * ROWS * HIDDEN;
         eb_error err;
-        r->statuses[round] = eb_feedforward_transform(r->model, eb_matrix_view(r->data->x, ROWS, COLS),
+        r->statuses[round] = eb_finetuner_transform(r->model, eb_matrix_view(r->data->x, ROWS, COLS),
                                                       eb_mut_matrix_view(out, ROWS, HIDDEN), &err);
         if (r->statuses[round] == EB_OK)
-            r->statuses[round] = eb_feedforward_save_to_buffer(r->model, r->saved + round * r->saved_capacity,
+            r->statuses[round] = eb_finetuner_save_to_buffer(r->model, r->saved + round * r->saved_capacity,
                                                                r->saved_capacity, &r->saved_sizes[round], &err);
-        const double *history = eb_feedforward_loss_history(r->model, &r->history_lengths[round]);
+        const double *history = eb_finetuner_loss_history(r->model, &r->history_lengths[round]);
         r->history_last[round] = r->history_lengths[round] ? history[r->history_lengths[round] - 1] : 0.0;
-        if (!eb_feedforward_is_fitted(r->model) || eb_feedforward_n_features(r->model) != COLS ||
-            eb_feedforward_n_classes(r->model) != CLASSES || eb_feedforward_output_dim(r->model) != HIDDEN ||
-            eb_feedforward_get_params(r->model).hidden_dim != HIDDEN ||
-            eb_feedforward_saved_size(r->model) != r->saved_capacity || eb_feedforward_last_error(r->model)[0] != 0)
+        if (!eb_finetuner_is_fitted(r->model) || eb_finetuner_n_features(r->model) != COLS ||
+            eb_finetuner_n_classes(r->model) != r->n_classes || eb_finetuner_output_dim(r->model) != HIDDEN ||
+            eb_finetuner_get_params(r->model).hidden_dim != HIDDEN ||
+            eb_finetuner_saved_size(r->model) != r->saved_capacity || eb_finetuner_last_error(r->model)[0] != 0)
             r->shape_errors++;
         /* A failing transform writes only the caller's eb_error, never the model: others must not notice it. */
         float small[HIDDEN];
-        if (eb_feedforward_transform(r->model, eb_matrix_view(r->data->x, 1, COLS - 1),
+        if (eb_finetuner_transform(r->model, eb_matrix_view(r->data->x, 1, COLS - 1),
                                      eb_mut_matrix_view(small, 1, HIDDEN), &err) != EB_ERR_SHAPE_MISMATCH)
             r->shape_errors++;
     }
     return NULL;
 }
 
-static void readers_on_one_handle_equal_the_serial_results(void **state)
+static void check_readers(eb_finetuner_kind kind, const test_data *data)
 {
-    (void)state;
-    dataset *data = make_data(5);
-    eb_feedforward *model = fitted_feedforward(data, 9);
+    eb_finetuner *model = fitted(kind, data, 9, 10, 32);
     float *expected = malloc(ROWS * HIDDEN * sizeof *expected);
     assert_non_null(expected);
-    assert_int_equal(eb_feedforward_transform(model, eb_matrix_view(data->x, ROWS, COLS),
+    assert_int_equal(eb_finetuner_transform(model, eb_matrix_view(data->x, ROWS, COLS),
                                               eb_mut_matrix_view(expected, ROWS, HIDDEN), NULL),
                      EB_OK);
     size_t expected_size = 0;
-    unsigned char *expected_bytes = feedforward_bytes(model, &expected_size);
+    unsigned char *expected_bytes = saved_bytes(model, &expected_size);
     size_t history_length = 0;
-    const double *history = eb_feedforward_loss_history(model, &history_length);
+    const double *history = eb_finetuner_loss_history(model, &history_length);
     assert_int_equal(history_length, 10);
 
     pthread_barrier_t start;
@@ -135,7 +122,8 @@ static void readers_on_one_handle_equal_the_serial_results(void **state)
         readers[t].start = &start;
         readers[t].model = model;
         readers[t].data = data;
-        readers[t].saved_capacity = eb_feedforward_saved_size(model);
+        readers[t].saved_capacity = eb_finetuner_saved_size(model);
+        readers[t].n_classes = eb_finetuner_n_classes(model);
         readers[t].outputs = malloc(ROUNDS * ROWS * HIDDEN * sizeof(float));
         readers[t].saved = malloc(ROUNDS * readers[t].saved_capacity);
         assert_non_null(readers[t].outputs);
@@ -166,8 +154,16 @@ static void readers_on_one_handle_equal_the_serial_results(void **state)
     pthread_barrier_destroy(&start);
     free(expected_bytes);
     free(expected);
-    eb_feedforward_free(model);
-    free(data);
+    eb_finetuner_free(model);
+}
+
+static void readers_on_one_handle_equal_the_serial_results(void **state)
+{
+    (void)state;
+    test_data data = data_of_seed(5);
+    for (size_t k = 0; k < N_ALL_KINDS; k++)
+        check_readers(ALL_KINDS[k], &data);
+    data_release(&data);
 }
 
 /* ---- independent handles on separate threads ---------------------------------------------------- */
@@ -175,56 +171,35 @@ static void readers_on_one_handle_equal_the_serial_results(void **state)
 typedef struct trainer {
     pthread_barrier_t *start;
     uint64_t seed;
-    const dataset *data;
-    unsigned char *feedforward;
-    size_t feedforward_size;
-    unsigned char *contrastive;
-    size_t contrastive_size;
+    const test_data *data;
+    unsigned char *saved[N_ALL_KINDS];
+    size_t saved_size[N_ALL_KINDS];
     eb_status status;
 } trainer;
 
-/* What one thread does with handles of its own: create, fit, a few partial_fits, serialise, free. */
+/* What one thread does with handles of its own: create, fit, a few partial_fits, serialise, free; every kind. */
 static eb_status train_alone(trainer *t)
 {
-    eb_matrix x = eb_matrix_view(t->data->x, ROWS, COLS);
-    eb_feedforward_params ff_params = eb_feedforward_default_params();
-    ff_params.hidden_dim = HIDDEN;
-    ff_params.n_epochs = 8;
-    ff_params.batch_size = 16;
-    ff_params.seed = t->seed;
-    eb_feedforward *ff = NULL;
-    eb_status status = eb_feedforward_create(&ff_params, NULL, &ff, NULL);
-    if (status == EB_OK)
-        status = eb_feedforward_fit(ff, x, t->data->y, CLASSES);
-    for (size_t pass = 0; pass < PASSES && status == EB_OK; pass++)
-        status = eb_feedforward_partial_fit(ff, x, t->data->y, 0);
-    if (status == EB_OK) {
-        t->feedforward = malloc(eb_feedforward_saved_size(ff));
-        status = t->feedforward == NULL ? EB_ERR_NOMEM
-                                        : eb_feedforward_save_to_buffer(ff, t->feedforward, eb_feedforward_saved_size(ff),
-                                                                        &t->feedforward_size, NULL);
+    static const size_t epochs[N_ALL_KINDS] = {8, 3, 2}, batches[N_ALL_KINDS] = {16, 24, 16};
+    eb_status status = EB_OK;
+    for (size_t k = 0; k < N_ALL_KINDS && status == EB_OK; k++) {
+        eb_finetuner_params params = test_params(ALL_KINDS[k], HIDDEN, epochs[k], t->seed);
+        params.batch_size = batches[k];
+        eb_finetuner *model = NULL;
+        status = eb_finetuner_create(&params, NULL, &model, NULL);
+        if (status == EB_OK)
+            status = train_on(model, t->data, false, CLASSES);
+        for (size_t pass = 0; pass < PASSES && status == EB_OK; pass++)
+            status = train_on(model, t->data, true, 0);
+        if (status == EB_OK) {
+            size_t capacity = eb_finetuner_saved_size(model);
+            t->saved[k] = malloc(capacity);
+            status = t->saved[k] == NULL ? EB_ERR_NOMEM
+                                         : eb_finetuner_save_to_buffer(model, t->saved[k], capacity,
+                                                                       &t->saved_size[k], NULL);
+        }
+        eb_finetuner_free(model);
     }
-    eb_feedforward_free(ff);
-
-    eb_contrastive_params cl_params = eb_contrastive_default_params();
-    cl_params.hidden_dim = HIDDEN;
-    cl_params.n_epochs = 3;
-    cl_params.batch_size = 24;
-    cl_params.seed = t->seed;
-    eb_contrastive *cl = NULL;
-    if (status == EB_OK)
-        status = eb_contrastive_create(&cl_params, NULL, &cl, NULL);
-    if (status == EB_OK)
-        status = eb_contrastive_fit(cl, x, t->data->y, CLASSES);
-    for (size_t pass = 0; pass < PASSES && status == EB_OK; pass++)
-        status = eb_contrastive_partial_fit(cl, x, t->data->y, 0);
-    if (status == EB_OK) {
-        t->contrastive = malloc(eb_contrastive_saved_size(cl));
-        status = t->contrastive == NULL ? EB_ERR_NOMEM
-                                        : eb_contrastive_save_to_buffer(cl, t->contrastive, eb_contrastive_saved_size(cl),
-                                                                        &t->contrastive_size, NULL);
-    }
-    eb_contrastive_free(cl);
     return status;
 }
 
@@ -239,7 +214,7 @@ static void *run_trainer(void *opaque)
 static void independent_handles_train_on_separate_threads_as_alone(void **state)
 {
     (void)state;
-    dataset *data = make_data(17);
+    test_data data = data_of_seed(17);
     pthread_barrier_t start;
     assert_int_equal(pthread_barrier_init(&start, NULL, TRAINERS), 0);
     trainer alone[TRAINERS], together[TRAINERS];
@@ -249,7 +224,7 @@ static void independent_handles_train_on_separate_threads_as_alone(void **state)
     /* Two threads share each seed: equal seeds must give equal bytes even while training at the same time. */
     for (size_t t = 0; t < TRAINERS; t++) {
         alone[t].seed = together[t].seed = 100 + t / 2;
-        alone[t].data = together[t].data = data;
+        alone[t].data = together[t].data = &data;
         together[t].start = &start;
         assert_int_equal(train_alone(&alone[t]), EB_OK);
     }
@@ -259,17 +234,15 @@ static void independent_handles_train_on_separate_threads_as_alone(void **state)
         assert_int_equal(pthread_join(threads[t], NULL), 0);
     for (size_t t = 0; t < TRAINERS; t++) {
         assert_int_equal(together[t].status, EB_OK);
-        assert_int_equal(together[t].feedforward_size, alone[t].feedforward_size);
-        assert_memory_equal(together[t].feedforward, alone[t].feedforward, alone[t].feedforward_size);
-        assert_int_equal(together[t].contrastive_size, alone[t].contrastive_size);
-        assert_memory_equal(together[t].contrastive, alone[t].contrastive, alone[t].contrastive_size);
-        free(alone[t].feedforward);
-        free(alone[t].contrastive);
-        free(together[t].feedforward);
-        free(together[t].contrastive);
+        for (size_t k = 0; k < N_ALL_KINDS; k++) {
+            assert_int_equal(together[t].saved_size[k], alone[t].saved_size[k]);
+            assert_memory_equal(together[t].saved[k], alone[t].saved[k], alone[t].saved_size[k]);
+            free(alone[t].saved[k]);
+            free(together[t].saved[k]);
+        }
     }
     pthread_barrier_destroy(&start);
-    free(data);
+    data_release(&data);
 }
 
 /* ---- a caller that serialises changes with a reader-writer lock ------------------------------------ */
@@ -279,8 +252,8 @@ enum { STATES = PASSES + 1, LOCKED_READS = 40 };
 typedef struct shared_model {
     pthread_rwlock_t lock;
     pthread_barrier_t start; /* the trainer and the readers start together, so that they interleave */
-    eb_feedforward *model;
-    const dataset *data;
+    eb_finetuner *model;
+    const test_data *data;
     /* Written by the trainer under the write lock: the transform of data->x after each pass (0: before any). */
     float states[STATES][ROWS * HIDDEN];
     size_t states_recorded;
@@ -298,9 +271,9 @@ static void *run_locked_trainer(void *opaque)
     pthread_barrier_wait(&s->start);
     for (size_t pass = 1; pass < STATES; pass++) {
         pthread_rwlock_wrlock(&s->lock);
-        eb_status status = eb_feedforward_partial_fit(s->model, eb_matrix_view(s->data->x, ROWS, COLS), s->data->y, 0);
+        eb_status status = eb_finetuner_partial_fit(s->model, eb_matrix_view(s->data->x, ROWS, COLS), s->data->y, 0, NULL);
         if (status == EB_OK)
-            status = eb_feedforward_transform(s->model, eb_matrix_view(s->data->x, ROWS, COLS),
+            status = eb_finetuner_transform(s->model, eb_matrix_view(s->data->x, ROWS, COLS),
                                               eb_mut_matrix_view(s->states[pass], ROWS, HIDDEN), NULL);
         if (status == EB_OK)
             s->states_recorded = pass + 1;
@@ -315,7 +288,7 @@ static void *run_locked_reader(void *opaque)
     pthread_barrier_wait(&r->shared->start);
     for (size_t i = 0; i < LOCKED_READS; i++) {
         pthread_rwlock_rdlock(&r->shared->lock);
-        r->statuses[i] = eb_feedforward_transform(r->shared->model, eb_matrix_view(r->shared->data->x, ROWS, COLS),
+        r->statuses[i] = eb_finetuner_transform(r->shared->model, eb_matrix_view(r->shared->data->x, ROWS, COLS),
                                                   eb_mut_matrix_view(r->outputs[i], ROWS, HIDDEN), NULL);
         pthread_rwlock_unlock(&r->shared->lock);
     }
@@ -325,16 +298,16 @@ static void *run_locked_reader(void *opaque)
 static void transforms_under_a_caller_lock_see_whole_states(void **state)
 {
     (void)state;
-    dataset *data = make_data(23);
+    test_data data = data_of_seed(23);
     shared_model *s = calloc(1, sizeof *s);
     locked_reader *readers = calloc(READERS, sizeof *readers);
     assert_non_null(s);
     assert_non_null(readers);
     assert_int_equal(pthread_rwlock_init(&s->lock, NULL), 0);
     assert_int_equal(pthread_barrier_init(&s->start, NULL, READERS + 1), 0);
-    s->data = data;
-    s->model = fitted_feedforward(data, 3);
-    assert_int_equal(eb_feedforward_transform(s->model, eb_matrix_view(data->x, ROWS, COLS),
+    s->data = &data;
+    s->model = fitted(EB_KIND_FEEDFORWARD, &data, 3, 10, 32);
+    assert_int_equal(eb_finetuner_transform(s->model, data_x(&data),
                                               eb_mut_matrix_view(s->states[0], ROWS, HIDDEN), NULL),
                      EB_OK);
     s->states_recorded = 1;
@@ -359,12 +332,12 @@ static void transforms_under_a_caller_lock_see_whole_states(void **state)
             assert_int_equal(matches, 1);
         }
     }
-    eb_feedforward_free(s->model);
+    eb_finetuner_free(s->model);
     pthread_rwlock_destroy(&s->lock);
     pthread_barrier_destroy(&s->start);
     free(readers);
     free(s);
-    free(data);
+    data_release(&data);
 }
 
 int main(void)

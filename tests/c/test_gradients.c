@@ -138,13 +138,13 @@ static void check_feedforward_case(const ff_case *c, uint64_t seed)
     for (size_t r = 0; r < n; r++)
         y[r] = (int32_t)((r * 7 + 3) % c->classes);
 
-    eb_feedforward_params params = eb_feedforward_default_params();
+    eb_finetuner_params params = eb_finetuner_default_params(EB_KIND_FEEDFORWARD);
     params.hidden_dim = c->hidden;
-    eb_feedforward *model = NULL;
-    assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb__feedforward_init_weights(model, d, c->classes), EB_OK);
+    eb_finetuner *model = NULL;
+    assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+    assert_int_equal(eb__finetuner_init_weights(model, d, c->classes), EB_OK);
     size_t count;
-    float *weights = eb__feedforward_weights(model, &count);
+    float *weights = eb__finetuner_weights(model, &count);
     assert_int_equal(count, d * c->hidden + c->hidden + c->hidden * c->classes + c->classes);
     /* Weights larger than the initial +-1/sqrt(fan_in), so hidden units leave sigmoid's linear middle. */
     for (size_t i = 0; i < count; i++)
@@ -195,7 +195,7 @@ static void check_feedforward_case(const ff_case *c, uint64_t seed)
     free(padded);
     free(x);
     free(y);
-    eb_feedforward_free(model);
+    eb_finetuner_free(model);
 }
 
 static void feedforward_gradient_matches_finite_differences(void **state)
@@ -291,14 +291,14 @@ static void check_contrastive_case(const cl_case *c, uint64_t seed)
     pairs.left[q] = pairs.left[0], pairs.right[q] = pairs.right[0], pairs.target[q++] = pairs.target[0];
     assert_int_equal(q, pairs.count);
 
-    eb_contrastive_params params = eb_contrastive_default_params();
+    eb_finetuner_params params = eb_finetuner_default_params(EB_KIND_CONTRASTIVE);
     params.hidden_dim = c->hidden;
-    eb_contrastive *model = NULL;
-    assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb__contrastive_init_weights(model, d, 2), EB_OK);
-    assert_int_equal(eb_contrastive_output_dim(model), h);
+    eb_finetuner *model = NULL;
+    assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+    assert_int_equal(eb__finetuner_init_weights(model, d, 2), EB_OK);
+    assert_int_equal(eb_finetuner_output_dim(model), h);
     size_t count;
-    float *weights = eb__contrastive_weights(model, &count);
+    float *weights = eb__finetuner_weights(model, &count);
     assert_int_equal(count, d * h + h);
     for (size_t i = 0; i < count; i++)
         weights[i] = (float)test_rng_uniform(&rng, -1.0, 1.0);
@@ -347,7 +347,7 @@ static void check_contrastive_case(const cl_case *c, uint64_t seed)
     free(pairs.right);
     free(pairs.target);
     free(x);
-    eb_contrastive_free(model);
+    eb_finetuner_free(model);
 }
 
 static void contrastive_gradient_matches_finite_differences(void **state)
@@ -378,13 +378,13 @@ static void contrastive_self_pairs_have_zero_gradient(void **state)
     float x[N * D];
     for (size_t i = 0; i < N * D; i++)
         x[i] = (float)test_rng_uniform(&rng, -1.0, 1.0);
-    eb_contrastive_params params = eb_contrastive_default_params();
+    eb_finetuner_params params = eb_finetuner_default_params(EB_KIND_CONTRASTIVE);
     params.hidden_dim = 3;
-    eb_contrastive *model = NULL;
-    assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb__contrastive_init_weights(model, D, 2), EB_OK);
+    eb_finetuner *model = NULL;
+    assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+    assert_int_equal(eb__finetuner_init_weights(model, D, 2), EB_OK);
     size_t count;
-    eb__contrastive_weights(model, &count);
+    eb__finetuner_weights(model, &count);
     float *grad = calloc(count, sizeof *grad);
     assert_non_null(grad);
     const uint32_t rows[N] = {0, 1, 2, 3};
@@ -400,7 +400,7 @@ static void contrastive_self_pairs_have_zero_gradient(void **state)
             assert_true(fabsf(grad[i]) < 1e-5f);
     }
     free(grad);
-    eb_contrastive_free(model);
+    eb_finetuner_free(model);
 }
 
 int main(void)

@@ -1,5 +1,5 @@
 /*
- * Both finetuners must actually learn: the training loss falls clearly, and
+ * The finetuners that learn from class labels must actually learn: the training loss falls clearly, and
  * on held-out rows a nearest-centroid classifier does better on the learned
  * embedding than on the raw rows. The toy problems are built so that raw
  * rows are hard for nearest-centroid: XOR (both class centroids sit at the
@@ -73,30 +73,19 @@ static double raw_accuracy(const toy_split *s)
 }
 
 /* Nearest-centroid accuracy on the embedding, both splits transformed by the fitted model. */
-typedef eb_status (*transform_fn)(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err);
-
-static eb_status ff_transform(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
+static double embedded_accuracy(const eb_finetuner *model, const toy_split *s)
 {
-    return eb_feedforward_transform(model, x, out, err);
-}
-
-static eb_status cl_transform(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
-{
-    return eb_contrastive_transform(model, x, out, err);
-}
-
-static double embedded_accuracy(const void *model, transform_fn transform, size_t width, const toy_split *s)
-{
+    const size_t width = eb_finetuner_output_dim(model);
     float *train_e = malloc(s->n_train * width * sizeof *train_e);
     float *test_e = malloc(s->n_test * width * sizeof *test_e);
     assert_non_null(train_e);
     assert_non_null(test_e);
     eb_error err;
-    assert_int_equal(transform(model, eb_matrix_view(s->train_x, s->n_train, s->cols),
-                               eb_mut_matrix_view(train_e, s->n_train, width), &err),
+    assert_int_equal(eb_finetuner_transform(model, eb_matrix_view(s->train_x, s->n_train, s->cols),
+                                            eb_mut_matrix_view(train_e, s->n_train, width), &err),
                      EB_OK);
-    assert_int_equal(transform(model, eb_matrix_view(s->test_x, s->n_test, s->cols),
-                               eb_mut_matrix_view(test_e, s->n_test, width), &err),
+    assert_int_equal(eb_finetuner_transform(model, eb_matrix_view(s->test_x, s->n_test, s->cols),
+                                            eb_mut_matrix_view(test_e, s->n_test, width), &err),
                      EB_OK);
     double accuracy = nearest_centroid_accuracy(train_e, s->train_y, s->n_train, test_e, s->test_y, s->n_test,
                                                 width, s->n_classes);
@@ -116,139 +105,64 @@ static void assert_loss_fell(const double *history, size_t length, size_t n_epoc
     assert_true(history[length - 1] < fraction * history[0]);
 }
 
-static void check_feedforward_learns(const toy_split *s, size_t hidden, size_t epochs, float learning_rate,
-                                     double raw_ceiling, double embedded_floor)
+typedef enum toy_problem { XOR, BURIED } toy_problem;
+
+/* One learning task: a kind, its settings, the toy problem and what it must reach. */
+typedef struct learning_case {
+    const char *name;
+    eb_finetuner_kind kind;
+    toy_problem problem;
+    uint64_t data_seed;
+    size_t hidden, epochs, batch_size;
+    float learning_rate;
+    uint64_t seed;
+    /* The raw rows must be at most this good for the problem to be hard (1: not checked), the embedding at least. */
+    double raw_ceiling, embedded_floor;
+} learning_case;
+
+static const learning_case CASES[] = {
+    {"feed-forward, XOR", EB_KIND_FEEDFORWARD, XOR, 11, 8, 300, 0, 0.05f, 3, 0.65, 0.9},
+    {"feed-forward, buried signal", EB_KIND_FEEDFORWARD, BURIED, 12, 8, 200, 0, 0.02f, 3, 0.7, 0.9},
+    {"feed-forward, XOR in minibatches", EB_KIND_FEEDFORWARD, XOR, 15, 8, 100, 16, 0.02f, 8, 1.0, 0.9},
+    {"contrastive, buried signal", EB_KIND_CONTRASTIVE, BURIED, 13, 8, 60, 0, 0.02f, 5, 0.7, 0.9},
+    /* Minibatches with shuffling must learn as well: same problem, small batches, output as wide as the input. */
+    {"contrastive, buried signal in minibatches", EB_KIND_CONTRASTIVE, BURIED, 14, EB_HIDDEN_DIM_AS_INPUT, 30, 32,
+     0.005f, 6, 1.0, 0.9},
+};
+
+static void check_learns(const learning_case *c)
 {
-    eb_feedforward_params params = eb_feedforward_default_params();
-    params.hidden_dim = hidden;
-    params.n_epochs = epochs;
-    params.learning_rate = learning_rate;
-    params.seed = 3;
-    eb_feedforward *model = NULL;
-    assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb_feedforward_fit(model, eb_matrix_view(s->train_x, s->n_train, s->cols), s->train_y,
-                                        s->n_classes),
-                     EB_OK);
+    toy_split s = c->problem == XOR ? make_xor_split(c->data_seed) : make_buried_split(c->data_seed);
+    eb_finetuner_params params = test_params(c->kind, c->hidden, c->epochs, c->seed);
+    params.learning_rate = c->learning_rate;
+    params.batch_size = c->batch_size;
+    eb_finetuner *model = NULL;
+    assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+    assert_int_equal(
+        eb_finetuner_fit(model, eb_matrix_view(s.train_x, s.n_train, s.cols), s.train_y, s.n_classes, NULL), EB_OK);
     size_t length;
-    const double *history = eb_feedforward_loss_history(model, &length);
-    assert_loss_fell(history, length, epochs, 0.5);
-
-    double raw = raw_accuracy(s);
-    double embedded = embedded_accuracy(model, ff_transform, hidden, s);
-    print_message("feed-forward nearest-centroid: raw %.3f, embedded %.3f\n", raw, embedded);
-    assert_true(raw <= raw_ceiling);
-    assert_true(embedded >= embedded_floor);
-    assert_true(embedded >= raw + 0.2);
-    eb_feedforward_free(model);
-}
-
-static void feedforward_learns_xor(void **state)
-{
-    (void)state;
-    toy_split s = make_xor_split(11);
-    check_feedforward_learns(&s, 8, 300, 0.05f, 0.65, 0.9);
-    split_release(&s);
-}
-
-static void feedforward_learns_buried_signal(void **state)
-{
-    (void)state;
-    toy_split s = make_buried_split(12);
-    check_feedforward_learns(&s, 8, 200, 0.02f, 0.7, 0.9);
-    split_release(&s);
-}
-
-static void contrastive_learns_buried_signal(void **state)
-{
-    (void)state;
-    toy_split s = make_buried_split(13);
-    eb_contrastive_params params = eb_contrastive_default_params();
-    params.hidden_dim = 8;
-    params.n_epochs = 60;
-    params.learning_rate = 0.02f;
-    params.seed = 5;
-    eb_contrastive *model = NULL;
-    assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb_contrastive_fit(model, eb_matrix_view(s.train_x, s.n_train, s.cols), s.train_y,
-                                        s.n_classes),
-                     EB_OK);
-    size_t length;
-    const double *history = eb_contrastive_loss_history(model, &length);
-    assert_loss_fell(history, length, params.n_epochs, 0.5);
+    const double *history = eb_finetuner_loss_history(model, &length);
+    assert_loss_fell(history, length, c->epochs, 0.5);
 
     double raw = raw_accuracy(&s);
-    double embedded = embedded_accuracy(model, cl_transform, params.hidden_dim, &s);
-    print_message("contrastive nearest-centroid: raw %.3f, embedded %.3f\n", raw, embedded);
-    assert_true(raw <= 0.7);
-    assert_true(embedded >= 0.9);
+    double embedded = embedded_accuracy(model, &s);
+    print_message("%s: nearest-centroid raw %.3f, embedded %.3f\n", c->name, raw, embedded);
+    assert_true(raw <= c->raw_ceiling);
+    assert_true(embedded >= c->embedded_floor);
     assert_true(embedded >= raw + 0.2);
-    eb_contrastive_free(model);
+    eb_finetuner_free(model);
     split_release(&s);
 }
 
-/* Minibatches with shuffling must learn as well: same problem, small batches. */
-static void contrastive_learns_with_minibatches(void **state)
-{
-    (void)state;
-    toy_split s = make_buried_split(14);
-    eb_contrastive_params params = eb_contrastive_default_params();
-    params.hidden_dim = EB_HIDDEN_DIM_AS_INPUT;
-    params.n_epochs = 30;
-    params.learning_rate = 0.005f;
-    params.batch_size = 32;
-    params.seed = 6;
-    eb_contrastive *model = NULL;
-    assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb_contrastive_fit(model, eb_matrix_view(s.train_x, s.n_train, s.cols), s.train_y,
-                                        s.n_classes),
-                     EB_OK);
-    size_t length;
-    const double *history = eb_contrastive_loss_history(model, &length);
-    assert_loss_fell(history, length, params.n_epochs, 0.5);
-    double raw = raw_accuracy(&s);
-    double embedded = embedded_accuracy(model, cl_transform, s.cols, &s);
-    print_message("contrastive minibatch nearest-centroid: raw %.3f, embedded %.3f\n", raw, embedded);
-    assert_true(embedded >= 0.9);
-    assert_true(embedded >= raw + 0.2);
-    eb_contrastive_free(model);
-    split_release(&s);
-}
-
-static void feedforward_learns_with_minibatches(void **state)
-{
-    (void)state;
-    toy_split s = make_xor_split(15);
-    eb_feedforward_params params = eb_feedforward_default_params();
-    params.hidden_dim = 8;
-    params.n_epochs = 100;
-    params.learning_rate = 0.02f;
-    params.batch_size = 16;
-    params.seed = 8;
-    eb_feedforward *model = NULL;
-    assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb_feedforward_fit(model, eb_matrix_view(s.train_x, s.n_train, s.cols), s.train_y,
-                                        s.n_classes),
-                     EB_OK);
-    size_t length;
-    const double *history = eb_feedforward_loss_history(model, &length);
-    assert_loss_fell(history, length, params.n_epochs, 0.5);
-    double raw = raw_accuracy(&s);
-    double embedded = embedded_accuracy(model, ff_transform, params.hidden_dim, &s);
-    print_message("feed-forward minibatch nearest-centroid: raw %.3f, embedded %.3f\n", raw, embedded);
-    assert_true(embedded >= 0.9);
-    assert_true(embedded >= raw + 0.2);
-    eb_feedforward_free(model);
-    split_release(&s);
-}
+static void learns(void **state) { check_learns(*state); }
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(feedforward_learns_xor),
-        cmocka_unit_test(feedforward_learns_buried_signal),
-        cmocka_unit_test(feedforward_learns_with_minibatches),
-        cmocka_unit_test(contrastive_learns_buried_signal),
-        cmocka_unit_test(contrastive_learns_with_minibatches),
-    };
+    enum { N_CASES = sizeof CASES / sizeof CASES[0] };
+    struct CMUnitTest tests[N_CASES];
+    for (size_t i = 0; i < N_CASES; i++) {
+        struct CMUnitTest test = {CASES[i].name, learns, NULL, NULL, (void *)&CASES[i]};
+        tests[i] = test;
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

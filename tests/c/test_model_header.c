@@ -37,61 +37,34 @@ static void put_u32(uint8_t *at, uint32_t value)
         at[i] = (uint8_t)(value >> (8 * i));
 }
 
-/* A fitted model of either kind, saved to malloc'd bytes. */
+/* A fitted model of any kind, saved to malloc'd bytes. */
 typedef struct saved_model {
     uint8_t *data;
     size_t size;
 } saved_model;
 
-static saved_model save_fitted(eb_model_kind kind)
+static saved_model save_fitted(eb_finetuner_kind kind)
 {
-    float x[N_ROWS * N_COLS];
-    int32_t y[N_ROWS];
-    test_rng rng = test_rng_make(7);
-    toy_uniform(&rng, N_ROWS, N_COLS, N_CLASSES, x, y);
-    eb_matrix X = eb_matrix_view(x, N_ROWS, N_COLS);
-    saved_model saved = {NULL, 0};
-    if (kind == EB_KIND_FEEDFORWARD) {
-        eb_feedforward_params params = eb_feedforward_default_params();
-        params.hidden_dim = 4;
-        params.n_epochs = 3;
-        eb_feedforward *model;
-        assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
-        assert_int_equal(eb_feedforward_fit(model, X, y, N_CLASSES), EB_OK);
-        saved.size = eb_feedforward_saved_size(model);
-        saved.data = malloc(saved.size);
-        assert_non_null(saved.data);
-        assert_int_equal(eb_feedforward_save_to_buffer(model, saved.data, saved.size, NULL, NULL), EB_OK);
-        eb_feedforward_free(model);
-    } else {
-        eb_contrastive_params params = eb_contrastive_default_params();
-        params.hidden_dim = 3;
-        params.n_epochs = 2;
-        eb_contrastive *model;
-        assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
-        assert_int_equal(eb_contrastive_fit(model, X, y, N_CLASSES), EB_OK);
-        saved.size = eb_contrastive_saved_size(model);
-        saved.data = malloc(saved.size);
-        assert_non_null(saved.data);
-        assert_int_equal(eb_contrastive_save_to_buffer(model, saved.data, saved.size, NULL, NULL), EB_OK);
-        eb_contrastive_free(model);
-    }
+    test_data data = make_data(N_ROWS, N_COLS, N_CLASSES, 0, 0.0, 7);
+    eb_finetuner_params params = test_params(kind, kind == EB_KIND_FEEDFORWARD ? 4 : 3, kind == EB_KIND_FEEDFORWARD ? 3 : 2, 0);
+    eb_finetuner *model;
+    assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+    assert_int_equal(train_on(model, &data, false, N_CLASSES), EB_OK);
+    saved_model saved = {NULL, eb_finetuner_saved_size(model)};
+    saved.data = malloc(saved.size);
+    assert_non_null(saved.data);
+    assert_int_equal(eb_finetuner_save_to_buffer(model, saved.data, saved.size, NULL, NULL), EB_OK);
+    eb_finetuner_free(model);
+    data_release(&data);
     return saved;
 }
 
-/* The loader of the given kind on bytes that must be refused; returns its status, the message in err. */
-static eb_status load_refused(eb_model_kind kind, const uint8_t *data, size_t size, eb_error *err)
+/* The loader on bytes that must be refused; returns its status, the message in err. */
+static eb_status load_refused(const uint8_t *data, size_t size, eb_error *err)
 {
-    eb_status status;
-    if (kind == EB_KIND_FEEDFORWARD) {
-        eb_feedforward *model = NULL;
-        status = eb_feedforward_load_from_buffer(data, size, NULL, &model, err);
-        assert_null(model);
-    } else {
-        eb_contrastive *model = NULL;
-        status = eb_contrastive_load_from_buffer(data, size, NULL, &model, err);
-        assert_null(model);
-    }
+    eb_finetuner *model = NULL;
+    eb_status status = eb_finetuner_load_from_buffer(data, size, NULL, &model, err);
+    assert_null(model);
     assert_int_not_equal(status, EB_OK);
     return status;
 }
@@ -107,17 +80,17 @@ static void assert_same_header(const eb_model_header *a, const eb_model_header *
 
 static void assert_header_zero(const eb_model_header *header)
 {
-    const eb_model_header zero = {0, (eb_model_kind)0, 0, 0};
+    const eb_model_header zero = {0, (eb_finetuner_kind)0, 0, 0};
     assert_same_header(header, &zero);
 }
 
 /* ---- buffers ------------------------------------------------------------------------- */
 
-static void reads_the_header_of_saved_models_of_both_kinds(void **state)
+static void reads_the_header_of_saved_models_of_every_kind(void **state)
 {
     (void)state;
-    const eb_model_kind kinds[] = {EB_KIND_FEEDFORWARD, EB_KIND_CONTRASTIVE};
-    for (size_t i = 0; i < 2; i++) {
+    const eb_finetuner_kind *kinds = ALL_KINDS;
+    for (size_t i = 0; i < N_ALL_KINDS; i++) {
         saved_model saved = save_fitted(kinds[i]);
         eb_model_header header;
         eb_error err;
@@ -127,9 +100,7 @@ static void reads_the_header_of_saved_models_of_both_kinds(void **state)
         assert_int_equal(header.kind, kinds[i]);
         assert_int_equal(header.format_version, EB_MODEL_FORMAT_VERSION);
         assert_int_equal(header.payload_size, saved.size - EB_MODEL_HEADER_SIZE);
-        uLong crc = crc32(crc32(0L, Z_NULL, 0), saved.data + EB_MODEL_HEADER_SIZE,
-                          (uInt)(saved.size - EB_MODEL_HEADER_SIZE));
-        assert_int_equal(header.payload_crc32, (uint32_t)crc);
+        assert_int_equal(header.payload_crc32, saved_model_crc(saved.data, saved.size));
 
         /* The header alone is enough, and err is optional. */
         eb_model_header alone;
@@ -155,7 +126,7 @@ static void a_header_the_loaders_refuse_is_refused_with_the_same_message(void **
         {8, EB_MODEL_FORMAT_VERSION + 1, "is newer than this library's"},
         {8, UINT32_MAX, "is newer than this library's"},
         {12, 0, "unknown kind 0"},
-        {12, 3, "unknown kind 3"},
+        {12, 4, "unknown kind 4"},
         {12, UINT32_MAX, "unknown kind 4294967295"},
         {SIZE_MAX, EB_MODEL_HEADER_SIZE - 1, "27 bytes is shorter than the 28-byte header"},
         {SIZE_MAX, 0, "0 bytes is shorter"},
@@ -176,11 +147,8 @@ static void a_header_the_loaders_refuse_is_refused_with_the_same_message(void **
         assert_contains(err.message, "saved model: ");
         assert_contains(err.message, cases[i].needle);
         assert_header_zero(&header);
-        const eb_model_kind kinds[] = {EB_KIND_FEEDFORWARD, EB_KIND_CONTRASTIVE};
-        for (size_t k = 0; k < 2; k++) {
-            assert_int_equal(load_refused(kinds[k], copy, size, &loader_err), EB_ERR_FORMAT);
-            assert_string_equal(loader_err.message, err.message);
-        }
+        assert_int_equal(load_refused(copy, size, &loader_err), EB_ERR_FORMAT);
+        assert_string_equal(loader_err.message, err.message);
     }
     free(copy);
     free(saved.data);
@@ -196,15 +164,12 @@ static void the_payload_is_reported_not_checked(void **state)
     eb_error err;
     assert_int_equal(eb_model_read_header(saved.data, saved.size, &header, &err), EB_OK);
     assert_int_equal(header.kind, EB_KIND_FEEDFORWARD);
-    assert_int_equal(load_refused(EB_KIND_FEEDFORWARD, saved.data, saved.size, &err), EB_ERR_FORMAT);
+    assert_int_equal(load_refused(saved.data, saved.size, &err), EB_ERR_FORMAT);
     assert_contains(err.message, "checksum mismatch");
     assert_int_equal(eb_model_read_header(saved.data, saved.size - 5, &header, &err), EB_OK);
     assert_int_equal(header.payload_size, saved.size - EB_MODEL_HEADER_SIZE);
-    assert_int_equal(load_refused(EB_KIND_FEEDFORWARD, saved.data, saved.size - 5, &err), EB_ERR_FORMAT);
+    assert_int_equal(load_refused(saved.data, saved.size - 5, &err), EB_ERR_FORMAT);
     assert_contains(err.message, "payload bytes");
-    /* The header names the kind; the other kind's loader says which one it holds. */
-    assert_int_equal(load_refused(EB_KIND_CONTRASTIVE, saved.data, saved.size, &err), EB_ERR_FORMAT);
-    assert_contains(err.message, "holds a feed-forward finetuner (kind 1)");
     free(saved.data);
 }
 
@@ -244,11 +209,11 @@ static void reads_the_header_of_a_file_and_no_further(void **state)
     snprintf(path, sizeof path, "%s/model.ebm", directory);
     snprintf(short_path, sizeof short_path, "%s/short.ebm", directory);
 
-    eb_contrastive_params params = eb_contrastive_default_params();
-    eb_contrastive *model;
-    assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb_contrastive_save(model, path, NULL), EB_OK);
-    eb_contrastive_free(model);
+    eb_finetuner_params params = eb_finetuner_default_params(EB_KIND_CONTRASTIVE);
+    eb_finetuner *model;
+    assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+    assert_int_equal(eb_finetuner_save(model, path, NULL), EB_OK);
+    eb_finetuner_free(model);
     eb_model_header header;
     eb_error err;
     assert_int_equal(eb_model_read_file_header(path, &header, &err), EB_OK);
@@ -297,7 +262,7 @@ static void training_step_rows_follow_each_kind(void **state)
 {
     (void)state;
     static const struct {
-        eb_model_kind kind;
+        eb_finetuner_kind kind;
         size_t n_rows, batch_size, rows;
     } cases[] = {
         {EB_KIND_FEEDFORWARD, 200, 0, 200},      /* full batch */
@@ -312,8 +277,13 @@ static void training_step_rows_follow_each_kind(void **state)
         {EB_KIND_CONTRASTIVE, 5, 2, 5},          /* 2 < 5 / 2 is false in integer arithmetic */
         {EB_KIND_CONTRASTIVE, 5, 1, 2},
         {EB_KIND_CONTRASTIVE, 200, SIZE_MAX, 200},
-        {(eb_model_kind)0, 200, 32, 0},
-        {(eb_model_kind)3, 200, 0, 0},
+        {EB_KIND_PAIR_LEARNER, 200, 16, 32},     /* two rows per pair of a minibatch */
+        {EB_KIND_PAIR_LEARNER, 200, 0, 400},     /* full batch: every pair at once */
+        {EB_KIND_PAIR_LEARNER, 5000, 0, 2 * EB_PAIR_SLICE}, /* never more than a slice of pairs at a time */
+        {EB_KIND_PAIR_LEARNER, 5000, 4000, 2 * EB_PAIR_SLICE},
+        {EB_KIND_PAIR_LEARNER, 10, 16, 20},      /* a batch larger than the pairs is the pairs */
+        {(eb_finetuner_kind)0, 200, 32, 0},
+        {(eb_finetuner_kind)4, 200, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t rows = eb_training_step_rows(cases[i].kind, cases[i].n_rows, cases[i].batch_size);
@@ -333,18 +303,18 @@ static size_t contrastive_training_peak(size_t n_rows, size_t batch_size, const 
 {
     counting_allocator counter;
     eb_allocator mem = counting_allocator_init(&counter);
-    eb_contrastive_params params = eb_contrastive_default_params();
+    eb_finetuner_params params = eb_finetuner_default_params(EB_KIND_CONTRASTIVE);
     params.hidden_dim = 64;
     params.n_epochs = 1;
     params.n_neg = 1;
     params.batch_size = batch_size;
-    eb_contrastive *model;
-    assert_int_equal(eb_contrastive_create(&params, &mem, &model, NULL), EB_OK);
+    eb_finetuner *model;
+    assert_int_equal(eb_finetuner_create(&params, &mem, &model, NULL), EB_OK);
     size_t before = counter.live_bytes;
     counter.peak_bytes = before;
-    assert_int_equal(eb_contrastive_fit(model, eb_matrix_view(x, n_rows, 64), y, 2), EB_OK);
+    assert_int_equal(eb_finetuner_fit(model, eb_matrix_view(x, n_rows, 64), y, 2, NULL), EB_OK);
     size_t peak = counter.peak_bytes - before;
-    eb_contrastive_free(model);
+    eb_finetuner_free(model);
     return peak;
 }
 
@@ -373,40 +343,30 @@ static void transform_split_at_slice_multiples_gives_the_same_bits(void **state)
 {
     (void)state;
     enum { ROWS = 3 * EB_TRANSFORM_SLICE_ROWS + 77, COLS = 12, HIDDEN = 6 };
-    static float x[ROWS * COLS], whole[ROWS * HIDDEN], parts[ROWS * HIDDEN];
-    int32_t y[ROWS];
-    test_rng rng = test_rng_make(11);
-    toy_uniform(&rng, ROWS, COLS, N_CLASSES, x, y);
+    static float whole[ROWS * HIDDEN], parts[ROWS * HIDDEN];
     const size_t cuts[] = {0, EB_TRANSFORM_SLICE_ROWS, 3 * EB_TRANSFORM_SLICE_ROWS, ROWS};
 
-    eb_feedforward_params ff_params = eb_feedforward_default_params();
-    ff_params.hidden_dim = HIDDEN;
-    ff_params.n_epochs = 3;
-    eb_feedforward *ff;
-    assert_int_equal(eb_feedforward_create(&ff_params, NULL, &ff, NULL), EB_OK);
-    eb_contrastive_params cl_params = eb_contrastive_default_params();
-    cl_params.hidden_dim = HIDDEN;
-    cl_params.n_epochs = 2;
-    eb_contrastive *cl;
-    assert_int_equal(eb_contrastive_create(&cl_params, NULL, &cl, NULL), EB_OK);
-    const model_calls *calls[] = {&FEEDFORWARD_CALLS, &CONTRASTIVE_CALLS};
-    void *models[] = {ff, cl};
-    for (size_t m = 0; m < 2; m++) {
-        assert_int_equal(calls[m]->fit(models[m], eb_matrix_view(x, ROWS, COLS), y, N_CLASSES), EB_OK);
-        assert_int_equal(calls[m]->transform(models[m], eb_matrix_view(x, ROWS, COLS),
-                                             eb_mut_matrix_view(whole, ROWS, HIDDEN), NULL),
-                         EB_OK);
+    test_data data = make_data(ROWS, COLS, N_CLASSES, 0, 0.0, 11);
+    const float *x = data.x;
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
+        eb_finetuner_params params = test_params(ALL_KINDS[k], HIDDEN, ALL_KINDS[k] == EB_KIND_FEEDFORWARD ? 3 : 2, 0);
+        eb_finetuner *model;
+        assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+        assert_int_equal(train_on(model, &data, false, N_CLASSES), EB_OK);
+        assert_int_equal(
+            eb_finetuner_transform(model, eb_matrix_view(x, ROWS, COLS), eb_mut_matrix_view(whole, ROWS, HIDDEN), NULL),
+            EB_OK);
         memset(parts, 0, sizeof parts);
         for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++) {
             size_t rows = cuts[c + 1] - cuts[c];
-            assert_int_equal(calls[m]->transform(models[m], eb_matrix_view(x + cuts[c] * COLS, rows, COLS),
-                                                 eb_mut_matrix_view(parts + cuts[c] * HIDDEN, rows, HIDDEN), NULL),
+            assert_int_equal(eb_finetuner_transform(model, eb_matrix_view(x + cuts[c] * COLS, rows, COLS),
+                                                    eb_mut_matrix_view(parts + cuts[c] * HIDDEN, rows, HIDDEN), NULL),
                              EB_OK);
         }
         assert_memory_equal(parts, whole, sizeof whole);
+        eb_finetuner_free(model);
     }
-    eb_feedforward_free(ff);
-    eb_contrastive_free(cl);
+    data_release(&data);
 }
 
 static void a_nonfinite_input_says_so_in_its_message(void **state)
@@ -416,30 +376,30 @@ static void a_nonfinite_input_says_so_in_its_message(void **state)
     int32_t y[N_ROWS];
     test_rng rng = test_rng_make(5);
     toy_uniform(&rng, N_ROWS, N_COLS, N_CLASSES, x, y);
-    eb_feedforward_params params = eb_feedforward_default_params();
+    eb_finetuner_params params = eb_finetuner_default_params(EB_KIND_FEEDFORWARD);
     params.hidden_dim = 4;
     params.n_epochs = 2;
-    eb_feedforward *model;
-    assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb_feedforward_fit(model, eb_matrix_view(x, N_ROWS, N_COLS), y, N_CLASSES), EB_OK);
+    eb_finetuner *model;
+    assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+    assert_int_equal(eb_finetuner_fit(model, eb_matrix_view(x, N_ROWS, N_COLS), y, N_CLASSES, NULL), EB_OK);
     x[7 * N_COLS + 3] = INFINITY;
     eb_error err;
-    assert_int_equal(eb_feedforward_transform(model, eb_matrix_view(x, N_ROWS, N_COLS),
+    assert_int_equal(eb_finetuner_transform(model, eb_matrix_view(x, N_ROWS, N_COLS),
                                               eb_mut_matrix_view(out, N_ROWS, 4), &err),
                      EB_ERR_NONFINITE);
     /* The whole message comes from here, so a binding shows it as it is. */
     assert_string_equal(err.message, "X[7, 3] is +Inf (row 7, column 3); the input must not contain NaN or infinity");
     x[7 * N_COLS + 3] = NAN;
-    assert_int_equal(eb_feedforward_fit(model, eb_matrix_view(x, N_ROWS, N_COLS), y, N_CLASSES), EB_ERR_NONFINITE);
-    assert_string_equal(eb_feedforward_last_error(model),
+    assert_int_equal(eb_finetuner_fit(model, eb_matrix_view(x, N_ROWS, N_COLS), y, N_CLASSES, NULL), EB_ERR_NONFINITE);
+    assert_string_equal(eb_finetuner_last_error(model),
                         "X[7, 3] is NaN (row 7, column 3); the input must not contain NaN or infinity");
-    eb_feedforward_free(model);
+    eb_finetuner_free(model);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(reads_the_header_of_saved_models_of_both_kinds),
+        cmocka_unit_test(reads_the_header_of_saved_models_of_every_kind),
         cmocka_unit_test(a_header_the_loaders_refuse_is_refused_with_the_same_message),
         cmocka_unit_test(the_payload_is_reported_not_checked),
         cmocka_unit_test(null_arguments_are_refused),

@@ -1,5 +1,5 @@
 /*
- * transform is documented as reentrant on a fitted model: eight threads
+ * transform is documented as reentrant on a fitted finetuner of any kind: eight threads
  * transforming at once (each its own output, some over strided views, all
  * released together by a barrier) must produce exactly what a serial call
  * does.
@@ -21,22 +21,9 @@
 
 enum { THREADS = 8, ROUNDS = 20, ROWS = 150, COLS = 24, HIDDEN = 16, STRIDE = COLS + 5 };
 
-typedef eb_status (*transform_fn)(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err);
-
-static eb_status ff_transform(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
-{
-    return eb_feedforward_transform(model, x, out, err);
-}
-
-static eb_status cl_transform(const void *model, eb_matrix x, eb_mut_matrix out, eb_error *err)
-{
-    return eb_contrastive_transform(model, x, out, err);
-}
-
 typedef struct worker {
     pthread_barrier_t *start;
-    const void *model;
-    transform_fn transform;
+    const eb_finetuner *model;
     eb_matrix x;
     const float *expected;
     size_t width;
@@ -53,7 +40,7 @@ static void *run_worker(void *opaque)
         /* Poison the output so a skipped write cannot pass as the serial result. */
         memset(w->out, 0xFF, ROWS * w->width * sizeof(float));
         eb_error err;
-        if (w->transform(w->model, w->x, eb_mut_matrix_view(w->out, ROWS, w->width), &err) != EB_OK)
+        if (eb_finetuner_transform(w->model, w->x, eb_mut_matrix_view(w->out, ROWS, w->width), &err) != EB_OK)
             w->failures++;
         else if (memcmp(w->out, w->expected, ROWS * w->width * sizeof(float)) != 0)
             w->mismatches++;
@@ -61,13 +48,13 @@ static void *run_worker(void *opaque)
     return NULL;
 }
 
-static void check_concurrent_transform(const void *model, transform_fn transform, const float *x,
-                                       const float *x_strided, size_t width)
+static void check_concurrent_transform(const eb_finetuner *model, const float *x, const float *x_strided)
 {
+    const size_t width = eb_finetuner_output_dim(model);
     float *expected = malloc(ROWS * width * sizeof *expected);
     assert_non_null(expected);
     eb_error err;
-    assert_int_equal(transform(model, eb_matrix_view(x, ROWS, COLS), eb_mut_matrix_view(expected, ROWS, width), &err),
+    assert_int_equal(eb_finetuner_transform(model, eb_matrix_view(x, ROWS, COLS), eb_mut_matrix_view(expected, ROWS, width), &err),
                      EB_OK);
 
     pthread_barrier_t start;
@@ -80,7 +67,7 @@ static void check_concurrent_transform(const void *model, transform_fn transform
             view.data = x_strided;
             view.stride = STRIDE;
         }
-        worker w = {&start, model, transform, view, expected, width, 0, 0, malloc(ROWS * width * sizeof(float))};
+        worker w = {&start, model, view, expected, width, 0, 0, malloc(ROWS * width * sizeof(float))};
         assert_non_null(w.out);
         workers[t] = w;
     }
@@ -97,61 +84,45 @@ static void check_concurrent_transform(const void *model, transform_fn transform
     free(expected);
 }
 
-typedef struct dataset {
-    float x[ROWS * COLS];
-    float strided[ROWS * STRIDE];
-    int32_t y[ROWS];
-} dataset;
-
-static dataset *make_data(void)
+/* The data, and a copy of it whose rows are padded with values that would show if read. */
+static float *strided_copy(const test_data *data)
 {
-    dataset *data = malloc(sizeof *data);
-    assert_non_null(data);
-    test_rng rng = test_rng_make(31);
-    toy_buried_signal(&rng, ROWS, 3, 4, COLS - 4, 1.0, 0.3, 1.0, data->x, data->y);
+    float *strided = malloc(ROWS * STRIDE * sizeof *strided);
+    assert_non_null(strided);
     for (size_t r = 0; r < ROWS; r++) {
-        memcpy(data->strided + r * STRIDE, data->x + r * COLS, COLS * sizeof(float));
+        memcpy(strided + r * STRIDE, data->x + r * COLS, COLS * sizeof(float));
         for (size_t c = COLS; c < STRIDE; c++)
-            data->strided[r * STRIDE + c] = -1e30f;
+            strided[r * STRIDE + c] = -1e30f;
     }
-    return data;
+    return strided;
 }
 
-static void feedforward_transform_is_reentrant(void **state)
+static void transform_is_reentrant(void **state)
 {
     (void)state;
-    dataset *data = make_data();
-    eb_feedforward_params params = eb_feedforward_default_params();
-    params.hidden_dim = HIDDEN;
-    params.n_epochs = 20;
-    eb_feedforward *model = NULL;
-    assert_int_equal(eb_feedforward_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb_feedforward_fit(model, eb_matrix_view(data->x, ROWS, COLS), data->y, 3), EB_OK);
-    check_concurrent_transform(model, ff_transform, data->x, data->strided, HIDDEN);
-    eb_feedforward_free(model);
-    free(data);
-}
-
-static void contrastive_transform_is_reentrant(void **state)
-{
-    (void)state;
-    dataset *data = make_data();
-    eb_contrastive_params params = eb_contrastive_default_params();
-    params.n_epochs = 5;
-    eb_contrastive *model = NULL;
-    assert_int_equal(eb_contrastive_create(&params, NULL, &model, NULL), EB_OK);
-    assert_int_equal(eb_contrastive_fit(model, eb_matrix_view(data->x, ROWS, COLS), data->y, 3), EB_OK);
-    assert_int_equal(eb_contrastive_output_dim(model), COLS);
-    check_concurrent_transform(model, cl_transform, data->x, data->strided, COLS);
-    eb_contrastive_free(model);
-    free(data);
+    test_data data = make_data(ROWS, COLS, 3, 4, 1.0, 31);
+    float *strided = strided_copy(&data);
+    for (size_t k = 0; k < N_ALL_KINDS; k++) {
+        /* Contrastive keeps its default width, as wide as the input. */
+        eb_finetuner_params params = eb_finetuner_default_params(ALL_KINDS[k]);
+        params.n_epochs = ALL_KINDS[k] == EB_KIND_FEEDFORWARD ? 20 : ALL_KINDS[k] == EB_KIND_CONTRASTIVE ? 5 : 1;
+        if (ALL_KINDS[k] != EB_KIND_CONTRASTIVE)
+            params.hidden_dim = HIDDEN;
+        eb_finetuner *model = NULL;
+        assert_int_equal(eb_finetuner_create(&params, NULL, &model, NULL), EB_OK);
+        assert_int_equal(train_on(model, &data, false, 3), EB_OK);
+        assert_int_equal(eb_finetuner_output_dim(model), ALL_KINDS[k] == EB_KIND_CONTRASTIVE ? COLS : HIDDEN);
+        check_concurrent_transform(model, data.x, strided);
+        eb_finetuner_free(model);
+    }
+    free(strided);
+    data_release(&data);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(feedforward_transform_is_reentrant),
-        cmocka_unit_test(contrastive_transform_is_reentrant),
+        cmocka_unit_test(transform_is_reentrant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,7 @@
  * with the Python transform of the same rows.
  *
  * usage: c_transform_check MODEL INPUT ROWS COLS OUTPUT
- *   MODEL  a model file (docs/model-format.md); eb_model_read_file_header says its kind
+ *   MODEL  a model file (docs/model-format.md) of any kind
  *   INPUT  ROWS x COLS float32 values, row-major, native byte order
  *   OUTPUT receives ROWS x output_dim float32 values the same way
  * Prints "kind output_dim" on success; on failure the reason goes to stderr
@@ -43,42 +43,24 @@ int main(int argc, char **argv)
     size_t rows = strtoull(argv[3], NULL, 10);
     size_t cols = strtoull(argv[4], NULL, 10);
     eb_error err = {0};
-    eb_model_header header;
-    if (eb_model_read_file_header(model_path, &header, &err) != EB_OK)
-        return fail(eb_status_string(err.status), err.message);
-    eb_model_kind kind = header.kind;
     float *x = read_floats(argv[2], rows * cols);
     if (x == NULL)
         return fail("cannot read the input matrix", argv[2]);
 
-    eb_feedforward *feedforward = NULL;
-    eb_contrastive *contrastive = NULL;
-    eb_status status;
-    size_t out_dim = 0;
-    if (kind == EB_KIND_FEEDFORWARD) {
-        status = eb_feedforward_load(model_path, NULL, &feedforward, &err);
-        if (status == EB_OK)
-            out_dim = eb_feedforward_output_dim(feedforward);
-    } else {
-        status = eb_contrastive_load(model_path, NULL, &contrastive, &err);
-        if (status == EB_OK)
-            out_dim = eb_contrastive_output_dim(contrastive);
-    }
+    /* One loader for every kind: the file's header says which finetuner it holds. */
+    eb_finetuner *model = NULL;
+    eb_status status = eb_finetuner_load(model_path, NULL, &model, &err);
     if (status != EB_OK) {
         free(x);
         return fail(eb_status_string(status), err.message);
     }
-
+    size_t out_dim = eb_finetuner_output_dim(model);
     float *out = malloc(rows * out_dim * sizeof *out);
-    if (out == NULL) {
+    if (out == NULL)
         status = EB_ERR_NOMEM;
-    } else if (feedforward != NULL) {
-        status = eb_feedforward_transform(feedforward, eb_matrix_view(x, rows, cols),
-                                          eb_mut_matrix_view(out, rows, out_dim), &err);
-    } else {
-        status = eb_contrastive_transform(contrastive, eb_matrix_view(x, rows, cols),
-                                          eb_mut_matrix_view(out, rows, out_dim), &err);
-    }
+    else
+        status = eb_finetuner_transform(model, eb_matrix_view(x, rows, cols), eb_mut_matrix_view(out, rows, out_dim),
+                                        &err);
     int exit_code = 0;
     if (status != EB_OK) {
         exit_code = fail(eb_status_string(status), err.message);
@@ -89,11 +71,10 @@ int main(int argc, char **argv)
         if (file != NULL && fclose(file) != 0)
             exit_code = fail("cannot write the output", argv[5]);
         if (exit_code == 0)
-            printf("%s %zu\n", kind == EB_KIND_FEEDFORWARD ? "feedforward" : "contrastive", out_dim);
+            printf("%s %zu\n", eb_finetuner_kind_name(eb_finetuner_kind_of(model)), out_dim);
     }
     free(out);
     free(x);
-    eb_feedforward_free(feedforward);
-    eb_contrastive_free(contrastive);
+    eb_finetuner_free(model);
     return exit_code;
 }

@@ -28,41 +28,68 @@ int main(void)
         x[r * COLS + 2] = 0.5f;
     }
 
-    eb_feedforward_params params = eb_feedforward_default_params();
+    eb_finetuner_params params = eb_finetuner_default_params(EB_KIND_FEEDFORWARD);
     params.hidden_dim = HIDDEN;
     params.n_epochs = 200;
     eb_error err;
-    eb_feedforward *model = NULL;
-    eb_status status = eb_feedforward_create(&params, NULL, &model, &err);
+    eb_finetuner *model = NULL;
+    eb_status status = eb_finetuner_create(&params, NULL, &model, &err);
     if (status != EB_OK) {
         fprintf(stderr, "create: %s: %s\n", eb_status_string(status), err.message);
         return 1;
     }
 
     float out[ROWS * HIDDEN];
-    status = eb_feedforward_transform(model, eb_matrix_view(x, ROWS, COLS), eb_mut_matrix_view(out, ROWS, HIDDEN),
-                                      &err);
+    status = eb_finetuner_transform(model, eb_matrix_view(x, ROWS, COLS), eb_mut_matrix_view(out, ROWS, HIDDEN),
+                                    &err);
     if (status != EB_ERR_NOT_FITTED) {
         fprintf(stderr, "transform before fit returned %s, expected EB_ERR_NOT_FITTED\n", eb_status_string(status));
-        eb_feedforward_free(model);
+        eb_finetuner_free(model);
         return 1;
     }
 
-    status = eb_feedforward_fit(model, eb_matrix_view(x, ROWS, COLS), y, 2);
+    static const char *const names[2] = {"negative", "positive"};
+    const eb_class_labels labels = {EB_LABELS_UTF8, 2, NULL, names, NULL};
+    status = eb_finetuner_fit(model, eb_matrix_view(x, ROWS, COLS), y, 2, &labels);
     if (status == EB_OK)
-        status = eb_feedforward_transform(model, eb_matrix_view(x, ROWS, COLS),
-                                          eb_mut_matrix_view(out, ROWS, HIDDEN), &err);
+        status = eb_finetuner_transform(model, eb_matrix_view(x, ROWS, COLS),
+                                        eb_mut_matrix_view(out, ROWS, HIDDEN), &err);
     if (status != EB_OK) {
-        fprintf(stderr, "fit/transform: %s: %s%s\n", eb_status_string(status), eb_feedforward_last_error(model),
+        fprintf(stderr, "fit/transform: %s: %s%s\n", eb_status_string(status), eb_finetuner_last_error(model),
                 err.message);
-        eb_feedforward_free(model);
+        eb_finetuner_free(model);
         return 1;
     }
     size_t epochs = 0;
-    const double *losses = eb_feedforward_loss_history(model, &epochs);
+    const double *losses = eb_finetuner_loss_history(model, &epochs);
     const double first_loss = epochs > 0 ? losses[0] : NAN;
     const double last_loss = epochs > 0 ? losses[epochs - 1] : NAN;
-    eb_feedforward_free(model);
+
+    /* The saved bytes are the whole model, class names included. */
+    unsigned char saved[4096];
+    size_t written = 0;
+    eb_finetuner *loaded = NULL;
+    status = eb_finetuner_saved_size(model) <= sizeof saved
+                 ? eb_finetuner_save_to_buffer(model, saved, sizeof saved, &written, &err)
+                 : EB_ERR_BUFFER_TOO_SMALL;
+    if (status == EB_OK)
+        status = eb_finetuner_load_from_buffer(saved, written, NULL, &loaded, &err);
+    eb_finetuner_free(model);
+    eb_class_labels loaded_labels;
+    if (status == EB_OK)
+        status = eb_finetuner_class_labels(loaded, &loaded_labels);
+    if (status != EB_OK) {
+        fprintf(stderr, "save/load: %s: %s\n", eb_status_string(status), err.message);
+        eb_finetuner_free(loaded);
+        return 1;
+    }
+    int same = eb_finetuner_kind_of(loaded) == EB_KIND_FEEDFORWARD && loaded_labels.type == EB_LABELS_UTF8 &&
+               loaded_labels.count == 2 && strcmp(loaded_labels.strings[1], "positive") == 0;
+    eb_finetuner_free(loaded);
+    if (!same) {
+        fprintf(stderr, "the loaded model lost its kind or class names\n");
+        return 1;
+    }
 
     for (int i = 0; i < ROWS * HIDDEN; i++)
         if (!(out[i] > 0.0f && out[i] < 1.0f)) {
@@ -73,7 +100,7 @@ int main(void)
         fprintf(stderr, "the training loss did not fall over %zu epochs\n", epochs);
         return 1;
     }
-    printf("consumer OK: libembetter %s, loss %.4f -> %.4f over %zu epochs\n", eb_version(), first_loss,
-           last_loss, epochs);
+    printf("consumer OK: libembetter %s, loss %.4f -> %.4f over %zu epochs, class names saved and loaded\n",
+           eb_version(), first_loss, last_loss, epochs);
     return 0;
 }
