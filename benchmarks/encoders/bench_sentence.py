@@ -236,11 +236,11 @@ def main():
         rss[name] = [float(value) for value in result.stdout.split()[-2:]]
 
     rates = {name: len(texts) / statistics.median(times[name]) for name in CONTENDERS}
-    print(f"\n{'encoder':<24} {'texts/s (median)':>16} {'min-max texts/s':>18} {'peak RSS':>9} {'after imports':>14}")
+    print(f"\n{'encoder':<24} {'texts/s (median)':>16} {'min-max texts/s':>18} {'peak RSS':>9} {'before loading':>15}")
     for name in CONTENDERS:
         slowest, fastest = len(texts) / max(times[name]), len(texts) / min(times[name])
         print(f"{name:<24} {rates[name]:16.1f} {slowest:8.1f}-{fastest:<9.1f} {rss[name][1]:6.0f} MB "
-              f"{rss[name][0]:11.0f} MB")
+              f"{rss[name][0]:12.0f} MB")
     verdict = 0
     for name, target in (("sentence-transformers", args.target), ("onnxruntime", 1.0)):
         ratio = rates["ours"] / rates[name]
