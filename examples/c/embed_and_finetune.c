@@ -341,6 +341,26 @@ static float *gather_rows(const float *embedding, size_t dim, size_t n, const un
     return out;
 }
 
+/* The model's embedding of all n rows in a new array; on failure says why, naming the model, and returns NULL. */
+static float *fine_tuned_embedding(const eb_finetuner *model, const float *embedding, size_t n, size_t dim,
+                                   const char *which)
+{
+    const size_t out_dim = eb_finetuner_output_dim(model);
+    float *out = malloc(n * out_dim * sizeof *out);
+    if (!out) {
+        fprintf(stderr, "error: out of memory for %zu x %zu embeddings\n", n, out_dim);
+        return NULL;
+    }
+    eb_error err = {0};
+    if (eb_finetuner_transform(model, eb_matrix_view(embedding, n, dim), eb_mut_matrix_view(out, n, out_dim), &err) !=
+        EB_OK) {
+        fprintf(stderr, "error: transform with %s failed: %s\n", which, err.message);
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 static void usage(FILE *stream)
 {
     fprintf(stream, "usage: embed_and_finetune MODEL_DIR SAVED_MODEL CATEGORY_FILE CATEGORY_FILE...\n"
@@ -466,16 +486,9 @@ int main(int argc, char **argv)
            losses[0], losses[epochs - 1], epochs);
 
     const size_t tuned_dim = eb_finetuner_output_dim(model);
-    all_tuned = malloc(data.n_texts * tuned_dim * sizeof *all_tuned);
-    if (!all_tuned) {
-        fprintf(stderr, "error: out of memory\n");
+    all_tuned = fine_tuned_embedding(model, embedding, data.n_texts, dim, "the trained model");
+    if (!all_tuned)
         goto done;
-    }
-    if (eb_finetuner_transform(model, eb_matrix_view(embedding, data.n_texts, dim),
-                               eb_mut_matrix_view(all_tuned, data.n_texts, tuned_dim), &err) != EB_OK) {
-        fprintf(stderr, "error: transform failed: %s\n", err.message);
-        goto done;
-    }
     const double accuracy_tuned = nearest_centroid_accuracy(all_tuned, tuned_dim, &data, is_train);
 
     /* 3. Save, then load the file back: the loaded model must embed exactly as the trained one. */
@@ -487,16 +500,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: cannot load %s back: %s\n", saved_path, err.message);
         goto done;
     }
-    reloaded_tuned = malloc(data.n_texts * tuned_dim * sizeof *reloaded_tuned);
-    if (!reloaded_tuned) {
-        fprintf(stderr, "error: out of memory\n");
+    reloaded_tuned = fine_tuned_embedding(reloaded, embedding, data.n_texts, dim, "the reloaded model");
+    if (!reloaded_tuned)
         goto done;
-    }
-    if (eb_finetuner_transform(reloaded, eb_matrix_view(embedding, data.n_texts, dim),
-                               eb_mut_matrix_view(reloaded_tuned, data.n_texts, tuned_dim), &err) != EB_OK) {
-        fprintf(stderr, "error: transform with the reloaded model failed: %s\n", err.message);
-        goto done;
-    }
     eb_class_labels saved_names;
     if (eb_finetuner_class_labels(reloaded, &saved_names) != EB_OK || saved_names.type != EB_LABELS_UTF8 ||
         saved_names.count != data.n_categories) {
