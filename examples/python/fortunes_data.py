@@ -6,7 +6,8 @@ The package ships the data on disk, so the examples run without a network.
 
 Also holds make_text_encoder: the walk-through's HashingEncoder settings in
 one call, for code that wants the same features without restating them
-(benchmarks/run.py does).
+(benchmarks/run.py does), and choose_encoder: the walk-through's MiniLM
+sentence encoder, or that HashingEncoder when the model files are missing.
 """
 
 from __future__ import annotations
@@ -136,6 +137,36 @@ def make_text_encoder(n_features: int = 1024) -> HashingEncoder:
     from libembetter.text import HashingEncoder
 
     return HashingEncoder(analyzer="char_wb", ngram_range=(2, 4), n_features=n_features, alternate_sign=False)
+
+
+MINILM = "all-MiniLM-L6-v2"
+
+
+def choose_encoder(model: str = MINILM, kind: str = "auto"):
+    """The examples' text encoder and one line that says which it is.
+
+    kind "sentence": libembetter.text.SentenceEncoder(model), an error when
+    its files are missing; "hashing": make_text_encoder(); "auto": the
+    sentence encoder when its files are there, else hashing, and the line
+    then says that this is the fallback, why, and how to fetch the model.
+    """
+    if kind not in ("auto", "sentence", "hashing"):
+        raise ValueError(f"kind must be 'auto', 'sentence' or 'hashing', not {kind!r}")
+    if kind != "hashing":
+        from libembetter.text import ModelFilesNotFoundError, SentenceEncoder
+
+        encoder = SentenceEncoder(model)
+        try:
+            encoder.fit()  # loads the model now, so that missing files show here, not halfway through
+        except ModelFilesNotFoundError as error:
+            if kind == "sentence":
+                raise
+            # The error names the missing file and the command that fetches it.
+            return make_text_encoder(), (
+                f"hashed character n-grams, 1024 dims: FALLBACK, the sentence model cannot load: {error}"
+            )
+        return encoder, f"sentence embeddings of {model} (libembetter.text.SentenceEncoder)"
+    return make_text_encoder(), "hashed character n-grams, 1024 dims (chosen with --encoder hashing)"
 
 
 if __name__ == "__main__":  # a quick look at what is on this machine

@@ -63,7 +63,8 @@ def test_notebook_runs_every_cell(kernel_for_this_interpreter):
     client = NotebookClient(
         notebook,
         kernel_name=kernel_for_this_interpreter,
-        timeout=120,
+        # Encoding the corpus with MiniLM takes half a minute on two idle cores, minutes on busy ones.
+        timeout=900,
         resources={"metadata": {"path": str(NOTEBOOK.parent)}},
     )
     client.execute()  # raises CellExecutionError naming the cell on any error
@@ -84,15 +85,23 @@ def test_notebook_runs_every_cell(kernel_for_this_interpreter):
         for output in cell.outputs
         if output.output_type == "display_data" and "image/png" in output.get("data", {})
     )
-    assert images >= 4, f"expected the scatter and loss plots inline, got {images} images"
+    assert images >= 3, f"expected both tasks' scatter grids and the loss plot inline, got {images} images"
 
     report = json.loads(notebook.cells[-1].outputs[0]["text"])
     assert Path(report["python"]).resolve() == Path(sys.executable).resolve()
+    printed = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                      for output in cell.outputs if output.output_type == "stream")
+    # The tests run with the model files fetched (scripts/test.sh's "model files" stage).
+    assert "encoder: sentence embeddings of all-MiniLM-L6-v2" in printed, printed
     results = report["results"]
-    raw = results["raw"]
-    for name in ("feed-forward", "feed-forward, hidden_dim=10", "feed-forward, partial_fit", "contrastive"):
-        assert results[name]["logreg"] > raw["logreg"], (name, results)
-        assert results[name]["5-NN"] > raw["5-NN"], (name, results)
+    names = ("raw", "feed-forward, hidden_dim=50", "feed-forward, hidden_dim=10", "contrastive")
+    for task in ("two-class", "five-class"):
+        for name in names:
+            assert f"{task}: {name}" in results, sorted(results)
+    assert "five-class: feed-forward, partial_fit" in results
+    # On two classes every finetuner pulls the categories apart in the PCA plot.
+    for name in names[1:]:
+        assert results[f"two-class: {name}"]["silhouette"] > results["two-class: raw"]["silhouette"], results
 
 
 def ipywidgets_major_version():

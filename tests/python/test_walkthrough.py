@@ -20,56 +20,57 @@ GUIDE = REPO_ROOT / "docs" / "finetuners.md"
 sys.path.insert(0, str(EXAMPLES))
 import fortunes_data  # noqa: E402
 
-PLOTS = [
-    "raw.png",
-    "feedforward.png",
-    "feedforward_dim10.png",
-    "pipeline.png",
-    "streamed.png",
-    "contrastive.png",
-    "overview.png",
-]
+TASKS = ("two-class", "five-class")
+PLOTS = [f"{task}_{name}.png" for task in TASKS
+         for name in ("raw", "feedforward", "feedforward_dim10", "contrastive", "overview")] + ["five-class_streamed.png"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
+SECTION = re.compile(r"^== (?P<task>[a-z-]+): ")
 TABLE_ROW = re.compile(
-    r"^(?P<name>\S.*?)\s+(?P<dims>\d+)\s+(?P<logreg>\d\.\d{3}|-)\s+(?P<knn>\d\.\d{3}|-)"
+    r"^(?P<name>\S.*?)\s+(?P<dims>\d+)\s+(?P<logreg>\d\.\d{3})\s+(?P<knn>\d\.\d{3})"
     r"\s+(?P<silhouette>[+-]\d\.\d{3})\s+(?P<plot>\S+\.png)$"
 )
 TUNED_LINE = re.compile(r"^raw features, logreg with C=\S+ chosen by 5-fold CV on the training rows: (\d\.\d{3})$")
 
 
 def parse_table(text: str) -> dict[str, dict]:
+    """Rows keyed "task/embedding"; each task's tuned-logreg line as "task/tuned raw logreg"."""
     rows = {}
+    task = None
     for line in text.splitlines():
-        match = TABLE_ROW.match(line.rstrip())
+        line = line.rstrip()
+        section = SECTION.match(line)
+        if section:
+            task = section.group("task")
+            continue
+        match = TABLE_ROW.match(line)
         if match:
             row = match.groupdict()
-            for key in ("logreg", "knn"):
-                row[key] = None if row[key] == "-" else float(row[key])
-            row["silhouette"] = float(row["silhouette"])
+            for key in ("logreg", "knn", "silhouette"):
+                row[key] = float(row[key])
             row["dims"] = int(row["dims"])
-            rows[row["name"]] = row
-    tuned = [TUNED_LINE.match(line.rstrip()) for line in text.splitlines()]
-    tuned = [m for m in tuned if m]
-    if tuned:
-        rows["tuned raw logreg"] = {"logreg": float(tuned[0].group(1))}
+            rows[f"{task}/{row['name']}"] = row
+        tuned = TUNED_LINE.match(line)
+        if tuned:
+            rows[f"{task}/tuned raw logreg"] = {"logreg": float(tuned.group(1))}
     return rows
 
 
-def row_starting(rows, prefix):
-    found = [row for name, row in rows.items() if name.startswith(prefix)]
-    assert len(found) == 1, f"expected one table row starting {prefix!r}, found {list(rows)}"
+def row_starting(rows, task, prefix):
+    found = [row for name, row in rows.items() if name.startswith(f"{task}/{prefix}")]
+    assert len(found) == 1, f"expected one {task} table row starting {prefix!r}, found {list(rows)}"
     return found[0]
 
 
-def run_walkthrough(cwd: Path, *args: str) -> str:
+def run_walkthrough(cwd: Path, *args: str, env=None, expect_exit=0) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, str(WALKTHROUGH), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=180,
-        env={**os.environ, "MPLBACKEND": "Agg"},
+        cwd=cwd, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "MPLBACKEND": "Agg", **(env or {})},
     )
-    assert result.returncode == 0, f"walkthrough exited {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+    assert result.returncode == expect_exit, (
+        f"walkthrough exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 def assert_valid_png(path: Path):
@@ -82,48 +83,54 @@ def assert_valid_png(path: Path):
     assert float(np.std(pixels)) > 0.01, f"{path.name} is a blank image"
 
 
+def assert_complete_tables(rows, raw_dims):
+    assert len(rows) == 4 + 1 + 5 + 1, rows  # rows and the tuned line of each task
+    for task in TASKS:
+        assert row_starting(rows, task, "raw")["dims"] == raw_dims
+        assert row_starting(rows, task, "feed-forward, hidden_dim=50")["dims"] == 50
+        assert row_starting(rows, task, "feed-forward, hidden_dim=10")["dims"] == 10
+        assert row_starting(rows, task, "contrastive")["dims"] == raw_dims
+    assert row_starting(rows, "five-class", "feed-forward, partial_fit")["dims"] == 50
+    for row in rows.values():
+        for key in ("logreg", "knn"):
+            if key in row:
+                assert 0.0 <= row[key] <= 1.0
+
+
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("quick")
-    out = workdir / "plots"
-    stdout = run_walkthrough(workdir, "--quick", "--out", str(out))
-    return out, stdout, parse_table(stdout)
+def full_run(tmp_path_factory):
+    """The default run, MiniLM embeddings (the model files must be fetched: bash scripts/fetch-models.sh)."""
+    workdir = tmp_path_factory.mktemp("full")
+    # Without --out the plots go to ./walkthrough-output.
+    result = run_walkthrough(workdir)
+    return workdir / "walkthrough-output", result.stdout, parse_table(result.stdout)
 
 
-def test_quick_run_writes_valid_pngs(quick_run):
-    out, _, _ = quick_run
+def test_full_run_uses_the_sentence_encoder(full_run):
+    _, stdout, rows = full_run
+    assert "encoder: sentence embeddings of all-MiniLM-L6-v2" in stdout, stdout
+    assert "FALLBACK" not in stdout
+    assert_complete_tables(rows, raw_dims=384)
+
+
+def test_full_run_writes_valid_pngs(full_run):
+    out, _, _ = full_run
     for name in PLOTS:
         assert_valid_png(out / name)
 
 
-def test_quick_run_prints_a_full_table(quick_run):
-    _, stdout, rows = quick_run
-    assert "quick run:" in stdout
-    assert len([name for name in rows if name != "tuned raw logreg"]) == 6, stdout
-    raw = row_starting(rows, "raw")
-    assert raw["dims"] == 1024
-    assert row_starting(rows, "feed-forward, hidden_dim=50")["dims"] == 50
-    assert row_starting(rows, "feed-forward, hidden_dim=10")["dims"] == 10
-    assert row_starting(rows, "pipeline")["dims"] == 2
-    assert row_starting(rows, "contrastive")["dims"] == 1024
-    for row in rows.values():
-        for key in ("logreg", "knn"):
-            if row.get(key) is not None:
-                assert 0.0 <= row[key] <= 1.0
-    assert "pipeline's finetuner equals the step-by-step one (same seed): True" in stdout
+@pytest.mark.parametrize("finetuned", ["feed-forward, hidden_dim=50", "feed-forward, hidden_dim=10", "contrastive"])
+def test_every_finetuner_pulls_the_two_classes_apart(full_run, finetuned):
+    _, stdout, rows = full_run
+    assert row_starting(rows, "two-class", finetuned)["silhouette"] > row_starting(rows, "two-class", "raw")[
+        "silhouette"], stdout
 
 
-@pytest.mark.parametrize(
-    "finetuned",
-    ["feed-forward, hidden_dim=50", "feed-forward, hidden_dim=10", "feed-forward, partial_fit", "contrastive"],
-)
-def test_quick_run_fine_tuning_beats_raw_on_held_out_rows(quick_run, finetuned):
-    _, stdout, rows = quick_run
-    raw = row_starting(rows, "raw")
-    tuned = row_starting(rows, finetuned)
-    assert tuned["logreg"] > raw["logreg"], stdout
-    assert tuned["knn"] > raw["knn"], stdout
-    assert tuned["silhouette"] > raw["silhouette"], stdout
+def test_full_run_labels_new_texts_through_the_pipeline(full_run):
+    _, stdout, _ = full_run
+    lines = stdout.split("pipeline text -> encoder -> finetuner -> logreg", 1)[1].splitlines()[1:4]
+    predicted = [line.split("<-")[0].strip() for line in lines]
+    assert len(predicted) == 3 and set(predicted) <= set(fortunes_data.DEFAULT_CATEGORIES), stdout
 
 
 def docs_table() -> dict[str, dict]:
@@ -135,12 +142,8 @@ def docs_table() -> dict[str, dict]:
     return parse_table(block.group(1))
 
 
-def test_full_run_prints_the_numbers_in_the_guide(tmp_path):
-    # Without --out the plots go to ./walkthrough-output.
-    stdout = run_walkthrough(tmp_path)
-    for name in PLOTS:
-        assert_valid_png(tmp_path / "walkthrough-output" / name)
-    printed = parse_table(stdout)
+def test_full_run_prints_the_numbers_in_the_guide(full_run):
+    _, stdout, printed = full_run
     documented = docs_table()
     assert set(printed) == set(documented), (sorted(printed), sorted(documented))
     # Same machine kind, same seeds: equal to the last digit in practice; the
@@ -153,24 +156,45 @@ def test_full_run_prints_the_numbers_in_the_guide(tmp_path):
                 assert printed[name][key] == value, (name, key)
 
 
+def test_missing_model_falls_back_to_hashing_and_says_so(tmp_path):
+    out = tmp_path / "plots"
+    result = run_walkthrough(tmp_path, "--quick", "--out", str(out),
+                             env={"LIBEMBETTER_MODEL_CACHE": str(tmp_path / "empty-cache")})
+    stdout = result.stdout
+    assert "encoder: hashed character n-grams, 1024 dims: FALLBACK" in stdout, stdout
+    assert "bash scripts/fetch-models.sh all-MiniLM-L6-v2" in stdout
+    assert "quick run:" in stdout
+    rows = parse_table(stdout)
+    assert_complete_tables(rows, raw_dims=1024)
+    for name in PLOTS:
+        assert_valid_png(out / name)
+    # On hashed n-grams every finetuner beats the raw features on the five categories, on all three counts.
+    raw = row_starting(rows, "five-class", "raw")
+    for finetuned in ("feed-forward, hidden_dim=50", "feed-forward, hidden_dim=10", "feed-forward, partial_fit",
+                      "contrastive"):
+        tuned = row_starting(rows, "five-class", finetuned)
+        for key in ("logreg", "knn", "silhouette"):
+            assert tuned[key] > raw[key], (finetuned, key, stdout)
+
+
+def test_sentence_encoder_required_but_missing_is_a_clear_error(tmp_path):
+    result = run_walkthrough(tmp_path, "--quick", "--encoder", "sentence", expect_exit=1,
+                             env={"LIBEMBETTER_MODEL_CACHE": str(tmp_path / "empty-cache")})
+    assert "bash scripts/fetch-models.sh all-MiniLM-L6-v2" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "walkthrough-output").exists()
+
+
 def test_walkthrough_rejects_unknown_arguments(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(WALKTHROUGH), "--epochs", "3"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 2
+    result = run_walkthrough(tmp_path, "--epochs", "3", expect_exit=2)
     assert "unrecognized arguments: --epochs" in result.stderr
 
 
 def test_walkthrough_without_the_data_says_how_to_install_it(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(WALKTHROUGH), "--quick", "--fortunes-dir", str(tmp_path / "absent")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-    )
-    assert result.returncode == 1, result.stderr
+    result = run_walkthrough(tmp_path, "--quick", "--fortunes-dir", str(tmp_path / "absent"), expect_exit=1)
     assert "apt-get install fortunes" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "walkthrough-output" / "raw.png").exists()
+    assert not (tmp_path / "walkthrough-output").exists()
 
 
 # ---- the corpus loader ---------------------------------------------------------
@@ -227,26 +251,21 @@ def test_one_category_is_refused(tmp_path):
         fortunes_data.load_fortunes(["computers"])
 
 
-def notebook_encoder_settings() -> dict:
-    import ast
+def test_examples_share_one_encoder_setting():
     import json
 
-    notebook = json.loads((REPO_ROOT / "examples" / "notebooks" / "finetuning.ipynb").read_text(encoding="utf-8"))
-    for cell in notebook["cells"]:
-        for line in "".join(cell["source"]).splitlines():
-            if cell["cell_type"] == "code" and line.startswith("ENCODER_SETTINGS = "):
-                return ast.literal_eval(line.split("=", 1)[1].strip())
-    raise AssertionError("the notebook no longer defines ENCODER_SETTINGS")
-
-
-def test_examples_share_one_encoder_setting():
     import finetune_walkthrough
 
     from libembetter.text import HashingEncoder
 
     walkthrough = HashingEncoder(**finetune_walkthrough.ENCODER_SETTINGS).get_params()
     assert fortunes_data.make_text_encoder().get_params() == walkthrough
-    assert HashingEncoder(**notebook_encoder_settings()).get_params() == walkthrough
+    # The fallback of both examples is make_text_encoder, through choose_encoder.
+    encoder, description = fortunes_data.choose_encoder(kind="hashing")
+    assert encoder.get_params() == walkthrough and "hashed character n-grams" in description
+    notebook = json.loads((REPO_ROOT / "examples" / "notebooks" / "finetuning.ipynb").read_text(encoding="utf-8"))
+    sources = ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert any("encoder, description = choose_encoder()" in source for source in sources)
 
 
 def test_encoder_gives_the_features_the_numbers_were_measured_on():
