@@ -99,6 +99,21 @@ void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_mat
 /* g (x.cols x h, row-major) = x^T d, with d x.rows x h, row-major, for any number of rows. */
 void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *g);
 
+/*
+ * Which kernel computes a product: AUTO picks by the CPU, the batch size and
+ * the share of zeros in x (the sparse kernels skip zero entries of x); the
+ * others force one, for tests. DENSE and SPARSE fall back to BLAS where
+ * eb__small_gemm_available is false.
+ */
+typedef enum eb_small_gemm_path {
+    EB_SMALL_GEMM_AUTO,
+    EB_SMALL_GEMM_DENSE,
+    EB_SMALL_GEMM_SPARSE,
+    EB_SMALL_GEMM_BLAS
+} eb_small_gemm_path;
+void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, const float *bias, eb_mut_matrix out);
+void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, const float *d, size_t h, float *g);
+
 /* ---- training.c ---------------------------------------------------------- */
 
 /* Weights, their gradient and Adam's moments, in one allocation of 4 * count floats. */
