@@ -388,18 +388,23 @@ transposed_product(eb_small_gemm_path path, eb_matrix x, const float *d, size_t 
         bool sparse = path == EB_SMALL_GEMM_SPARSE;
         if (path != EB_SMALL_GEMM_DENSE) {
             size_t nonzero = 0;
-            /* Bit k of rows[i] is set when X[k][i] is not zero: 16 columns at a time, down the rows, no branches. */
+            /* Bit k of rows[i] is set when X[k][i] is not zero: row by row (X's order), 16 columns at a time. */
             for (size_t j = 0; j < count; j += LANES) {
-                __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
-                for (size_t k = 0; k < x.rows; k++) {
-                    __mmask16 lanes = (__mmask16)nonzero_lanes(x_chunk + k * x.stride + j, count - j);
-                    __m512i bit = _mm512_set1_epi64((long long)((uint64_t)1 << k));
-                    low = _mm512_mask_or_epi64(low, (__mmask8)lanes, low, bit);
-                    high = _mm512_mask_or_epi64(high, (__mmask8)(lanes >> 8), high, bit);
+                _mm512_storeu_si512((void *)(rows + j), _mm512_setzero_si512());
+                _mm512_storeu_si512((void *)(rows + j + 8), _mm512_setzero_si512());
+            }
+            for (size_t k = 0; k < x.rows; k++) {
+                const float *x_row = x_chunk + k * x.stride;
+                const __m512i bit = _mm512_set1_epi64((long long)((uint64_t)1 << k));
+                for (size_t j = 0; j < count; j += LANES) {
+                    __mmask16 lanes = (__mmask16)nonzero_lanes(x_row + j, count - j);
+                    __m512i low = _mm512_loadu_si512((const void *)(rows + j));
+                    __m512i high = _mm512_loadu_si512((const void *)(rows + j + 8));
+                    _mm512_storeu_si512((void *)(rows + j), _mm512_mask_or_epi64(low, (__mmask8)lanes, low, bit));
+                    _mm512_storeu_si512((void *)(rows + j + 8),
+                                        _mm512_mask_or_epi64(high, (__mmask8)(lanes >> 8), high, bit));
                     nonzero += (size_t)__builtin_popcount(lanes);
                 }
-                _mm512_storeu_si512((void *)(rows + j), low);
-                _mm512_storeu_si512((void *)(rows + j + 8), high);
             }
             sparse = sparse || (double)nonzero <= SPARSE_TRANSPOSED_MAX_DENSITY * (double)(count * x.rows);
         }
