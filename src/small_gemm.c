@@ -211,41 +211,43 @@ __attribute__((target("avx512f,popcnt"))) static size_t count_nonzero(eb_matrix 
     return count;
 }
 
-/* Accumulators acc0..acc3 += a * B row (vectors of 16 floats, the last one masked), for `vectors` of them. */
-#define EB_SPARSE_FMA(b_row)                                                                                        \
+/* Accumulators acc##0..acc##3 += av * B row (vectors of 16 floats, the last one masked), for `vectors` of them. */
+#define EB_SPARSE_FMA_INTO(acc, av, b_row)                                                                          \
     {                                                                                                               \
         const float *b_row_ = (b_row);                                                                              \
-        acc0 = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m0, b_row_), acc0);                                         \
+        acc##0 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m0, b_row_), acc##0);                                    \
         if (vectors > 1)                                                                                            \
-            acc1 = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m1, b_row_ + LANES), acc1);                             \
+            acc##1 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m1, b_row_ + LANES), acc##1);                        \
         if (vectors > 2)                                                                                            \
-            acc2 = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m2, b_row_ + 2 * LANES), acc2);                         \
+            acc##2 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m2, b_row_ + 2 * LANES), acc##2);                    \
         if (vectors > 3)                                                                                            \
-            acc3 = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m3, b_row_ + 3 * LANES), acc3);                         \
+            acc##3 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m3, b_row_ + 3 * LANES), acc##3);                    \
     }
+#define EB_SPARSE_FMA(b_row) EB_SPARSE_FMA_INTO(acc, a, b_row)
 
-/* c_row[0 .. 16 * vectors) (the last vector masked) = acc (+ bias). */
-#define EB_SPARSE_STORE(c_row, bias)                                                                                \
+/* c_row[0 .. 16 * vectors) (the last vector masked) = acc##0..acc##3 (+ bias). */
+#define EB_SPARSE_STORE_FROM(acc, c_row, bias)                                                                      \
     {                                                                                                               \
         const float *bias_ = (bias);                                                                                \
         float *c_ = (c_row);                                                                                        \
         if (bias_ != NULL) {                                                                                        \
-            acc0 = _mm512_add_ps(acc0, _mm512_maskz_loadu_ps(m0, bias_));                                           \
+            acc##0 = _mm512_add_ps(acc##0, _mm512_maskz_loadu_ps(m0, bias_));                                       \
             if (vectors > 1)                                                                                        \
-                acc1 = _mm512_add_ps(acc1, _mm512_maskz_loadu_ps(m1, bias_ + LANES));                               \
+                acc##1 = _mm512_add_ps(acc##1, _mm512_maskz_loadu_ps(m1, bias_ + LANES));                           \
             if (vectors > 2)                                                                                        \
-                acc2 = _mm512_add_ps(acc2, _mm512_maskz_loadu_ps(m2, bias_ + 2 * LANES));                           \
+                acc##2 = _mm512_add_ps(acc##2, _mm512_maskz_loadu_ps(m2, bias_ + 2 * LANES));                       \
             if (vectors > 3)                                                                                        \
-                acc3 = _mm512_add_ps(acc3, _mm512_maskz_loadu_ps(m3, bias_ + 3 * LANES));                           \
+                acc##3 = _mm512_add_ps(acc##3, _mm512_maskz_loadu_ps(m3, bias_ + 3 * LANES));                       \
         }                                                                                                           \
-        _mm512_mask_storeu_ps(c_, m0, acc0);                                                                        \
+        _mm512_mask_storeu_ps(c_, m0, acc##0);                                                                      \
         if (vectors > 1)                                                                                            \
-            _mm512_mask_storeu_ps(c_ + LANES, m1, acc1);                                                            \
+            _mm512_mask_storeu_ps(c_ + LANES, m1, acc##1);                                                          \
         if (vectors > 2)                                                                                            \
-            _mm512_mask_storeu_ps(c_ + 2 * LANES, m2, acc2);                                                        \
+            _mm512_mask_storeu_ps(c_ + 2 * LANES, m2, acc##2);                                                      \
         if (vectors > 3)                                                                                            \
-            _mm512_mask_storeu_ps(c_ + 3 * LANES, m3, acc3);                                                        \
+            _mm512_mask_storeu_ps(c_ + 3 * LANES, m3, acc##3);                                                      \
     }
+#define EB_SPARSE_STORE(c_row, bias) EB_SPARSE_STORE_FROM(acc, c_row, bias)
 
 #define EB_SPARSE_MASKS                                                                                             \
     const __mmask16 full = 0xFFFF;                                                                                  \
@@ -303,9 +305,18 @@ sparse_row_body(const float *x_row, size_t inner, const float *b, size_t ldb, co
  */
 __attribute__((target("avx512f,bmi"), always_inline)) static inline void
 sparse_column_body(uint64_t rows, const float *x_col, size_t x_stride, const float *d, size_t ldd,
-                   __mmask16 last_mask, float *g_row, const int vectors)
+                   __mmask16 last_mask, bool first, float *g_row, const int vectors)
 {
     EB_SPARSE_MASKS
+    if (!first) {
+        acc0 = _mm512_maskz_loadu_ps(m0, g_row);
+        if (vectors > 1)
+            acc1 = _mm512_maskz_loadu_ps(m1, g_row + LANES);
+        if (vectors > 2)
+            acc2 = _mm512_maskz_loadu_ps(m2, g_row + 2 * LANES);
+        if (vectors > 3)
+            acc3 = _mm512_maskz_loadu_ps(m3, g_row + 3 * LANES);
+    }
     while (rows != 0) {
         size_t k = (size_t)__builtin_ctzll(rows);
         rows &= rows - 1;
@@ -324,10 +335,10 @@ sparse_column_body(uint64_t rows, const float *x_col, size_t x_stride, const flo
     }                                                                                                               \
     __attribute__((target("avx512f,bmi"))) static void sparse_column_##vectors(                                    \
         const uint64_t *rows, size_t count, const float *x, size_t x_stride, const float *d, size_t ldd,           \
-        __mmask16 last_mask, float *g, size_t ldg)                                                                  \
+        __mmask16 last_mask, bool first, float *g, size_t ldg)                                                      \
     {                                                                                                               \
         for (size_t i = 0; i < count; i++)                                                                          \
-            sparse_column_body(rows[i], x + i, x_stride, d, ldd, last_mask, g + i * ldg, vectors);                  \
+            sparse_column_body(rows[i], x + i, x_stride, d, ldd, last_mask, first, g + i * ldg, vectors);           \
     }
 EB_SPARSE_OF_WIDTH(1)
 EB_SPARSE_OF_WIDTH(2)
@@ -336,7 +347,9 @@ EB_SPARSE_OF_WIDTH(4)
 #undef EB_SPARSE_OF_WIDTH
 #undef EB_SPARSE_MASKS
 #undef EB_SPARSE_STORE
+#undef EB_SPARSE_STORE_FROM
 #undef EB_SPARSE_FMA
+#undef EB_SPARSE_FMA_INTO
 
 /* Column blocks of up to 64 outputs: how many vectors this one has and the mask of its last. */
 static size_t block_vectors(size_t left, __mmask16 *last_mask)
@@ -372,75 +385,120 @@ __attribute__((target("avx512f,popcnt"))) static void sparse_affine(eb_matrix x,
 }
 
 /*
- * G = X^T D, a chunk of X's columns at a time: first the set of rows with a
- * nonzero entry, per column (a bit mask: at most 64 rows), then each row of G
- * over those rows only. A chunk whose entries are mostly nonzero goes to the
- * dense tiles instead (same bits), so `path` DENSE or SPARSE forces one.
+ * Bit k of rows[i] is set when x[k][i] is not zero, for the count columns and
+ * (at most 64) rows of x: row by row (x's order), 16 columns at a time.
+ * Returns the number of nonzero entries.
  */
-__attribute__((target("avx512f,bmi,popcnt"))) static void
-transposed_product(eb_small_gemm_path path, eb_matrix x, const float *d, size_t h, float *g)
+__attribute__((target("avx512f,popcnt"))) static size_t nonzero_rows_by_column(eb_matrix x, size_t count,
+                                                                               uint64_t *rows)
+{
+    size_t nonzero = 0;
+    for (size_t j = 0; j < count; j += LANES) {
+        _mm512_storeu_si512((void *)(rows + j), _mm512_setzero_si512());
+        _mm512_storeu_si512((void *)(rows + j + 8), _mm512_setzero_si512());
+    }
+    for (size_t k = 0; k < x.rows; k++) {
+        const float *x_row = x.data + k * x.stride;
+        const __m512i bit = _mm512_set1_epi64((long long)((uint64_t)1 << k));
+        for (size_t j = 0; j < count; j += LANES) {
+            __mmask16 lanes = (__mmask16)nonzero_lanes(x_row + j, count - j);
+            __m512i low = _mm512_loadu_si512((const void *)(rows + j));
+            __m512i high = _mm512_loadu_si512((const void *)(rows + j + 8));
+            _mm512_storeu_si512((void *)(rows + j), _mm512_mask_or_epi64(low, (__mmask8)lanes, low, bit));
+            _mm512_storeu_si512((void *)(rows + j + 8), _mm512_mask_or_epi64(high, (__mmask8)(lanes >> 8), high, bit));
+            nonzero += (size_t)__builtin_popcount(lanes);
+        }
+    }
+    return nonzero;
+}
+
+/* G (count rows of h) = x^T d over the set bits of rows[], continuing from G's partial sums unless `first`. */
+__attribute__((target("avx512f,bmi"))) static void sparse_columns(const uint64_t *rows, size_t count, eb_matrix x,
+                                                                  const float *d, size_t h, bool first, float *g)
+{
+    for (size_t col = 0; col < h; col += SPARSE_COLS) {
+        __mmask16 last_mask;
+        size_t vectors = block_vectors(h - col, &last_mask);
+        if (vectors == 4)
+            sparse_column_4(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+        else if (vectors == 3)
+            sparse_column_3(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+        else if (vectors == 2)
+            sparse_column_2(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+        else
+            sparse_column_1(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+    }
+}
+
+/*
+ * G = X^T D for a minibatch (at most 64 rows), a chunk of X's columns at a
+ * time: first the set of rows with a nonzero entry, per column (a bit mask),
+ * then each row of G over those rows only. A chunk whose entries are mostly
+ * nonzero goes to the dense tiles instead (same bits), so `path` DENSE or
+ * SPARSE forces one.
+ */
+__attribute__((target("avx512f"))) static void transposed_product(eb_small_gemm_path path, eb_matrix x,
+                                                                  const float *d, size_t h, float *g)
 {
     uint64_t rows[SPARSE_CHUNK + LANES]; /* whole vectors are stored */
     for (size_t i0 = 0; i0 < x.cols; i0 += SPARSE_CHUNK) {
         size_t count = x.cols - i0 < SPARSE_CHUNK ? x.cols - i0 : SPARSE_CHUNK;
-        const float *x_chunk = x.data + i0;
+        eb_matrix chunk = {x.data + i0, x.rows, count, x.stride};
         float *g_chunk = g + i0 * h;
         bool sparse = path == EB_SMALL_GEMM_SPARSE;
         if (path != EB_SMALL_GEMM_DENSE) {
-            size_t nonzero = 0;
-            /* Bit k of rows[i] is set when X[k][i] is not zero: row by row (X's order), 16 columns at a time. */
-            for (size_t j = 0; j < count; j += LANES) {
-                _mm512_storeu_si512((void *)(rows + j), _mm512_setzero_si512());
-                _mm512_storeu_si512((void *)(rows + j + 8), _mm512_setzero_si512());
-            }
-            for (size_t k = 0; k < x.rows; k++) {
-                const float *x_row = x_chunk + k * x.stride;
-                const __m512i bit = _mm512_set1_epi64((long long)((uint64_t)1 << k));
-                for (size_t j = 0; j < count; j += LANES) {
-                    __mmask16 lanes = (__mmask16)nonzero_lanes(x_row + j, count - j);
-                    __m512i low = _mm512_loadu_si512((const void *)(rows + j));
-                    __m512i high = _mm512_loadu_si512((const void *)(rows + j + 8));
-                    _mm512_storeu_si512((void *)(rows + j), _mm512_mask_or_epi64(low, (__mmask8)lanes, low, bit));
-                    _mm512_storeu_si512((void *)(rows + j + 8),
-                                        _mm512_mask_or_epi64(high, (__mmask8)(lanes >> 8), high, bit));
-                    nonzero += (size_t)__builtin_popcount(lanes);
-                }
-            }
+            size_t nonzero = nonzero_rows_by_column(chunk, count, rows);
             sparse = sparse || (double)nonzero <= SPARSE_TRANSPOSED_MAX_DENSITY * (double)(count * x.rows);
         }
-        if (!sparse) {
-            tiled_product(count, x_chunk, 1, x.stride, x.rows, d, h, NULL, g_chunk, h);
-            continue;
-        }
-        for (size_t col = 0; col < h; col += SPARSE_COLS) {
-            __mmask16 last_mask;
-            size_t vectors = block_vectors(h - col, &last_mask);
-            if (vectors == 4)
-                sparse_column_4(rows, count, x_chunk, x.stride, d + col, h, last_mask, g_chunk + col, h);
-            else if (vectors == 3)
-                sparse_column_3(rows, count, x_chunk, x.stride, d + col, h, last_mask, g_chunk + col, h);
-            else if (vectors == 2)
-                sparse_column_2(rows, count, x_chunk, x.stride, d + col, h, last_mask, g_chunk + col, h);
-            else
-                sparse_column_1(rows, count, x_chunk, x.stride, d + col, h, last_mask, g_chunk + col, h);
+        if (sparse)
+            sparse_columns(rows, count, chunk, d, h, true, g_chunk);
+        else
+            tiled_product(count, chunk.data, 1, x.stride, x.rows, d, h, NULL, g_chunk, h);
+    }
+}
+
+/*
+ * G = X^T D for any number of rows, all sparse: 64 rows of X (and D) at a
+ * time, each block continuing the sums of the one before, so every sum still
+ * runs over the rows in order.
+ */
+__attribute__((target("avx512f"))) static void sparse_transposed_product(eb_matrix x, const float *d, size_t h,
+                                                                         float *g)
+{
+    uint64_t rows[SPARSE_CHUNK + LANES];
+    for (size_t i0 = 0; i0 < x.cols; i0 += SPARSE_CHUNK) {
+        size_t count = x.cols - i0 < SPARSE_CHUNK ? x.cols - i0 : SPARSE_CHUNK;
+        for (size_t r0 = 0; r0 < x.rows; r0 += EB_SMALL_GEMM_MAX_ROWS) {
+            size_t block_rows = x.rows - r0 < EB_SMALL_GEMM_MAX_ROWS ? x.rows - r0 : EB_SMALL_GEMM_MAX_ROWS;
+            eb_matrix block = {x.data + r0 * x.stride + i0, block_rows, count, x.stride};
+            nonzero_rows_by_column(block, count, rows);
+            sparse_columns(rows, count, block, d + r0 * h, h, r0 == 0, g + i0 * h);
         }
     }
 }
 
 #endif
 
+/*
+ * The sparse kernels serve any number of rows: they hold no tile of rows, and
+ * where BLAS would use several threads on a large product they do a fraction
+ * of its multiply-adds on one.
+ */
 void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, const float *bias, eb_mut_matrix out)
 {
 #ifdef EB_HAVE_AVX512_KERNELS
-    if (path != EB_SMALL_GEMM_BLAS && eb__small_gemm_available(x.rows)) {
+    if (path != EB_SMALL_GEMM_BLAS && x.rows > 0 && __builtin_cpu_supports("avx512f")) {
         bool sparse = path == EB_SMALL_GEMM_SPARSE ||
                       (path == EB_SMALL_GEMM_AUTO &&
                        (double)count_nonzero(x) <= SPARSE_AFFINE_MAX_DENSITY * (double)(x.rows * x.cols));
-        if (sparse)
+        if (sparse) {
             sparse_affine(x, w, bias, out);
-        else
+            return;
+        }
+        if (eb__small_gemm_available(x.rows)) {
             tiled_product(x.rows, x.data, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
-        return;
+            return;
+        }
     }
 #else
     (void)path;
@@ -458,6 +516,13 @@ void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, cons
 #ifdef EB_HAVE_AVX512_KERNELS
     if (path != EB_SMALL_GEMM_BLAS && eb__small_gemm_available(x.rows)) {
         transposed_product(path, x, d, h, g);
+        return;
+    }
+    if (path != EB_SMALL_GEMM_BLAS && x.rows > 0 && __builtin_cpu_supports("avx512f") &&
+        (path == EB_SMALL_GEMM_SPARSE ||
+         (path == EB_SMALL_GEMM_AUTO &&
+          (double)count_nonzero(x) <= SPARSE_TRANSPOSED_MAX_DENSITY * (double)(x.rows * x.cols)))) {
+        sparse_transposed_product(x, d, h, g);
         return;
     }
 #else

@@ -119,7 +119,8 @@ static void check_transposed(eb_small_gemm_path path, size_t rows, size_t d, siz
 static void kernels_match_the_reference_on_every_tile_edge(void **state)
 {
     (void)state;
-    static const size_t row_counts[] = {1, 3, 7, 8, 9, 16, 31, 32, 33, EB_SMALL_GEMM_MAX_ROWS};
+    /* Past EB_SMALL_GEMM_MAX_ROWS the sparse kernels work in blocks of 64 rows; the dense path is BLAS's. */
+    static const size_t row_counts[] = {1, 3, 7, 8, 9, 16, 31, 32, 33, EB_SMALL_GEMM_MAX_ROWS, 65, 200};
     static const size_t widths[] = {1, 5, 15, 16, 17, 47, 48, 49, 50, 64, 65, 96, 200};
     static const size_t depths[] = {1, 2, 9, 64, 384};
     test_rng rng = test_rng_make(99);
@@ -129,6 +130,9 @@ static void kernels_match_the_reference_on_every_tile_edge(void **state)
             for (size_t b = 0; b < sizeof widths / sizeof widths[0]; b++)
                 for (size_t c = 0; c < sizeof depths / sizeof depths[0]; c++) {
                     size_t rows = row_counts[a], h = widths[b], d = depths[c];
+                    /* Past 64 rows the blocks' continuation is what is new; small depths test it in less time. */
+                    if (rows > EB_SMALL_GEMM_MAX_ROWS && d > 64)
+                        continue;
                     /* Every density on some shapes; the whole grid would take minutes under valgrind. */
                     double density = DENSITIES[(a + b + c) % (sizeof DENSITIES / sizeof DENSITIES[0])];
                     check_affine(PATHS[p], rows, d, h, d, density, &rng);
@@ -149,6 +153,8 @@ static void dense_and_sparse_kernels_give_the_same_bits(void **state)
 {
     (void)state;
     static const size_t shapes[][3] = {{32, 1024, 50}, {32, 384, 200}, {8, 1024, 50}, {64, 300, 65}, {7, 33, 17}};
+    /* Beyond 64 rows only the sparse kernel is this file's (the dense path is BLAS): AUTO must match it when x is sparse. */
+    static const size_t large_shapes[][3] = {{200, 1024, 50}, {129, 300, 65}};
     test_rng rng = test_rng_make(5);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t t = 0; t < sizeof DENSITIES / sizeof DENSITIES[0]; t++) {
@@ -176,6 +182,28 @@ static void dense_and_sparse_kernels_give_the_same_bits(void **state)
             free(bias);
             free(delta);
         }
+    for (size_t s = 0; s < sizeof large_shapes / sizeof large_shapes[0]; s++) {
+        size_t rows = large_shapes[s][0], d = large_shapes[s][1], h = large_shapes[s][2];
+        float *x = sparse_floats(&rng, rows * d, 0.1);
+        float *w = random_floats(&rng, d * h), *bias = random_floats(&rng, h);
+        float *delta = random_floats(&rng, rows * h);
+        float *automatic = malloc((rows + d) * h * sizeof(float)), *sparse = malloc((rows + d) * h * sizeof(float));
+        assert_non_null(automatic);
+        assert_non_null(sparse);
+        eb_matrix xm = {x, rows, d, d};
+        eb_mut_matrix am = {automatic, rows, h, h}, sm = {sparse, rows, h, h};
+        eb__small_affine_via(EB_SMALL_GEMM_AUTO, xm, w, bias, am);
+        eb__small_transposed_product_via(EB_SMALL_GEMM_AUTO, xm, delta, h, automatic + rows * h);
+        eb__small_affine_via(EB_SMALL_GEMM_SPARSE, xm, w, bias, sm);
+        eb__small_transposed_product_via(EB_SMALL_GEMM_SPARSE, xm, delta, h, sparse + rows * h);
+        assert_memory_equal(automatic, sparse, (rows + d) * h * sizeof(float));
+        free(automatic);
+        free(sparse);
+        free(x);
+        free(w);
+        free(bias);
+        free(delta);
+    }
 }
 
 /* A NaN in x reaches every output it touches, in the sparse kernels too (NaN is not zero). */
