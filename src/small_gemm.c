@@ -524,6 +524,9 @@ void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, cons
 {
 #ifdef EB_HAVE_AVX512_KERNELS
     if (path != EB_SMALL_GEMM_BLAS && eb__small_gemm_available(x.rows)) {
+        /* A sample that is mostly nonzeros spares a dense batch the per-chunk census. */
+        if (path == EB_SMALL_GEMM_AUTO && !mostly_zeros(x, SPARSE_TRANSPOSED_MAX_DENSITY))
+            path = EB_SMALL_GEMM_DENSE;
         transposed_product(path, x, d, h, g);
         return;
     }
