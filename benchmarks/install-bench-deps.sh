@@ -21,9 +21,8 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ "${1:-}" = --pypi ]; then
   venv="${2:?usage: $0 --pypi VENV_DIR}"
   torch_spec="${EMBETTER_BENCH_TORCH:-torch==2.13.0}"
-  # libembetter's finetuners call BaseEstimator._validate_data, gone in scikit-learn 1.7 (issue 10); until
-  # the compatibility layer lands the comparison runs on the newest release that still has it.
-  sklearn_spec="${EMBETTER_BENCH_SKLEARN:-scikit-learn<1.6}"
+  # The newest scikit-learn by default (libembetter supports 1.2 to 1.9); EMBETTER_BENCH_SKLEARN pins another.
+  sklearn_spec="${EMBETTER_BENCH_SKLEARN:-scikit-learn}"
   python="${PYTHON:-python3}"
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
   pip=("$venv/bin/python" -m pip install --quiet)

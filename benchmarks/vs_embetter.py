@@ -211,9 +211,15 @@ def print_environment(torch, peer_version, torch_thread_settings):
         print(f"- thread pools loaded (threadpoolctl): {pools}")
     except ImportError:
         pass
+    print(f"- load average at the start: {load_average()} (1, 5, 15 min)")
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         if name in os.environ:
             print(f"- {name}={os.environ[name]}")
+
+
+def load_average():
+    """The machine's load (uptime's 1, 5 and 15 minute averages): the comparison shares it with whatever runs."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def sklearn_version():
@@ -266,6 +272,136 @@ def profile(args, X, labels, torch, PeerFeedForward, PeerContrastive):
           f"libembetter's whole fit {fit:.3f} s ({flops / fit / 1e9:.1f} GFLOP/s), 1 BLAS thread, median of 5")
 
 
+def blas_builds():
+    """(label, sgemm, set_threads) for each OpenBLAS build here: the scipy-openblas32 wheel libembetter links when
+    pip-built, and Debian's system OpenBLAS, each loaded privately through ctypes."""
+    import ctypes
+
+    builds = []
+    try:
+        import scipy_openblas32
+
+        path = os.path.join(scipy_openblas32.get_lib_dir(), f"lib{scipy_openblas32.get_library()}.so")
+        lib = ctypes.CDLL(path)
+        builds.append((f"scipy-openblas32 {scipy_openblas32.get_openblas_config().split()[1]} "
+                       f"({lib_corename(lib, 'scipy_')})", lib.scipy_cblas_sgemm, lib.scipy_openblas_set_num_threads))
+    except (ImportError, OSError, AttributeError) as error:
+        print(f"- scipy-openblas32 not timed: {error}")
+    for path in ("/usr/lib/x86_64-linux-gnu/libopenblas.so.0", "/usr/lib64/libopenblas.so.0"):
+        if os.path.exists(path):
+            lib = ctypes.CDLL(path)
+            config = ctypes.c_char_p
+            lib.openblas_get_config.restype = config
+            version = lib.openblas_get_config().decode().split()[1]
+            builds.append((f"system OpenBLAS {version} ({lib_corename(lib, '')})", lib.cblas_sgemm,
+                           lib.openblas_set_num_threads))
+            break
+    return builds
+
+
+def lib_corename(lib, prefix):
+    import ctypes
+
+    get = getattr(lib, f"{prefix}openblas_get_corename")
+    get.restype = ctypes.c_char_p
+    return get().decode()
+
+
+def sgemm_gflops(sgemm, m, n, k, trans_a, runs=7, seconds=0.1):
+    """Best GFLOP/s of `runs` runs of about `seconds` of C (m x n) = op(A) B, inner dimension k, one thread."""
+    import ctypes
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if trans_a else (m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    c = np.empty((m, n), dtype=np.float32)
+    f = ctypes.c_float
+    ptr = ctypes.c_void_p
+    call = (101, 112 if trans_a else 111, 111, m, n, k, f(1.0), ptr(a.ctypes.data), a.shape[1],
+            ptr(b.ctypes.data), n, f(0.0), ptr(c.ctypes.data), n)  # row-major; Trans / NoTrans
+    sgemm(*call)
+    start = time.perf_counter()
+    sgemm(*call)
+    once = max(time.perf_counter() - start, 1e-7)
+    repeats = max(1, int(seconds / once))
+    best = 0.0
+    for _ in range(runs):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            sgemm(*call)
+        best = max(best, 2.0 * m * n * k * repeats / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def contrastive_bound(X, labels, torch, PeerContrastive):
+    """What ContrastiveTuner()'s 20x target asks of the products: one default fit's FLOPs on both sides, the
+    PyTorch fit's time, the throughput 20x would take, and what OpenBLAS (both builds) and the FMA loop reach
+    at libembetter's shapes on one core."""
+    import sgemm_native
+    from embetter.finetune._contrastive_tuner import generate_pairs_batch
+    from sklearn.model_selection import train_test_split
+
+    train, _ = train_test_split(np.arange(len(labels)), train_size=N_TRAIN, stratify=labels, random_state=0)
+    X_train, y_train = X[train], labels[train]
+    ours = ContrastiveTuner(random_state=0)
+    d, h, epochs, batch = X_train.shape[1], ours.hidden_dim, ours.epochs, ours.PAIRS_PER_BATCH
+    random.seed(0)
+    pairs = len(generate_pairs_batch(y_train, n_neg=ours.n_neg))
+    steps = -(-pairs // batch)
+    # libembetter: per step one product embeds the step's rows (the library's rule: all 200 here), one gives the
+    # weight gradient; 0.9.1: both rows of every pair through Linear(d, h), ReLU, Linear(h, h), and back.
+    step_rows = lib_step_rows(N_TRAIN, batch)
+    ours_flops = epochs * steps * 2 * (2 * step_rows * d * h)
+    peer_flops = epochs * (2 * pairs) * 2 * (2 * d * h + 3 * h * h)
+    print(f"\n## ContrastiveTuner() at defaults: the work and what 20x asks\n")
+    print(f"- both: {pairs} pairs per epoch (n_neg {ours.n_neg}: one positive and {ours.n_neg} negatives per row), "
+          f"minibatches of {batch} pairs, {steps} Adam steps per epoch, {epochs} epochs; 0.9.1 draws its pairs once "
+          f"per fit, libembetter every epoch")
+    print(f"- embetter 0.9.1: 2 x {pairs} rows per epoch through {d} -> {h} -> ReLU -> {h}: "
+          f"{peer_flops / 1e9:.2f} GFLOP per fit (forward and both weight gradients)")
+    print(f"- libembetter: {step_rows} distinct rows per step through {d} -> {h} (one layer): "
+          f"{ours_flops / 1e9:.2f} GFLOP per fit as dense products, {peer_flops / ours_flops:.1f}x less than 0.9.1; "
+          f"the input has {np.count_nonzero(X_train) / X_train.size:.1%} nonzeros, and its sparse kernels "
+          f"do only their multiply-adds")
+    torch_threads(1)
+    peer_times, our_times = [], []
+    for seed in range(7):
+        seed_peer(torch, seed)
+        peer_times.append(timed_fit(PeerContrastive(), X_train, y_train))
+        with embetter_threads("auto"):
+            our_times.append(timed_fit(ContrastiveTuner(random_state=seed), X_train, y_train))
+    peer_s, our_s = float(np.median(peer_times)), float(np.median(our_times))
+    needed = ours_flops / (peer_s / 20) / 1e9
+    print(f"- fit, median of 7 taking turns: embetter {peer_s:.3f} s (torch 1 thread), libembetter {our_s:.4f} s: "
+          f"{peer_s / our_s:.1f}x; 20x means {peer_s / 20 * 1e3:.1f} ms, i.e. {needed:.0f} GFLOP/s of dense "
+          f"products with nothing else in the fit (Adam, pair scalars)")
+    table = Table("One core's throughput at libembetter's contrastive shapes (best of 7 runs of ~0.1 s)",
+                  ["what", "forward 200 x 1024 -> 50 GFLOP/s", "weight gradient 1024 x 200 -> 50 GFLOP/s",
+                   "products of one fit, s", "vs 20x budget"], level=3)
+    budget = peer_s / 20
+    for label, sgemm, set_threads in blas_builds():
+        set_threads(1)
+        forward = sgemm_gflops(sgemm, step_rows, h, d, False)
+        gradient = sgemm_gflops(sgemm, d, h, step_rows, True)
+        seconds = epochs * steps * (2 * step_rows * d * h) * (1 / forward + 1 / gradient) / 1e9
+        table.add(f"cblas_sgemm, {label}", f"{forward:.1f}", f"{gradient:.1f}", f"{seconds:.4f}",
+                  f"{seconds / budget:.1f}x over" if seconds > budget else "within")
+    peak = sgemm_native.peak_gflops(1)
+    if peak is not None:
+        seconds = ours_flops / peak / 1e9
+        table.add(f"FMA loop in registers ({sgemm_native.peak_isa()}), the core's peak", f"{peak:.1f}", f"{peak:.1f}",
+                  f"{seconds:.4f}", f"{seconds / budget:.1f}x over" if seconds > budget else "within")
+    table.print()
+    print(f"- load average after the measurement: {load_average()}")
+
+
+def lib_step_rows(n_rows, batch):
+    """Rows one contrastive step multiplies: the C library's own rule (eb_training_step_rows)."""
+    from libembetter._native import lib
+
+    return lib.eb_training_step_rows(lib.EB_KIND_CONTRASTIVE, n_rows, batch)
+
+
 def timed_fit(model, X, y):
     start = time.perf_counter()
     model.fit(X, y)
@@ -281,6 +417,9 @@ def main():
                         help="comma-separated intra-op thread counts PyTorch is timed with; the faster counts "
                              "(default %(default)s: 2 threads took minutes per fit on a busy 2-core machine)")
     parser.add_argument("--profile", action="store_true", help="where one default fit's time goes, both sides")
+    parser.add_argument("--contrastive-bound", action="store_true",
+                        help="what ContrastiveTuner()'s 20x target asks of the products, against OpenBLAS and the "
+                             "core's FMA peak")
     args = parser.parse_args()
     torch_thread_settings = [int(t) for t in args.torch_threads.split(",")]
     torch, PeerFeedForward, PeerContrastive, PeerLearner, peer_version = import_peer()
@@ -293,6 +432,9 @@ def main():
     print_environment(torch, peer_version, torch_thread_settings)
     if args.profile:
         profile(args, X, labels, torch, PeerFeedForward, PeerContrastive)
+        return 0
+    if args.contrastive_bound:
+        contrastive_bound(X, labels, torch, PeerContrastive)
         return 0
     print(f"- data: {len(texts)} fortunes in {len(set(labels))} categories, the walk-through's HashingEncoder "
           f"({X.shape[1]} columns); {N_TRAIN} training rows, the other {len(texts) - N_TRAIN} held out; "
@@ -333,8 +475,8 @@ def main():
                             warnings.simplefilter("ignore")  # ConvergenceWarning of a degenerate embedding
                             scores.setdefault((setting, kind, implementation), []).append(
                                 quality(model, X_train, y_train, X_held, y_held))
-            print(f"<!-- repeat {repeat + 1}, seed {seed}: {time.perf_counter() - started:.0f} s so far -->",
-                  flush=True)
+            print(f"<!-- repeat {repeat + 1}, seed {seed}: {time.perf_counter() - started:.0f} s so far; "
+                  f"load average {load_average()} -->", flush=True)
 
     n = args.seeds * args.repeats
     table = Table(f"Fit and transform, libembetter vs embetter {peer_version} (torch {torch.__version__}); "
@@ -392,7 +534,8 @@ def main():
             print(f"- quality, {kind} at {where}: "
                   + ("within noise or better on all three measures: meets" if not worse
                      else f"MISSES: worse than noise on {', '.join(worse)}"))
-    print(f"- {time.perf_counter() - started:.0f} s for the whole run")
+    print(f"- {time.perf_counter() - started:.0f} s for the whole run; load average at the end {load_average()} "
+          f"(1, 5, 15 min; {os.cpu_count()} CPUs)")
     return 0
 
 

@@ -294,7 +294,8 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
     const size_t d = xb.cols, rows = xb.rows;
     const float *w = values, *bias = values + d * h;
     eb_mut_matrix embed_view = {embed, rows, h, h};
-    eb__affine(xb, w, bias, embed_view);
+    /* src/small_gemm.c: sparse rows (hashed n-grams) skip their zeros; dense minibatches skip OpenBLAS's packing. */
+    eb__small_affine(xb, w, bias, embed_view);
     for (size_t r = 0; r < rows; r++)
         norms[r] = norm_of(embed + r * h, h);
     memset(embed_grad, 0, rows * h * sizeof(float));
@@ -327,8 +328,7 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         else
             add_self_pair_gradient(embed_grad + i * h, a, h, unit_a, unit_b, step_a, step_b, self_a, self_b);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)h, (int)rows, 1.0f, xb.data, (int)xb.stride,
-                embed_grad, (int)h, 0.0f, grad, (int)h);
+    eb__small_transposed_product(xb, embed_grad, h, grad);
     eb__column_sums(embed_grad, rows, h, grad + d * h);
     return loss_sum;
 }

@@ -92,12 +92,30 @@ void eb__rng_shuffle(eb_rng *rng, uint32_t *items, size_t count);
 /* Minibatches up to this many rows use the kernels below where the CPU has them. */
 enum { EB_SMALL_GEMM_MAX_ROWS = 64 };
 
-/* Whether eb__small_affine and eb__small_transposed_product have a fast kernel for `rows` rows here; without one they call BLAS. */
+/* Whether the dense minibatch kernels serve `rows` rows here; without them dense products call BLAS. */
 bool eb__small_gemm_available(size_t rows);
-/* out = x w + bias, as eb__affine computes it (w is x.cols x out.cols, row-major), for any number of rows. */
+/*
+ * out = x w + bias, as eb__affine computes it (w is x.cols x out.cols, row-major), for any number of rows. An x
+ * that is mostly zeros takes the sparse kernel on AVX-512 CPUs, at any number of rows.
+ */
 void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out);
-/* g (x.cols x h, row-major) = x^T d, with d x.rows x h, row-major, for any number of rows. */
+/* g (x.cols x h, row-major) = x^T d, with d x.rows x h, row-major, for any number of rows; sparse x likewise. */
 void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *g);
+
+/*
+ * Which kernel computes a product: AUTO picks by the CPU, the number of rows
+ * and the share of zeros in x (the sparse kernels skip zero entries of x);
+ * the others force one, for tests. DENSE falls back to BLAS where
+ * eb__small_gemm_available is false, SPARSE where the CPU lacks AVX-512.
+ */
+typedef enum eb_small_gemm_path {
+    EB_SMALL_GEMM_AUTO,
+    EB_SMALL_GEMM_DENSE,
+    EB_SMALL_GEMM_SPARSE,
+    EB_SMALL_GEMM_BLAS
+} eb_small_gemm_path;
+void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, const float *bias, eb_mut_matrix out);
+void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, const float *d, size_t h, float *g);
 
 /* ---- training.c ---------------------------------------------------------- */
 

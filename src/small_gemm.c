@@ -15,14 +15,20 @@
  * (no AVX-512, larger batches) both functions call cblas_sgemm themselves, so
  * callers use them for any batch.
  *
+ * Inputs that are mostly zeros (hashed n-gram counts, bags of words) go to
+ * sparse kernels instead, which do the multiply-adds of the nonzero entries
+ * only; see SPARSE_AFFINE_MAX_DENSITY below for where the choice falls.
+ *
  * Every output element is a sum over the inner dimension in index order with
  * one fused multiply-add per term, starting from zero; the bias is added last,
  * as OpenBLAS does it for a pre-filled output. Results therefore match
- * cblas_sgemm to rounding, not bit for bit (tests/c/test_small_gemm.c).
+ * cblas_sgemm to rounding, not bit for bit, and the dense and sparse kernels
+ * bit for bit (tests/c/test_small_gemm.c).
  */
 #include "blas.h"
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "internal.h"
 
@@ -165,28 +171,413 @@ __attribute__((target("avx512f"))) static void tiled_product(size_t c_rows, cons
     }
 }
 
+
+/*
+ * The sparse kernels. Inputs such as hashed n-gram counts are mostly zeros
+ * (the walk-through's fortunes rows: 76%), and a term 0 * w adds nothing to a
+ * sum of finite values, so these kernels visit only the nonzero entries of x,
+ * in index order, one fused multiply-add each, from zero, bias last: the same
+ * operations on every term that matters, hence the dense kernels' bits (the
+ * only possible difference is the sign of a sum that is exactly zero). NaN
+ * counts as nonzero and reaches the sum; an infinite weight or delta met by a
+ * zero of x gives NaN in the dense product and not here, which only changes
+ * how a fit that has already diverged fails.
+ */
+enum { SPARSE_VECTORS = 4, SPARSE_COLS = SPARSE_VECTORS * LANES, SPARSE_CHUNK = 256 };
+
+/*
+ * Up to these shares of nonzero entries in x the sparse kernels are faster
+ * (measured at 32 x 1024 -> 50 and 32 x 384 -> 200, 1 core: the forward one
+ * breaks even at 30-35% nonzeros, its rows of w coming from L2 for one row of
+ * x each where a dense tile shares them among 8; the transposed one, reading
+ * the batch's deltas from L1, at 40-60%).
+ */
+static const double SPARSE_AFFINE_MAX_DENSITY = 0.3;
+static const double SPARSE_TRANSPOSED_MAX_DENSITY = 0.4;
+
+/* Lanes of x[0 .. min(left, 16)) that are not zero (NaN included). */
+__attribute__((target("avx512f"), always_inline)) static inline unsigned nonzero_lanes(const float *x, size_t left)
+{
+    __mmask16 valid = left >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+    return _mm512_mask_cmp_ps_mask(valid, _mm512_maskz_loadu_ps(valid, x), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+}
+
+/*
+ * Whether x has at most `density` nonzero entries, judged on up to
+ * SPARSE_SAMPLE_ROWS rows spread over x. Both kernels give the same bits, so
+ * an unlucky sample costs time, never a different result; counting every
+ * entry cost 3% of a minibatch fit.
+ */
+enum { SPARSE_SAMPLE_ROWS = 8 };
+__attribute__((target("avx512f,popcnt"))) static bool mostly_zeros(eb_matrix x, double density)
+{
+    size_t sampled = x.rows < SPARSE_SAMPLE_ROWS ? x.rows : SPARSE_SAMPLE_ROWS, count = 0;
+    for (size_t i = 0; i < sampled; i++) {
+        const float *row = x.data + (i * x.rows / sampled) * x.stride;
+        for (size_t j = 0; j < x.cols; j += LANES)
+            count += (size_t)__builtin_popcount(nonzero_lanes(row + j, x.cols - j));
+    }
+    return (double)count <= density * (double)(sampled * x.cols);
+}
+
+/*
+ * With `narrow`, the last vector holds at most 8 columns and works in 256-bit
+ * registers: at 50 columns the 2 left over after 48 cost a quarter of a
+ * row's loads and multiply-adds as a 512-bit vector, 10% of a feed-forward
+ * fit. The lanes and their fused multiply-adds are the same, so are the bits.
+ */
+#define EB_NARROW(v) (narrow && vectors == (v) + 1)
+#define EB_NARROW_FMA(av, mask, p, acc)                                                                              \
+    _mm512_castps256_ps512(_mm256_fmadd_ps(_mm512_castps512_ps256(av), _mm256_maskz_loadu_ps((__mmask8)(mask), p),   \
+                                           _mm512_castps512_ps256(acc)))
+#define EB_ONE_FMA(v, acc, av, p, mask)                                                                              \
+    acc = EB_NARROW(v) ? EB_NARROW_FMA(av, mask, p, acc) : _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mask, p), acc);
+
+/* Accumulators acc##0..acc##3 += av * B row (vectors of 16 floats, the last one masked), for `vectors` of them. */
+#define EB_SPARSE_FMA_INTO(acc, av, b_row)                                                                          \
+    {                                                                                                               \
+        const float *b_row_ = (b_row);                                                                              \
+        EB_ONE_FMA(0, acc##0, av, b_row_, m0)                                                                       \
+        if (vectors > 1)                                                                                            \
+            EB_ONE_FMA(1, acc##1, av, b_row_ + LANES, m1)                                                           \
+        if (vectors > 2)                                                                                            \
+            EB_ONE_FMA(2, acc##2, av, b_row_ + 2 * LANES, m2)                                                       \
+        if (vectors > 3)                                                                                            \
+            EB_ONE_FMA(3, acc##3, av, b_row_ + 3 * LANES, m3)                                                       \
+    }
+#define EB_SPARSE_FMA(b_row) EB_SPARSE_FMA_INTO(acc, a, b_row)
+
+/* p[lanes of mask] = acc (+ bias), a narrow last vector in 256-bit registers. */
+#define EB_ONE_STORE(v, acc, p, bias_p, mask)                                                                        \
+    {                                                                                                               \
+    if (EB_NARROW(v)) {                                                                                             \
+        __m256 sum_ = _mm512_castps512_ps256(acc);                                                                  \
+        if (bias_ != NULL)                                                                                          \
+            sum_ = _mm256_add_ps(sum_, _mm256_maskz_loadu_ps((__mmask8)(mask), bias_p));                            \
+        _mm256_mask_storeu_ps(p, (__mmask8)(mask), sum_);                                                           \
+    } else {                                                                                                        \
+        __m512 sum_ = acc;                                                                                          \
+        if (bias_ != NULL)                                                                                          \
+            sum_ = _mm512_add_ps(sum_, _mm512_maskz_loadu_ps(mask, bias_p));                                        \
+        _mm512_mask_storeu_ps(p, mask, sum_);                                                                       \
+    }                                                                                                               \
+    }
+
+/* c_row[0 .. 16 * vectors) (the last vector masked) = acc##0..acc##3 (+ bias). */
+#define EB_SPARSE_STORE_FROM(acc, c_row, bias)                                                                      \
+    {                                                                                                               \
+        const float *bias_ = (bias);                                                                                \
+        float *c_ = (c_row);                                                                                        \
+        EB_ONE_STORE(0, acc##0, c_, bias_, m0)                                                                      \
+        if (vectors > 1)                                                                                            \
+            EB_ONE_STORE(1, acc##1, c_ + LANES, bias_ + LANES, m1)                                                  \
+        if (vectors > 2)                                                                                            \
+            EB_ONE_STORE(2, acc##2, c_ + 2 * LANES, bias_ + 2 * LANES, m2)                                          \
+        if (vectors > 3)                                                                                            \
+            EB_ONE_STORE(3, acc##3, c_ + 3 * LANES, bias_ + 3 * LANES, m3)                                          \
+    }
+#define EB_SPARSE_STORE(c_row, bias) EB_SPARSE_STORE_FROM(acc, c_row, bias)
+
+#define EB_SPARSE_MASKS                                                                                             \
+    const __mmask16 full = 0xFFFF;                                                                                  \
+    const __mmask16 m0 = vectors == 1 ? last_mask : full, m1 = vectors == 2 ? last_mask : full;                     \
+    const __mmask16 m2 = vectors == 3 ? last_mask : full, m3 = last_mask;                                           \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(),                      \
+           acc3 = _mm512_setzero_ps();
+
+/*
+ * The positions of the nonzero entries of x[0 .. count) (count <= SPARSE_CHUNK),
+ * ascending, into index[]; returns how many. Compressing lanes avoids a branch
+ * per nonzero (a mispredicted loop exit per 16 entries costs more than the
+ * multiply-adds). index needs SPARSE_CHUNK + LANES entries: whole vectors are stored.
+ */
+__attribute__((target("avx512f,popcnt"), always_inline)) static inline size_t nonzero_positions(const float *x,
+                                                                                              size_t count,
+                                                                                              uint32_t *index)
+{
+    size_t found = 0;
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    for (size_t j = 0; j < count; j += LANES) {
+        __mmask16 lanes = (__mmask16)nonzero_lanes(x + j, count - j);
+        __m512i positions = _mm512_maskz_compress_epi32(lanes, _mm512_add_epi32(lane, _mm512_set1_epi32((int)j)));
+        _mm512_storeu_si512((void *)(index + found), positions);
+        found += (size_t)__builtin_popcount(lanes);
+    }
+    return found;
+}
+
+/*
+ * One row of C, columns [0, 16 * vectors) of the block b points into:
+ * c_row = x_row B (+ bias) over the nonzero entries of x_row (inner of them at most).
+ */
+__attribute__((target("avx512f,avx512vl,fma,popcnt"), always_inline)) static inline void
+sparse_row_body(const float *x_row, size_t inner, const float *b, size_t ldb, const float *bias, __mmask16 last_mask,
+                float *c_row, const int vectors, const bool narrow)
+{
+    EB_SPARSE_MASKS
+    uint32_t index[SPARSE_CHUNK + LANES];
+    for (size_t j0 = 0; j0 < inner; j0 += SPARSE_CHUNK) {
+        size_t found = nonzero_positions(x_row + j0, inner - j0 < SPARSE_CHUNK ? inner - j0 : SPARSE_CHUNK, index);
+        for (size_t t = 0; t < found; t++) {
+            size_t k = j0 + index[t];
+            __m512 a = _mm512_set1_ps(x_row[k]);
+            EB_SPARSE_FMA(b + k * ldb)
+        }
+    }
+    EB_SPARSE_STORE(c_row, bias)
+}
+
+/*
+ * One row i of G = X^T D, columns [0, 16 * vectors) of the block d points
+ * into, over the rows k of X whose entry in column i is nonzero (the set bits
+ * of `rows`, lowest first: index order).
+ */
+__attribute__((target("avx512f,avx512vl,fma,bmi"), always_inline)) static inline void
+sparse_column_body(uint64_t rows, const float *x_col, size_t x_stride, const float *d, size_t ldd,
+                   __mmask16 last_mask, bool first, float *g_row, const int vectors, const bool narrow)
+{
+    EB_SPARSE_MASKS
+    if (!first) {
+        acc0 = _mm512_maskz_loadu_ps(m0, g_row);
+        if (vectors > 1)
+            acc1 = _mm512_maskz_loadu_ps(m1, g_row + LANES);
+        if (vectors > 2)
+            acc2 = _mm512_maskz_loadu_ps(m2, g_row + 2 * LANES);
+        if (vectors > 3)
+            acc3 = _mm512_maskz_loadu_ps(m3, g_row + 3 * LANES);
+    }
+    while (rows != 0) {
+        size_t k = (size_t)__builtin_ctzll(rows);
+        rows &= rows - 1;
+        __m512 a = _mm512_set1_ps(x_col[k * x_stride]);
+        EB_SPARSE_FMA(d + k * ldd)
+    }
+    EB_SPARSE_STORE(g_row, (const float *)NULL)
+}
+
+#define EB_SPARSE_OF_WIDTH(vectors, narrow, name)                                                                   \
+    __attribute__((target("avx512f,avx512vl,fma,popcnt"))) static void sparse_row_##name(                              \
+        const float *x_row, size_t inner, const float *b, size_t ldb, const float *bias, __mmask16 last_mask,      \
+        float *c_row)                                                                                               \
+    {                                                                                                               \
+        sparse_row_body(x_row, inner, b, ldb, bias, last_mask, c_row, vectors, narrow);                             \
+    }                                                                                                               \
+    __attribute__((target("avx512f,avx512vl,fma,bmi"))) static void sparse_column_##name(                              \
+        const uint64_t *rows, size_t count, const float *x, size_t x_stride, const float *d, size_t ldd,           \
+        __mmask16 last_mask, bool first, float *g, size_t ldg)                                                      \
+    {                                                                                                               \
+        for (size_t i = 0; i < count; i++)                                                                          \
+            sparse_column_body(rows[i], x + i, x_stride, d, ldd, last_mask, first, g + i * ldg, vectors, narrow);   \
+    }
+EB_SPARSE_OF_WIDTH(1, false, 1)
+EB_SPARSE_OF_WIDTH(2, false, 2)
+EB_SPARSE_OF_WIDTH(3, false, 3)
+EB_SPARSE_OF_WIDTH(4, false, 4)
+EB_SPARSE_OF_WIDTH(1, true, 1_narrow)
+EB_SPARSE_OF_WIDTH(2, true, 2_narrow)
+EB_SPARSE_OF_WIDTH(3, true, 3_narrow)
+EB_SPARSE_OF_WIDTH(4, true, 4_narrow)
+#undef EB_SPARSE_OF_WIDTH
+#undef EB_SPARSE_MASKS
+#undef EB_SPARSE_STORE
+#undef EB_SPARSE_STORE_FROM
+#undef EB_SPARSE_FMA
+#undef EB_SPARSE_FMA_INTO
+#undef EB_ONE_FMA
+#undef EB_ONE_STORE
+#undef EB_NARROW_FMA
+#undef EB_NARROW
+
+/* Column blocks of up to 64 outputs: how many vectors this one has and the mask of its last. */
+/* narrow: the last vector's lanes fit a 256-bit register, and the CPU has AVX-512VL for its masked loads and stores. */
+static size_t block_vectors(size_t left, __mmask16 *last_mask, bool *narrow)
+{
+    size_t width = left < SPARSE_COLS ? left : SPARSE_COLS;
+    size_t vectors = (width + LANES - 1) / LANES;
+    size_t last_lanes = width - (vectors - 1) * LANES;
+    *last_mask = (__mmask16)((1u << last_lanes) - 1u);
+    *narrow = last_lanes <= 8 && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+    return vectors;
+}
+
+/* out = x w + bias over the nonzero entries of x. */
+__attribute__((target("avx512f,popcnt"))) static void sparse_affine(eb_matrix x, const float *w, const float *bias,
+                                                                    eb_mut_matrix out)
+{
+    const size_t h = out.cols;
+    for (size_t col = 0; col < h; col += SPARSE_COLS) {
+        __mmask16 last_mask;
+        bool narrow;
+        size_t vectors = block_vectors(h - col, &last_mask, &narrow);
+        const float *block_bias = bias == NULL ? NULL : bias + col;
+        for (size_t r = 0; r < x.rows; r++) {
+            const float *x_row = x.data + r * x.stride;
+            float *c_row = out.data + r * out.stride + col;
+            if (vectors == 4)
+                (narrow ? sparse_row_4_narrow : sparse_row_4)(x_row, x.cols, w + col, h, block_bias, last_mask, c_row);
+            else if (vectors == 3)
+                (narrow ? sparse_row_3_narrow : sparse_row_3)(x_row, x.cols, w + col, h, block_bias, last_mask, c_row);
+            else if (vectors == 2)
+                (narrow ? sparse_row_2_narrow : sparse_row_2)(x_row, x.cols, w + col, h, block_bias, last_mask, c_row);
+            else
+                (narrow ? sparse_row_1_narrow : sparse_row_1)(x_row, x.cols, w + col, h, block_bias, last_mask, c_row);
+        }
+    }
+}
+
+/*
+ * Bit k of rows[i] is set when x[k][i] is not zero, for the count columns and
+ * (at most 64) rows of x: row by row (x's order), 16 columns at a time.
+ * Returns the number of nonzero entries.
+ */
+__attribute__((target("avx512f,popcnt"))) static size_t nonzero_rows_by_column(eb_matrix x, size_t count,
+                                                                               uint64_t *rows)
+{
+    size_t nonzero = 0;
+    for (size_t j = 0; j < count; j += LANES) {
+        _mm512_storeu_si512((void *)(rows + j), _mm512_setzero_si512());
+        _mm512_storeu_si512((void *)(rows + j + 8), _mm512_setzero_si512());
+    }
+    for (size_t k = 0; k < x.rows; k++) {
+        const float *x_row = x.data + k * x.stride;
+        const __m512i bit = _mm512_set1_epi64((long long)((uint64_t)1 << k));
+        for (size_t j = 0; j < count; j += LANES) {
+            __mmask16 lanes = (__mmask16)nonzero_lanes(x_row + j, count - j);
+            __m512i low = _mm512_loadu_si512((const void *)(rows + j));
+            __m512i high = _mm512_loadu_si512((const void *)(rows + j + 8));
+            _mm512_storeu_si512((void *)(rows + j), _mm512_mask_or_epi64(low, (__mmask8)lanes, low, bit));
+            _mm512_storeu_si512((void *)(rows + j + 8), _mm512_mask_or_epi64(high, (__mmask8)(lanes >> 8), high, bit));
+            nonzero += (size_t)__builtin_popcount(lanes);
+        }
+    }
+    return nonzero;
+}
+
+/* G (count rows of h) = x^T d over the set bits of rows[], continuing from G's partial sums unless `first`. */
+__attribute__((target("avx512f,bmi"))) static void sparse_columns(const uint64_t *rows, size_t count, eb_matrix x,
+                                                                  const float *d, size_t h, bool first, float *g)
+{
+    for (size_t col = 0; col < h; col += SPARSE_COLS) {
+        __mmask16 last_mask;
+        bool narrow;
+        size_t vectors = block_vectors(h - col, &last_mask, &narrow);
+        if (vectors == 4)
+            (narrow ? sparse_column_4_narrow : sparse_column_4)(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+        else if (vectors == 3)
+            (narrow ? sparse_column_3_narrow : sparse_column_3)(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+        else if (vectors == 2)
+            (narrow ? sparse_column_2_narrow : sparse_column_2)(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+        else
+            (narrow ? sparse_column_1_narrow : sparse_column_1)(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+    }
+}
+
+/*
+ * G = X^T D for a minibatch (at most 64 rows), a chunk of X's columns at a
+ * time: first the set of rows with a nonzero entry, per column (a bit mask),
+ * then each row of G over those rows only. A chunk whose entries are mostly
+ * nonzero goes to the dense tiles instead (same bits), so `path` DENSE or
+ * SPARSE forces one.
+ */
+__attribute__((target("avx512f"))) static void transposed_product(eb_small_gemm_path path, eb_matrix x,
+                                                                  const float *d, size_t h, float *g)
+{
+    uint64_t rows[SPARSE_CHUNK + LANES]; /* whole vectors are stored */
+    for (size_t i0 = 0; i0 < x.cols; i0 += SPARSE_CHUNK) {
+        size_t count = x.cols - i0 < SPARSE_CHUNK ? x.cols - i0 : SPARSE_CHUNK;
+        eb_matrix chunk = {x.data + i0, x.rows, count, x.stride};
+        float *g_chunk = g + i0 * h;
+        bool sparse = path == EB_SMALL_GEMM_SPARSE;
+        if (path != EB_SMALL_GEMM_DENSE) {
+            size_t nonzero = nonzero_rows_by_column(chunk, count, rows);
+            sparse = sparse || (double)nonzero <= SPARSE_TRANSPOSED_MAX_DENSITY * (double)(count * x.rows);
+        }
+        if (sparse)
+            sparse_columns(rows, count, chunk, d, h, true, g_chunk);
+        else
+            tiled_product(count, chunk.data, 1, x.stride, x.rows, d, h, NULL, g_chunk, h);
+    }
+}
+
+/*
+ * G = X^T D for any number of rows, all sparse: 64 rows of X (and D) at a
+ * time, each block continuing the sums of the one before, so every sum still
+ * runs over the rows in order.
+ */
+__attribute__((target("avx512f"))) static void sparse_transposed_product(eb_matrix x, const float *d, size_t h,
+                                                                         float *g)
+{
+    uint64_t rows[SPARSE_CHUNK + LANES];
+    for (size_t i0 = 0; i0 < x.cols; i0 += SPARSE_CHUNK) {
+        size_t count = x.cols - i0 < SPARSE_CHUNK ? x.cols - i0 : SPARSE_CHUNK;
+        for (size_t r0 = 0; r0 < x.rows; r0 += EB_SMALL_GEMM_MAX_ROWS) {
+            size_t block_rows = x.rows - r0 < EB_SMALL_GEMM_MAX_ROWS ? x.rows - r0 : EB_SMALL_GEMM_MAX_ROWS;
+            eb_matrix block = {x.data + r0 * x.stride + i0, block_rows, count, x.stride};
+            nonzero_rows_by_column(block, count, rows);
+            sparse_columns(rows, count, block, d + r0 * h, h, r0 == 0, g + i0 * h);
+        }
+    }
+}
+
 #endif
 
-void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out)
+/*
+ * The sparse kernels serve any number of rows: they hold no tile of rows, and
+ * where BLAS would use several threads on a large product they do a fraction
+ * of its multiply-adds on one.
+ */
+void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, const float *bias, eb_mut_matrix out)
 {
 #ifdef EB_HAVE_AVX512_KERNELS
-    if (eb__small_gemm_available(x.rows)) {
-        tiled_product(x.rows, x.data, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
-        return;
+    if (path != EB_SMALL_GEMM_BLAS && x.rows > 0 && __builtin_cpu_supports("avx512f")) {
+        bool sparse = path == EB_SMALL_GEMM_SPARSE ||
+                      (path == EB_SMALL_GEMM_AUTO &&
+                       mostly_zeros(x, SPARSE_AFFINE_MAX_DENSITY));
+        if (sparse) {
+            sparse_affine(x, w, bias, out);
+            return;
+        }
+        if (eb__small_gemm_available(x.rows)) {
+            tiled_product(x.rows, x.data, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
+            return;
+        }
     }
+#else
+    (void)path;
 #endif
     eb__affine(x, w, bias, out);
 }
 
-void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *g)
+void eb__small_affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out)
+{
+    eb__small_affine_via(EB_SMALL_GEMM_AUTO, x, w, bias, out);
+}
+
+void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, const float *d, size_t h, float *g)
 {
 #ifdef EB_HAVE_AVX512_KERNELS
-    if (eb__small_gemm_available(x.rows)) {
-        /* Row i of G sums X[k][i] D[k] over k: A's rows are X's columns, read down X's stride. */
-        tiled_product(x.cols, x.data, 1, x.stride, x.rows, d, h, NULL, g, h);
+    if (path != EB_SMALL_GEMM_BLAS && eb__small_gemm_available(x.rows)) {
+        /* A sample that is mostly nonzeros spares a dense batch the per-chunk census. */
+        if (path == EB_SMALL_GEMM_AUTO && !mostly_zeros(x, SPARSE_TRANSPOSED_MAX_DENSITY))
+            path = EB_SMALL_GEMM_DENSE;
+        transposed_product(path, x, d, h, g);
         return;
     }
+    if (path != EB_SMALL_GEMM_BLAS && x.rows > 0 && __builtin_cpu_supports("avx512f") &&
+        (path == EB_SMALL_GEMM_SPARSE ||
+         (path == EB_SMALL_GEMM_AUTO &&
+          mostly_zeros(x, SPARSE_TRANSPOSED_MAX_DENSITY)))) {
+        sparse_transposed_product(x, d, h, g);
+        return;
+    }
+#else
+    (void)path;
 #endif
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)x.cols, (int)h, (int)x.rows, 1.0f, x.data,
                 (int)x.stride, d, (int)h, 0.0f, g, (int)h);
+}
+
+void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *g)
+{
+    eb__small_transposed_product_via(EB_SMALL_GEMM_AUTO, x, d, h, g);
 }

@@ -1,9 +1,13 @@
 /*
  * The minibatch kernels of src/small_gemm.c against a double-precision
  * reference, over shapes that exercise every edge of their 8 x 48 register
- * tile: fewer rows than a tile, partial column vectors, a single column, an
- * inner dimension of 1, strided inputs, and outputs that must not be written
- * past their last column.
+ * tile and of the sparse kernels' 64-column blocks: fewer rows than a tile,
+ * partial column vectors, a single column, an inner dimension of 1, strided
+ * inputs, and outputs that must not be written past their last column. Every
+ * path is checked on its own (the dense tiles, the sparse kernels, BLAS,
+ * which is what CPUs without AVX-512 run, and the automatic choice), on
+ * inputs from all zeros to no zeros; the dense and sparse kernels must give
+ * the same bits.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +32,20 @@ static float *random_floats(test_rng *rng, size_t count)
     return values;
 }
 
+/* Random values, each kept with probability `density` and zero otherwise (as hashed n-gram counts are). */
+static float *sparse_floats(test_rng *rng, size_t count, double density)
+{
+    float *values = random_floats(rng, count);
+    for (size_t i = 0; i < count; i++)
+        if (test_rng_uniform(rng, 0.0, 1.0) >= density)
+            values[i] = 0.0f;
+    return values;
+}
+
+static const eb_small_gemm_path PATHS[] = {EB_SMALL_GEMM_AUTO, EB_SMALL_GEMM_DENSE, EB_SMALL_GEMM_SPARSE,
+                                           EB_SMALL_GEMM_BLAS};
+static const double DENSITIES[] = {0.0, 0.1, 0.3, 0.7, 1.0};
+
 /* |got - exact| within float rounding of a sum of `terms` products bounded by `magnitude`. */
 static void assert_close(double exact, double magnitude, size_t terms, float got, const char *what, size_t row,
                          size_t col)
@@ -37,9 +55,10 @@ static void assert_close(double exact, double magnitude, size_t terms, float got
         fail_msg("%s[%zu][%zu] = %.9g, expected %.9g (tolerance %.3g)", what, row, col, (double)got, exact, tolerance);
 }
 
-static void check_affine(size_t rows, size_t d, size_t h, size_t stride, test_rng *rng)
+static void check_affine(eb_small_gemm_path path, size_t rows, size_t d, size_t h, size_t stride, double density,
+                         test_rng *rng)
 {
-    float *x = random_floats(rng, rows * stride);
+    float *x = sparse_floats(rng, rows * stride, density);
     float *w = random_floats(rng, d * h);
     float *bias = random_floats(rng, h);
     size_t out_stride = h + 5;
@@ -49,7 +68,7 @@ static void check_affine(size_t rows, size_t d, size_t h, size_t stride, test_rn
         out[i] = CANARY;
     eb_matrix xm = {x, rows, d, stride};
     eb_mut_matrix om = {out, rows, h, out_stride};
-    eb__small_affine(xm, w, bias, om);
+    eb__small_affine_via(path, xm, w, bias, om);
     for (size_t r = 0; r < rows; r++) {
         for (size_t c = 0; c < h; c++) {
             double exact = bias[c], magnitude = fabs(bias[c]);
@@ -68,9 +87,10 @@ static void check_affine(size_t rows, size_t d, size_t h, size_t stride, test_rn
     free(out);
 }
 
-static void check_transposed(size_t rows, size_t d, size_t h, size_t stride, test_rng *rng)
+static void check_transposed(eb_small_gemm_path path, size_t rows, size_t d, size_t h, size_t stride, double density,
+                             test_rng *rng)
 {
-    float *x = random_floats(rng, rows * stride);
+    float *x = sparse_floats(rng, rows * stride, density);
     float *delta = random_floats(rng, rows * h);
     /* One spare row after g: nothing may be written there. */
     float *g = malloc((d + 1) * h * sizeof *g);
@@ -78,7 +98,7 @@ static void check_transposed(size_t rows, size_t d, size_t h, size_t stride, tes
     for (size_t i = 0; i < (d + 1) * h; i++)
         g[i] = CANARY;
     eb_matrix xm = {x, rows, d, stride};
-    eb__small_transposed_product(xm, delta, h, g);
+    eb__small_transposed_product_via(path, xm, delta, h, g);
     for (size_t i = 0; i < d; i++) {
         for (size_t c = 0; c < h; c++) {
             double exact = 0.0, magnitude = 0.0;
@@ -99,20 +119,117 @@ static void check_transposed(size_t rows, size_t d, size_t h, size_t stride, tes
 static void kernels_match_the_reference_on_every_tile_edge(void **state)
 {
     (void)state;
-    static const size_t row_counts[] = {1, 3, 7, 8, 9, 16, 31, 32, 33, EB_SMALL_GEMM_MAX_ROWS};
-    static const size_t widths[] = {1, 5, 15, 16, 17, 47, 48, 49, 96, 200};
+    /* Past EB_SMALL_GEMM_MAX_ROWS the sparse kernels work in blocks of 64 rows; the dense path is BLAS's. */
+    static const size_t row_counts[] = {1, 3, 7, 8, 9, 16, 31, 32, 33, EB_SMALL_GEMM_MAX_ROWS, 65, 200};
+    static const size_t widths[] = {1, 5, 15, 16, 17, 47, 48, 49, 50, 64, 65, 96, 200};
     static const size_t depths[] = {1, 2, 9, 64, 384};
     test_rng rng = test_rng_make(99);
-    for (size_t a = 0; a < sizeof row_counts / sizeof row_counts[0]; a++)
-        for (size_t b = 0; b < sizeof widths / sizeof widths[0]; b++)
-            for (size_t c = 0; c < sizeof depths / sizeof depths[0]; c++) {
-                size_t rows = row_counts[a], h = widths[b], d = depths[c];
-                check_affine(rows, d, h, d, &rng);
-                check_transposed(rows, d, h, d, &rng);
-                /* Row views of a wider matrix, as a gathered batch never is but a caller's view may be. */
-                check_affine(rows, d, h, d + 3, &rng);
-                check_transposed(rows, d, h, d + 3, &rng);
+    /* AUTO takes one of the other three: dense_and_sparse_kernels_give_the_same_bits checks it. */
+    for (size_t p = 1; p < sizeof PATHS / sizeof PATHS[0]; p++)
+        for (size_t a = 0; a < sizeof row_counts / sizeof row_counts[0]; a++)
+            for (size_t b = 0; b < sizeof widths / sizeof widths[0]; b++)
+                for (size_t c = 0; c < sizeof depths / sizeof depths[0]; c++) {
+                    size_t rows = row_counts[a], h = widths[b], d = depths[c];
+                    /* Past 64 rows the blocks' continuation is what is new; small depths test it in less time. */
+                    if (rows > EB_SMALL_GEMM_MAX_ROWS && d > 64)
+                        continue;
+                    /* Every density on some shapes; the whole grid would take minutes under valgrind. */
+                    double density = DENSITIES[(a + b + c) % (sizeof DENSITIES / sizeof DENSITIES[0])];
+                    check_affine(PATHS[p], rows, d, h, d, density, &rng);
+                    check_transposed(PATHS[p], rows, d, h, d, density, &rng);
+                    /* Row views of a wider matrix, as a gathered batch never is but a caller's view may be. */
+                    check_affine(PATHS[p], rows, d, h, d + 3, 1.0 - density, &rng);
+                    check_transposed(PATHS[p], rows, d, h, d + 3, 1.0 - density, &rng);
+                }
+}
+
+/*
+ * The sparse kernels skip zero entries of x, in order, with the dense tiles'
+ * fused multiply-adds on the rest: the same bits, whichever the automatic
+ * choice takes (it depends on the share of zeros). Also what lets a fit move
+ * between them from batch to batch without changing its result.
+ */
+static void dense_and_sparse_kernels_give_the_same_bits(void **state)
+{
+    (void)state;
+    static const size_t shapes[][3] = {{32, 1024, 50}, {32, 384, 200}, {8, 1024, 50}, {64, 300, 65}, {7, 33, 17}};
+    /* Beyond 64 rows only the sparse kernel is this file's (the dense path is BLAS): AUTO must match it when x is sparse. */
+    static const size_t large_shapes[][3] = {{200, 1024, 50}, {129, 300, 65}};
+    test_rng rng = test_rng_make(5);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t t = 0; t < sizeof DENSITIES / sizeof DENSITIES[0]; t++) {
+            size_t rows = shapes[s][0], d = shapes[s][1], h = shapes[s][2];
+            float *x = sparse_floats(&rng, rows * d, DENSITIES[t]);
+            float *w = random_floats(&rng, d * h), *bias = random_floats(&rng, h);
+            float *delta = random_floats(&rng, rows * h);
+            float *results[4];
+            for (size_t i = 0; i < 4; i++) {
+                results[i] = malloc((rows + d) * h * sizeof(float));
+                assert_non_null(results[i]);
             }
+            eb_matrix xm = {x, rows, d, d};
+            for (size_t p = 0; p < 3; p++) {
+                eb_mut_matrix om = {results[p], rows, h, h};
+                eb__small_affine_via(PATHS[p], xm, w, bias, om);
+                eb__small_transposed_product_via(PATHS[p], xm, delta, h, results[p] + rows * h);
+            }
+            assert_memory_equal(results[1], results[2], (rows + d) * h * sizeof(float));
+            assert_memory_equal(results[0], results[1], (rows + d) * h * sizeof(float));
+            for (size_t i = 0; i < 4; i++)
+                free(results[i]);
+            free(x);
+            free(w);
+            free(bias);
+            free(delta);
+        }
+    for (size_t s = 0; s < sizeof large_shapes / sizeof large_shapes[0]; s++) {
+        size_t rows = large_shapes[s][0], d = large_shapes[s][1], h = large_shapes[s][2];
+        float *x = sparse_floats(&rng, rows * d, 0.1);
+        float *w = random_floats(&rng, d * h), *bias = random_floats(&rng, h);
+        float *delta = random_floats(&rng, rows * h);
+        float *automatic = malloc((rows + d) * h * sizeof(float)), *sparse = malloc((rows + d) * h * sizeof(float));
+        assert_non_null(automatic);
+        assert_non_null(sparse);
+        eb_matrix xm = {x, rows, d, d};
+        eb_mut_matrix am = {automatic, rows, h, h}, sm = {sparse, rows, h, h};
+        eb__small_affine_via(EB_SMALL_GEMM_AUTO, xm, w, bias, am);
+        eb__small_transposed_product_via(EB_SMALL_GEMM_AUTO, xm, delta, h, automatic + rows * h);
+        eb__small_affine_via(EB_SMALL_GEMM_SPARSE, xm, w, bias, sm);
+        eb__small_transposed_product_via(EB_SMALL_GEMM_SPARSE, xm, delta, h, sparse + rows * h);
+        assert_memory_equal(automatic, sparse, (rows + d) * h * sizeof(float));
+        free(automatic);
+        free(sparse);
+        free(x);
+        free(w);
+        free(bias);
+        free(delta);
+    }
+}
+
+/* A NaN in x reaches every output it touches, in the sparse kernels too (NaN is not zero). */
+static void sparse_kernels_propagate_nan(void **state)
+{
+    (void)state;
+    enum { ROWS = 4, D = 40, H = 50 };
+    test_rng rng = test_rng_make(8);
+    float *x = sparse_floats(&rng, ROWS * D, 0.1);
+    float *w = random_floats(&rng, D * H), *bias = random_floats(&rng, H), *delta = random_floats(&rng, ROWS * H);
+    float out[ROWS * H], g[D * H];
+    x[2 * D + 17] = NAN;
+    eb_matrix xm = {x, ROWS, D, D};
+    eb_mut_matrix om = {out, ROWS, H, H};
+    eb__small_affine_via(EB_SMALL_GEMM_SPARSE, xm, w, bias, om);
+    eb__small_transposed_product_via(EB_SMALL_GEMM_SPARSE, xm, delta, H, g);
+    for (size_t r = 0; r < ROWS; r++)
+        for (size_t c = 0; c < H; c++)
+            assert_true(isnan(out[r * H + c]) == (r == 2));
+    for (size_t i = 0; i < D; i++)
+        for (size_t c = 0; c < H; c++)
+            assert_true(isnan(g[i * H + c]) == (i == 17));
+    free(x);
+    free(w);
+    free(bias);
+    free(delta);
 }
 
 /* The cut-over: batches up to EB_SMALL_GEMM_MAX_ROWS rows, never an empty one. */
@@ -132,6 +249,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(kernels_match_the_reference_on_every_tile_edge),
+        cmocka_unit_test(dense_and_sparse_kernels_give_the_same_bits),
+        cmocka_unit_test(sparse_kernels_propagate_nan),
         cmocka_unit_test(availability_follows_the_row_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
