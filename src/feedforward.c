@@ -203,13 +203,15 @@ static EB_VECTOR_CLONES void times_sigmoid_slope(float *restrict delta, const fl
 }
 
 /*
- * Forward and backward over one batch xb (rows given, labels in ws->labels).
- * Writes the gradient of the batch's mean loss into grad; returns the sum of
- * the rows' losses, so an epoch's mean weighs every row alike.
+ * Forward and backward over one batch (labels in ws->labels): the rows of xb,
+ * or with `index` the b rows index[0 .. b) of xb read in place (see
+ * eb__small_rows_in_place). Writes the gradient of the batch's mean loss into
+ * grad; returns the sum of the rows' losses, so an epoch's mean weighs every
+ * row alike.
  */
-static double batch_gradient(ff_shape s, const float *values, float *grad, eb_matrix xb, ff_workspace *ws)
+static double batch_gradient(ff_shape s, const float *values, float *grad, eb_matrix xb, const uint32_t *index,
+                             size_t b, ff_workspace *ws)
 {
-    const size_t b = xb.rows;
     ff_layers w = layers_of((float *)values, s);
     ff_layers g = layers_of(grad, s);
     float *hidden = ws->hidden, *scores = ws->scores, *delta = ws->delta;
@@ -217,7 +219,10 @@ static double batch_gradient(ff_shape s, const float *values, float *grad, eb_ma
 
     eb_mut_matrix hidden_view = {hidden, b, s.h, s.h};
     /* Minibatches multiply in src/small_gemm.c's kernels, skipping OpenBLAS's packing; larger batches in BLAS. */
-    eb__small_affine(xb, w.w1, w.b1, hidden_view);
+    if (index != NULL)
+        eb__small_affine_rows(xb, index, b, w.w1, w.b1, hidden_view, ws->gathered);
+    else
+        eb__small_affine(xb, w.w1, w.b1, hidden_view);
     sigmoid_in_place(hidden, b * s.h);
     eb_matrix hidden_in = {hidden, b, s.h, s.h};
     eb_mut_matrix scores_view = {scores, b, s.k, s.k};
@@ -252,7 +257,10 @@ static double batch_gradient(ff_shape s, const float *values, float *grad, eb_ma
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)s.h, (int)s.k, 1.0f, scores, (int)s.k,
                 w.w2, (int)s.k, 0.0f, delta, (int)s.h);
     times_sigmoid_slope(delta, hidden, b * s.h);
-    eb__small_transposed_product(xb, delta, s.h, g.w1);
+    if (index != NULL)
+        eb__small_transposed_product_rows(xb, index, b, delta, s.h, g.w1, ws->gathered);
+    else
+        eb__small_transposed_product(xb, delta, s.h, g.w1);
     eb__column_sums(delta, b, s.h, g.b1);
     return loss_sum;
 }
@@ -272,7 +280,7 @@ static double run_epoch(const eb_finetuner *model, eb_fit_state *state, eb_matri
     double loss_sum = 0.0;
     if (ws->order == NULL) {
         memcpy(ws->labels, y, x.rows * sizeof *y);
-        loss_sum = batch_gradient(s, t->values, t->grad, x, ws);
+        loss_sum = batch_gradient(s, t->values, t->grad, x, NULL, x.rows, ws);
         eb__adam_step(t, model->params.learning_rate);
         return loss_sum / (double)x.rows;
     }
@@ -280,11 +288,16 @@ static double run_epoch(const eb_finetuner *model, eb_fit_state *state, eb_matri
     for (size_t start = 0; start < x.rows; start += ws->batch_rows) {
         size_t count = x.rows - start < ws->batch_rows ? x.rows - start : ws->batch_rows;
         const uint32_t *rows = ws->order + start;
-        eb__gather_rows(x, rows, count, ws->gathered);
         for (size_t i = 0; i < count; i++)
             ws->labels[i] = y[rows[i]];
-        eb_matrix batch = {ws->gathered, count, s.d, s.d};
-        loss_sum += batch_gradient(s, t->values, t->grad, batch, ws);
+        /* Sparse rows are read where they lie (copying them cost 7% of a fit); dense ones are copied for the tiles. */
+        if (eb__small_rows_in_place(x, rows, count)) {
+            loss_sum += batch_gradient(s, t->values, t->grad, x, rows, count, ws);
+        } else {
+            eb__gather_rows(x, rows, count, ws->gathered);
+            eb_matrix batch = {ws->gathered, count, s.d, s.d};
+            loss_sum += batch_gradient(s, t->values, t->grad, batch, NULL, count, ws);
+        }
         eb__adam_step(t, model->params.learning_rate);
     }
     return loss_sum / (double)x.rows;
@@ -439,7 +452,7 @@ eb_status eb__feedforward_gradient(eb_finetuner *model, eb_matrix x, const int32
     if (workspace_alloc(&ws, x.rows, 0, s, &model->core.mem) != EB_OK)
         return EB_ERR_NOMEM;
     memcpy(ws.labels, y, x.rows * sizeof *y);
-    *mean_loss = batch_gradient(s, model->core.state.weights.values, grad, x, &ws) / (double)x.rows;
+    *mean_loss = batch_gradient(s, model->core.state.weights.values, grad, x, NULL, x.rows, &ws) / (double)x.rows;
     workspace_release(&ws, &model->core.mem);
     return EB_OK;
 }

@@ -116,6 +116,17 @@ typedef enum eb_small_gemm_path {
 } eb_small_gemm_path;
 void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, const float *bias, eb_mut_matrix out);
 void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, const float *d, size_t h, float *g);
+/*
+ * A minibatch read in place: rows index[0 .. count) of x, no copy. eb__small_rows_in_place says whether the sparse
+ * kernels would serve it (AVX-512, at most EB_SMALL_GEMM_MAX_ROWS rows, mostly zeros); otherwise gathering the rows
+ * and calling eb__small_affine / eb__small_transposed_product is faster. Both products give the bits of those calls
+ * on the gathered rows. scratch holds count x x.cols floats (used where the CPU or a dense chunk needs a copy).
+ */
+bool eb__small_rows_in_place(eb_matrix x, const uint32_t *index, size_t count);
+void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, const float *w, const float *bias,
+                           eb_mut_matrix out, float *scratch);
+void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
+                                       float *g, float *scratch);
 
 /* ---- training.c ---------------------------------------------------------- */
 

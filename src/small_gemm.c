@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -209,11 +210,13 @@ __attribute__((target("avx512f"), always_inline)) static inline unsigned nonzero
  * entry cost 3% of a minibatch fit.
  */
 enum { SPARSE_SAMPLE_ROWS = 8 };
-__attribute__((target("avx512f,popcnt"))) static bool mostly_zeros(eb_matrix x, double density)
+__attribute__((target("avx512f,popcnt"))) static bool mostly_zeros(eb_matrix x, const uint32_t *index,
+                                                                   double density)
 {
     size_t sampled = x.rows < SPARSE_SAMPLE_ROWS ? x.rows : SPARSE_SAMPLE_ROWS, count = 0;
     for (size_t i = 0; i < sampled; i++) {
-        const float *row = x.data + (i * x.rows / sampled) * x.stride;
+        size_t r = i * x.rows / sampled;
+        const float *row = x.data + (index == NULL ? r : index[r]) * x.stride;
         for (size_t j = 0; j < x.cols; j += LANES)
             count += (size_t)__builtin_popcount(nonzero_lanes(row + j, x.cols - j));
     }
@@ -333,7 +336,7 @@ sparse_row_body(const float *x_row, size_t inner, const float *b, size_t ldb, co
  * of `rows`, lowest first: index order).
  */
 __attribute__((target("avx512f,avx512vl,fma,bmi"), always_inline)) static inline void
-sparse_column_body(uint64_t rows, const float *x_col, size_t x_stride, const float *d, size_t ldd,
+sparse_column_body(uint64_t rows, const float *x_col, const size_t *x_offsets, const float *d, size_t ldd,
                    __mmask16 last_mask, bool first, float *g_row, const int vectors, const bool narrow)
 {
     EB_SPARSE_MASKS
@@ -349,7 +352,7 @@ sparse_column_body(uint64_t rows, const float *x_col, size_t x_stride, const flo
     while (rows != 0) {
         size_t k = (size_t)__builtin_ctzll(rows);
         rows &= rows - 1;
-        __m512 a = _mm512_set1_ps(x_col[k * x_stride]);
+        __m512 a = _mm512_set1_ps(x_col[x_offsets[k]]);
         EB_SPARSE_FMA(d + k * ldd)
     }
     EB_SPARSE_STORE(g_row, (const float *)NULL)
@@ -363,11 +366,11 @@ sparse_column_body(uint64_t rows, const float *x_col, size_t x_stride, const flo
         sparse_row_body(x_row, inner, b, ldb, bias, last_mask, c_row, vectors, narrow);                             \
     }                                                                                                               \
     __attribute__((target("avx512f,avx512vl,fma,bmi"))) static void sparse_column_##name(                              \
-        const uint64_t *rows, size_t count, const float *x, size_t x_stride, const float *d, size_t ldd,           \
+        const uint64_t *rows, size_t count, const float *x, const size_t *x_offsets, const float *d, size_t ldd,   \
         __mmask16 last_mask, bool first, float *g, size_t ldg)                                                      \
     {                                                                                                               \
         for (size_t i = 0; i < count; i++)                                                                          \
-            sparse_column_body(rows[i], x + i, x_stride, d, ldd, last_mask, first, g + i * ldg, vectors, narrow);   \
+            sparse_column_body(rows[i], x + i, x_offsets, d, ldd, last_mask, first, g + i * ldg, vectors, narrow);  \
     }
 EB_SPARSE_OF_WIDTH(1, false, 1)
 EB_SPARSE_OF_WIDTH(2, false, 2)
@@ -400,8 +403,9 @@ static size_t block_vectors(size_t left, __mmask16 *last_mask, bool *narrow)
     return vectors;
 }
 
-/* out = x w + bias over the nonzero entries of x. */
-__attribute__((target("avx512f,popcnt"))) static void sparse_affine(eb_matrix x, const float *w, const float *bias,
+/* out = x w + bias over the nonzero entries of x; x's row r is x.data's row index[r] (r itself when index is NULL). */
+__attribute__((target("avx512f,popcnt"))) static void sparse_affine(eb_matrix x, const uint32_t *index,
+                                                                    const float *w, const float *bias,
                                                                     eb_mut_matrix out)
 {
     const size_t h = out.cols;
@@ -411,7 +415,7 @@ __attribute__((target("avx512f,popcnt"))) static void sparse_affine(eb_matrix x,
         size_t vectors = block_vectors(h - col, &last_mask, &narrow);
         const float *block_bias = bias == NULL ? NULL : bias + col;
         for (size_t r = 0; r < x.rows; r++) {
-            const float *x_row = x.data + r * x.stride;
+            const float *x_row = x.data + (index == NULL ? r : index[r]) * x.stride;
             float *c_row = out.data + r * out.stride + col;
             if (vectors == 4)
                 (narrow ? sparse_row_4_narrow : sparse_row_4)(x_row, x.cols, w + col, h, block_bias, last_mask, c_row);
@@ -427,11 +431,11 @@ __attribute__((target("avx512f,popcnt"))) static void sparse_affine(eb_matrix x,
 
 /*
  * Bit k of rows[i] is set when x[k][i] is not zero, for the count columns and
- * (at most 64) rows of x: row by row (x's order), 16 columns at a time.
- * Returns the number of nonzero entries.
+ * (at most 64) rows of x, row k starting at x.data + offsets[k]: row by row
+ * (x's order), 16 columns at a time. Returns the number of nonzero entries.
  */
-__attribute__((target("avx512f,popcnt"))) static size_t nonzero_rows_by_column(eb_matrix x, size_t count,
-                                                                               uint64_t *rows)
+__attribute__((target("avx512f,popcnt"))) static size_t nonzero_rows_by_column(eb_matrix x, const size_t *offsets,
+                                                                               size_t count, uint64_t *rows)
 {
     size_t nonzero = 0;
     for (size_t j = 0; j < count; j += LANES) {
@@ -439,7 +443,7 @@ __attribute__((target("avx512f,popcnt"))) static size_t nonzero_rows_by_column(e
         _mm512_storeu_si512((void *)(rows + j + 8), _mm512_setzero_si512());
     }
     for (size_t k = 0; k < x.rows; k++) {
-        const float *x_row = x.data + k * x.stride;
+        const float *x_row = x.data + offsets[k];
         const __m512i bit = _mm512_set1_epi64((long long)((uint64_t)1 << k));
         for (size_t j = 0; j < count; j += LANES) {
             __mmask16 lanes = (__mmask16)nonzero_lanes(x_row + j, count - j);
@@ -453,8 +457,12 @@ __attribute__((target("avx512f,popcnt"))) static size_t nonzero_rows_by_column(e
     return nonzero;
 }
 
-/* G (count rows of h) = x^T d over the set bits of rows[], continuing from G's partial sums unless `first`. */
-__attribute__((target("avx512f,bmi"))) static void sparse_columns(const uint64_t *rows, size_t count, eb_matrix x,
+/*
+ * G (count rows of h) = x^T d over the set bits of rows[], x's row k starting
+ * at x_data + x_offsets[k], continuing from G's partial sums unless `first`.
+ */
+__attribute__((target("avx512f,bmi"))) static void sparse_columns(const uint64_t *rows, size_t count,
+                                                                  const float *x_data, const size_t *x_offsets,
                                                                   const float *d, size_t h, bool first, float *g)
 {
     for (size_t col = 0; col < h; col += SPARSE_COLS) {
@@ -462,13 +470,13 @@ __attribute__((target("avx512f,bmi"))) static void sparse_columns(const uint64_t
         bool narrow;
         size_t vectors = block_vectors(h - col, &last_mask, &narrow);
         if (vectors == 4)
-            (narrow ? sparse_column_4_narrow : sparse_column_4)(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+            (narrow ? sparse_column_4_narrow : sparse_column_4)(rows, count, x_data, x_offsets, d + col, h, last_mask, first, g + col, h);
         else if (vectors == 3)
-            (narrow ? sparse_column_3_narrow : sparse_column_3)(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+            (narrow ? sparse_column_3_narrow : sparse_column_3)(rows, count, x_data, x_offsets, d + col, h, last_mask, first, g + col, h);
         else if (vectors == 2)
-            (narrow ? sparse_column_2_narrow : sparse_column_2)(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+            (narrow ? sparse_column_2_narrow : sparse_column_2)(rows, count, x_data, x_offsets, d + col, h, last_mask, first, g + col, h);
         else
-            (narrow ? sparse_column_1_narrow : sparse_column_1)(rows, count, x.data, x.stride, d + col, h, last_mask, first, g + col, h);
+            (narrow ? sparse_column_1_narrow : sparse_column_1)(rows, count, x_data, x_offsets, d + col, h, last_mask, first, g + col, h);
     }
 }
 
@@ -477,25 +485,36 @@ __attribute__((target("avx512f,bmi"))) static void sparse_columns(const uint64_t
  * time: first the set of rows with a nonzero entry, per column (a bit mask),
  * then each row of G over those rows only. A chunk whose entries are mostly
  * nonzero goes to the dense tiles instead (same bits), so `path` DENSE or
- * SPARSE forces one.
+ * SPARSE forces one. X's row r is x.data's row index[r] (r itself when index
+ * is NULL); with an index, a dense chunk is first copied into scratch
+ * (x.rows x min(x.cols, SPARSE_CHUNK) floats), as the tiles need a fixed stride.
  */
 __attribute__((target("avx512f"))) static void transposed_product(eb_small_gemm_path path, eb_matrix x,
+                                                                  const uint32_t *index, float *scratch,
                                                                   const float *d, size_t h, float *g)
 {
     uint64_t rows[SPARSE_CHUNK + LANES]; /* whole vectors are stored */
+    size_t offsets[EB_SMALL_GEMM_MAX_ROWS];
+    for (size_t k = 0; k < x.rows; k++)
+        offsets[k] = (index == NULL ? k : index[k]) * x.stride;
     for (size_t i0 = 0; i0 < x.cols; i0 += SPARSE_CHUNK) {
         size_t count = x.cols - i0 < SPARSE_CHUNK ? x.cols - i0 : SPARSE_CHUNK;
         eb_matrix chunk = {x.data + i0, x.rows, count, x.stride};
         float *g_chunk = g + i0 * h;
         bool sparse = path == EB_SMALL_GEMM_SPARSE;
         if (path != EB_SMALL_GEMM_DENSE) {
-            size_t nonzero = nonzero_rows_by_column(chunk, count, rows);
+            size_t nonzero = nonzero_rows_by_column(chunk, offsets, count, rows);
             sparse = sparse || (double)nonzero <= SPARSE_TRANSPOSED_MAX_DENSITY * (double)(count * x.rows);
         }
-        if (sparse)
-            sparse_columns(rows, count, chunk, d, h, true, g_chunk);
-        else
+        if (sparse) {
+            sparse_columns(rows, count, chunk.data, offsets, d, h, true, g_chunk);
+        } else if (index == NULL) {
             tiled_product(count, chunk.data, 1, x.stride, x.rows, d, h, NULL, g_chunk, h);
+        } else {
+            for (size_t k = 0; k < x.rows; k++)
+                memcpy(scratch + k * count, chunk.data + offsets[k], count * sizeof *scratch);
+            tiled_product(count, scratch, 1, count, x.rows, d, h, NULL, g_chunk, h);
+        }
     }
 }
 
@@ -508,13 +527,16 @@ __attribute__((target("avx512f"))) static void sparse_transposed_product(eb_matr
                                                                          float *g)
 {
     uint64_t rows[SPARSE_CHUNK + LANES];
+    size_t offsets[EB_SMALL_GEMM_MAX_ROWS];
+    for (size_t k = 0; k < EB_SMALL_GEMM_MAX_ROWS; k++)
+        offsets[k] = k * x.stride;
     for (size_t i0 = 0; i0 < x.cols; i0 += SPARSE_CHUNK) {
         size_t count = x.cols - i0 < SPARSE_CHUNK ? x.cols - i0 : SPARSE_CHUNK;
         for (size_t r0 = 0; r0 < x.rows; r0 += EB_SMALL_GEMM_MAX_ROWS) {
             size_t block_rows = x.rows - r0 < EB_SMALL_GEMM_MAX_ROWS ? x.rows - r0 : EB_SMALL_GEMM_MAX_ROWS;
             eb_matrix block = {x.data + r0 * x.stride + i0, block_rows, count, x.stride};
-            nonzero_rows_by_column(block, count, rows);
-            sparse_columns(rows, count, block, d + r0 * h, h, r0 == 0, g + i0 * h);
+            nonzero_rows_by_column(block, offsets, count, rows);
+            sparse_columns(rows, count, block.data, offsets, d + r0 * h, h, r0 == 0, g + i0 * h);
         }
     }
 }
@@ -532,9 +554,9 @@ void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, 
     if (path != EB_SMALL_GEMM_BLAS && x.rows > 0 && __builtin_cpu_supports("avx512f")) {
         bool sparse = path == EB_SMALL_GEMM_SPARSE ||
                       (path == EB_SMALL_GEMM_AUTO &&
-                       mostly_zeros(x, SPARSE_AFFINE_MAX_DENSITY));
+                       mostly_zeros(x, NULL, SPARSE_AFFINE_MAX_DENSITY));
         if (sparse) {
-            sparse_affine(x, w, bias, out);
+            sparse_affine(x, NULL, w, bias, out);
             return;
         }
         if (eb__small_gemm_available(x.rows)) {
@@ -558,15 +580,15 @@ void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, cons
 #ifdef EB_HAVE_AVX512_KERNELS
     if (path != EB_SMALL_GEMM_BLAS && eb__small_gemm_available(x.rows)) {
         /* A sample that is mostly nonzeros spares a dense batch the per-chunk census. */
-        if (path == EB_SMALL_GEMM_AUTO && !mostly_zeros(x, SPARSE_TRANSPOSED_MAX_DENSITY))
+        if (path == EB_SMALL_GEMM_AUTO && !mostly_zeros(x, NULL, SPARSE_TRANSPOSED_MAX_DENSITY))
             path = EB_SMALL_GEMM_DENSE;
-        transposed_product(path, x, d, h, g);
+        transposed_product(path, x, NULL, NULL, d, h, g);
         return;
     }
     if (path != EB_SMALL_GEMM_BLAS && x.rows > 0 && __builtin_cpu_supports("avx512f") &&
         (path == EB_SMALL_GEMM_SPARSE ||
          (path == EB_SMALL_GEMM_AUTO &&
-          mostly_zeros(x, SPARSE_TRANSPOSED_MAX_DENSITY)))) {
+          mostly_zeros(x, NULL, SPARSE_TRANSPOSED_MAX_DENSITY)))) {
         sparse_transposed_product(x, d, h, g);
         return;
     }
@@ -580,4 +602,50 @@ void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, cons
 void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *g)
 {
     eb__small_transposed_product_via(EB_SMALL_GEMM_AUTO, x, d, h, g);
+}
+
+bool eb__small_rows_in_place(eb_matrix x, const uint32_t *index, size_t count)
+{
+#ifdef EB_HAVE_AVX512_KERNELS
+    if (!eb__small_gemm_available(count))
+        return false;
+    eb_matrix batch = {x.data, count, x.cols, x.stride};
+    /* The forward product's threshold is the lower one: both products then run sparse, as on a gathered batch. */
+    return mostly_zeros(batch, index, SPARSE_AFFINE_MAX_DENSITY);
+#else
+    (void)x;
+    (void)index;
+    (void)count;
+    return false;
+#endif
+}
+
+void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, const float *w, const float *bias,
+                           eb_mut_matrix out, float *scratch)
+{
+    eb_matrix batch = {x.data, count, x.cols, x.stride};
+#ifdef EB_HAVE_AVX512_KERNELS
+    if (count > 0 && __builtin_cpu_supports("avx512f")) {
+        sparse_affine(batch, index, w, bias, out);
+        return;
+    }
+#endif
+    eb__gather_rows(x, index, count, scratch);
+    eb_matrix gathered = {scratch, count, x.cols, x.cols};
+    eb__small_affine(gathered, w, bias, out);
+}
+
+void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
+                                       float *g, float *scratch)
+{
+#ifdef EB_HAVE_AVX512_KERNELS
+    if (eb__small_gemm_available(count)) {
+        eb_matrix batch = {x.data, count, x.cols, x.stride};
+        transposed_product(EB_SMALL_GEMM_AUTO, batch, index, scratch, d, h, g);
+        return;
+    }
+#endif
+    eb__gather_rows(x, index, count, scratch);
+    eb_matrix gathered = {scratch, count, x.cols, x.cols};
+    eb__small_transposed_product(gathered, d, h, g);
 }

@@ -232,6 +232,71 @@ static void sparse_kernels_propagate_nan(void **state)
     free(delta);
 }
 
+/*
+ * A minibatch read in place through its row indices (training's shuffled
+ * batches) gives the bits of the same rows gathered first, on every path a
+ * chunk can take: sparse, dense (copied into scratch), and a mix of both,
+ * from a strided x larger than the batch.
+ */
+static void rows_read_in_place_give_the_gathered_bits(void **state)
+{
+    (void)state;
+    static const size_t shapes[][4] = {{200, 32, 1024, 50}, {100, 8, 600, 65}, {70, 64, 300, 17}, {9, 1, 33, 50}};
+    static const double densities[] = {0.0, 0.1, 0.3, 0.7, 1.0, -1.0}; /* -1: sparse, with a dense last chunk */
+    test_rng rng = test_rng_make(11);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t t = 0; t < sizeof densities / sizeof densities[0]; t++) {
+            size_t n = shapes[s][0], b = shapes[s][1], d = shapes[s][2], h = shapes[s][3], stride = d + 3;
+            float *x = sparse_floats(&rng, n * stride, densities[t] < 0.0 ? 0.1 : densities[t]);
+            size_t dense_from = d % 256 == 0 ? d - 256 : d - d % 256; /* the last 256-column chunk */
+            if (densities[t] < 0.0)
+                for (size_t r = 0; r < n; r++)
+                    for (size_t c = dense_from; c < d; c++)
+                        x[r * stride + c] = (float)test_rng_uniform(&rng, 0.5, 1.0);
+            float *w = random_floats(&rng, d * h), *bias = random_floats(&rng, h);
+            float *delta = random_floats(&rng, b * h), *scratch = random_floats(&rng, b * d);
+            float *gathered = malloc(b * d * sizeof(float));
+            float *expected = malloc((b + d) * h * sizeof(float)), *got = malloc((b + d) * h * sizeof(float));
+            uint32_t *index = malloc(b * sizeof *index);
+            assert_non_null(gathered);
+            assert_non_null(expected);
+            assert_non_null(got);
+            assert_non_null(index);
+            for (size_t i = 0; i < b; i++)
+                index[i] = (uint32_t)((i * 37 + s) % n);
+            eb_matrix xm = {x, n, d, stride};
+            eb__gather_rows(xm, index, b, gathered);
+            eb_matrix gm = {gathered, b, d, d};
+            eb_mut_matrix em = {expected, b, h, h}, om = {got, b, h, h};
+            eb__small_affine(gm, w, bias, em);
+            eb__small_transposed_product(gm, delta, h, expected + b * h);
+            eb__small_affine_rows(xm, index, b, w, bias, om, scratch);
+            eb__small_transposed_product_rows(xm, index, b, delta, h, got + b * h, scratch);
+            assert_memory_equal(expected, got, (b + d) * h * sizeof(float));
+            /* In place only where the sparse kernels serve the batch, as the density sample says. */
+            bool in_place = eb__small_rows_in_place(xm, index, b);
+            if (!__builtin_cpu_supports("avx512f") || densities[t] >= 0.7)
+                assert_false(in_place);
+            else if (densities[t] <= 0.1 && d - d % 256 != 0 && densities[t] >= 0.0)
+                assert_true(in_place);
+            free(x);
+            free(w);
+            free(bias);
+            free(delta);
+            free(scratch);
+            free(gathered);
+            free(expected);
+            free(got);
+            free(index);
+        }
+    float one = 1.0f;
+    uint32_t zero = 0;
+    eb_matrix single = {&one, 1, 1, 1};
+    assert_false(eb__small_rows_in_place(single, &zero, 0));
+    uint32_t many[EB_SMALL_GEMM_MAX_ROWS + 1] = {0};
+    assert_false(eb__small_rows_in_place(single, many, EB_SMALL_GEMM_MAX_ROWS + 1));
+}
+
 /* The cut-over: batches up to EB_SMALL_GEMM_MAX_ROWS rows, never an empty one. */
 static void availability_follows_the_row_limit(void **state)
 {
@@ -252,6 +317,7 @@ int main(void)
         cmocka_unit_test(dense_and_sparse_kernels_give_the_same_bits),
         cmocka_unit_test(sparse_kernels_propagate_nan),
         cmocka_unit_test(availability_follows_the_row_limit),
+        cmocka_unit_test(rows_read_in_place_give_the_gathered_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
