@@ -117,12 +117,13 @@ typedef enum eb_small_gemm_path {
 void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, const float *bias, eb_mut_matrix out);
 void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, const float *d, size_t h, float *g);
 /*
- * A minibatch read in place: rows index[0 .. count) of x, no copy. eb__small_rows_in_place says whether the sparse
- * kernels would serve it (AVX-512, at most EB_SMALL_GEMM_MAX_ROWS rows, mostly zeros); otherwise gathering the rows
- * and calling eb__small_affine / eb__small_transposed_product is faster. Both products give the bits of those calls
- * on the gathered rows. scratch holds count x x.cols floats (used where the CPU or a dense chunk needs a copy).
+ * A minibatch read in place: rows index[0 .. count) of x, no copy. eb__small_rows_in_place says whether these
+ * kernels read such a batch in place (AVX-512, at most EB_SMALL_GEMM_MAX_ROWS rows); otherwise they gather it into
+ * scratch first, and gathering once per batch is cheaper. Both products give the bits of eb__small_affine /
+ * eb__small_transposed_product on the gathered rows. scratch holds count x x.cols floats (used where the CPU or a
+ * dense chunk of the weight gradient needs a copy).
  */
-bool eb__small_rows_in_place(eb_matrix x, const uint32_t *index, size_t count);
+bool eb__small_rows_in_place(size_t count);
 void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, const float *w, const float *bias,
                            eb_mut_matrix out, float *scratch);
 void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,

@@ -144,9 +144,11 @@ EB_TILE_OF_WIDTH(3)
 
 /*
  * C (c_rows x h, row stride ldc) = A B (+ bias), where a(i, k) =
- * a[i * a_row_step + k * a_k_step] and row k of B (h floats) starts at b + k * h.
+ * a[row(i) * a_row_step + k * a_k_step], row(i) = a_index[i] (i itself when
+ * a_index is NULL), and row k of B (h floats) starts at b + k * h.
  */
-__attribute__((target("avx512f"))) static void tiled_product(size_t c_rows, const float *a, size_t a_row_step,
+__attribute__((target("avx512f"))) static void tiled_product(size_t c_rows, const float *a, const uint32_t *a_index,
+                                                            size_t a_row_step,
                                                             size_t a_k_step, size_t inner, const float *b, size_t h,
                                                             const float *bias, float *c, size_t ldc)
 {
@@ -158,8 +160,10 @@ __attribute__((target("avx512f"))) static void tiled_product(size_t c_rows, cons
         for (size_t row = 0; row < c_rows; row += TILE_ROWS) {
             size_t rows = c_rows - row < TILE_ROWS ? c_rows - row : TILE_ROWS;
             const float *a_rows[TILE_ROWS];
-            for (size_t r = 0; r < TILE_ROWS; r++)
-                a_rows[r] = a + (row + (r < rows ? r : rows - 1)) * a_row_step;
+            for (size_t r = 0; r < TILE_ROWS; r++) {
+                size_t i = row + (r < rows ? r : rows - 1);
+                a_rows[r] = a + (a_index == NULL ? i : a_index[i]) * a_row_step;
+            }
             const float *tile_bias = bias == NULL ? NULL : bias + col;
             float *tile_c = c + row * ldc + col;
             if (vectors == 3)
@@ -509,11 +513,11 @@ __attribute__((target("avx512f"))) static void transposed_product(eb_small_gemm_
         if (sparse) {
             sparse_columns(rows, count, chunk.data, offsets, d, h, true, g_chunk);
         } else if (index == NULL) {
-            tiled_product(count, chunk.data, 1, x.stride, x.rows, d, h, NULL, g_chunk, h);
+            tiled_product(count, chunk.data, NULL, 1, x.stride, x.rows, d, h, NULL, g_chunk, h);
         } else {
             for (size_t k = 0; k < x.rows; k++)
                 memcpy(scratch + k * count, chunk.data + offsets[k], count * sizeof *scratch);
-            tiled_product(count, scratch, 1, count, x.rows, d, h, NULL, g_chunk, h);
+            tiled_product(count, scratch, NULL, 1, count, x.rows, d, h, NULL, g_chunk, h);
         }
     }
 }
@@ -560,7 +564,7 @@ void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, 
             return;
         }
         if (eb__small_gemm_available(x.rows)) {
-            tiled_product(x.rows, x.data, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
+            tiled_product(x.rows, x.data, NULL, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
             return;
         }
     }
@@ -604,20 +608,9 @@ void eb__small_transposed_product(eb_matrix x, const float *d, size_t h, float *
     eb__small_transposed_product_via(EB_SMALL_GEMM_AUTO, x, d, h, g);
 }
 
-bool eb__small_rows_in_place(eb_matrix x, const uint32_t *index, size_t count)
+bool eb__small_rows_in_place(size_t count)
 {
-#ifdef EB_HAVE_AVX512_KERNELS
-    if (!eb__small_gemm_available(count))
-        return false;
-    eb_matrix batch = {x.data, count, x.cols, x.stride};
-    /* The forward product's threshold is the lower one: both products then run sparse, as on a gathered batch. */
-    return mostly_zeros(batch, index, SPARSE_AFFINE_MAX_DENSITY);
-#else
-    (void)x;
-    (void)index;
-    (void)count;
-    return false;
-#endif
+    return eb__small_gemm_available(count);
 }
 
 void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, const float *w, const float *bias,
@@ -625,8 +618,11 @@ void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, con
 {
     eb_matrix batch = {x.data, count, x.cols, x.stride};
 #ifdef EB_HAVE_AVX512_KERNELS
-    if (count > 0 && __builtin_cpu_supports("avx512f")) {
-        sparse_affine(batch, index, w, bias, out);
+    if (eb__small_gemm_available(count)) {
+        if (mostly_zeros(batch, index, SPARSE_AFFINE_MAX_DENSITY))
+            sparse_affine(batch, index, w, bias, out);
+        else
+            tiled_product(count, x.data, index, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
         return;
     }
 #endif

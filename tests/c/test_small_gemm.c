@@ -273,12 +273,6 @@ static void rows_read_in_place_give_the_gathered_bits(void **state)
             eb__small_affine_rows(xm, index, b, w, bias, om, scratch);
             eb__small_transposed_product_rows(xm, index, b, delta, h, got + b * h, scratch);
             assert_memory_equal(expected, got, (b + d) * h * sizeof(float));
-            /* In place only where the sparse kernels serve the batch, as the density sample says. */
-            bool in_place = eb__small_rows_in_place(xm, index, b);
-            if (!__builtin_cpu_supports("avx512f") || densities[t] >= 0.7)
-                assert_false(in_place);
-            else if (densities[t] <= 0.1 && d - d % 256 != 0 && densities[t] >= 0.0)
-                assert_true(in_place);
             free(x);
             free(w);
             free(bias);
@@ -289,12 +283,10 @@ static void rows_read_in_place_give_the_gathered_bits(void **state)
             free(got);
             free(index);
         }
-    float one = 1.0f;
-    uint32_t zero = 0;
-    eb_matrix single = {&one, 1, 1, 1};
-    assert_false(eb__small_rows_in_place(single, &zero, 0));
-    uint32_t many[EB_SMALL_GEMM_MAX_ROWS + 1] = {0};
-    assert_false(eb__small_rows_in_place(single, many, EB_SMALL_GEMM_MAX_ROWS + 1));
+    /* In place wherever the minibatch kernels serve the batch. */
+    assert_false(eb__small_rows_in_place(0));
+    assert_false(eb__small_rows_in_place(EB_SMALL_GEMM_MAX_ROWS + 1));
+    assert_true(eb__small_rows_in_place(EB_SMALL_GEMM_MAX_ROWS) == eb__small_gemm_available(EB_SMALL_GEMM_MAX_ROWS));
 }
 
 /* The cut-over: batches up to EB_SMALL_GEMM_MAX_ROWS rows, never an empty one. */
