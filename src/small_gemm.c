@@ -193,11 +193,21 @@ enum { SPARSE_VECTORS = 4, SPARSE_COLS = SPARSE_VECTORS * LANES, SPARSE_CHUNK = 
 /*
  * Up to these shares of nonzero entries in x the sparse kernels are faster
  * (measured at 32 x 1024 -> 50 and 32 x 384 -> 200, 1 core: the forward one
- * breaks even at 30-35% nonzeros, its rows of w coming from L2 for one row of
- * x each where a dense tile shares them among 8; the transposed one, reading
+ * breaks even at 30-35% nonzeros at 200 outputs, its rows of w coming from L2
+ * for one row of x each where a dense tile shares them among 8, and at 43% at
+ * 50 outputs, one block of the sparse kernel, where the dense tiles spend a
+ * 48-wide tile and a mostly empty one on them (2026-12-04, AMD EPYC: at 40%
+ * nonzeros 34.6 us sparse against 37.1 dense); the transposed one, reading
  * the batch's deltas from L1, at 40-60%).
  */
 static const double SPARSE_AFFINE_MAX_DENSITY = 0.3;
+static const double SPARSE_AFFINE_ONE_BLOCK_MAX_DENSITY = 0.4;
+
+/* The forward product's threshold for `cols` outputs. */
+static double sparse_affine_max_density(size_t cols)
+{
+    return cols <= SPARSE_COLS ? SPARSE_AFFINE_ONE_BLOCK_MAX_DENSITY : SPARSE_AFFINE_MAX_DENSITY;
+}
 static const double SPARSE_TRANSPOSED_MAX_DENSITY = 0.4;
 
 /* Lanes of x[0 .. min(left, 16)) that are not zero (NaN included). */
@@ -558,7 +568,7 @@ void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, 
     if (path != EB_SMALL_GEMM_BLAS && x.rows > 0 && __builtin_cpu_supports("avx512f")) {
         bool sparse = path == EB_SMALL_GEMM_SPARSE ||
                       (path == EB_SMALL_GEMM_AUTO &&
-                       mostly_zeros(x, NULL, SPARSE_AFFINE_MAX_DENSITY));
+                       mostly_zeros(x, NULL, sparse_affine_max_density(out.cols)));
         if (sparse) {
             sparse_affine(x, NULL, w, bias, out);
             return;
@@ -619,7 +629,7 @@ void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, con
     eb_matrix batch = {x.data, count, x.cols, x.stride};
 #ifdef EB_HAVE_AVX512_KERNELS
     if (eb__small_gemm_available(count)) {
-        if (mostly_zeros(batch, index, SPARSE_AFFINE_MAX_DENSITY))
+        if (mostly_zeros(batch, index, sparse_affine_max_density(out.cols)))
             sparse_affine(batch, index, w, bias, out);
         else
             tiled_product(count, x.data, index, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
