@@ -365,6 +365,21 @@ size_t eb__finetuner_saved_size(const eb_finetuner *model)
     return HEADER_SIZE + counter.length;
 }
 
+/* Header, payload and CRC into buffer, which holds exactly size = eb__finetuner_saved_size(model) bytes. */
+static void write_model(const eb_finetuner *model, void *buffer, size_t size)
+{
+    eb_writer w = {buffer, size, 0};
+    for (size_t i = 0; i < sizeof MAGIC; i++)
+        eb__write_u8(&w, MAGIC[i]);
+    eb__write_u32(&w, FORMAT_VERSION);
+    eb__write_u32(&w, (uint32_t)model->params.kind);
+    eb__write_u64(&w, size - HEADER_SIZE);
+    eb__write_u32(&w, 0); /* the CRC, filled in below */
+    write_payload(model, &w);
+    eb_writer crc_slot = {buffer, size, HEADER_SIZE - 4};
+    eb__write_u32(&crc_slot, model_crc(FORMAT_VERSION, w.data, size));
+}
+
 eb_status eb__finetuner_save_to_buffer(const eb_finetuner *model, void *buffer, size_t capacity, size_t *written,
                                        eb_error *err)
 {
@@ -377,16 +392,7 @@ eb_status eb__finetuner_save_to_buffer(const eb_finetuner *model, void *buffer, 
     if (capacity < needed)
         return eb__fail(err, EB_ERR_BUFFER_TOO_SMALL, "the buffer holds %zu bytes, the model needs %zu", capacity,
                         needed);
-    eb_writer w = {buffer, capacity, 0};
-    for (size_t i = 0; i < sizeof MAGIC; i++)
-        eb__write_u8(&w, MAGIC[i]);
-    eb__write_u32(&w, FORMAT_VERSION);
-    eb__write_u32(&w, (uint32_t)model->params.kind);
-    eb__write_u64(&w, needed - HEADER_SIZE);
-    eb__write_u32(&w, 0); /* the CRC, filled in below */
-    write_payload(model, &w);
-    eb_writer crc_slot = {buffer, capacity, HEADER_SIZE - 4};
-    eb__write_u32(&crc_slot, model_crc(FORMAT_VERSION, w.data, needed));
+    write_model(model, buffer, needed);
     if (written != NULL)
         *written = needed;
     return EB_OK;
@@ -542,7 +548,7 @@ static eb_status save_file(const eb_finetuner *model, const char *path, eb_error
     const eb_allocator *mem = &model->core.mem;
     if (path == NULL)
         return eb__fail(err, EB_ERR_NULL_POINTER, "path is NULL");
-    /* Every refusal before the destination is touched (check_state is asked again by save_to_buffer below). */
+    /* Every refusal before the destination is touched. */
     eb_status status = model->ops->check_state(model, err);
     if (status != EB_OK)
         return status;
@@ -559,11 +565,11 @@ static eb_status save_file(const eb_finetuner *model, const char *path, eb_error
         eb__free(mem, temp_path);
         return eb__fail(err, EB_ERR_NOMEM, "out of memory serialising the model (%zu bytes)", size);
     }
-    status = eb__finetuner_save_to_buffer(model, bytes, size, NULL, err);
-    int fd = status == EB_OK ? create_temp_file(path, path_length, temp_path) : -1;
-    if (status == EB_OK && fd < 0) {
+    write_model(model, bytes, size);
+    int fd = create_temp_file(path, path_length, temp_path);
+    if (fd < 0) {
         status = io_failure(err, "cannot create a temporary file next to", path);
-    } else if (status == EB_OK) {
+    } else {
         bool ok = write_all(fd, bytes, size);
         if (!ok)
             status = io_failure(err, "cannot write", temp_path);
