@@ -43,6 +43,12 @@ typedef struct cl_workspace {
     float *embed;          /* batch matrix rows x h */
     float *embed_grad;     /* same shape: dLoss/d(embedding) */
     double *norms;         /* one per batch matrix row */
+    eb_sparse_rows listed; /* X's nonzeros, when X is mostly zeros and not gathered (else empty) */
+    uint32_t *used;        /* with listed: the rows a batch touches, ascending */
+    unsigned char *seen;   /* with listed: per row, whether the batch touches it */
+    float *packed_grad;    /* with listed: deltas of a small batch's rows, packed */
+    float *scratch;        /* with listed: room for a small batch's rows of X */
+    eb_team *team;         /* with listed: threads for the products and Adam (NULL: this thread alone) */
 } cl_workspace;
 
 static eb_finetuner_params default_params(void)
@@ -80,6 +86,12 @@ static void workspace_release(cl_workspace *ws, const eb_allocator *mem)
     eb__free(mem, ws->embed);
     eb__free(mem, ws->embed_grad);
     eb__free(mem, ws->norms);
+    eb__sparse_rows_release(&ws->listed, mem);
+    eb__free(mem, ws->used);
+    eb__free(mem, ws->seen);
+    eb__free(mem, ws->packed_grad);
+    eb__free(mem, ws->scratch);
+    eb__team_stop(ws->team, mem);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -150,6 +162,23 @@ static void index_labels(cl_workspace *ws, const int32_t *y)
     }
 }
 
+/* X's nonzeros once for the whole call, when X is mostly zeros: every batch multiplies the same rows. */
+static eb_status list_rows(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, size_t h)
+{
+    const eb_allocator *mem = &model->core.mem;
+    eb_status status = eb__sparse_rows_list(x, h, mem, &ws->listed);
+    if (status != EB_OK || ws->listed.row_start == NULL)
+        return status;
+    ws->used = eb__calloc(mem, x.rows, sizeof *ws->used);
+    ws->seen = eb__calloc(mem, x.rows, sizeof *ws->seen);
+    ws->packed_grad = eb__calloc(mem, EB_SMALL_GEMM_MAX_ROWS, h * sizeof(float));
+    ws->scratch = eb__calloc(mem, EB_SMALL_GEMM_MAX_ROWS, x.cols * sizeof(float));
+    if (ws->used == NULL || ws->seen == NULL || ws->packed_grad == NULL || ws->scratch == NULL)
+        return EB_ERR_NOMEM;
+    ws->team = eb__team_start(eb__training_threads(model, ws->listed.nonzeros * h), mem);
+    return EB_OK;
+}
+
 static eb_status workspace_alloc(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, const int32_t *y,
                                  size_t h, eb_error *err)
 {
@@ -169,7 +198,8 @@ static eb_status workspace_alloc(cl_workspace *ws, const eb_finetuner *model, eb
     ws->run_length = eb__calloc(mem, n, sizeof *ws->run_length);
     ws->pairs = eb__calloc(mem, max_pairs, sizeof *ws->pairs);
     if (ws->by_label == NULL || ws->run_start == NULL || ws->run_length == NULL || ws->pairs == NULL ||
-        alloc_batch_buffers(ws, n, batch, x.cols, h, mem) != EB_OK) {
+        alloc_batch_buffers(ws, n, batch, x.cols, h, mem) != EB_OK ||
+        (!ws->gather && list_rows(ws, model, x, h) != EB_OK)) {
         workspace_release(ws, mem);
         return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating training buffers for %zu rows", n);
     }
@@ -284,20 +314,100 @@ static EB_VECTOR_CLONES void add_self_pair_gradient(float *restrict g, const flo
 }
 
 /*
+ * A step's parallel phases are cut into this many chunks for the team's threads to take: enough that a
+ * thread the system has not scheduled leaves little for the others to wait on, few enough that each chunk
+ * (about 12 us at defaults) still reuses its slice of the weights across rows.
+ */
+enum { JOB_CHUNKS = 8 };
+
+/* X's nonzeros listed once, with room to note the rows of one batch. */
+typedef struct cl_listed {
+    const eb_sparse_rows *rows;
+    uint32_t *used;
+    unsigned char *seen;
+    float *packed_grad; /* EB_SMALL_GEMM_MAX_ROWS rows of deltas */
+    float *scratch;     /* EB_SMALL_GEMM_MAX_ROWS rows of X, for eb__small_transposed_product_rows */
+    eb_team *team;      /* threads for the products over all rows; NULL: the caller's alone */
+} cl_listed;
+
+typedef struct forward_job {
+    const cl_listed *listed;
+    size_t n_used;
+    const float *w, *bias;
+    size_t h;
+    float *embed;
+    double *norms;
+} forward_job;
+
+/* The embeddings and their norms of one part's share of the batch's rows. */
+static void forward_part(void *opaque, size_t part, size_t parts)
+{
+    const forward_job *job = opaque;
+    const uint32_t *used = job->listed->used;
+    size_t first, last;
+    eb__sparse_rows_affine(job->listed->rows, used, job->n_used, part, parts, job->w, job->bias, job->h, job->embed,
+                           &first, &last);
+    for (size_t u = first; u < last; u++)
+        job->norms[used[u]] = norm_of(job->embed + used[u] * job->h, job->h);
+}
+
+/* Adam for a step whose weight gradient is computed in parts: each part updates the weights it has the gradient of. */
+typedef struct cl_adam {
+    eb_trainable *weights;
+    float learning_rate;
+    bool applied; /* set when the step has updated the weights */
+} cl_adam;
+
+typedef struct gradient_job {
+    const eb_sparse_rows *rows;
+    const float *embed_grad;
+    size_t h;
+    eb_trainable *weights; /* grad is weights->grad; the bias's gradient is already there */
+    eb_adam_factors factors;
+} gradient_job;
+
+/* One part's rows of the weight gradient, then Adam on those rows while they are in its cache; part 0 adds the bias. */
+static void gradient_part(void *opaque, size_t part, size_t parts)
+{
+    const gradient_job *job = opaque;
+    size_t first, last;
+    eb__sparse_rows_transposed_product(job->rows, part, parts, job->embed_grad, job->h, job->weights->grad, &first,
+                                       &last);
+    eb__adam_update_range(job->weights, job->factors, first * job->h, last * job->h);
+    if (part == 0)
+        eb__adam_update_range(job->weights, job->factors, job->rows->cols * job->h, job->weights->count);
+}
+
+/*
  * Gradient of the mean pair loss over `count` pairs indexing rows of xb.
  * Buffers embed, embed_grad and norms must have xb.rows rows. Returns the sum
- * of the pairs' losses.
+ * of the pairs' losses. With listed rows, a step over most of them also
+ * applies Adam (adam->applied), fused with the weight gradient's parts.
  */
 static double pair_gradient(const float *values, float *grad, size_t h, eb_matrix xb, const cl_pair *pairs,
-                            size_t count, float *embed, float *embed_grad, double *norms)
+                            size_t count, float *embed, float *embed_grad, double *norms, const cl_listed *listed,
+                            cl_adam *adam)
 {
     const size_t d = xb.cols, rows = xb.rows;
     const float *w = values, *bias = values + d * h;
-    eb_mut_matrix embed_view = {embed, rows, h, h};
-    /* src/small_gemm.c: sparse rows (hashed n-grams) skip their zeros; dense minibatches skip OpenBLAS's packing. */
-    eb__small_affine(xb, w, bias, embed_view);
-    for (size_t r = 0; r < rows; r++)
-        norms[r] = norm_of(embed + r * h, h);
+    size_t n_used = 0;
+    if (listed != NULL) {
+        /* Only the rows the pairs touch: a batch of 32 pairs (the last of an epoch at defaults) touches a third. */
+        memset(listed->seen, 0, rows);
+        for (size_t p = 0; p < count; p++)
+            listed->seen[pairs[p].left] = listed->seen[pairs[p].right] = 1;
+        for (size_t r = 0; r < rows; r++)
+            if (listed->seen[r])
+                listed->used[n_used++] = (uint32_t)r;
+        forward_job job = {listed, n_used, w, bias, h, embed, norms};
+        eb__team_run(listed->team, JOB_CHUNKS, forward_part, &job);
+    } else {
+        eb_mut_matrix embed_view = {embed, rows, h, h};
+        /* src/small_gemm.c: sparse rows (hashed n-grams) skip their zeros; dense minibatches skip OpenBLAS's packing. */
+        eb__small_affine(xb, w, bias, embed_view);
+        for (size_t r = 0; r < rows; r++)
+            norms[r] = norm_of(embed + r * h, h);
+    }
     memset(embed_grad, 0, rows * h * sizeof(float));
 
     /* Per-pair scalars in double: products of two large norms overflow a float. */
@@ -328,19 +438,35 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         else
             add_self_pair_gradient(embed_grad + i * h, a, h, unit_a, unit_b, step_a, step_b, self_a, self_b);
     }
-    eb__small_transposed_product(xb, embed_grad, h, grad);
+    if (listed == NULL)
+        eb__small_transposed_product(xb, embed_grad, h, grad);
+    else if (eb__small_rows_in_place(n_used)) {
+        /* A minibatch's worth of rows: the in-place kernel over just them, their deltas packed alike. */
+        for (size_t u = 0; u < n_used; u++)
+            memcpy(listed->packed_grad + u * h, embed_grad + listed->used[u] * h, h * sizeof(float));
+        eb__small_transposed_product_rows(xb, listed->used, n_used, listed->packed_grad, h, grad, listed->scratch);
+    } else { /* rows left out have zero deltas: visiting them costs less than finding the others */
+        eb__column_sums(embed_grad, rows, h, grad + d * h);
+        gradient_job job = {listed->rows, embed_grad, h, adam->weights, eb__adam_begin(adam->weights, adam->learning_rate)};
+        eb__team_run(listed->team, JOB_CHUNKS, gradient_part, &job);
+        adam->applied = true;
+        return loss_sum;
+    }
     eb__column_sums(embed_grad, rows, h, grad + d * h);
     return loss_sum;
 }
 
 /* Gradient of one batch of pairs, gathering its rows when that is cheaper. */
 static double batch_gradient(const eb_fit_state *state, cl_workspace *ws, eb_matrix x, const cl_pair *pairs,
-                             size_t count)
+                             size_t count, cl_adam *adam)
 {
     const eb_trainable *t = &state->weights;
     const size_t h = state->out_dim;
-    if (!ws->gather)
-        return pair_gradient(t->values, t->grad, h, x, pairs, count, ws->embed, ws->embed_grad, ws->norms);
+    if (!ws->gather) {
+        cl_listed listed = {&ws->listed, ws->used, ws->seen, ws->packed_grad, ws->scratch, ws->team};
+        return pair_gradient(t->values, t->grad, h, x, pairs, count, ws->embed, ws->embed_grad, ws->norms,
+                             ws->listed.row_start != NULL ? &listed : NULL, adam);
+    }
     for (size_t p = 0; p < count; p++) {
         memcpy(ws->gathered + p * x.cols, x.data + (size_t)pairs[p].left * x.stride, x.cols * sizeof(float));
         memcpy(ws->gathered + (count + p) * x.cols, x.data + (size_t)pairs[p].right * x.stride,
@@ -349,7 +475,7 @@ static double batch_gradient(const eb_fit_state *state, cl_workspace *ws, eb_mat
     }
     eb_matrix batch = {ws->gathered, 2 * count, x.cols, x.cols};
     return pair_gradient(t->values, t->grad, h, batch, ws->local_pairs, count, ws->embed, ws->embed_grad,
-                         ws->norms);
+                         ws->norms, NULL, NULL);
 }
 
 typedef struct epoch_context {
@@ -371,8 +497,10 @@ static double run_epoch(void *opaque)
     double loss_sum = 0.0;
     for (size_t start = 0; start < count; start += ws->batch_pairs) {
         size_t size = count - start < ws->batch_pairs ? count - start : ws->batch_pairs;
-        loss_sum += batch_gradient(state, ws, c->x, ws->pairs + start, size);
-        eb__adam_step(&state->weights, c->model->params.learning_rate);
+        cl_adam adam = {&state->weights, c->model->params.learning_rate, false};
+        loss_sum += batch_gradient(state, ws, c->x, ws->pairs + start, size, &adam);
+        if (!adam.applied)
+            eb__adam_step_team(&state->weights, adam.learning_rate, ws->team, JOB_CHUNKS);
     }
     return loss_sum / (double)count;
 }
@@ -496,7 +624,7 @@ eb_status eb__contrastive_gradient(eb_finetuner *model, eb_matrix x, const uint3
         for (size_t p = 0; p < n_pairs; p++)
             pairs[p] = (cl_pair){left[p], right[p], target[p]};
         *mean_loss = pair_gradient(model->core.state.weights.values, grad, h, x, pairs, n_pairs, embed, embed_grad,
-                                   norms) /
+                                   norms, NULL, NULL) /
                      (double)n_pairs;
         status = EB_OK;
     }

@@ -138,17 +138,11 @@ eb_status eb_encoder_encode_images(const eb_encoder *encoder, const eb_image *im
 
 /* ---- threads -------------------------------------------------------------- */
 
-static size_t online_cpus(void)
-{
-    long count = sysconf(_SC_NPROCESSORS_ONLN);
-    return count >= 1 ? (size_t)count : 1;
-}
-
 size_t eb__encoder_threads(size_t requested, size_t n_items, size_t total_work)
 {
     size_t threads;
     if (requested == EB_ENCODER_THREADS_AUTO) {
-        threads = online_cpus();
+        threads = eb__online_cpus();
         size_t by_work = total_work / EB_ENCODER_MIN_WORK_PER_THREAD;
         if (by_work < threads)
             threads = by_work;

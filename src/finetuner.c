@@ -480,6 +480,34 @@ eb_status eb_finetuner_set_callback(eb_finetuner *model, eb_epoch_callback on_ep
     return EB_OK;
 }
 
+eb_status eb_finetuner_set_threads(eb_finetuner *model, size_t n_threads)
+{
+    eb_status status = eb__check_handle(model, NULL);
+    if (status != EB_OK)
+        return status;
+    eb_error *err = &model->core.last_error;
+    eb__error_clear(err);
+    if (n_threads > EB_FINETUNER_MAX_THREADS)
+        return eb__fail(err, EB_ERR_INVALID_PARAM, "n_threads is %zu; at most %d (0 decides per call)", n_threads,
+                        EB_FINETUNER_MAX_THREADS);
+    model->threads = n_threads;
+    return EB_OK;
+}
+
+size_t eb__training_threads(const eb_finetuner *model, size_t work_per_product)
+{
+    size_t threads = model->threads;
+    if (threads == EB_FINETUNER_THREADS_AUTO) {
+        threads = eb__online_cpus();
+        size_t by_work = work_per_product / EB_FINETUNER_MIN_WORK_PER_THREAD;
+        if (by_work < threads)
+            threads = by_work;
+    }
+    if (threads > EB_FINETUNER_MAX_THREADS)
+        threads = EB_FINETUNER_MAX_THREADS;
+    return threads >= 1 ? threads : 1;
+}
+
 eb_status eb_finetuner_set_class_labels(eb_finetuner *model, const eb_class_labels *labels)
 {
     eb_status status = eb__check_handle(model, NULL);

@@ -129,6 +129,76 @@ void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, con
 void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
                                        float *g, float *scratch);
 
+/*
+ * The nonzero entries of a matrix that stays the same for a whole fit, listed
+ * once by row (for x w) and by column (for x^T d). A contrastive fit at its
+ * defaults multiplies the same rows 160 times; listing their nonzeros once
+ * replaces the search every sparse product does (a compare and compress per
+ * 16 entries, a per-column mask of rows). The products give the bits of
+ * eb__small_affine and eb__small_transposed_product.
+ */
+typedef struct eb_sparse_rows {
+    size_t rows, cols, nonzeros;
+    uint32_t *row_start; /* rows + 1 entries: row r's nonzeros are [row_start[r], row_start[r + 1]) */
+    uint32_t *col_of;
+    float *row_values;
+    uint32_t *col_start; /* cols + 1 entries, likewise by column, rows ascending */
+    uint32_t *row_of;
+    float *col_values;
+    /* Products walk the inner dimension in slices that keep their rows of the other operand in L1. */
+    size_t slice_cols, row_slices;  /* x w: slices of slice_cols columns of x (rows of w) */
+    uint32_t *row_slice_start;      /* rows x (row_slices + 1): where each slice's entries of a row begin */
+    size_t slice_rows, col_slices;  /* x^T d: slices of slice_rows rows of x (and of d) */
+    uint32_t *col_slice_start;      /* cols x (col_slices + 1), likewise */
+    struct eb_listed_span *spans;   /* one per row or column: the work list of one pass */
+} eb_sparse_rows;
+
+/*
+ * Lists x's nonzeros (NaN counts as one) when that pays for products h wide: on AVX-512 CPUs, when at most the
+ * sparse kernels' share of x is nonzero (all of it counted). Otherwise *out is left empty (row_start NULL), the
+ * caller's cue to use eb__small_affine and eb__small_transposed_product. EB_ERR_NOMEM when out of memory.
+ */
+eb_status eb__sparse_rows_list(eb_matrix x, size_t h, const eb_allocator *mem, eb_sparse_rows *out);
+void eb__sparse_rows_release(eb_sparse_rows *s, const eb_allocator *mem);
+/*
+ * Row rows[r] of out = row rows[r] of x times w (x.cols x h) + bias, for r < count; out's other rows are left
+ * as they are. Part `part` of `parts` does its share [*first, *last) of rows[] (threads may run the parts at
+ * once; the shares are balanced by nonzeros).
+ */
+void eb__sparse_rows_affine(const eb_sparse_rows *s, const uint32_t *rows, size_t count, size_t part, size_t parts,
+                            const float *w, const float *bias, size_t h, float *out, size_t *first, size_t *last);
+/*
+ * g (x.cols x h) = x^T d (d has x's rows, h wide): the bits of eb__small_transposed_product. Part `part` of
+ * `parts` does its share [*first, *last) of g's rows.
+ */
+void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, size_t parts, const float *d, size_t h,
+                                        float *g, size_t *first, size_t *last);
+
+/* ---- workers.c ------------------------------------------------------------ */
+
+/* Most threads (the caller's included) one training call splits its products over. */
+enum { EB_TEAM_MAX_PARTS = EB_FINETUNER_MAX_THREADS };
+typedef struct eb_team eb_team;
+/* One chunk of a job: fn(ctx, chunk, chunks) does chunk `chunk` of `chunks`. */
+typedef void (*eb_team_fn)(void *ctx, size_t chunk, size_t chunks);
+/*
+ * A team of `threads` threads (the caller's and threads - 1 started here), or NULL when threads < 2 or no
+ * thread could start: NULL is a working team of the caller's thread alone.
+ */
+eb_team *eb__team_start(size_t threads, const eb_allocator *mem);
+/*
+ * fn on chunks 0 .. chunks-1, each once, by whichever thread of the team is free (the caller's takes chunks
+ * too); returns when all are done. Chunks must not depend on which thread runs them or in which order.
+ */
+void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx);
+void eb__team_stop(eb_team *team, const eb_allocator *mem);
+/* The machine's online CPUs, at least 1. */
+size_t eb__online_cpus(void);
+/* The threads a training call of model uses for products of work_per_product multiply-adds (at least 1). */
+size_t eb__training_threads(const struct eb_finetuner *model, size_t work_per_product);
+/* Chunk `part` of `parts`' share [*first, *last) of count items: contiguous, in order, as even as can be. */
+void eb__share_of(size_t count, size_t part, size_t parts, size_t *first, size_t *last);
+
 /* ---- training.c ---------------------------------------------------------- */
 
 /* Weights, their gradient and Adam's moments, in one allocation of 4 * count floats. */
@@ -147,6 +217,17 @@ void eb__trainable_release(eb_trainable *t, const eb_allocator *mem);
 void eb__init_uniform(float *values, size_t count, size_t fan_in, eb_rng *rng);
 /* One Adam step (beta1 0.9, beta2 0.999, eps 1e-8) on t->values from t->grad. */
 void eb__adam_step(eb_trainable *t, float learning_rate);
+/* eb__adam_step with the weights split over a team's threads (same bits; NULL: the caller's thread alone). */
+void eb__adam_step_team(eb_trainable *t, float learning_rate, eb_team *team, size_t chunks);
+/*
+ * eb__adam_step in two halves, for a caller that updates the weights in parts of its own: eb__adam_begin counts
+ * the step and gives its factors, eb__adam_update_range applies them to weights [first, last).
+ */
+typedef struct eb_adam_factors {
+    float step, inv_sqrt_c2;
+} eb_adam_factors;
+eb_adam_factors eb__adam_begin(eb_trainable *t, float learning_rate);
+void eb__adam_update_range(eb_trainable *t, eb_adam_factors f, size_t first, size_t last);
 /*
  * Adam's element-wise update as training runs it (the fastest variant this CPU
  * supports; every variant gives the same bits): m = 0.9 m + 0.1 g;
@@ -271,6 +352,7 @@ struct eb_finetuner {
     eb_label_store labels;
     uint8_t *metadata;
     size_t metadata_size;
+    size_t threads; /* eb_finetuner_set_threads (0: EB_FINETUNER_THREADS_AUTO); not saved */
 };
 
 /*

@@ -372,6 +372,42 @@ sparse_column_body(uint64_t rows, const float *x_col, const size_t *x_offsets, c
     EB_SPARSE_STORE(g_row, (const float *)NULL)
 }
 
+/* One output row's share of a listed product: count entries (B's row at[t] times values[t]) into out_row. */
+typedef struct eb_listed_span {
+    const uint32_t *at;
+    const float *values;
+    size_t count;
+    size_t out_row;
+    bool first;
+} eb_listed_span;
+
+/*
+ * out_row = sum over t of values[t] * B row at[t] (+ bias), the entries in
+ * the order given, continuing from out_row's partial sums unless `first`:
+ * the sums of the two kernels above over nonzeros that were listed once
+ * (eb_sparse_rows) instead of found at every product.
+ */
+__attribute__((target("avx512f,avx512vl,fma"), always_inline)) static inline void
+listed_sum_body(const uint32_t *at, const float *values, size_t count, const float *b, size_t ldb, const float *bias,
+                __mmask16 last_mask, bool first, float *out_row, const int vectors, const bool narrow)
+{
+    EB_SPARSE_MASKS
+    if (!first) {
+        acc0 = _mm512_maskz_loadu_ps(m0, out_row);
+        if (vectors > 1)
+            acc1 = _mm512_maskz_loadu_ps(m1, out_row + LANES);
+        if (vectors > 2)
+            acc2 = _mm512_maskz_loadu_ps(m2, out_row + 2 * LANES);
+        if (vectors > 3)
+            acc3 = _mm512_maskz_loadu_ps(m3, out_row + 3 * LANES);
+    }
+    for (size_t t = 0; t < count; t++) {
+        __m512 a = _mm512_set1_ps(values[t]);
+        EB_SPARSE_FMA(b + (size_t)at[t] * ldb)
+    }
+    EB_SPARSE_STORE(out_row, bias)
+}
+
 #define EB_SPARSE_OF_WIDTH(vectors, narrow, name)                                                                   \
     __attribute__((target("avx512f,avx512vl,fma,popcnt"))) static void sparse_row_##name(                              \
         const float *x_row, size_t inner, const float *b, size_t ldb, const float *bias, __mmask16 last_mask,      \
@@ -385,6 +421,14 @@ sparse_column_body(uint64_t rows, const float *x_col, const size_t *x_offsets, c
     {                                                                                                               \
         for (size_t i = 0; i < count; i++)                                                                          \
             sparse_column_body(rows[i], x + i, x_offsets, d, ldd, last_mask, first, g + i * ldg, vectors, narrow);  \
+    }                                                                                                               \
+    __attribute__((target("avx512f,avx512vl,fma"))) static void listed_sums_##name(                                  \
+        const eb_listed_span *spans, size_t count, const float *b, size_t ldb, const float *bias,                   \
+        __mmask16 last_mask, float *out, size_t ldo)                                                                \
+    {                                                                                                               \
+        for (size_t r = 0; r < count; r++)                                                                          \
+            listed_sum_body(spans[r].at, spans[r].values, spans[r].count, b, ldb, bias, last_mask, spans[r].first,  \
+                            out + spans[r].out_row * ldo, vectors, narrow);                                         \
     }
 EB_SPARSE_OF_WIDTH(1, false, 1)
 EB_SPARSE_OF_WIDTH(2, false, 2)
@@ -555,6 +599,28 @@ __attribute__((target("avx512f"))) static void sparse_transposed_product(eb_matr
     }
 }
 
+
+/* out = the listed products of spans with b (h wide; bias added unless NULL), a block of 64 columns at a time. */
+__attribute__((target("avx512f"))) static void listed_products(const eb_listed_span *spans, size_t count,
+                                                               const float *b, size_t h, const float *bias,
+                                                               float *out)
+{
+    for (size_t col = 0; col < h; col += SPARSE_COLS) {
+        __mmask16 last_mask;
+        bool narrow;
+        size_t vectors = block_vectors(h - col, &last_mask, &narrow);
+        const float *block_bias = bias == NULL ? NULL : bias + col;
+        if (vectors == 4)
+            (narrow ? listed_sums_4_narrow : listed_sums_4)(spans, count, b + col, h, block_bias, last_mask, out + col, h);
+        else if (vectors == 3)
+            (narrow ? listed_sums_3_narrow : listed_sums_3)(spans, count, b + col, h, block_bias, last_mask, out + col, h);
+        else if (vectors == 2)
+            (narrow ? listed_sums_2_narrow : listed_sums_2)(spans, count, b + col, h, block_bias, last_mask, out + col, h);
+        else
+            (narrow ? listed_sums_1_narrow : listed_sums_1)(spans, count, b + col, h, block_bias, last_mask, out + col, h);
+    }
+}
+
 #endif
 
 /*
@@ -654,4 +720,216 @@ void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_
     eb__gather_rows(x, index, count, scratch);
     eb_matrix gathered = {scratch, count, x.cols, x.cols};
     eb__small_transposed_product(gathered, d, h, g);
+}
+
+/* ---- products over nonzeros listed once ------------------------------------------------------------------ */
+
+/*
+ * The rows of the right operand one pass over the entries reads are kept to
+ * this many bytes per 64 output columns, so that they stay in L1 (32 KB or
+ * more on AVX-512 CPUs) for all the rows of x: streamed from L2 once per row
+ * of x instead, the weights' loads took half of each multiply-add's time
+ * (50 outputs, 2026-12-04, AMD EPYC). Each output's partial sum waits in
+ * memory between passes; the sums run in the same order, so the bits stay.
+ */
+enum { LISTED_SLICE_BYTES = 24 * 1024 };
+
+void eb__sparse_rows_release(eb_sparse_rows *s, const eb_allocator *mem)
+{
+    eb__free(mem, s->row_start);
+    eb__free(mem, s->col_of);
+    eb__free(mem, s->row_values);
+    eb__free(mem, s->col_start);
+    eb__free(mem, s->row_of);
+    eb__free(mem, s->col_values);
+    eb__free(mem, s->row_slice_start);
+    eb__free(mem, s->col_slice_start);
+    eb__free(mem, s->spans);
+    memset(s, 0, sizeof *s);
+}
+
+#ifdef EB_HAVE_AVX512_KERNELS
+__attribute__((target("avx512f,popcnt"))) static size_t count_nonzero(eb_matrix x)
+{
+    size_t count = 0;
+    for (size_t r = 0; r < x.rows; r++)
+        for (size_t j = 0; j < x.cols; j += LANES)
+            count += (size_t)__builtin_popcount(nonzero_lanes(x.data + r * x.stride + j, x.cols - j));
+    return count;
+}
+
+/*
+ * For each of `lines` lists of ascending indices (line i's at [start[i], start[i + 1]) of index), where the
+ * indices of each slice of `width` begin: bounds[i * (slices + 1) + k] for slice k, then the line's end.
+ */
+static void slice_bounds(const uint32_t *start, size_t lines, const uint32_t *index, size_t width, size_t slices,
+                         uint32_t *bounds)
+{
+    for (size_t i = 0; i < lines; i++) {
+        uint32_t *line = bounds + i * (slices + 1);
+        size_t t = start[i];
+        for (size_t k = 0; k < slices; k++) {
+            line[k] = (uint32_t)t;
+            while (t < start[i + 1] && index[t] < (k + 1) * width)
+                t++;
+        }
+        line[slices] = start[i + 1];
+    }
+}
+
+__attribute__((target("avx512f,popcnt"))) static void list_nonzeros(eb_matrix x, eb_sparse_rows *out)
+{
+    uint32_t index[SPARSE_CHUNK + LANES];
+    size_t at = 0;
+    for (size_t r = 0; r < x.rows; r++) {
+        const float *row = x.data + r * x.stride;
+        out->row_start[r] = (uint32_t)at;
+        for (size_t j0 = 0; j0 < x.cols; j0 += SPARSE_CHUNK) {
+            size_t found = nonzero_positions(row + j0, x.cols - j0 < SPARSE_CHUNK ? x.cols - j0 : SPARSE_CHUNK, index);
+            for (size_t t = 0; t < found; t++, at++) {
+                size_t c = j0 + index[t];
+                out->col_of[at] = (uint32_t)c;
+                out->row_values[at] = row[c];
+                out->col_start[c + 1]++;
+            }
+        }
+    }
+    out->row_start[x.rows] = (uint32_t)at;
+    for (size_t c = 0; c < x.cols; c++)
+        out->col_start[c + 1] += out->col_start[c];
+    /* Walking the rows in order fills every column with its rows ascending; col_start[c] is column c's cursor. */
+    for (size_t r = 0; r < x.rows; r++) {
+        for (size_t t = out->row_start[r]; t < out->row_start[r + 1]; t++) {
+            uint32_t *cursor = &out->col_start[out->col_of[t]];
+            out->row_of[*cursor] = (uint32_t)r;
+            out->col_values[*cursor] = out->row_values[t];
+            (*cursor)++;
+        }
+    }
+    /* Each cursor stopped where the next column starts. */
+    memmove(out->col_start + 1, out->col_start, x.cols * sizeof *out->col_start);
+    out->col_start[0] = 0;
+    slice_bounds(out->row_start, x.rows, out->col_of, out->slice_cols, out->row_slices, out->row_slice_start);
+    slice_bounds(out->col_start, x.cols, out->row_of, out->slice_rows, out->col_slices, out->col_slice_start);
+}
+#endif
+
+eb_status eb__sparse_rows_list(eb_matrix x, size_t h, const eb_allocator *mem, eb_sparse_rows *out)
+{
+    memset(out, 0, sizeof *out);
+#ifdef EB_HAVE_AVX512_KERNELS
+    if (x.rows == 0 || x.cols == 0 || h == 0 || !__builtin_cpu_supports("avx512f"))
+        return EB_OK;
+    size_t nonzero = count_nonzero(x);
+    /* Entries are indexed with 32 bits. */
+    if (nonzero > UINT32_MAX - 1 || x.rows > UINT32_MAX || x.cols > UINT32_MAX ||
+        (double)nonzero > sparse_affine_max_density(h) * (double)(x.rows * x.cols))
+        return EB_OK;
+    size_t slots = nonzero == 0 ? 1 : nonzero;
+    size_t block_bytes = (h < SPARSE_COLS ? h : SPARSE_COLS) * sizeof(float);
+    size_t slice = LISTED_SLICE_BYTES / block_bytes;
+    out->rows = x.rows;
+    out->cols = x.cols;
+    out->nonzeros = nonzero;
+    out->slice_cols = slice;
+    out->row_slices = (x.cols + slice - 1) / slice;
+    out->slice_rows = slice;
+    out->col_slices = (x.rows + slice - 1) / slice;
+    out->row_start = eb__calloc(mem, x.rows + 1, sizeof *out->row_start);
+    out->col_start = eb__calloc(mem, x.cols + 1, sizeof *out->col_start);
+    out->col_of = eb__calloc(mem, slots, sizeof *out->col_of);
+    out->row_values = eb__calloc(mem, slots, sizeof *out->row_values);
+    out->row_of = eb__calloc(mem, slots, sizeof *out->row_of);
+    out->col_values = eb__calloc(mem, slots, sizeof *out->col_values);
+    size_t row_bounds, col_bounds;
+    if (eb__mul_size(x.rows, out->row_slices + 1, &row_bounds) && eb__mul_size(x.cols, out->col_slices + 1, &col_bounds)) {
+        out->row_slice_start = eb__calloc(mem, row_bounds, sizeof *out->row_slice_start);
+        out->col_slice_start = eb__calloc(mem, col_bounds, sizeof *out->col_slice_start);
+    }
+    out->spans = eb__calloc(mem, x.rows > x.cols ? x.rows : x.cols, sizeof *out->spans);
+    if (out->row_start == NULL || out->col_start == NULL || out->col_of == NULL || out->row_values == NULL ||
+        out->row_of == NULL || out->col_values == NULL || out->row_slice_start == NULL ||
+        out->col_slice_start == NULL || out->spans == NULL) {
+        eb__sparse_rows_release(out, mem);
+        return EB_ERR_NOMEM;
+    }
+    list_nonzeros(x, out);
+#else
+    (void)x, (void)h, (void)mem;
+#endif
+    return EB_OK;
+}
+
+#ifdef EB_HAVE_AVX512_KERNELS
+/*
+ * One pass per slice of the inner dimension (the bias joins the last) over count lines: line r is lines[r]
+ * (r itself when lines is NULL) of the listing and of out, its slice bounds at bounds + r-th line's offset.
+ */
+static void sliced_products(const uint32_t *lines, size_t count, eb_listed_span *spans,
+                            const uint32_t *index, const float *values, const uint32_t *bounds, size_t slices,
+                            const float *b, size_t h, const float *bias, float *out)
+{
+    for (size_t k = 0; k < slices; k++) {
+        for (size_t r = 0; r < count; r++) {
+            size_t line = lines == NULL ? r : lines[r];
+            const uint32_t *line_bounds = bounds + line * (slices + 1);
+            spans[r] = (eb_listed_span){index + line_bounds[k], values + line_bounds[k],
+                                        line_bounds[k + 1] - line_bounds[k], line, k == 0};
+        }
+        listed_products(spans, count, b, h, k + 1 == slices ? bias : NULL, out);
+    }
+}
+#endif
+
+/*
+ * Part `part` of `parts`' share [*first, *last) of count lines (line i is lines[i], or i when lines is NULL),
+ * split by their entries (line l has start[l + 1] - start[l]): rows and columns of hashed n-grams differ
+ * several times over in their nonzeros, and a part waits for the slowest.
+ */
+static void share_by_entries(const uint32_t *start, const uint32_t *lines, size_t count, size_t part, size_t parts,
+                             size_t *first, size_t *last)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t line = lines == NULL ? i : lines[i];
+        total += start[line + 1] - start[line];
+    }
+    size_t begin = total * part / parts, end = total * (part + 1) / parts, sum = 0;
+    *first = *last = count;
+    for (size_t i = 0; i < count; i++) {
+        if (sum >= begin && *first == count)
+            *first = i;
+        if (sum >= end && part + 1 < parts) {
+            *last = i;
+            break;
+        }
+        size_t line = lines == NULL ? i : lines[i];
+        sum += start[line + 1] - start[line];
+    }
+    if (*first > *last)
+        *first = *last;
+}
+
+void eb__sparse_rows_affine(const eb_sparse_rows *s, const uint32_t *rows, size_t count, size_t part, size_t parts,
+                            const float *w, const float *bias, size_t h, float *out, size_t *first, size_t *last)
+{
+    share_by_entries(s->row_start, rows, count, part, parts, first, last);
+#ifdef EB_HAVE_AVX512_KERNELS
+    sliced_products(rows + *first, *last - *first, s->spans + *first, s->col_of, s->row_values, s->row_slice_start,
+                    s->row_slices, w, h, bias, out);
+#else
+    (void)w, (void)bias, (void)h, (void)out;
+#endif
+}
+
+void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, size_t parts, const float *d, size_t h,
+                                        float *g, size_t *first, size_t *last)
+{
+    share_by_entries(s->col_start, NULL, s->cols, part, parts, first, last);
+#ifdef EB_HAVE_AVX512_KERNELS
+    sliced_products(NULL, *last - *first, s->spans + *first, s->row_of, s->col_values,
+                    s->col_slice_start + *first * (s->col_slices + 1), s->col_slices, d, h, NULL, g + *first * h);
+#else
+    (void)d, (void)h, (void)g;
+#endif
 }

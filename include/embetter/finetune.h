@@ -379,6 +379,36 @@ EB_API eb_status eb_finetuner_set_params(eb_finetuner *model, const eb_finetuner
 EB_API eb_status eb_finetuner_set_callback(eb_finetuner *model, eb_epoch_callback on_epoch, void *callback_data);
 
 /**
+ * eb_finetuner_set_threads' value meaning "decide per training call", the
+ * setting of every finetuner created or loaded: contrastive training on rows
+ * that are mostly zeros (hashed n-gram counts; their nonzeros are listed once
+ * per call) splits each step's products and weight update over as many
+ * threads as the machine has online CPUs (at most EB_FINETUNER_MAX_THREADS), as
+ * far as each thread gets EB_FINETUNER_MIN_WORK_PER_THREAD multiply-adds of a
+ * product. Other training runs on the calling thread (OpenBLAS may use
+ * threads of its own inside a product).
+ */
+#define EB_FINETUNER_THREADS_AUTO 0
+
+/** Most threads, the calling one included, one training call uses. */
+#define EB_FINETUNER_MAX_THREADS 8
+
+/** Multiply-adds of one product each thread must get before EB_FINETUNER_THREADS_AUTO adds a thread. */
+#define EB_FINETUNER_MIN_WORK_PER_THREAD 1000000
+
+/**
+ * Threads later training calls may use: 1 keeps training on the calling
+ * thread, n_threads >= 2 uses that many where EB_FINETUNER_THREADS_AUTO would
+ * use any, and EB_FINETUNER_THREADS_AUTO decides per call. Results never
+ * depend on it: every sum is still computed by one thread, in one order.
+ * The threads live for one call; a helper thread the system does not run
+ * leaves its work to the others. Not saved with the model. Rejected
+ * (EB_ERR_INVALID_PARAM, setting unchanged) above EB_FINETUNER_MAX_THREADS.
+ * Set 1 when you train many finetuners on threads of your own.
+ */
+EB_API eb_status eb_finetuner_set_threads(eb_finetuner *model, size_t n_threads);
+
+/**
  * Attach bytes the library stores and saves but never interprets, for a
  * binding's own settings (the Python package keeps its estimator's
  * parameters there as JSON). size 0 removes them. At most

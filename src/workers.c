@@ -1,0 +1,216 @@
+/*
+ * A team of threads for the many short parallel phases of one fit: a
+ * contrastive step at defaults runs two phases of about 0.1 ms each, 80 steps
+ * a fit. Each phase (a job) is cut into chunks that whoever is free takes,
+ * the caller's thread included, so a helper that the system has not scheduled
+ * (the other core busy) costs at most the chunk it holds: the caller takes
+ * the rest and the fit runs at the speed of one thread instead of waiting
+ * for the other. Helpers spin on the job word for a while before they sleep,
+ * because waking a sleeping thread took longer than a phase on the machine of
+ * docs/benchmarks.md; the team lives for one training call, so a pause
+ * between calls costs no CPU.
+ */
+/* clock_gettime and sched_yield. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#  include <immintrin.h>
+#  define EB_SPIN_PAUSE() _mm_pause()
+#else
+#  define EB_SPIN_PAUSE() ((void)0)
+#endif
+
+/* A helper spins this long for the next job before it sleeps: longer than the serial work between two phases. */
+static const double HELPER_SPIN_SECONDS = 300e-6;
+/* The caller spins this long for a helper's last chunk before it yields its core to the helper. */
+static const double CALLER_SPIN_SECONDS = 50e-6;
+/*
+ * A chunk takes about 12 us at a contrastive fit's defaults; waiting this long for one means the system took
+ * the helper's core away (another process), and would again: the rest of the call runs on the caller's thread
+ * alone, at one thread's speed, instead of waiting a scheduler's time slice each time.
+ */
+static const double SOLO_AFTER_SECONDS = 1e-3;
+
+typedef struct eb_team_member {
+    eb_team *team;
+} eb_team_member;
+
+struct eb_team {
+    pthread_t threads[EB_TEAM_MAX_PARTS - 1];
+    eb_team_member members[EB_TEAM_MAX_PARTS - 1];
+    size_t started;
+    pthread_mutex_t lock;
+    pthread_cond_t job_posted;
+    /* The job's number in the high 32 bits, the next chunk to take in the low 32; one word, so taking a chunk
+       and checking which job it belongs to are one atomic step. */
+    atomic_uint_least64_t job_and_chunk;
+    atomic_size_t chunks_done;
+    _Atomic(eb_team_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_size_t chunks;
+    atomic_bool stopping;
+    size_t sleeping_helpers; /* under lock */
+    uint32_t job;            /* the caller's count of jobs posted */
+    bool solo;               /* the caller's: helpers are no longer given work */
+};
+
+static double seconds_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+}
+
+/* Takes and runs chunks of job `job` until none is left; false once the team runs another job. */
+static void run_chunks(eb_team *team, uint32_t job)
+{
+    eb_team_fn fn = atomic_load_explicit(&team->fn, memory_order_relaxed);
+    void *ctx = atomic_load_explicit(&team->ctx, memory_order_relaxed);
+    size_t chunks = atomic_load_explicit(&team->chunks, memory_order_relaxed);
+    uint_least64_t word = atomic_load_explicit(&team->job_and_chunk, memory_order_acquire);
+    for (;;) {
+        if ((uint32_t)(word >> 32) != job || (word & 0xFFFFFFFFu) >= chunks)
+            return;
+        if (!atomic_compare_exchange_weak_explicit(&team->job_and_chunk, &word, word + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        fn(ctx, (size_t)(word & 0xFFFFFFFFu), chunks);
+        atomic_fetch_add_explicit(&team->chunks_done, 1, memory_order_release);
+        word = atomic_load_explicit(&team->job_and_chunk, memory_order_acquire);
+    }
+}
+
+static uint32_t job_of(const eb_team *team)
+{
+    return (uint32_t)(atomic_load_explicit(&team->job_and_chunk, memory_order_acquire) >> 32);
+}
+
+static void *helper_main(void *opaque)
+{
+    eb_team *team = ((eb_team_member *)opaque)->team;
+    uint32_t seen = 0;
+    for (;;) {
+        double spin_until = seconds_now() + HELPER_SPIN_SECONDS;
+        uint32_t job;
+        while ((job = job_of(team)) == seen && !atomic_load_explicit(&team->stopping, memory_order_acquire)) {
+            for (int i = 0; i < 64; i++)
+                EB_SPIN_PAUSE();
+            if (seconds_now() > spin_until) {
+                pthread_mutex_lock(&team->lock);
+                team->sleeping_helpers++;
+                while ((job = job_of(team)) == seen && !atomic_load_explicit(&team->stopping, memory_order_acquire))
+                    pthread_cond_wait(&team->job_posted, &team->lock);
+                team->sleeping_helpers--;
+                pthread_mutex_unlock(&team->lock);
+                break;
+            }
+        }
+        if (atomic_load_explicit(&team->stopping, memory_order_acquire))
+            return NULL;
+        seen = job;
+        run_chunks(team, job);
+    }
+}
+
+size_t eb__online_cpus(void)
+{
+    long count = sysconf(_SC_NPROCESSORS_ONLN);
+    return count >= 1 ? (size_t)count : 1;
+}
+
+void eb__share_of(size_t count, size_t part, size_t parts, size_t *first, size_t *last)
+{
+    *first = count * part / parts;
+    *last = count * (part + 1) / parts;
+}
+
+eb_team *eb__team_start(size_t threads, const eb_allocator *mem)
+{
+    if (threads < 2)
+        return NULL;
+    if (threads > EB_TEAM_MAX_PARTS)
+        threads = EB_TEAM_MAX_PARTS;
+    eb_team *team = eb__calloc(mem, 1, sizeof *team);
+    if (team == NULL)
+        return NULL;
+    atomic_init(&team->job_and_chunk, 0);
+    atomic_init(&team->chunks_done, 0);
+    atomic_init(&team->fn, NULL);
+    atomic_init(&team->ctx, NULL);
+    atomic_init(&team->chunks, 0);
+    atomic_init(&team->stopping, false);
+    if (pthread_mutex_init(&team->lock, NULL) != 0) {
+        eb__free(mem, team);
+        return NULL;
+    }
+    if (pthread_cond_init(&team->job_posted, NULL) != 0) {
+        pthread_mutex_destroy(&team->lock);
+        eb__free(mem, team);
+        return NULL;
+    }
+    for (size_t t = 0; t + 1 < threads; t++) {
+        team->members[t].team = team;
+        if (pthread_create(&team->threads[t], NULL, helper_main, &team->members[t]) != 0)
+            break;
+        team->started++;
+    }
+    /* No helper could start: the caller's thread alone, which is what NULL means. */
+    if (team->started == 0) {
+        eb__team_stop(team, mem);
+        return NULL;
+    }
+    return team;
+}
+
+void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
+{
+    if (team == NULL || team->solo || chunks < 2) {
+        for (size_t c = 0; c < chunks; c++)
+            fn(ctx, c, chunks);
+        return;
+    }
+    atomic_store_explicit(&team->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&team->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&team->chunks, chunks, memory_order_relaxed);
+    atomic_store_explicit(&team->chunks_done, 0, memory_order_relaxed);
+    uint32_t job = ++team->job;
+    pthread_mutex_lock(&team->lock);
+    atomic_store_explicit(&team->job_and_chunk, (uint_least64_t)job << 32, memory_order_release);
+    if (team->sleeping_helpers > 0)
+        pthread_cond_broadcast(&team->job_posted);
+    pthread_mutex_unlock(&team->lock);
+    run_chunks(team, job);
+    /* Every chunk is taken; wait for those a helper still holds. */
+    double waited_from = seconds_now();
+    while (atomic_load_explicit(&team->chunks_done, memory_order_acquire) != chunks) {
+        EB_SPIN_PAUSE();
+        double now = seconds_now();
+        if (now - waited_from > CALLER_SPIN_SECONDS)
+            sched_yield();
+        if (now - waited_from > SOLO_AFTER_SECONDS)
+            team->solo = true;
+    }
+}
+
+void eb__team_stop(eb_team *team, const eb_allocator *mem)
+{
+    if (team == NULL)
+        return;
+    pthread_mutex_lock(&team->lock);
+    atomic_store_explicit(&team->stopping, true, memory_order_release);
+    pthread_cond_broadcast(&team->job_posted);
+    pthread_mutex_unlock(&team->lock);
+    for (size_t t = 0; t < team->started; t++)
+        pthread_join(team->threads[t], NULL);
+    pthread_cond_destroy(&team->job_posted);
+    pthread_mutex_destroy(&team->lock);
+    eb__free(mem, team);
+}
