@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from libembetter._config import single_blas_thread, training_threads, transform_blocks
+from libembetter._config import single_blas_thread, training_team_threads, training_threads, transform_blocks
 from libembetter._errors import error_for_status, raise_for_status, status_name
 from libembetter._native import ffi, lib
 
@@ -465,6 +465,7 @@ class NativeModel:
         outer_monitor = getattr(_training, "monitor", None)
         _training.monitor = self.monitor
         try:
+            raise_for_status(lib.eb_finetuner_set_threads(self._model, training_team_threads()), self._last_error())
             with training_threads(self.kind, X.shape[0], X.shape[1], self.params()):
                 if function_name.endswith("_pairs"):
                     X2, similarity = labels
