@@ -128,6 +128,15 @@ void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, con
                            eb_mut_matrix out, float *scratch);
 void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
                                        float *g, float *scratch);
+/*
+ * eb__small_transposed_product_rows in parts that threads may run at once: part `part` of `parts` computes
+ * g's rows [*first, *last) (possibly none) with the same bits, using its own region of scratch.
+ * eb__small_transposed_product_parts says how many parts are worth having for x.cols columns.
+ */
+size_t eb__small_transposed_product_parts(size_t cols);
+void eb__small_transposed_product_rows_part(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
+                                            float *g, float *scratch, size_t part, size_t parts, size_t *first,
+                                            size_t *last);
 
 /*
  * The nonzero entries of a matrix that stays the same for a whole fit, listed

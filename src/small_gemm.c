@@ -722,6 +722,40 @@ void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_
     eb__small_transposed_product(gathered, d, h, g);
 }
 
+size_t eb__small_transposed_product_parts(size_t cols)
+{
+#ifdef EB_HAVE_AVX512_KERNELS
+    return (cols + SPARSE_CHUNK - 1) / SPARSE_CHUNK;
+#else
+    (void)cols;
+    return 1;
+#endif
+}
+
+void eb__small_transposed_product_rows_part(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
+                                            float *g, float *scratch, size_t part, size_t parts, size_t *first,
+                                            size_t *last)
+{
+#ifdef EB_HAVE_AVX512_KERNELS
+    if (eb__small_gemm_available(count)) {
+        /* Whole chunks of columns per part: each chunk is computed as in one call, so are its bits. */
+        size_t first_chunk, last_chunk;
+        eb__share_of((x.cols + SPARSE_CHUNK - 1) / SPARSE_CHUNK, part, parts, &first_chunk, &last_chunk);
+        *first = first_chunk * SPARSE_CHUNK < x.cols ? first_chunk * SPARSE_CHUNK : x.cols;
+        *last = last_chunk * SPARSE_CHUNK < x.cols ? last_chunk * SPARSE_CHUNK : x.cols;
+        if (*first < *last) {
+            eb_matrix columns = {x.data + *first, count, *last - *first, x.stride};
+            transposed_product(EB_SMALL_GEMM_AUTO, columns, index, scratch + *first * count, d, h, g + *first * h);
+        }
+        return;
+    }
+#endif
+    *first = 0;
+    *last = part == 0 ? x.cols : 0;
+    if (part == 0)
+        eb__small_transposed_product_rows(x, index, count, d, h, g, scratch);
+}
+
 /* ---- products over nonzeros listed once ------------------------------------------------------------------ */
 
 /*
