@@ -187,6 +187,8 @@ void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, si
 
 /* Most threads (the caller's included) one training call splits its products over. */
 enum { EB_TEAM_MAX_PARTS = EB_FINETUNER_MAX_THREADS };
+/* Most chunks of one job the team shares out; a job of more runs on the caller's thread alone. */
+enum { EB_TEAM_MAX_CHUNKS = 0xFFFF };
 typedef struct eb_team eb_team;
 /* One chunk of a job: fn(ctx, chunk, chunks) does chunk `chunk` of `chunks`. */
 typedef void (*eb_team_fn)(void *ctx, size_t chunk, size_t chunks);
