@@ -114,8 +114,6 @@ static void *helper_main(void *opaque)
         while ((job = job_of(team)) == seen && !atomic_load_explicit(&team->stopping, memory_order_acquire)) {
             for (int i = 0; i < 64; i++)
                 EB_SPIN_PAUSE();
-            /* A caller that shares this core gets it at once. */
-            sched_yield();
             if (seconds_now() > spin_until) {
                 pthread_mutex_lock(&team->lock);
                 team->sleeping_helpers++;
