@@ -9,6 +9,12 @@
  * pairs it has. Small minibatches gather just their rows instead. Either way
  * memory is O(rows x width), never O(pairs x width).
  *
+ * Rows that are mostly zeros (hashed n-gram counts) and are not gathered get
+ * their nonzeros listed once per call (16 bytes each, at most 1.6 times X's
+ * own size at the sparse kernels' 40% threshold): each step then embeds only
+ * the rows its pairs touch and splits its products and Adam update over the
+ * call's threads (src/workers.c), every sum still in one order.
+ *
  * Weights: W (d x h, row-major), then b (h).
  */
 #include "blas.h"
