@@ -181,8 +181,7 @@ static eb_status list_rows(cl_workspace *ws, const eb_finetuner *model, eb_matri
     ws->scratch = eb__calloc(mem, EB_SMALL_GEMM_MAX_ROWS, x.cols * sizeof(float));
     if (ws->used == NULL || ws->seen == NULL || ws->packed_grad == NULL || ws->scratch == NULL)
         return EB_ERR_NOMEM;
-    ws->team = eb__team_start(eb__training_threads(model, ws->listed.nonzeros * h), mem);
-    return EB_OK;
+    return eb__team_start(eb__training_threads(model, ws->listed.nonzeros * h), mem, &ws->team);
 }
 
 static eb_status workspace_alloc(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, const int32_t *y,

@@ -193,10 +193,11 @@ typedef struct eb_team eb_team;
 /* One chunk of a job: fn(ctx, chunk, chunks) does chunk `chunk` of `chunks`. */
 typedef void (*eb_team_fn)(void *ctx, size_t chunk, size_t chunks);
 /*
- * A team of `threads` threads (the caller's and threads - 1 started here), or NULL when threads < 2 or no
- * thread could start: NULL is a working team of the caller's thread alone.
+ * *out = a team of `threads` threads (the caller's and threads - 1 started here), or NULL when threads < 2 or
+ * no thread could start: NULL is a working team of the caller's thread alone. EB_ERR_NOMEM (and NULL) when the
+ * team's memory cannot be had.
  */
-eb_team *eb__team_start(size_t threads, const eb_allocator *mem);
+eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out);
 /*
  * fn on chunks 0 .. chunks-1, each once, by whichever thread of the team is free (the caller's takes chunks
  * too); returns when all are done. Chunks must not depend on which thread runs them or in which order.

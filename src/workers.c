@@ -144,29 +144,31 @@ void eb__share_of(size_t count, size_t part, size_t parts, size_t *first, size_t
     *last = count * (part + 1) / parts;
 }
 
-eb_team *eb__team_start(size_t threads, const eb_allocator *mem)
+eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out)
 {
+    *out = NULL;
     if (threads < 2)
-        return NULL;
+        return EB_OK;
     if (threads > EB_TEAM_MAX_PARTS)
         threads = EB_TEAM_MAX_PARTS;
     eb_team *team = eb__calloc(mem, 1, sizeof *team);
     if (team == NULL)
-        return NULL;
+        return EB_ERR_NOMEM;
     atomic_init(&team->job_and_chunk, 0);
     atomic_init(&team->chunks_done, 0);
     atomic_init(&team->helper_chunks, 0);
     atomic_init(&team->fn, NULL);
     atomic_init(&team->ctx, NULL);
     atomic_init(&team->stopping, false);
+    /* A team that cannot be set up is no team: the caller's thread alone does the work. */
     if (pthread_mutex_init(&team->lock, NULL) != 0) {
         eb__free(mem, team);
-        return NULL;
+        return EB_OK;
     }
     if (pthread_cond_init(&team->job_posted, NULL) != 0) {
         pthread_mutex_destroy(&team->lock);
         eb__free(mem, team);
-        return NULL;
+        return EB_OK;
     }
     for (size_t t = 0; t + 1 < threads; t++) {
         team->members[t].team = team;
@@ -174,12 +176,12 @@ eb_team *eb__team_start(size_t threads, const eb_allocator *mem)
             break;
         team->started++;
     }
-    /* No helper could start: the caller's thread alone, which is what NULL means. */
     if (team->started == 0) {
         eb__team_stop(team, mem);
-        return NULL;
+        return EB_OK;
     }
-    return team;
+    *out = team;
+    return EB_OK;
 }
 
 void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
