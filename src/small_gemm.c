@@ -302,6 +302,18 @@ __attribute__((target("avx512f,popcnt"))) static bool mostly_zeros(eb_matrix x, 
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps(), acc2 = _mm512_setzero_ps(),                      \
            acc3 = _mm512_setzero_ps();
 
+/* acc##0..acc##3 = the partial sums stored at row (the last vector masked), to continue them. */
+#define EB_SPARSE_LOAD_PARTIAL(row)                                                                                 \
+    {                                                                                                               \
+        acc0 = _mm512_maskz_loadu_ps(m0, (row));                                                                    \
+        if (vectors > 1)                                                                                            \
+            acc1 = _mm512_maskz_loadu_ps(m1, (row) + LANES);                                                        \
+        if (vectors > 2)                                                                                            \
+            acc2 = _mm512_maskz_loadu_ps(m2, (row) + 2 * LANES);                                                    \
+        if (vectors > 3)                                                                                            \
+            acc3 = _mm512_maskz_loadu_ps(m3, (row) + 3 * LANES);                                                    \
+    }
+
 /*
  * The positions of the nonzero entries of x[0 .. count) (count <= SPARSE_CHUNK),
  * ascending, into index[]; returns how many. Compressing lanes avoids a branch
@@ -354,15 +366,8 @@ sparse_column_body(uint64_t rows, const float *x_col, const size_t *x_offsets, c
                    __mmask16 last_mask, bool first, float *g_row, const int vectors, const bool narrow)
 {
     EB_SPARSE_MASKS
-    if (!first) {
-        acc0 = _mm512_maskz_loadu_ps(m0, g_row);
-        if (vectors > 1)
-            acc1 = _mm512_maskz_loadu_ps(m1, g_row + LANES);
-        if (vectors > 2)
-            acc2 = _mm512_maskz_loadu_ps(m2, g_row + 2 * LANES);
-        if (vectors > 3)
-            acc3 = _mm512_maskz_loadu_ps(m3, g_row + 3 * LANES);
-    }
+    if (!first)
+        EB_SPARSE_LOAD_PARTIAL(g_row)
     while (rows != 0) {
         size_t k = (size_t)__builtin_ctzll(rows);
         rows &= rows - 1;
@@ -392,15 +397,8 @@ listed_sum_body(const uint32_t *at, const float *values, size_t count, const flo
                 __mmask16 last_mask, bool first, float *out_row, const int vectors, const bool narrow)
 {
     EB_SPARSE_MASKS
-    if (!first) {
-        acc0 = _mm512_maskz_loadu_ps(m0, out_row);
-        if (vectors > 1)
-            acc1 = _mm512_maskz_loadu_ps(m1, out_row + LANES);
-        if (vectors > 2)
-            acc2 = _mm512_maskz_loadu_ps(m2, out_row + 2 * LANES);
-        if (vectors > 3)
-            acc3 = _mm512_maskz_loadu_ps(m3, out_row + 3 * LANES);
-    }
+    if (!first)
+        EB_SPARSE_LOAD_PARTIAL(out_row)
     for (size_t t = 0; t < count; t++) {
         __m512 a = _mm512_set1_ps(values[t]);
         EB_SPARSE_FMA(b + (size_t)at[t] * ldb)
@@ -440,6 +438,7 @@ EB_SPARSE_OF_WIDTH(3, true, 3_narrow)
 EB_SPARSE_OF_WIDTH(4, true, 4_narrow)
 #undef EB_SPARSE_OF_WIDTH
 #undef EB_SPARSE_MASKS
+#undef EB_SPARSE_LOAD_PARTIAL
 #undef EB_SPARSE_STORE
 #undef EB_SPARSE_STORE_FROM
 #undef EB_SPARSE_FMA
