@@ -231,8 +231,6 @@ void eb__trainable_release(eb_trainable *t, const eb_allocator *mem);
 void eb__init_uniform(float *values, size_t count, size_t fan_in, eb_rng *rng);
 /* One Adam step (beta1 0.9, beta2 0.999, eps 1e-8) on t->values from t->grad. */
 void eb__adam_step(eb_trainable *t, float learning_rate);
-/* eb__adam_step with the weights split over a team's threads (same bits; NULL: the caller's thread alone). */
-void eb__adam_step_team(eb_trainable *t, float learning_rate, eb_team *team, size_t chunks);
 /*
  * eb__adam_step in two halves, for a caller that updates the weights in parts of its own: eb__adam_begin counts
  * the step and gives its factors, eb__adam_update_range applies them to weights [first, last).

@@ -158,29 +158,9 @@ void eb__adam_update_range(eb_trainable *t, eb_adam_factors f, size_t first, siz
                         t->second_moment + first, f.step, f.inv_sqrt_c2);
 }
 
-typedef struct adam_job {
-    eb_trainable *weights;
-    eb_adam_factors factors;
-} adam_job;
-
-/* Each part updates whole 16-weight blocks of its own: the update is per weight, so the split changes no bit. */
-static void adam_part(void *opaque, size_t part, size_t parts)
-{
-    const adam_job *job = opaque;
-    size_t count = job->weights->count, first, last;
-    eb__share_of((count + 15) / 16, part, parts, &first, &last);
-    eb__adam_update_range(job->weights, job->factors, first * 16, last * 16 < count ? last * 16 : count);
-}
-
-void eb__adam_step_team(eb_trainable *t, float learning_rate, eb_team *team, size_t chunks)
-{
-    adam_job job = {t, eb__adam_begin(t, learning_rate)};
-    eb__team_run(team, chunks, adam_part, &job);
-}
-
 void eb__adam_step(eb_trainable *t, float learning_rate)
 {
-    eb__adam_step_team(t, learning_rate, NULL, 1);
+    eb__adam_update_range(t, eb__adam_begin(t, learning_rate), 0, t->count);
 }
 
 eb_status eb__history_reserve(eb_history *h, size_t extra, const eb_allocator *mem)

@@ -39,11 +39,13 @@ static const double CALLER_SPIN_SECONDS = 50e-6;
  */
 static const double SOLO_AFTER_SECONDS = 1e-3;
 /*
- * After this many jobs, helpers that together took less than a quarter of the chunks (two threads that run at
- * once take about half each) are sharing a core with the caller or with another process: spinning there only
- * takes time from whoever waits for that core, so the rest of the call runs on the caller's thread alone.
+ * Helpers that together took less than a quarter of a window of this many jobs' chunks (two threads that run
+ * at once take about half each) share a core with the caller or with another process: spinning there only takes
+ * time from whoever waits for that core, so the rest of the call runs on the caller's thread alone. Windows
+ * start once a helper has taken its first chunk: a core that was idle can take a millisecond or more to wake
+ * (an idle vCPU of a virtual machine), and judging the helpers before that gave up on a team that then ran.
  */
-enum { JOBS_BEFORE_REVIEW = 16 };
+enum { REVIEW_JOBS = 16 };
 
 typedef struct eb_team_member {
     eb_team *team;
@@ -65,9 +67,13 @@ struct eb_team {
     _Atomic(void *) ctx;
     atomic_bool stopping;
     size_t sleeping_helpers; /* under lock */
-    uint32_t job;            /* the caller's count of jobs posted */
-    size_t posted_chunks;    /* the caller's count of chunks posted, over all jobs */
-    bool solo;               /* the caller's: helpers are no longer given work */
+    /* The caller's own: */
+    uint32_t job;                 /* jobs posted */
+    bool window_open;             /* a helper has taken a chunk: the review windows have begun */
+    size_t window_jobs;           /* jobs of the current review window */
+    size_t window_chunks;         /* chunks posted in it */
+    size_t window_helper_chunks;  /* helper_chunks when it began */
+    bool solo;                    /* helpers are no longer given work */
 };
 
 static double seconds_now(void)
@@ -189,6 +195,29 @@ eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out)
     return EB_OK;
 }
 
+/* After a job of `chunks` chunks: counts it into the review window and goes solo on a poor window. */
+static void review(eb_team *team, size_t chunks)
+{
+    size_t helper_chunks = atomic_load_explicit(&team->helper_chunks, memory_order_relaxed);
+    if (!team->window_open) {
+        /* The first window begins with the job after a helper's first chunk. */
+        if (helper_chunks > 0) {
+            team->window_open = true;
+            team->window_jobs = team->window_chunks = 0;
+            team->window_helper_chunks = helper_chunks;
+        }
+        return;
+    }
+    team->window_jobs++;
+    team->window_chunks += chunks;
+    if (team->window_jobs < REVIEW_JOBS)
+        return;
+    if (4 * (helper_chunks - team->window_helper_chunks) < team->window_chunks)
+        team->solo = true;
+    team->window_jobs = team->window_chunks = 0;
+    team->window_helper_chunks = helper_chunks;
+}
+
 void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
 {
     if (team == NULL || team->solo || chunks < 2 || chunks > EB_TEAM_MAX_CHUNKS) {
@@ -217,10 +246,7 @@ void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
         if (now - waited_from > SOLO_AFTER_SECONDS)
             team->solo = true;
     }
-    team->posted_chunks += chunks;
-    if (team->job >= JOBS_BEFORE_REVIEW && team->job % JOBS_BEFORE_REVIEW == 0 &&
-        4 * atomic_load_explicit(&team->helper_chunks, memory_order_relaxed) < team->posted_chunks)
-        team->solo = true;
+    review(team, chunks);
 }
 
 void eb__team_stop(eb_team *team, const eb_allocator *mem)
