@@ -475,13 +475,8 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         size_t parts = eb__small_transposed_product_parts(d);
         eb__team_run(listed->team, parts < JOB_CHUNKS ? parts : JOB_CHUNKS, small_gradient_part, &job);
     } else {
-        /*
-         * Over every row: those left out have zero deltas, and visiting them costs less than finding the
-         * others. One chunk per thread: the caller, which posts the job, takes chunk 0 first, so each thread
-         * tends to update the same weights and moments at every step and keeps them in its own cache (eight
-         * chunks taken by whoever was free cost 1.6% more per fit, alternating two builds on 2 threads).
-         */
-        eb__team_run(listed->team, eb__team_size(listed->team), gradient_part, &job);
+        /* Over every row: those left out have zero deltas, and visiting them costs less than finding the others. */
+        eb__team_run(listed->team, JOB_CHUNKS, gradient_part, &job);
     }
     adam->applied = true;
     return loss_sum;
