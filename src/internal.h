@@ -204,8 +204,6 @@ eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out)
  */
 void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx);
 void eb__team_stop(eb_team *team, const eb_allocator *mem);
-/* The team's threads, the caller's included (1 for NULL). */
-size_t eb__team_size(const eb_team *team);
 /* The machine's online CPUs, at least 1. */
 size_t eb__online_cpus(void);
 /* The threads a training call of model uses for products of work_per_product multiply-adds (at least 1). */

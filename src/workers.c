@@ -144,11 +144,6 @@ size_t eb__online_cpus(void)
     return count >= 1 ? (size_t)count : 1;
 }
 
-size_t eb__team_size(const eb_team *team)
-{
-    return team == NULL ? 1 : team->started + 1;
-}
-
 void eb__share_of(size_t count, size_t part, size_t parts, size_t *first, size_t *last)
 {
     *first = count * part / parts;
