@@ -127,7 +127,8 @@ class Table:
 
 @contextmanager
 def embetter_threads(threads):
-    """threads BLAS threads for embetter exactly (its small-product policy off), or "auto": its default policy."""
+    """threads BLAS threads for libembetter exactly (its small-product policy off; 1 also holds the C library's own
+    training threads), or "auto": its default policy."""
     if threads == "auto":
         yield
         return

@@ -9,6 +9,12 @@
  * pairs it has. Small minibatches gather just their rows instead. Either way
  * memory is O(rows x width), never O(pairs x width).
  *
+ * Rows that are mostly zeros (hashed n-gram counts) and are not gathered get
+ * their nonzeros listed once per call (16 bytes each, at most 1.6 times X's
+ * own size at the sparse kernels' 40% threshold): each step then embeds only
+ * the rows its pairs touch and splits its products and Adam update over the
+ * call's threads (src/workers.c), every sum still in one order.
+ *
  * Weights: W (d x h, row-major), then b (h).
  */
 #include "blas.h"
@@ -175,8 +181,7 @@ static eb_status list_rows(cl_workspace *ws, const eb_finetuner *model, eb_matri
     ws->scratch = eb__calloc(mem, EB_SMALL_GEMM_MAX_ROWS, x.cols * sizeof(float));
     if (ws->used == NULL || ws->seen == NULL || ws->packed_grad == NULL || ws->scratch == NULL)
         return EB_ERR_NOMEM;
-    ws->team = eb__team_start(eb__training_threads(model, ws->listed.nonzeros * h), mem);
-    return EB_OK;
+    return eb__team_start(eb__training_threads(model, ws->listed.nonzeros * h), mem, &ws->team);
 }
 
 static eb_status workspace_alloc(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, const int32_t *y,
@@ -359,30 +364,48 @@ typedef struct cl_adam {
 } cl_adam;
 
 typedef struct gradient_job {
-    const eb_sparse_rows *rows;
-    const float *embed_grad;
+    const cl_listed *listed;
+    eb_matrix x;
+    size_t n_used;
+    const float *embed_grad; /* the deltas of every row; listed->packed_grad holds those of the used rows */
     size_t h;
     eb_trainable *weights; /* grad is weights->grad; the bias's gradient is already there */
     eb_adam_factors factors;
 } gradient_job;
 
-/* One part's rows of the weight gradient, then Adam on those rows while they are in its cache; part 0 adds the bias. */
+/* Adam on the weights of g's rows [first, last), while they are in this thread's cache; part 0 adds the bias. */
+static void adam_rows(const gradient_job *job, size_t part, size_t first, size_t last)
+{
+    eb__adam_update_range(job->weights, job->factors, first * job->h, last * job->h);
+    if (part == 0)
+        eb__adam_update_range(job->weights, job->factors, job->x.cols * job->h, job->weights->count);
+}
+
+/* One part of the weight gradient over every listed row, then Adam on it. */
 static void gradient_part(void *opaque, size_t part, size_t parts)
 {
     const gradient_job *job = opaque;
     size_t first, last;
-    eb__sparse_rows_transposed_product(job->rows, part, parts, job->embed_grad, job->h, job->weights->grad, &first,
-                                       &last);
-    eb__adam_update_range(job->weights, job->factors, first * job->h, last * job->h);
-    if (part == 0)
-        eb__adam_update_range(job->weights, job->factors, job->rows->cols * job->h, job->weights->count);
+    eb__sparse_rows_transposed_product(job->listed->rows, part, parts, job->embed_grad, job->h, job->weights->grad,
+                                       &first, &last);
+    adam_rows(job, part, first, last);
+}
+
+/* One part of the weight gradient over the used rows only (at most a minibatch of them), then Adam on it. */
+static void small_gradient_part(void *opaque, size_t part, size_t parts)
+{
+    const gradient_job *job = opaque;
+    size_t first, last;
+    eb__small_transposed_product_rows_part(job->x, job->listed->used, job->n_used, job->listed->packed_grad, job->h,
+                                           job->weights->grad, job->listed->scratch, part, parts, &first, &last);
+    adam_rows(job, part, first, last);
 }
 
 /*
  * Gradient of the mean pair loss over `count` pairs indexing rows of xb.
  * Buffers embed, embed_grad and norms must have xb.rows rows. Returns the sum
- * of the pairs' losses. With listed rows, a step over most of them also
- * applies Adam (adam->applied), fused with the weight gradient's parts.
+ * of the pairs' losses. With listed rows the step also applies Adam
+ * (adam->applied), fused with the weight gradient's parts.
  */
 static double pair_gradient(const float *values, float *grad, size_t h, eb_matrix xb, const cl_pair *pairs,
                             size_t count, float *embed, float *embed_grad, double *norms, const cl_listed *listed,
@@ -440,19 +463,21 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
     }
     if (listed == NULL)
         eb__small_transposed_product(xb, embed_grad, h, grad);
-    else if (eb__small_rows_in_place(n_used)) {
+    eb__column_sums(embed_grad, rows, h, grad + d * h);
+    if (listed == NULL)
+        return loss_sum;
+    gradient_job job = {listed, xb, n_used, embed_grad, h, adam->weights,
+                        eb__adam_begin(adam->weights, adam->learning_rate)};
+    if (eb__small_rows_in_place(n_used)) {
         /* A minibatch's worth of rows: the in-place kernel over just them, their deltas packed alike. */
         for (size_t u = 0; u < n_used; u++)
             memcpy(listed->packed_grad + u * h, embed_grad + listed->used[u] * h, h * sizeof(float));
-        eb__small_transposed_product_rows(xb, listed->used, n_used, listed->packed_grad, h, grad, listed->scratch);
+        size_t parts = eb__small_transposed_product_parts(d);
+        eb__team_run(listed->team, parts < JOB_CHUNKS ? parts : JOB_CHUNKS, small_gradient_part, &job);
     } else { /* rows left out have zero deltas: visiting them costs less than finding the others */
-        eb__column_sums(embed_grad, rows, h, grad + d * h);
-        gradient_job job = {listed->rows, embed_grad, h, adam->weights, eb__adam_begin(adam->weights, adam->learning_rate)};
         eb__team_run(listed->team, JOB_CHUNKS, gradient_part, &job);
-        adam->applied = true;
-        return loss_sum;
     }
-    eb__column_sums(embed_grad, rows, h, grad + d * h);
+    adam->applied = true;
     return loss_sum;
 }
 

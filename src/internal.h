@@ -128,6 +128,15 @@ void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, con
                            eb_mut_matrix out, float *scratch);
 void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
                                        float *g, float *scratch);
+/*
+ * eb__small_transposed_product_rows in parts that threads may run at once: part `part` of `parts` computes
+ * g's rows [*first, *last) (possibly none) with the same bits, using its own region of scratch.
+ * eb__small_transposed_product_parts says how many parts are worth having for x.cols columns.
+ */
+size_t eb__small_transposed_product_parts(size_t cols);
+void eb__small_transposed_product_rows_part(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
+                                            float *g, float *scratch, size_t part, size_t parts, size_t *first,
+                                            size_t *last);
 
 /*
  * The nonzero entries of a matrix that stays the same for a whole fit, listed
@@ -178,14 +187,17 @@ void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, si
 
 /* Most threads (the caller's included) one training call splits its products over. */
 enum { EB_TEAM_MAX_PARTS = EB_FINETUNER_MAX_THREADS };
+/* Most chunks of one job the team shares out; a job of more runs on the caller's thread alone. */
+enum { EB_TEAM_MAX_CHUNKS = 0xFFFF };
 typedef struct eb_team eb_team;
 /* One chunk of a job: fn(ctx, chunk, chunks) does chunk `chunk` of `chunks`. */
 typedef void (*eb_team_fn)(void *ctx, size_t chunk, size_t chunks);
 /*
- * A team of `threads` threads (the caller's and threads - 1 started here), or NULL when threads < 2 or no
- * thread could start: NULL is a working team of the caller's thread alone.
+ * *out = a team of `threads` threads (the caller's and threads - 1 started here), or NULL when threads < 2 or
+ * no thread could start: NULL is a working team of the caller's thread alone. EB_ERR_NOMEM (and NULL) when the
+ * team's memory cannot be had.
  */
-eb_team *eb__team_start(size_t threads, const eb_allocator *mem);
+eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out);
 /*
  * fn on chunks 0 .. chunks-1, each once, by whichever thread of the team is free (the caller's takes chunks
  * too); returns when all are done. Chunks must not depend on which thread runs them or in which order.

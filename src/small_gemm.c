@@ -722,6 +722,40 @@ void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_
     eb__small_transposed_product(gathered, d, h, g);
 }
 
+size_t eb__small_transposed_product_parts(size_t cols)
+{
+#ifdef EB_HAVE_AVX512_KERNELS
+    return (cols + SPARSE_CHUNK - 1) / SPARSE_CHUNK;
+#else
+    (void)cols;
+    return 1;
+#endif
+}
+
+void eb__small_transposed_product_rows_part(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
+                                            float *g, float *scratch, size_t part, size_t parts, size_t *first,
+                                            size_t *last)
+{
+#ifdef EB_HAVE_AVX512_KERNELS
+    if (eb__small_gemm_available(count)) {
+        /* Whole chunks of columns per part: each chunk is computed as in one call, so are its bits. */
+        size_t first_chunk, last_chunk;
+        eb__share_of((x.cols + SPARSE_CHUNK - 1) / SPARSE_CHUNK, part, parts, &first_chunk, &last_chunk);
+        *first = first_chunk * SPARSE_CHUNK < x.cols ? first_chunk * SPARSE_CHUNK : x.cols;
+        *last = last_chunk * SPARSE_CHUNK < x.cols ? last_chunk * SPARSE_CHUNK : x.cols;
+        if (*first < *last) {
+            eb_matrix columns = {x.data + *first, count, *last - *first, x.stride};
+            transposed_product(EB_SMALL_GEMM_AUTO, columns, index, scratch + *first * count, d, h, g + *first * h);
+        }
+        return;
+    }
+#endif
+    *first = 0;
+    *last = part == 0 ? x.cols : 0;
+    if (part == 0)
+        eb__small_transposed_product_rows(x, index, count, d, h, g, scratch);
+}
+
 /* ---- products over nonzeros listed once ------------------------------------------------------------------ */
 
 /*
@@ -886,14 +920,33 @@ static void sliced_products(const uint32_t *lines, size_t count, eb_listed_span 
  * split by their entries (line l has start[l + 1] - start[l]): rows and columns of hashed n-grams differ
  * several times over in their nonzeros, and a part waits for the slowest.
  */
+/* The first line i in [0, count] with start[i] - start[0] >= entries (start ascending, count + 1 of them). */
+static size_t line_at_entry(const uint32_t *start, size_t count, size_t entries)
+{
+    size_t low = 0, high = count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (start[middle] - start[0] >= entries)
+            high = middle;
+        else
+            low = middle + 1;
+    }
+    return low;
+}
+
 static void share_by_entries(const uint32_t *start, const uint32_t *lines, size_t count, size_t part, size_t parts,
                              size_t *first, size_t *last)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < count; i++) {
-        size_t line = lines == NULL ? i : lines[i];
-        total += start[line + 1] - start[line];
+    if (lines == NULL) {
+        /* Consecutive lines: their entries' running total is start[] itself. */
+        size_t total = start[count] - start[0];
+        *first = line_at_entry(start, count, total * part / parts);
+        *last = part + 1 == parts ? count : line_at_entry(start, count, total * (part + 1) / parts);
+        return;
     }
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++)
+        total += start[lines[i] + 1] - start[lines[i]];
     size_t begin = total * part / parts, end = total * (part + 1) / parts, sum = 0;
     *first = *last = count;
     for (size_t i = 0; i < count; i++) {
@@ -903,8 +956,7 @@ static void share_by_entries(const uint32_t *start, const uint32_t *lines, size_
             *last = i;
             break;
         }
-        size_t line = lines == NULL ? i : lines[i];
-        sum += start[line + 1] - start[line];
+        sum += start[lines[i] + 1] - start[lines[i]];
     }
     if (*first > *last)
         *first = *last;

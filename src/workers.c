@@ -38,6 +38,12 @@ static const double CALLER_SPIN_SECONDS = 50e-6;
  * alone, at one thread's speed, instead of waiting a scheduler's time slice each time.
  */
 static const double SOLO_AFTER_SECONDS = 1e-3;
+/*
+ * After this many jobs, helpers that together took less than a quarter of the chunks (two threads that run at
+ * once take about half each) are sharing a core with the caller or with another process: spinning there only
+ * takes time from whoever waits for that core, so the rest of the call runs on the caller's thread alone.
+ */
+enum { JOBS_BEFORE_REVIEW = 16 };
 
 typedef struct eb_team_member {
     eb_team *team;
@@ -49,16 +55,18 @@ struct eb_team {
     size_t started;
     pthread_mutex_t lock;
     pthread_cond_t job_posted;
-    /* The job's number in the high 32 bits, the next chunk to take in the low 32; one word, so taking a chunk
-       and checking which job it belongs to are one atomic step. */
+    /* The job's number (high 32 bits), its number of chunks (the next 16) and the next chunk to take (low 16)
+       in one word: taking a chunk and checking which job, and how many chunks, it belongs to are one atomic
+       step, so a helper that read an older job's word can never take a chunk of a newer one or one too many. */
     atomic_uint_least64_t job_and_chunk;
     atomic_size_t chunks_done;
+    atomic_size_t helper_chunks; /* chunks the helpers have run, over all jobs */
     _Atomic(eb_team_fn) fn;
     _Atomic(void *) ctx;
-    atomic_size_t chunks;
     atomic_bool stopping;
     size_t sleeping_helpers; /* under lock */
     uint32_t job;            /* the caller's count of jobs posted */
+    size_t posted_chunks;    /* the caller's count of chunks posted, over all jobs */
     bool solo;               /* the caller's: helpers are no longer given work */
 };
 
@@ -69,20 +77,23 @@ static double seconds_now(void)
     return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
 }
 
-/* Takes and runs chunks of job `job` until none is left; false once the team runs another job. */
-static void run_chunks(eb_team *team, uint32_t job)
+/* Takes and runs chunks of job `job` until none is left or the team runs another job; returns how many it ran. */
+static size_t run_chunks(eb_team *team, uint32_t job)
 {
+    size_t ran = 0;
+    uint_least64_t word = atomic_load_explicit(&team->job_and_chunk, memory_order_acquire);
+    /* Read after the job's word: the caller stores them before it posts the job. */
     eb_team_fn fn = atomic_load_explicit(&team->fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&team->ctx, memory_order_relaxed);
-    size_t chunks = atomic_load_explicit(&team->chunks, memory_order_relaxed);
-    uint_least64_t word = atomic_load_explicit(&team->job_and_chunk, memory_order_acquire);
     for (;;) {
-        if ((uint32_t)(word >> 32) != job || (word & 0xFFFFFFFFu) >= chunks)
-            return;
+        size_t chunks = (size_t)((word >> 16) & 0xFFFFu), next = (size_t)(word & 0xFFFFu);
+        if ((uint32_t)(word >> 32) != job || next >= chunks)
+            return ran;
         if (!atomic_compare_exchange_weak_explicit(&team->job_and_chunk, &word, word + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
-        fn(ctx, (size_t)(word & 0xFFFFFFFFu), chunks);
+        fn(ctx, next, chunks);
+        ran++;
         atomic_fetch_add_explicit(&team->chunks_done, 1, memory_order_release);
         word = atomic_load_explicit(&team->job_and_chunk, memory_order_acquire);
     }
@@ -116,7 +127,8 @@ static void *helper_main(void *opaque)
         if (atomic_load_explicit(&team->stopping, memory_order_acquire))
             return NULL;
         seen = job;
-        run_chunks(team, job);
+        size_t ran = run_chunks(team, job);
+        atomic_fetch_add_explicit(&team->helper_chunks, ran, memory_order_relaxed);
     }
 }
 
@@ -132,29 +144,31 @@ void eb__share_of(size_t count, size_t part, size_t parts, size_t *first, size_t
     *last = count * (part + 1) / parts;
 }
 
-eb_team *eb__team_start(size_t threads, const eb_allocator *mem)
+eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out)
 {
+    *out = NULL;
     if (threads < 2)
-        return NULL;
+        return EB_OK;
     if (threads > EB_TEAM_MAX_PARTS)
         threads = EB_TEAM_MAX_PARTS;
     eb_team *team = eb__calloc(mem, 1, sizeof *team);
     if (team == NULL)
-        return NULL;
+        return EB_ERR_NOMEM;
     atomic_init(&team->job_and_chunk, 0);
     atomic_init(&team->chunks_done, 0);
+    atomic_init(&team->helper_chunks, 0);
     atomic_init(&team->fn, NULL);
     atomic_init(&team->ctx, NULL);
-    atomic_init(&team->chunks, 0);
     atomic_init(&team->stopping, false);
+    /* A team that cannot be set up is no team: the caller's thread alone does the work. */
     if (pthread_mutex_init(&team->lock, NULL) != 0) {
         eb__free(mem, team);
-        return NULL;
+        return EB_OK;
     }
     if (pthread_cond_init(&team->job_posted, NULL) != 0) {
         pthread_mutex_destroy(&team->lock);
         eb__free(mem, team);
-        return NULL;
+        return EB_OK;
     }
     for (size_t t = 0; t + 1 < threads; t++) {
         team->members[t].team = team;
@@ -162,28 +176,28 @@ eb_team *eb__team_start(size_t threads, const eb_allocator *mem)
             break;
         team->started++;
     }
-    /* No helper could start: the caller's thread alone, which is what NULL means. */
     if (team->started == 0) {
         eb__team_stop(team, mem);
-        return NULL;
+        return EB_OK;
     }
-    return team;
+    *out = team;
+    return EB_OK;
 }
 
 void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
 {
-    if (team == NULL || team->solo || chunks < 2) {
+    if (team == NULL || team->solo || chunks < 2 || chunks > EB_TEAM_MAX_CHUNKS) {
         for (size_t c = 0; c < chunks; c++)
             fn(ctx, c, chunks);
         return;
     }
     atomic_store_explicit(&team->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&team->ctx, ctx, memory_order_relaxed);
-    atomic_store_explicit(&team->chunks, chunks, memory_order_relaxed);
     atomic_store_explicit(&team->chunks_done, 0, memory_order_relaxed);
     uint32_t job = ++team->job;
     pthread_mutex_lock(&team->lock);
-    atomic_store_explicit(&team->job_and_chunk, (uint_least64_t)job << 32, memory_order_release);
+    atomic_store_explicit(&team->job_and_chunk, (uint_least64_t)job << 32 | (uint_least64_t)chunks << 16,
+                          memory_order_release);
     if (team->sleeping_helpers > 0)
         pthread_cond_broadcast(&team->job_posted);
     pthread_mutex_unlock(&team->lock);
@@ -198,6 +212,10 @@ void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
         if (now - waited_from > SOLO_AFTER_SECONDS)
             team->solo = true;
     }
+    team->posted_chunks += chunks;
+    if (team->job >= JOBS_BEFORE_REVIEW && team->job % JOBS_BEFORE_REVIEW == 0 &&
+        4 * atomic_load_explicit(&team->helper_chunks, memory_order_relaxed) < team->posted_chunks)
+        team->solo = true;
 }
 
 void eb__team_stop(eb_team *team, const eb_allocator *mem)

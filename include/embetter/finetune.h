@@ -54,8 +54,8 @@
  *     its scratch is the caller's out), so failing transforms do not
  *     disturb each other either.
  *   - fit, fit_pairs, partial_fit, partial_fit_pairs, set_params (which also
- *     writes last_error), set_callback, set_class_labels, set_metadata and
- *     free change the finetuner: each must run alone, with no other call on
+ *     writes last_error), set_callback, set_threads, set_class_labels,
+ *     set_metadata and free change the finetuner: each must run alone, with no other call on
  *     that finetuner in progress on any thread. A reader-writer lock per
  *     finetuner (read lock for the first group, write lock for this one) is
  *     exactly enough; the Python package does that.

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from libembetter._config import single_blas_thread, training_threads, transform_blocks
+from libembetter._config import single_blas_thread, training_team_threads, training_threads, transform_blocks
 from libembetter._errors import error_for_status, raise_for_status, status_name
 from libembetter._native import ffi, lib
 
@@ -54,6 +54,12 @@ PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 EpochListener = Callable[[int, float], None]
 
 
+def _address(array: np.ndarray) -> int:
+    """The address of array's first element: from the array interface, which costs less than building
+    array.ctypes (a Python object of its own) on every training and transform call."""
+    return array.__array_interface__["data"][0]
+
+
 def _is_float32_row_view(array: np.ndarray) -> bool:
     """True when the C API can read array in place: float32, rows of adjacent floats, aligned."""
     if array.dtype != np.float32 or array.ndim != 2:
@@ -64,7 +70,7 @@ def _is_float32_row_view(array: np.ndarray) -> bool:
         return False
     if rows > 1 and (row_step <= 0 or row_step % FLOAT_SIZE != 0 or row_step < cols * FLOAT_SIZE):
         return False
-    return array.ctypes.data % FLOAT_SIZE == 0
+    return _address(array) % FLOAT_SIZE == 0
 
 
 def as_float32_rows(X: Any) -> np.ndarray:
@@ -81,7 +87,7 @@ def input_matrix(array: np.ndarray) -> Any:
     stride = array.strides[0] // FLOAT_SIZE if rows > 1 else cols
     return ffi.new(
         "eb_matrix *",
-        {"data": ffi.cast("const float *", array.ctypes.data), "rows": rows, "cols": cols, "stride": stride},
+        {"data": ffi.cast("const float *", _address(array)), "rows": rows, "cols": cols, "stride": stride},
     )[0]
 
 
@@ -90,13 +96,13 @@ def output_matrix(array: np.ndarray) -> Any:
     rows, cols = array.shape
     return ffi.new(
         "eb_mut_matrix *",
-        {"data": ffi.cast("float *", array.ctypes.data), "rows": rows, "cols": cols, "stride": cols},
+        {"data": ffi.cast("float *", _address(array)), "rows": rows, "cols": cols, "stride": cols},
     )[0]
 
 
 def label_pointer(labels: np.ndarray) -> Any:
     """A const int32_t * into labels, which must be a C-contiguous int32 array kept alive by the caller."""
-    return ffi.cast("const int32_t *", labels.ctypes.data)
+    return ffi.cast("const int32_t *", _address(labels))
 
 
 class EpochMonitor:
@@ -465,6 +471,7 @@ class NativeModel:
         outer_monitor = getattr(_training, "monitor", None)
         _training.monitor = self.monitor
         try:
+            raise_for_status(lib.eb_finetuner_set_threads(self._model, training_team_threads()), self._last_error())
             with training_threads(self.kind, X.shape[0], X.shape[1], self.params()):
                 if function_name.endswith("_pairs"):
                     X2, similarity = labels

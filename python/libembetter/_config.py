@@ -140,6 +140,16 @@ def single_thread_training(kind, n_rows, n_features, width, batch_size, policy=N
     return policy == "auto" and size < SINGLE_THREAD_BELOW
 
 
+def training_team_threads():
+    """What eb_finetuner_set_threads gets before a training call: 1 when OpenBLAS is held to one thread (by
+    OPENBLAS_NUM_THREADS=1, threadpoolctl, or joblib in its workers), so that one limit holds all of
+    libembetter's threads; otherwise EB_FINETUNER_THREADS_AUTO, the C library's own rule (threads only for the
+    contrastive training on mostly-zero rows that gains from them, docs/c-api.md, "Threads")."""
+    config = ffi.new("eb_blas_config *")
+    raise_for_status(lib.eb_blas_info(config))
+    return 1 if config.threads == 1 else lib.EB_FINETUNER_THREADS_AUTO
+
+
 # ---- threads during transform ----------------------------------------------------------------------
 
 # OpenBLAS threads only the matrix product of transform; the rest of it (the

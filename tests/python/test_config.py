@@ -312,3 +312,50 @@ def test_bad_value_in_any_block_is_named_with_its_row_in_x(index, row):
         with pytest.raises(ValueError, match=rf"X\[{row}, 17\] is NaN"):
             model.transform(X)
         assert _config.blas_config()["threads"] == 2
+
+
+# ---- the C library's own training threads ----------------------------------------------------------------
+
+
+def test_training_threads_of_the_library_follow_a_limit_of_one():
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert _config.training_team_threads() == 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert _config.training_team_threads() == libembetter._native.lib.EB_FINETUNER_THREADS_AUTO
+
+
+def sparse_rows(n_rows=200, n_features=300, seed=0):
+    """Counts at about 25% nonzeros, as hashed n-grams are: the contrastive training that uses threads."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 4, (n_rows, n_features)) * (rng.random((n_rows, n_features)) < 0.25)
+    return counts.astype(np.float32), np.arange(n_rows) % 5
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_contrastive_fit_on_sparse_rows_has_the_same_bits_on_any_thread_count(threads, monkeypatch):
+    from libembetter import _binding
+    from libembetter.finetune import ContrastiveTuner
+
+    X, y = sparse_rows()
+    automatic = ContrastiveTuner(epochs=4, random_state=0).fit(X, y)
+    monkeypatch.setattr(_binding, "training_team_threads", lambda: threads)
+    held = ContrastiveTuner(epochs=4, random_state=0).fit(X, y)
+    assert held.transform(X).tobytes() == automatic.transform(X).tobytes()
+    assert np.array_equal(held.loss_curve_, automatic.loss_curve_)
+    held.partial_fit(X, y)
+    automatic.partial_fit(X, y)
+    assert held.transform(X).tobytes() == automatic.transform(X).tobytes()
+
+
+def test_a_thread_count_the_library_refuses_is_named_and_leaves_the_model(monkeypatch):
+    from libembetter import _binding
+    from libembetter.finetune import ContrastiveTuner
+
+    X, y = sparse_rows()
+    model = ContrastiveTuner(epochs=2, random_state=0).fit(X, y)
+    before = model.transform(X)
+    too_many = libembetter._native.lib.EB_FINETUNER_MAX_THREADS + 1
+    monkeypatch.setattr(_binding, "training_team_threads", lambda: too_many)
+    with pytest.raises(ValueError, match=f"n_threads is {too_many}; at most"):
+        model.partial_fit(X, y)
+    assert model.transform(X).tobytes() == before.tobytes()

@@ -1,4 +1,5 @@
 """What both finetuners share: input and label handling, training calls, pickling."""
+import functools
 import weakref
 from contextlib import contextmanager
 from numbers import Integral, Number, Real
@@ -8,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 from sklearn.utils.validation import check_is_fitted
 from sklearn_compat.utils.validation import validate_data
 
@@ -74,6 +75,19 @@ def _first_non_number(X):
 # that it is no attribute at all: never a parameter, never pickled, copied or cloned, and scikit-learn's check
 # that __init__ sets nothing but parameters holds although clone() calls get_params on the new estimator.
 _LOCKS: "weakref.WeakKeyDictionary[Any, ModelLock]" = weakref.WeakKeyDictionary()
+
+# Each estimator class's (__init__, parameter names), see FinetunerBase._get_param_names.
+_PARAM_NAMES: "weakref.WeakKeyDictionary[type, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _seed_from(random_state):
+    """The C library's seed for random_state (None, an int or a RandomState), drawn as scikit-learn would."""
+    return int(check_random_state(random_state).randint(_SEED_BOUND, dtype=np.uint64))
+
+
+# An int random_state always gives the same seed, and seeding a RandomState to draw it costs a tenth of a
+# millisecond, as much as the rest of fit's Python side on small inputs; equal ints share an entry.
+_seed_of_int = functools.lru_cache(maxsize=64)(_seed_from)
 
 
 class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -163,16 +177,33 @@ class FinetunerBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         }
 
     def _new_native_model(self, hyper):
-        seed = int(check_random_state(hyper["random_state"]).randint(_SEED_BOUND, dtype=np.uint64))
+        random_state = hyper["random_state"]
+        if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+            seed = _seed_of_int(random_state)
+        else:  # None and RandomState instances draw anew every time
+            seed = _seed_from(random_state)
         return NativeModel.create(self._native_kind, self._native_settings(hyper, seed))
 
+    @classmethod
+    def _get_param_names(cls):
+        # scikit-learn reads the names from inspect.signature(__init__) on every get_params, and fit calls
+        # get_params; the names only change with __init__ itself.
+        init = cls.__init__
+        cached = _PARAM_NAMES.get(cls)
+        if cached is None or cached[0] is not init:
+            cached = (init, tuple(super()._get_param_names()))
+            _PARAM_NAMES[cls] = cached
+        return list(cached[1])
+
     def _validate_params(self):
+        params = self.get_params(deep=False)
         # Integers beyond 64 bits cannot reach the C library, and scikit-learn's
         # interval checks raise a bare TypeError on them; name the parameter instead.
-        for name, value in self.get_params(deep=False).items():
+        for name, value in params.items():
             if isinstance(value, Integral) and not isinstance(value, bool) and abs(value) >= 2**63:
                 raise ValueError(f"{name} is {value}, too large; it must be below 2**63")
-        super()._validate_params()
+        # What scikit-learn's BaseEstimator._validate_params does, without asking get_params a second time.
+        validate_parameter_constraints(self._parameter_constraints, params, caller_name=type(self).__name__)
         # The C library trains in float32: a positive learning_rate that float32 rounds to 0 or to infinity
         # would reach it as that number, and its message would name the rounded value, not the one given.
         learning_rate = self._hyperparameters()["learning_rate"]
