@@ -70,6 +70,23 @@ static void record_init(job_record *r)
     r->helper_sleep_ns = 0;
 }
 
+/* A team of `threads` on a counting allocator: NULL exactly when threads < 2. */
+static eb_team *start_team(size_t threads, counting_allocator *counter, eb_allocator *mem)
+{
+    *mem = counting_allocator_init(counter);
+    eb_team *team = NULL;
+    assert_int_equal(eb__team_start(threads, mem, &team), EB_OK);
+    assert_true((team == NULL) == (threads < 2));
+    return team;
+}
+
+/* Stops the team and checks that it gave back all it took. */
+static void stop_team(eb_team *team, const eb_allocator *mem, const counting_allocator *counter)
+{
+    eb__team_stop(team, mem);
+    assert_int_equal(counter->live_blocks, 0);
+}
+
 /*
  * A job that never returns (the caller waiting for a count of finished chunks that it never sees) would otherwise
  * hang until ctest's limit: a job of at most 64 trivial chunks takes far less than this, even under valgrind.
@@ -137,17 +154,14 @@ static void every_chunk_runs_once_on_consecutive_jobs_of_one_size(void **state)
     static const size_t sizes[] = {64, 17, 8, 3, 2, 1, 0};
     for (size_t threads = 1; threads <= EB_TEAM_MAX_PARTS; threads++) {
         counting_allocator counter;
-        eb_allocator mem = counting_allocator_init(&counter);
-        eb_team *team = NULL;
-        assert_int_equal(eb__team_start(threads, &mem, &team), EB_OK);
-        assert_true((team == NULL) == (threads < 2));
+        eb_allocator mem;
+        eb_team *team = start_team(threads, &counter, &mem);
         job_record r;
         record_init(&r);
         for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
             for (size_t job = 0; job < JOBS / 4; job++)
                 run_and_check(team, &r, sizes[k], threads, job);
-        eb__team_stop(team, &mem);
-        assert_int_equal(counter.live_blocks, 0);
+        stop_team(team, &mem, &counter);
     }
 }
 
@@ -160,15 +174,13 @@ static void every_chunk_runs_once_when_the_count_changes(void **state)
     (void)state;
     for (size_t threads = 1; threads <= EB_TEAM_MAX_PARTS; threads++) {
         counting_allocator counter;
-        eb_allocator mem = counting_allocator_init(&counter);
-        eb_team *team = NULL;
-        assert_int_equal(eb__team_start(threads, &mem, &team), EB_OK);
+        eb_allocator mem;
+        eb_team *team = start_team(threads, &counter, &mem);
         job_record r;
         record_init(&r);
         for (size_t job = 0; job < JOBS; job++)
             run_and_check(team, &r, chunks_of_job(job), threads, job);
-        eb__team_stop(team, &mem);
-        assert_int_equal(counter.live_blocks, 0);
+        stop_team(team, &mem, &counter);
     }
 }
 
@@ -177,10 +189,8 @@ static void more_chunks_than_a_team_shares_run_on_the_caller(void **state)
 {
     (void)state;
     counting_allocator counter;
-    eb_allocator mem = counting_allocator_init(&counter);
-    eb_team *team = NULL;
-    assert_int_equal(eb__team_start(3, &mem, &team), EB_OK);
-    assert_non_null(team);
+    eb_allocator mem;
+    eb_team *team = start_team(3, &counter, &mem);
     const size_t counts[] = {EB_TEAM_MAX_CHUNKS, (size_t)EB_TEAM_MAX_CHUNKS + 1};
     for (size_t k = 0; k < 2; k++) {
         job_record r;
@@ -203,8 +213,7 @@ static void more_chunks_than_a_team_shares_run_on_the_caller(void **state)
             assert_int_equal(o.off_caller, 0);
         }
     }
-    eb__team_stop(team, &mem);
-    assert_int_equal(counter.live_blocks, 0);
+    stop_team(team, &mem, &counter);
 }
 
 /* Helpers that waited long enough to sleep wake for the next job, from 0 to 64 chunks. */
@@ -214,10 +223,8 @@ static void every_chunk_runs_once_on_jobs_apart(void **state)
     static const size_t team_sizes[] = {2, 3, 8};
     for (size_t t = 0; t < sizeof team_sizes / sizeof team_sizes[0]; t++) {
         counting_allocator counter;
-        eb_allocator mem = counting_allocator_init(&counter);
-        eb_team *team = NULL;
-        assert_int_equal(eb__team_start(team_sizes[t], &mem, &team), EB_OK);
-        assert_non_null(team);
+        eb_allocator mem;
+        eb_team *team = start_team(team_sizes[t], &counter, &mem);
         job_record r;
         record_init(&r);
         for (size_t job = 0; job < 24; job++) {
@@ -225,8 +232,7 @@ static void every_chunk_runs_once_on_jobs_apart(void **state)
             sleep_ns(job % 3 == 0 ? 3000000L : 1500000L);
             run_and_check(team, &r, chunks_of_job(job * 5 + 1), team_sizes[t], job);
         }
-        eb__team_stop(team, &mem);
-        assert_int_equal(counter.live_blocks, 0);
+        stop_team(team, &mem, &counter);
     }
 }
 
@@ -239,10 +245,8 @@ static void a_stalled_helper_delays_nothing_twice(void **state)
 {
     (void)state;
     counting_allocator counter;
-    eb_allocator mem = counting_allocator_init(&counter);
-    eb_team *team = NULL;
-    assert_int_equal(eb__team_start(4, &mem, &team), EB_OK);
-    assert_non_null(team);
+    eb_allocator mem;
+    eb_team *team = start_team(4, &counter, &mem);
     job_record r;
     record_init(&r);
     r.helper_sleep_ns = 3000000L;
@@ -251,8 +255,7 @@ static void a_stalled_helper_delays_nothing_twice(void **state)
     r.helper_sleep_ns = 0;
     for (size_t job = 0; job < 200; job++)
         run_and_check(team, &r, chunks_of_job(job), 4, job);
-    eb__team_stop(team, &mem);
-    assert_int_equal(counter.live_blocks, 0);
+    stop_team(team, &mem, &counter);
 }
 
 static void no_team_runs_everything_on_the_caller(void **state)
@@ -304,8 +307,7 @@ static void teams_start_and_stop_without_jobs(void **state)
             /* Stopped at once, or after the helpers had time to fall asleep. */
             if (round % 5 == 4)
                 sleep_ns(1000000L);
-            eb__team_stop(team, &mem);
-            assert_int_equal(counter.live_blocks, 0);
+            stop_team(team, &mem, &counter);
         }
     /* More threads than a team has: the most it has, every chunk still once. */
     eb_team *team = NULL;
@@ -315,8 +317,7 @@ static void teams_start_and_stop_without_jobs(void **state)
     record_init(&r);
     for (size_t job = 0; job < 100; job++)
         run_and_check(team, &r, chunks_of_job(job), 1000, job);
-    eb__team_stop(team, &mem);
-    assert_int_equal(counter.live_blocks, 0);
+    stop_team(team, &mem, &counter);
 }
 
 /* eb__share_of: contiguous shares in order, covering everything, sizes at most one apart. */
@@ -412,8 +413,7 @@ static void adam_over_a_team_gives_the_serial_bits(void **state)
             eb__trainable_release(&split, &mem);
             eb__trainable_release(&ranged, &mem);
         }
-        eb__team_stop(team, &mem);
-        assert_int_equal(counter.live_blocks, 0);
+        stop_team(team, &mem, &counter);
     }
 }
 
