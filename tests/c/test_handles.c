@@ -53,6 +53,8 @@ static void expect_every_call_refused(eb_finetuner *handle, const test_data *dat
     eb_finetuner_params params = eb_finetuner_default_params(EB_KIND_FEEDFORWARD);
     assert_int_equal(eb_finetuner_set_params(handle, &params), EB_ERR_INVALID_HANDLE);
     assert_int_equal(eb_finetuner_set_callback(handle, NULL, NULL), EB_ERR_INVALID_HANDLE);
+    assert_int_equal(eb_finetuner_set_threads(handle, 2), EB_ERR_INVALID_HANDLE);
+    assert_int_equal(eb_finetuner_set_threads(handle, EB_FINETUNER_THREADS_AUTO), EB_ERR_INVALID_HANDLE);
     static const int64_t names[CLASSES] = {1, 2, 3};
     eb_class_labels labels = {EB_LABELS_INT64, CLASSES, names, NULL, NULL};
     assert_int_equal(eb_finetuner_set_class_labels(handle, &labels), EB_ERR_INVALID_HANDLE);

@@ -302,6 +302,378 @@ static void availability_follows_the_row_limit(void **state)
     }
 }
 
+/* ---- products over nonzeros listed once (eb_sparse_rows) --------------------------------------------------------- */
+
+/* Whether this build and CPU list nonzeros at all; elsewhere eb__sparse_rows_list must leave its output empty. */
+static bool listing_available(void)
+{
+#ifdef EB_HAVE_AVX512_KERNELS
+    return __builtin_cpu_supports("avx512f");
+#else
+    return false;
+#endif
+}
+
+/* The sparse kernels' threshold as finetune's listing applies it: 0.4 up to 64 outputs, 0.3 above. */
+static double listing_threshold(size_t h) { return h <= 64 ? 0.4 : 0.3; }
+
+/* The most nonzeros of `entries` that the threshold for h still lists. */
+static size_t most_listed_nonzeros(size_t entries, size_t h)
+{
+    double limit = listing_threshold(h) * (double)entries;
+    size_t k = (size_t)limit;
+    while (k > 0 && (double)k > limit)
+        k--;
+    while ((double)(k + 1) <= limit)
+        k++;
+    return k;
+}
+
+/* Equal bits, or both NaN (a NaN's payload is not part of the claim). */
+static bool same_value(float a, float b)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b);
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+static void assert_same_values(const float *expected, const float *got, size_t count, const char *what, size_t h,
+                               size_t parts)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!same_value(expected[i], got[i]))
+            fail_msg("%s, h %zu, %zu parts: [%zu][%zu] = %.9g, expected %.9g", what, h, parts, i / h, i % h,
+                     (double)got[i], (double)expected[i]);
+}
+
+/*
+ * rows x cols (row stride `stride`, the padding filled with values that must not count) with exactly `nonzeros`
+ * nonzero entries at random places, `nans` of them NaN; rows listed in empty_rows (every empty_every-th, 0 for
+ * none) are cleared afterwards. Returns the number of nonzeros left.
+ */
+static size_t place_nonzeros(test_rng *rng, float *x, size_t rows, size_t cols, size_t stride, size_t nonzeros,
+                             size_t nans, size_t empty_every)
+{
+    size_t entries = rows * cols;
+    uint32_t *where = malloc((entries ? entries : 1) * sizeof *where);
+    assert_non_null(where);
+    for (size_t i = 0; i < entries; i++)
+        where[i] = (uint32_t)i;
+    for (size_t i = 0; i < rows * stride; i++)
+        x[i] = 0.0f;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = cols; c < stride; c++)
+            x[r * stride + c] = 7.0f;
+    for (size_t i = 0; i < nonzeros; i++) {
+        size_t j = i + (size_t)(test_rng_next(rng) % (entries - i));
+        uint32_t t = where[i];
+        where[i] = where[j];
+        where[j] = t;
+        float value = 0.0f;
+        while (value == 0.0f)
+            value = (float)test_rng_uniform(rng, -1.0, 1.0);
+        x[where[i] / cols * stride + where[i] % cols] = i < nans ? NAN : value;
+    }
+    free(where);
+    size_t left = nonzeros;
+    if (empty_every > 0)
+        for (size_t r = 0; r < rows; r += empty_every)
+            for (size_t c = 0; c < cols; c++)
+                if (x[r * stride + c] != 0.0f || isnan(x[r * stride + c])) {
+                    x[r * stride + c] = 0.0f;
+                    left--;
+                }
+    return left;
+}
+
+/*
+ * Calls part 0 .. parts-1 of a split product and checks their shares: each starts where the previous ended, none
+ * runs backwards, the first starts at 0 and the last ends at `count`.
+ */
+static void check_shares(const size_t *firsts, const size_t *lasts, size_t parts, size_t count)
+{
+    size_t expected_first = 0;
+    for (size_t p = 0; p < parts; p++) {
+        if (firsts[p] != expected_first || lasts[p] < firsts[p])
+            fail_msg("part %zu of %zu has [%zu, %zu), expected to start at %zu (%zu items)", p, parts, firsts[p],
+                     lasts[p], expected_first, count);
+        expected_first = lasts[p];
+    }
+    assert_int_equal(expected_first, count);
+}
+
+/* Listed rows[0 .. count) of x times w (+ bias) against the sparse kernel's (and the dense tiles') full product. */
+static void check_listed_affine(const eb_sparse_rows *s, eb_matrix xm, const uint32_t *subset, size_t count,
+                                const float *w, const float *bias, size_t h, const float *expected)
+{
+    float *out = malloc(xm.rows * h * sizeof *out);
+    assert_non_null(out);
+    for (size_t parts = 1; parts <= EB_TEAM_MAX_PARTS; parts++) {
+        for (size_t i = 0; i < xm.rows * h; i++)
+            out[i] = CANARY;
+        size_t firsts[EB_TEAM_MAX_PARTS], lasts[EB_TEAM_MAX_PARTS];
+        /* In reverse order: a part must not depend on the others having run. */
+        for (size_t p = parts; p-- > 0;)
+            eb__sparse_rows_affine(s, subset, count, p, parts, w, bias, h, out, &firsts[p], &lasts[p]);
+        check_shares(firsts, lasts, parts, count);
+        bool *chosen = calloc(xm.rows ? xm.rows : 1, sizeof *chosen);
+        assert_non_null(chosen);
+        for (size_t i = 0; i < count; i++)
+            chosen[subset[i]] = true;
+        for (size_t r = 0; r < xm.rows; r++) {
+            if (chosen[r])
+                assert_same_values(expected + r * h, out + r * h, h, "listed affine", h, parts);
+            else
+                for (size_t c = 0; c < h; c++)
+                    if (out[r * h + c] != CANARY)
+                        fail_msg("listed affine wrote row %zu, which is not in its %zu rows (%zu parts)", r, count,
+                                 parts);
+        }
+        free(chosen);
+    }
+    free(out);
+}
+
+static void check_listed_transposed(const eb_sparse_rows *s, size_t cols, const float *d, size_t h,
+                                    const float *expected)
+{
+    float *g = malloc((cols + 1) * h * sizeof *g);
+    assert_non_null(g);
+    for (size_t parts = 1; parts <= EB_TEAM_MAX_PARTS; parts++) {
+        for (size_t i = 0; i < (cols + 1) * h; i++)
+            g[i] = CANARY;
+        size_t firsts[EB_TEAM_MAX_PARTS], lasts[EB_TEAM_MAX_PARTS];
+        for (size_t p = parts; p-- > 0;)
+            eb__sparse_rows_transposed_product(s, p, parts, d, h, g, &firsts[p], &lasts[p]);
+        check_shares(firsts, lasts, parts, cols);
+        assert_same_values(expected, g, cols * h, "listed transposed", h, parts);
+        for (size_t c = 0; c < h; c++)
+            assert_true(g[cols * h + c] == CANARY);
+    }
+    free(g);
+}
+
+/* Rows of x chosen for a batch: all ascending, a random ascending half, a random half in random order, none. */
+enum { SUBSET_ALL, SUBSET_ASCENDING, SUBSET_SHUFFLED, SUBSET_NONE, SUBSET_KINDS };
+
+static size_t choose_rows(test_rng *rng, size_t rows, int kind, uint32_t *subset)
+{
+    size_t count = 0;
+    for (size_t r = 0; r < rows; r++)
+        if (kind == SUBSET_ALL || ((kind == SUBSET_ASCENDING || kind == SUBSET_SHUFFLED) && test_rng_next(rng) % 2))
+            subset[count++] = (uint32_t)r;
+    if (kind == SUBSET_SHUFFLED)
+        for (size_t i = count; i > 1; i--) {
+            size_t j = (size_t)(test_rng_next(rng) % i);
+            uint32_t t = subset[i - 1];
+            subset[i - 1] = subset[j];
+            subset[j] = t;
+        }
+    return count;
+}
+
+/*
+ * x (rows x cols in a row stride of stride) with `nonzeros` nonzeros (`nans` of them NaN, every empty_every-th
+ * row cleared) listed for products h wide: listed exactly when the share is at most the threshold, and then every
+ * product and every split of it gives the bits of the sparse kernels (and of the dense tiles, up to 64 rows).
+ */
+static void check_listing(test_rng *rng, size_t rows, size_t cols, size_t stride, size_t h, size_t nonzeros,
+                          size_t nans, size_t empty_every)
+{
+    float *x = malloc(rows * stride * sizeof *x);
+    assert_non_null(x);
+    size_t count = place_nonzeros(rng, x, rows, cols, stride, nonzeros, nans, empty_every);
+    eb_matrix xm = {x, rows, cols, stride};
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    eb_sparse_rows s;
+    memset(&s, 0xAB, sizeof s);
+    assert_int_equal(eb__sparse_rows_list(xm, h, &mem, &s), EB_OK);
+    bool listed = listing_available() && count <= most_listed_nonzeros(rows * cols, h);
+    if (!listed) {
+        if (s.row_start != NULL)
+            fail_msg("%zu x %zu with %zu nonzeros for h %zu was listed (AVX-512: %d)", rows, cols, count, h,
+                     (int)listing_available());
+        assert_int_equal(counter.live_blocks, 0);
+        eb__sparse_rows_release(&s, &mem);
+        free(x);
+        return;
+    }
+    if (s.row_start == NULL)
+        fail_msg("%zu x %zu with %zu nonzeros (at most %zu listed) for h %zu was not listed", rows, cols, count,
+                 most_listed_nonzeros(rows * cols, h), h);
+    assert_int_equal(s.rows, rows);
+    assert_int_equal(s.cols, cols);
+    assert_int_equal(s.nonzeros, count);
+    assert_int_equal(s.row_start[rows], count);
+    assert_int_equal(s.col_start[cols], count);
+
+    float *w = random_floats(rng, cols * h), *bias = random_floats(rng, h), *d = random_floats(rng, rows * h);
+    float *expected = malloc((rows + cols) * h * sizeof *expected), *dense = malloc((rows + cols) * h * sizeof *dense);
+    uint32_t *subset = malloc(rows * sizeof *subset);
+    assert_non_null(expected);
+    assert_non_null(dense);
+    assert_non_null(subset);
+    eb_mut_matrix em = {expected, rows, h, h}, dm = {dense, rows, h, h};
+    eb__small_affine_via(EB_SMALL_GEMM_SPARSE, xm, w, bias, em);
+    eb__small_transposed_product_via(EB_SMALL_GEMM_SPARSE, xm, d, h, expected + rows * h);
+    /* Past 64 rows the dense path is BLAS, whose sums run in another order. */
+    if (rows <= EB_SMALL_GEMM_MAX_ROWS) {
+        eb__small_affine_via(EB_SMALL_GEMM_DENSE, xm, w, bias, dm);
+        eb__small_transposed_product_via(EB_SMALL_GEMM_DENSE, xm, d, h, dense + rows * h);
+        assert_same_values(expected, dense, (rows + cols) * h, "dense against sparse kernel", h, 1);
+    }
+    for (int kind = 0; kind < SUBSET_KINDS; kind++) {
+        size_t chosen = choose_rows(rng, rows, kind, subset);
+        check_listed_affine(&s, xm, subset, chosen, w, bias, h, expected);
+    }
+    check_listed_transposed(&s, cols, d, h, expected + rows * h);
+
+    eb__sparse_rows_release(&s, &mem);
+    assert_null(s.row_start);
+    assert_int_equal(counter.live_blocks, 0);
+    /* Releasing twice is harmless: release leaves the listing empty. */
+    eb__sparse_rows_release(&s, &mem);
+    free(x);
+    free(w);
+    free(bias);
+    free(d);
+    free(expected);
+    free(dense);
+    free(subset);
+}
+
+/*
+ * The listed products against the kernels they replace, bit for bit, on every width that ends a 16-lane vector
+ * or a 64-column block differently, row counts around the 64-row blocks, inner dimensions that are and are not
+ * a multiple of 16 (and long enough for several L1 slices), and shares of nonzeros from none to the threshold.
+ */
+static void listed_products_give_the_kernels_bits(void **state)
+{
+    (void)state;
+    static const size_t widths[] = {1, 8, 15, 16, 17, 48, 50, 64, 65, 130, 200};
+    static const size_t row_counts[] = {1, 7, 64, 65, 200, 300};
+    /* Per-mille of entries that are nonzero; 1000 stands for "exactly at the threshold". */
+    static const size_t per_mille[] = {0, 10, 250, 1000};
+    static const size_t col_counts[] = {300, 256, 45, 16};
+    test_rng rng = test_rng_make(2026);
+    for (size_t a = 0; a < sizeof widths / sizeof widths[0]; a++)
+        for (size_t b = 0; b < sizeof row_counts / sizeof row_counts[0]; b++)
+            for (size_t c = 0; c < sizeof per_mille / sizeof per_mille[0]; c++) {
+                size_t h = widths[a], rows = row_counts[b];
+                size_t cols = col_counts[(a + b + c) % (sizeof col_counts / sizeof col_counts[0])];
+                size_t stride = (a + c) % 2 ? cols : cols + 3;
+                size_t entries = rows * cols;
+                size_t nonzeros = per_mille[c] == 1000 ? most_listed_nonzeros(entries, h)
+                                                      : (entries * per_mille[c] + 500) / 1000;
+                /* A NaN or two among the nonzeros, and some empty rows, where the share leaves room. */
+                size_t nans = nonzeros > 4 && b % 2 ? 2 : 0;
+                size_t empty_every = per_mille[c] == 1000 || rows < 7 ? 0 : 5;
+                check_listing(&rng, rows, cols, stride, h, nonzeros, nans, empty_every);
+            }
+}
+
+/* Inner dimensions of several L1 slices for every width, so that partial sums carry over between slices. */
+static void listed_products_carry_sums_across_slices(void **state)
+{
+    (void)state;
+    static const size_t shapes[][3] = {{70, 1000, 16}, {200, 800, 50}, {300, 1040, 8}, {130, 700, 200},
+                                       {9, 2000, 1}, {260, 97, 65}};
+    test_rng rng = test_rng_make(41);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        size_t rows = shapes[s][0], cols = shapes[s][1], h = shapes[s][2];
+        check_listing(&rng, rows, cols, cols, h, rows * cols / 10, 1, 4);
+        check_listing(&rng, rows, cols, cols + 1, h, most_listed_nonzeros(rows * cols, h), 0, 0);
+    }
+}
+
+/* One nonzero past the threshold, NaN counted as a nonzero: nothing is listed and nothing stays allocated. */
+static void listing_stops_past_the_threshold(void **state)
+{
+    (void)state;
+    static const size_t widths[] = {1, 16, 50, 64, 65, 130, 200};
+    static const size_t shapes[][2] = {{1, 16}, {7, 45}, {64, 256}, {65, 300}, {200, 300}, {300, 33}};
+    test_rng rng = test_rng_make(3);
+    for (size_t a = 0; a < sizeof widths / sizeof widths[0]; a++)
+        for (size_t b = 0; b < sizeof shapes / sizeof shapes[0]; b++) {
+            size_t rows = shapes[b][0], cols = shapes[b][1], h = widths[a];
+            size_t limit = most_listed_nonzeros(rows * cols, h);
+            /* Past the limit by one, the last one a NaN: a NaN is a nonzero. */
+            check_listing(&rng, rows, cols, cols + 2, h, limit + 1, 1, 0);
+            /* All nonzeros, none NaN. */
+            check_listing(&rng, rows, cols, cols, h, rows * cols, 0, 0);
+            /* At the limit with NaNs: still listed (on AVX-512). */
+            check_listing(&rng, rows, cols, cols, h, limit, limit > 2 ? 2 : limit, 0);
+        }
+    /* No rows, no columns or no outputs: nothing to list. */
+    float one = 1.0f;
+    counting_allocator counter;
+    eb_allocator mem = counting_allocator_init(&counter);
+    eb_sparse_rows s;
+    const eb_matrix empties[] = {{&one, 0, 1, 1}, {&one, 1, 0, 1}};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(eb__sparse_rows_list(empties[i], 4, &mem, &s), EB_OK);
+        assert_null(s.row_start);
+    }
+    eb_matrix single = {&one, 1, 1, 1};
+    /* 1 of 1 entries is above every threshold; h 0 lists nothing either. */
+    assert_int_equal(eb__sparse_rows_list(single, 0, &mem, &s), EB_OK);
+    assert_null(s.row_start);
+    assert_int_equal(counter.attempts, 0);
+}
+
+/* Whether every field of a listing is zero, as list leaves it when it lists nothing. */
+static bool listing_is_empty(const eb_sparse_rows *s)
+{
+    eb_sparse_rows zero;
+    memset(&zero, 0, sizeof zero);
+    return memcmp(s, &zero, sizeof zero) == 0;
+}
+
+/* Each allocation of eb__sparse_rows_list failing in turn: EB_ERR_NOMEM, nothing kept, the listing empty. */
+static void listing_survives_allocation_failure(void **state)
+{
+    (void)state;
+    static const size_t shapes[][3] = {{200, 300, 50}, {7, 45, 130}, {1, 16, 1}};
+    test_rng rng = test_rng_make(17);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        size_t rows = shapes[k][0], cols = shapes[k][1], h = shapes[k][2];
+        float *x = malloc(rows * cols * sizeof *x);
+        assert_non_null(x);
+        place_nonzeros(&rng, x, rows, cols, cols, rows * cols / 4, 0, 0);
+        eb_matrix xm = {x, rows, cols, cols};
+        counting_allocator counter;
+        eb_allocator mem = counting_allocator_init(&counter);
+        size_t failed_runs = 0;
+        for (size_t n = 0;; n++) {
+            assert_true(n < 100);
+            counting_allocator_arm(&counter, n);
+            eb_sparse_rows s;
+            memset(&s, 0xAB, sizeof s);
+            eb_status status = eb__sparse_rows_list(xm, h, &mem, &s);
+            size_t failures = counter.failures;
+            counting_allocator_arm(&counter, SIZE_MAX);
+            if (status == EB_OK) {
+                assert_int_equal(failures, 0);
+                assert_true((s.row_start != NULL) == listing_available());
+                eb__sparse_rows_release(&s, &mem);
+                assert_int_equal(counter.live_blocks, 0);
+                break;
+            }
+            assert_int_equal(status, EB_ERR_NOMEM);
+            assert_int_equal(failures, 1);
+            assert_true(listing_is_empty(&s));
+            assert_int_equal(counter.live_blocks, 0);
+            eb__sparse_rows_release(&s, &mem);
+            assert_true(listing_is_empty(&s));
+            failed_runs++;
+        }
+        /* Nine arrays on AVX-512 (a failure at any of them); none elsewhere. */
+        assert_true(listing_available() ? failed_runs >= 1 : failed_runs == 0);
+        free(x);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +682,10 @@ int main(void)
         cmocka_unit_test(sparse_kernels_propagate_nan),
         cmocka_unit_test(availability_follows_the_row_limit),
         cmocka_unit_test(rows_read_in_place_give_the_gathered_bits),
+        cmocka_unit_test(listed_products_give_the_kernels_bits),
+        cmocka_unit_test(listed_products_carry_sums_across_slices),
+        cmocka_unit_test(listing_stops_past_the_threshold),
+        cmocka_unit_test(listing_survives_allocation_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
