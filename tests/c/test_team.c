@@ -370,6 +370,20 @@ static void assert_same_trainable(const eb_trainable *a, const eb_trainable *b)
     assert_memory_equal(a->second_moment, b->second_moment, a->count * sizeof(float));
 }
 
+/* One chunk of an Adam step: the weights of eb__share_of's share, as the contrastive training splits them. */
+typedef struct adam_chunks {
+    eb_trainable *weights;
+    eb_adam_factors factors;
+} adam_chunks;
+
+static void adam_chunk(void *ctx, size_t chunk, size_t chunks)
+{
+    const adam_chunks *job = ctx;
+    size_t first, last;
+    eb__share_of(job->weights->count, chunk, chunks, &first, &last);
+    eb__adam_update_range(job->weights, job->factors, first, last);
+}
+
 /*
  * Adam split over teams of 1 to 8 threads in 1 to 17 chunks, and by eb__adam_begin with update_range over
  * uneven ranges, gives eb__adam_step's bits, step after step, for counts that do and do not fill whole
@@ -396,7 +410,8 @@ static void adam_over_a_team_gives_the_serial_bits(void **state)
             for (size_t step = 0; step < 6; step++) {
                 size_t chunks = 1 + (threads * 3 + step * 5) % 17;
                 eb__adam_step(&serial, 0.01f);
-                eb__adam_step_team(&split, 0.01f, team, chunks);
+                adam_chunks job = {&split, eb__adam_begin(&split, 0.01f)};
+                eb__team_run(team, chunks, adam_chunk, &job);
                 assert_same_trainable(&serial, &split);
                 /* Ranges of uneven lengths, applied out of order. */
                 eb_adam_factors f = eb__adam_begin(&ranged, 0.01f);
