@@ -760,10 +760,11 @@ void eb__small_transposed_product_rows_part(eb_matrix x, const uint32_t *index, 
 /*
  * The rows of the right operand one pass over the entries reads are kept to
  * this many bytes per 64 output columns, so that they stay in L1 (32 KB or
- * more on AVX-512 CPUs) for all the rows of x: streamed from L2 once per row
- * of x instead, the weights' loads took half of each multiply-add's time
- * (50 outputs, 2026-12-04, AMD EPYC). Each output's partial sum waits in
- * memory between passes; the sums run in the same order, so the bits stay.
+ * more on AVX-512 CPUs) for all the rows of x instead of coming from L2 for
+ * each row of x (2026-12-04, AMD EPYC, 200 x 1024 -> 50 at 24.5% nonzeros:
+ * the forward product 2.47 ns per nonzero in one pass, 2.08 in slices of
+ * 24 KB, 2.18 in 16 KB and 2.21 in 64 KB). Each output's partial sum waits
+ * in memory between passes; the sums run in the same order, so the bits stay.
  */
 enum { LISTED_SLICE_BYTES = 24 * 1024 };
 
