@@ -55,10 +55,10 @@
  *     disturb each other either.
  *   - fit, fit_pairs, partial_fit, partial_fit_pairs, set_params (which also
  *     writes last_error), set_callback, set_threads, set_class_labels,
- *     set_metadata and free change the finetuner: each must run alone, with no other call on
- *     that finetuner in progress on any thread. A reader-writer lock per
- *     finetuner (read lock for the first group, write lock for this one) is
- *     exactly enough; the Python package does that.
+ *     set_metadata and free change the finetuner: each must run alone, with
+ *     no other call on that finetuner in progress on any thread. A
+ *     reader-writer lock per finetuner (read lock for the first group, write
+ *     lock for this one) is exactly enough; the Python package does that.
  *   - Pointers from loss_history, class_labels, metadata and last_error
  *     stay valid only until the next call of the second group: copy what
  *     they point to under the same read lock.
