@@ -360,7 +360,6 @@ static void forward_part(void *opaque, size_t part, size_t parts)
 typedef struct cl_adam {
     eb_trainable *weights;
     float learning_rate;
-    bool applied; /* set when the step has updated the weights */
 } cl_adam;
 
 typedef struct gradient_job {
@@ -404,8 +403,8 @@ static void small_gradient_part(void *opaque, size_t part, size_t parts)
 /*
  * Gradient of the mean pair loss over `count` pairs indexing rows of xb.
  * Buffers embed, embed_grad and norms must have xb.rows rows. Returns the sum
- * of the pairs' losses. With listed rows the step also applies Adam
- * (adam->applied), fused with the weight gradient's parts.
+ * of the pairs' losses. With listed rows the step also applies Adam, fused
+ * with the weight gradient's parts (see adam_fused).
  */
 static double pair_gradient(const float *values, float *grad, size_t h, eb_matrix xb, const cl_pair *pairs,
                             size_t count, float *embed, float *embed_grad, double *norms, const cl_listed *listed,
@@ -478,8 +477,13 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         /* Over every row: those left out have zero deltas, and visiting them costs less than finding the others. */
         eb__team_run(listed->team, JOB_CHUNKS, gradient_part, &job);
     }
-    adam->applied = true;
     return loss_sum;
+}
+
+/* Whether a step uses X's listed nonzeros, and so applies Adam itself in its weight gradient's parts. */
+static bool adam_fused(const cl_workspace *ws)
+{
+    return !ws->gather && ws->listed.row_start != NULL;
 }
 
 /* Gradient of one batch of pairs, gathering its rows when that is cheaper. */
@@ -491,7 +495,7 @@ static double batch_gradient(const eb_fit_state *state, cl_workspace *ws, eb_mat
     if (!ws->gather) {
         cl_listed listed = {&ws->listed, ws->used, ws->seen, ws->packed_grad, ws->scratch, ws->team};
         return pair_gradient(t->values, t->grad, h, x, pairs, count, ws->embed, ws->embed_grad, ws->norms,
-                             ws->listed.row_start != NULL ? &listed : NULL, adam);
+                             adam_fused(ws) ? &listed : NULL, adam);
     }
     for (size_t p = 0; p < count; p++) {
         memcpy(ws->gathered + p * x.cols, x.data + (size_t)pairs[p].left * x.stride, x.cols * sizeof(float));
@@ -523,9 +527,9 @@ static double run_epoch(void *opaque)
     double loss_sum = 0.0;
     for (size_t start = 0; start < count; start += ws->batch_pairs) {
         size_t size = count - start < ws->batch_pairs ? count - start : ws->batch_pairs;
-        cl_adam adam = {&state->weights, c->model->params.learning_rate, false};
+        cl_adam adam = {&state->weights, c->model->params.learning_rate};
         loss_sum += batch_gradient(state, ws, c->x, ws->pairs + start, size, &adam);
-        if (!adam.applied)
+        if (!adam_fused(ws))
             eb__adam_step(&state->weights, adam.learning_rate);
     }
     return loss_sum / (double)count;

@@ -140,17 +140,7 @@ eb_status eb_encoder_encode_images(const eb_encoder *encoder, const eb_image *im
 
 size_t eb__encoder_threads(size_t requested, size_t n_items, size_t total_work)
 {
-    size_t threads;
-    if (requested == EB_ENCODER_THREADS_AUTO) {
-        threads = eb__online_cpus();
-        size_t by_work = total_work / EB_ENCODER_MIN_WORK_PER_THREAD;
-        if (by_work < threads)
-            threads = by_work;
-    } else {
-        threads = requested;
-    }
-    if (threads > EB_ENCODER_MAX_THREADS)
-        threads = EB_ENCODER_MAX_THREADS;
+    size_t threads = eb__threads_for(requested, total_work, EB_ENCODER_MIN_WORK_PER_THREAD, EB_ENCODER_MAX_THREADS);
     if (threads > n_items)
         threads = n_items;
     return threads >= 1 ? threads : 1;

@@ -496,16 +496,8 @@ eb_status eb_finetuner_set_threads(eb_finetuner *model, size_t n_threads)
 
 size_t eb__training_threads(const eb_finetuner *model, size_t work_per_product)
 {
-    size_t threads = model->threads;
-    if (threads == EB_FINETUNER_THREADS_AUTO) {
-        threads = eb__online_cpus();
-        size_t by_work = work_per_product / EB_FINETUNER_MIN_WORK_PER_THREAD;
-        if (by_work < threads)
-            threads = by_work;
-    }
-    if (threads > EB_FINETUNER_MAX_THREADS)
-        threads = EB_FINETUNER_MAX_THREADS;
-    return threads >= 1 ? threads : 1;
+    return eb__threads_for(model->threads, work_per_product, EB_FINETUNER_MIN_WORK_PER_THREAD,
+                           EB_FINETUNER_MAX_THREADS);
 }
 
 eb_status eb_finetuner_set_class_labels(eb_finetuner *model, const eb_class_labels *labels)

@@ -204,8 +204,11 @@ eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out)
  */
 void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx);
 void eb__team_stop(eb_team *team, const eb_allocator *mem);
-/* The machine's online CPUs, at least 1. */
-size_t eb__online_cpus(void);
+/*
+ * The threads a call uses: `requested` as given, or for 0 ("automatic") one per online CPU as far as each gets
+ * min_work_per_thread of total_work; at most max_threads, at least 1. The encoders and training share this rule.
+ */
+size_t eb__threads_for(size_t requested, size_t total_work, size_t min_work_per_thread, size_t max_threads);
 /* The threads a training call of model uses for products of work_per_product multiply-adds (at least 1). */
 size_t eb__training_threads(const struct eb_finetuner *model, size_t work_per_product);
 /* Chunk `part` of `parts`' share [*first, *last) of count items: contiguous, in order, as even as can be. */

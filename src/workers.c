@@ -47,13 +47,8 @@ static const double SOLO_AFTER_SECONDS = 1e-3;
  */
 enum { REVIEW_JOBS = 16 };
 
-typedef struct eb_team_member {
-    eb_team *team;
-} eb_team_member;
-
 struct eb_team {
     pthread_t threads[EB_TEAM_MAX_PARTS - 1];
-    eb_team_member members[EB_TEAM_MAX_PARTS - 1];
     size_t started;
     pthread_mutex_t lock;
     pthread_cond_t job_posted;
@@ -112,7 +107,7 @@ static uint32_t job_of(const eb_team *team)
 
 static void *helper_main(void *opaque)
 {
-    eb_team *team = ((eb_team_member *)opaque)->team;
+    eb_team *team = opaque;
     uint32_t seen = 0;
     for (;;) {
         double spin_until = seconds_now() + HELPER_SPIN_SECONDS;
@@ -138,10 +133,24 @@ static void *helper_main(void *opaque)
     }
 }
 
-size_t eb__online_cpus(void)
+static size_t online_cpus(void)
 {
     long count = sysconf(_SC_NPROCESSORS_ONLN);
     return count >= 1 ? (size_t)count : 1;
+}
+
+size_t eb__threads_for(size_t requested, size_t total_work, size_t min_work_per_thread, size_t max_threads)
+{
+    size_t threads = requested;
+    if (requested == 0) {
+        threads = online_cpus();
+        size_t by_work = total_work / min_work_per_thread;
+        if (by_work < threads)
+            threads = by_work;
+    }
+    if (threads > max_threads)
+        threads = max_threads;
+    return threads >= 1 ? threads : 1;
 }
 
 void eb__share_of(size_t count, size_t part, size_t parts, size_t *first, size_t *last)
@@ -177,8 +186,7 @@ eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out)
         return EB_OK;
     }
     for (size_t t = 0; t + 1 < threads; t++) {
-        team->members[t].team = team;
-        if (pthread_create(&team->threads[t], NULL, helper_main, &team->members[t]) != 0)
+        if (pthread_create(&team->threads[t], NULL, helper_main, team) != 0)
             break;
         team->started++;
     }

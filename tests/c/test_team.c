@@ -339,7 +339,13 @@ static void shares_cover_everything_evenly(void **state)
             assert_int_equal(expected_first, count);
             assert_true(largest - smallest <= 1);
         }
-    assert_true(eb__online_cpus() >= 1);
+    /* The thread-count rule: as asked up to the most; automatic (0) by CPUs and work, never below one. */
+    assert_int_equal(eb__threads_for(3, 0, 1000, 8), 3);
+    assert_int_equal(eb__threads_for(20, 0, 1000, 8), 8);
+    assert_int_equal(eb__threads_for(0, 0, 1000, 8), 1);
+    assert_int_equal(eb__threads_for(0, 1999, 1000, 8), 1);
+    size_t automatic = eb__threads_for(0, SIZE_MAX, 1, EB_TEAM_MAX_PARTS);
+    assert_true(automatic >= 1 && automatic <= EB_TEAM_MAX_PARTS);
 }
 
 /* ---- Adam over a team -------------------------------------------------------------------------------------- */
