@@ -20,6 +20,7 @@
 #include "blas.h"
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "internal.h"
@@ -342,18 +343,48 @@ typedef struct forward_job {
     size_t h;
     float *embed;
     double *norms;
+    atomic_bool first_half_done[JOB_CHUNKS]; /* with halves: per share of rows */
 } forward_job;
+
+static void forward_norms(const forward_job *job, size_t first, size_t last)
+{
+    const uint32_t *used = job->listed->used;
+    for (size_t u = first; u < last; u++)
+        job->norms[used[u]] = norm_of(job->embed + used[u] * job->h, job->h);
+}
 
 /* The embeddings and their norms of one part's share of the batch's rows. */
 static void forward_part(void *opaque, size_t part, size_t parts)
 {
     const forward_job *job = opaque;
-    const uint32_t *used = job->listed->used;
     size_t first, last;
-    eb__sparse_rows_affine(job->listed->rows, used, job->n_used, part, parts, job->w, job->bias, job->h, job->embed,
-                           &first, &last);
-    for (size_t u = first; u < last; u++)
-        job->norms[used[u]] = norm_of(job->embed + used[u] * job->h, job->h);
+    eb__sparse_rows_affine(job->listed->rows, job->listed->used, job->n_used, part, parts, job->w, job->bias, job->h,
+                           job->embed, &first, &last);
+    forward_norms(job, first, last);
+}
+
+/*
+ * The same for a team of two that splits W's rows in halves (see halves): chunk `part` < JOB_CHUNKS is the first
+ * half's columns of share `part`, which the caller takes from the front; the helper, from the back, finishes
+ * share `part` in chunk 2 JOB_CHUNKS - 1 - part, in the order the caller started them.
+ */
+static void forward_half_part(void *opaque, size_t chunk, size_t chunks)
+{
+    forward_job *job = opaque;
+    const size_t parts = chunks / 2;
+    size_t first, last;
+    if (chunk < parts) {
+        eb__sparse_rows_affine_half(job->listed->rows, 0, job->listed->used, job->n_used, chunk, parts, job->w,
+                                    job->bias, job->h, job->embed, &first, &last);
+        atomic_store_explicit(&job->first_half_done[chunk], true, memory_order_release);
+        return;
+    }
+    size_t part = chunks - 1 - chunk;
+    while (!atomic_load_explicit(&job->first_half_done[part], memory_order_acquire))
+        eb__team_pause();
+    eb__sparse_rows_affine_half(job->listed->rows, 1, job->listed->used, job->n_used, part, parts, job->w, job->bias,
+                                job->h, job->embed, &first, &last);
+    forward_norms(job, first, last);
 }
 
 /* Adam for a step whose weight gradient is computed in parts: each part updates the weights it has the gradient of. */
@@ -390,6 +421,17 @@ static void gradient_part(void *opaque, size_t part, size_t parts)
     adam_rows(job, part, first, last);
 }
 
+/* The same for a team of two that splits W's rows in halves: the caller's chunks (the front) are the first half. */
+static void gradient_half_part(void *opaque, size_t chunk, size_t chunks)
+{
+    const gradient_job *job = opaque;
+    const size_t parts = chunks / 2, half = chunk < parts ? 0 : 1;
+    size_t first, last;
+    eb__sparse_rows_transposed_product_half(job->listed->rows, half, chunk - half * parts, parts, job->embed_grad,
+                                            job->h, job->weights->grad, &first, &last);
+    adam_rows(job, chunk, first, last);
+}
+
 /* One part of the weight gradient over the used rows only (at most a minibatch of them), then Adam on it. */
 static void small_gradient_part(void *opaque, size_t part, size_t parts)
 {
@@ -398,6 +440,18 @@ static void small_gradient_part(void *opaque, size_t part, size_t parts)
     eb__small_transposed_product_rows_part(job->x, job->listed->used, job->n_used, job->listed->packed_grad, job->h,
                                            job->weights->grad, job->listed->scratch, part, parts, &first, &last);
     adam_rows(job, part, first, last);
+}
+
+/*
+ * Whether the step's products split W's rows in halves between a team of two, rather than the batch's rows and
+ * X's columns in shares: a thread that writes a line of W (Adam on the rows of its share of the weight gradient)
+ * which the other read (in the forward product over its rows) waits for that line to leave the other's cache,
+ * and that wait cost more than Adam itself (2026-12-04: Adam took 6.9 ms of two threads' time per fit at the
+ * defaults of docs/benchmarks.md, against 1.9 ms on one).
+ */
+static bool halves(const cl_listed *listed)
+{
+    return eb__team_threads(listed->team) == 2;
 }
 
 /*
@@ -421,8 +475,14 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         for (size_t r = 0; r < rows; r++)
             if (listed->seen[r])
                 listed->used[n_used++] = (uint32_t)r;
-        forward_job job = {listed, n_used, w, bias, h, embed, norms};
-        eb__team_run(listed->team, JOB_CHUNKS, forward_part, &job);
+        forward_job job = {listed, n_used, w, bias, h, embed, norms, {0}};
+        if (halves(listed)) {
+            for (size_t part = 0; part < JOB_CHUNKS; part++)
+                atomic_init(&job.first_half_done[part], false);
+            eb__team_run(listed->team, 2 * JOB_CHUNKS, forward_half_part, &job);
+        } else {
+            eb__team_run(listed->team, JOB_CHUNKS, forward_part, &job);
+        }
     } else {
         eb_mut_matrix embed_view = {embed, rows, h, h};
         /* src/small_gemm.c: sparse rows (hashed n-grams) skip their zeros; dense minibatches skip OpenBLAS's packing. */
@@ -475,7 +535,7 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         eb__team_run(listed->team, parts < JOB_CHUNKS ? parts : JOB_CHUNKS, small_gradient_part, &job);
     } else {
         /* Over every row: those left out have zero deltas, and visiting them costs less than finding the others. */
-        eb__team_run(listed->team, JOB_CHUNKS, gradient_part, &job);
+        eb__team_run(listed->team, JOB_CHUNKS, halves(listed) ? gradient_half_part : gradient_part, &job);
     }
     return loss_sum;
 }

@@ -159,6 +159,9 @@ typedef struct eb_sparse_rows {
     uint32_t *row_slice_start;      /* rows x (row_slices + 1): where each slice's entries of a row begin */
     size_t slice_rows, col_slices;  /* x^T d: slices of slice_rows rows of x (and of d) */
     uint32_t *col_slice_start;      /* cols x (col_slices + 1), likewise */
+    /* Halves for two threads: columns [0, split_col) hold half the nonzeros; row r's of them end at row_split[r]. */
+    size_t split_col;
+    uint32_t *row_split;
     struct eb_listed_span *spans;   /* one per row or column: the work list of one pass */
 } eb_sparse_rows;
 
@@ -182,6 +185,21 @@ void eb__sparse_rows_affine(const eb_sparse_rows *s, const uint32_t *rows, size_
  */
 void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, size_t parts, const float *d, size_t h,
                                         float *g, size_t *first, size_t *last);
+/*
+ * The same two products for two threads that keep to one half of x's columns each (w's and g's rows
+ * [0, split_col) or [split_col, x.cols)), so that neither reads a line of w the other writes. Half 0 of
+ * eb__sparse_rows_affine_half starts each row's sums over the first half's columns; half 1 continues them
+ * (after half 0 of the same part is done) and adds the bias: together the bits of eb__sparse_rows_affine, whose
+ * shares of rows[] they keep. The transposed product's half `half` does part `part` of `parts` of that half's
+ * rows of g, [*first, *last).
+ */
+/* Moves the halves' border to column col (at most s->cols); the listing puts it where half the nonzeros lie. */
+void eb__sparse_rows_split_at(eb_sparse_rows *s, size_t col);
+void eb__sparse_rows_affine_half(const eb_sparse_rows *s, size_t half, const uint32_t *rows, size_t count,
+                                 size_t part, size_t parts, const float *w, const float *bias, size_t h, float *out,
+                                 size_t *first, size_t *last);
+void eb__sparse_rows_transposed_product_half(const eb_sparse_rows *s, size_t half, size_t part, size_t parts,
+                                             const float *d, size_t h, float *g, size_t *first, size_t *last);
 
 /* ---- workers.c ------------------------------------------------------------ */
 
@@ -199,10 +217,15 @@ typedef void (*eb_team_fn)(void *ctx, size_t chunk, size_t chunks);
  */
 eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out);
 /*
- * fn on chunks 0 .. chunks-1, each once, by whichever thread of the team is free (the caller's takes chunks
- * too); returns when all are done. Chunks must not depend on which thread runs them or in which order.
+ * fn on chunks 0 .. chunks-1, each once, by whichever thread of the team is free; returns when all are done.
+ * The caller's thread takes chunks from 0 upward, the helpers from the last downward. A chunk's result must
+ * not depend on which thread runs it; a chunk may wait for one of lower number that waits for none.
  */
 void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx);
+/* How many threads the team has, the caller's included (1 for NULL). */
+size_t eb__team_threads(const eb_team *team);
+/* One short pause of a thread that spins on a value another thread of the team will set. */
+void eb__team_pause(void);
 void eb__team_stop(eb_team *team, const eb_allocator *mem);
 /*
  * The threads a call uses: `requested` as given, or for 0 ("automatic") one per online CPU as far as each gets

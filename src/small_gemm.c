@@ -778,8 +778,23 @@ void eb__sparse_rows_release(eb_sparse_rows *s, const eb_allocator *mem)
     eb__free(mem, s->col_values);
     eb__free(mem, s->row_slice_start);
     eb__free(mem, s->col_slice_start);
+    eb__free(mem, s->row_split);
     eb__free(mem, s->spans);
     memset(s, 0, sizeof *s);
+}
+
+/* The first line i in [0, count] with start[i] - start[0] >= entries (start ascending, count + 1 of them). */
+static size_t line_at_entry(const uint32_t *start, size_t count, size_t entries)
+{
+    size_t low = 0, high = count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (start[middle] - start[0] >= entries)
+            high = middle;
+        else
+            low = middle + 1;
+    }
+    return low;
 }
 
 #ifdef EB_HAVE_AVX512_KERNELS
@@ -845,6 +860,7 @@ __attribute__((target("avx512f,popcnt"))) static void list_nonzeros(eb_matrix x,
     out->col_start[0] = 0;
     slice_bounds(out->row_start, x.rows, out->col_of, out->slice_cols, out->row_slices, out->row_slice_start);
     slice_bounds(out->col_start, x.cols, out->row_of, out->slice_rows, out->col_slices, out->col_slice_start);
+    eb__sparse_rows_split_at(out, line_at_entry(out->col_start, x.cols, out->nonzeros / 2));
 }
 #endif
 
@@ -880,8 +896,9 @@ eb_status eb__sparse_rows_list(eb_matrix x, size_t h, const eb_allocator *mem, e
         out->row_slice_start = eb__calloc(mem, row_bounds, sizeof *out->row_slice_start);
         out->col_slice_start = eb__calloc(mem, col_bounds, sizeof *out->col_slice_start);
     }
+    out->row_split = eb__calloc(mem, x.rows, sizeof *out->row_split);
     out->spans = eb__calloc(mem, x.rows > x.cols ? x.rows : x.cols, sizeof *out->spans);
-    if (out->row_start == NULL || out->col_start == NULL || out->col_of == NULL || out->row_values == NULL ||
+    if (out->row_split == NULL || out->row_start == NULL || out->col_start == NULL || out->col_of == NULL || out->row_values == NULL ||
         out->row_of == NULL || out->col_values == NULL || out->row_slice_start == NULL ||
         out->col_slice_start == NULL || out->spans == NULL) {
         eb__sparse_rows_release(out, mem);
@@ -896,23 +913,39 @@ eb_status eb__sparse_rows_list(eb_matrix x, size_t h, const eb_allocator *mem, e
 
 #ifdef EB_HAVE_AVX512_KERNELS
 /*
- * One pass per slice of the inner dimension (the bias joins the last) over count lines: line r is lines[r]
- * (r itself when lines is NULL) of the listing and of out, its slice bounds at bounds + r-th line's offset.
+ * One pass per slice k in [first_slice, end_slice) of the inner dimension (the bias joins the last of all
+ * slices) over count lines: line r is lines[r] (r itself when lines is NULL) of the listing and of out, its
+ * slice bounds at bounds + the line's offset, its entries clipped to [from[line], to[line]) where from or to is
+ * given. Each line's sums start at slice 0 when `starts`, else continue from out.
  */
+typedef struct sliced_pass {
+    size_t first_slice, end_slice;
+    const uint32_t *from, *to;
+    bool starts;
+} sliced_pass;
+
 static void sliced_products(const uint32_t *lines, size_t count, eb_listed_span *spans,
                             const uint32_t *index, const float *values, const uint32_t *bounds, size_t slices,
-                            const float *b, size_t h, const float *bias, float *out)
+                            sliced_pass pass, const float *b, size_t h, const float *bias, float *out)
 {
-    for (size_t k = 0; k < slices; k++) {
+    for (size_t k = pass.first_slice; k < pass.end_slice; k++) {
         for (size_t r = 0; r < count; r++) {
             size_t line = lines == NULL ? r : lines[r];
             const uint32_t *line_bounds = bounds + line * (slices + 1);
-            spans[r] = (eb_listed_span){index + line_bounds[k], values + line_bounds[k],
-                                        line_bounds[k + 1] - line_bounds[k], line, k == 0};
+            uint32_t begin = line_bounds[k], end = line_bounds[k + 1];
+            if (pass.from != NULL && begin < pass.from[line])
+                begin = pass.from[line];
+            if (pass.to != NULL && end > pass.to[line])
+                end = pass.to[line];
+            if (end < begin)
+                end = begin;
+            spans[r] = (eb_listed_span){index + begin, values + begin, end - begin, line, pass.starts && k == 0};
         }
         listed_products(spans, count, b, h, k + 1 == slices ? bias : NULL, out);
     }
 }
+
+static const sliced_pass WHOLE_LINES = {0, SIZE_MAX, NULL, NULL, true};
 #endif
 
 /*
@@ -920,20 +953,6 @@ static void sliced_products(const uint32_t *lines, size_t count, eb_listed_span 
  * split by their entries (line l has start[l + 1] - start[l]): rows and columns of hashed n-grams differ
  * several times over in their nonzeros, and a part waits for the slowest.
  */
-/* The first line i in [0, count] with start[i] - start[0] >= entries (start ascending, count + 1 of them). */
-static size_t line_at_entry(const uint32_t *start, size_t count, size_t entries)
-{
-    size_t low = 0, high = count;
-    while (low < high) {
-        size_t middle = low + (high - low) / 2;
-        if (start[middle] - start[0] >= entries)
-            high = middle;
-        else
-            low = middle + 1;
-    }
-    return low;
-}
-
 static void share_by_entries(const uint32_t *start, const uint32_t *lines, size_t count, size_t part, size_t parts,
                              size_t *first, size_t *last)
 {
@@ -962,15 +981,50 @@ static void share_by_entries(const uint32_t *start, const uint32_t *lines, size_
         *first = *last;
 }
 
+void eb__sparse_rows_split_at(eb_sparse_rows *s, size_t col)
+{
+    s->split_col = col;
+    for (size_t r = 0; r < s->rows; r++) {
+        uint32_t t = s->row_start[r];
+        while (t < s->row_start[r + 1] && s->col_of[t] < col)
+            t++;
+        s->row_split[r] = t;
+    }
+}
+
 void eb__sparse_rows_affine(const eb_sparse_rows *s, const uint32_t *rows, size_t count, size_t part, size_t parts,
                             const float *w, const float *bias, size_t h, float *out, size_t *first, size_t *last)
 {
     share_by_entries(s->row_start, rows, count, part, parts, first, last);
 #ifdef EB_HAVE_AVX512_KERNELS
+    sliced_pass pass = WHOLE_LINES;
+    pass.end_slice = s->row_slices;
     sliced_products(rows + *first, *last - *first, s->spans + *first, s->col_of, s->row_values, s->row_slice_start,
-                    s->row_slices, w, h, bias, out);
+                    s->row_slices, pass, w, h, bias, out);
 #else
     (void)w, (void)bias, (void)h, (void)out;
+#endif
+}
+
+void eb__sparse_rows_affine_half(const eb_sparse_rows *s, size_t half, const uint32_t *rows, size_t count,
+                                 size_t part, size_t parts, const float *w, const float *bias, size_t h, float *out,
+                                 size_t *first, size_t *last)
+{
+    share_by_entries(s->row_start, rows, count, part, parts, first, last);
+#ifdef EB_HAVE_AVX512_KERNELS
+    /* Both halves pass over the slice split_col falls in, each over its side of it. The first half always makes
+       pass 0, which starts the sums; the second always makes the last pass, which adds the bias. */
+    sliced_pass pass = {0, (s->split_col + s->slice_cols - 1) / s->slice_cols, NULL, s->row_split, true};
+    if (pass.end_slice == 0)
+        pass.end_slice = 1;
+    if (half == 1)
+        pass = (sliced_pass){s->split_col / s->slice_cols, s->row_slices, s->row_split, NULL, false};
+    if (pass.first_slice + 1 > s->row_slices)
+        pass.first_slice = s->row_slices - 1;
+    sliced_products(rows + *first, *last - *first, s->spans + *first, s->col_of, s->row_values, s->row_slice_start,
+                    s->row_slices, pass, w, h, half == 1 ? bias : NULL, out);
+#else
+    (void)half, (void)w, (void)bias, (void)h, (void)out;
 #endif
 }
 
@@ -979,8 +1033,27 @@ void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, si
 {
     share_by_entries(s->col_start, NULL, s->cols, part, parts, first, last);
 #ifdef EB_HAVE_AVX512_KERNELS
+    sliced_pass pass = WHOLE_LINES;
+    pass.end_slice = s->col_slices;
     sliced_products(NULL, *last - *first, s->spans + *first, s->row_of, s->col_values,
-                    s->col_slice_start + *first * (s->col_slices + 1), s->col_slices, d, h, NULL, g + *first * h);
+                    s->col_slice_start + *first * (s->col_slices + 1), s->col_slices, pass, d, h, NULL, g + *first * h);
+#else
+    (void)d, (void)h, (void)g;
+#endif
+}
+
+void eb__sparse_rows_transposed_product_half(const eb_sparse_rows *s, size_t half, size_t part, size_t parts,
+                                             const float *d, size_t h, float *g, size_t *first, size_t *last)
+{
+    size_t begin = half == 0 ? 0 : s->split_col, end = half == 0 ? s->split_col : s->cols;
+    share_by_entries(s->col_start + begin, NULL, end - begin, part, parts, first, last);
+    *first += begin;
+    *last += begin;
+#ifdef EB_HAVE_AVX512_KERNELS
+    sliced_pass pass = WHOLE_LINES;
+    pass.end_slice = s->col_slices;
+    sliced_products(NULL, *last - *first, s->spans + *first, s->row_of, s->col_values,
+                    s->col_slice_start + *first * (s->col_slices + 1), s->col_slices, pass, d, h, NULL, g + *first * h);
 #else
     (void)d, (void)h, (void)g;
 #endif

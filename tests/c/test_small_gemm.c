@@ -453,6 +453,55 @@ static void check_listed_transposed(const eb_sparse_rows *s, size_t cols, const 
     free(g);
 }
 
+/*
+ * The products in halves (two threads that keep to one half of x's columns each) at border `col`: both halves
+ * of every part, the second halves after all the first, give the whole products' bits and shares of rows[];
+ * the transposed halves cover g's rows [0, col) and [col, cols) between their parts.
+ */
+static void check_listed_halves(eb_sparse_rows *s, size_t col, eb_matrix xm, const uint32_t *subset, size_t count,
+                                const float *w, const float *bias, const float *d, size_t h, const float *expected)
+{
+    eb__sparse_rows_split_at(s, col);
+    assert_int_equal(s->split_col, col);
+    float *out = malloc((xm.rows + xm.cols + 1) * h * sizeof *out), *whole = malloc((xm.rows + 1) * h * sizeof *whole);
+    assert_non_null(out);
+    assert_non_null(whole);
+    for (size_t parts = 1; parts <= EB_TEAM_MAX_PARTS; parts++) {
+        for (size_t i = 0; i < xm.rows * h; i++)
+            out[i] = CANARY;
+        size_t firsts[EB_TEAM_MAX_PARTS], lasts[EB_TEAM_MAX_PARTS], whole_first, whole_last;
+        for (size_t half = 0; half < 2; half++)
+            for (size_t p = parts; p-- > 0;) {
+                eb__sparse_rows_affine_half(s, half, subset, count, p, parts, w, bias, h, out, &firsts[p], &lasts[p]);
+                eb__sparse_rows_affine(s, subset, count, p, parts, w, bias, h, whole, &whole_first, &whole_last);
+                if (firsts[p] != whole_first || lasts[p] != whole_last)
+                    fail_msg("half %zu of part %zu of %zu has rows [%zu, %zu), the whole product [%zu, %zu)", half, p,
+                             parts, firsts[p], lasts[p], whole_first, whole_last);
+            }
+        for (size_t i = 0; i < count; i++)
+            assert_same_values(expected + subset[i] * h, out + subset[i] * h, h, "affine in halves", h, parts);
+    }
+    for (size_t parts = 1; parts <= EB_TEAM_MAX_PARTS / 2; parts++) {
+        for (size_t i = 0; i < (xm.cols + 1) * h; i++)
+            out[i] = CANARY;
+        size_t firsts[2 * EB_TEAM_MAX_PARTS], lasts[2 * EB_TEAM_MAX_PARTS];
+        for (size_t half = 2; half-- > 0;)
+            for (size_t p = parts; p-- > 0;)
+                eb__sparse_rows_transposed_product_half(s, half, p, parts, d, h, out, &firsts[half * parts + p],
+                                                        &lasts[half * parts + p]);
+        check_shares(firsts, lasts, parts, col);
+        assert_int_equal(firsts[parts], col);
+        for (size_t p = 0; p < parts; p++)
+            firsts[parts + p] -= col, lasts[parts + p] -= col;
+        check_shares(firsts + parts, lasts + parts, parts, xm.cols - col);
+        assert_same_values(expected + xm.rows * h, out, xm.cols * h, "transposed in halves", h, parts);
+        for (size_t c = 0; c < h; c++)
+            assert_true(out[xm.cols * h + c] == CANARY);
+    }
+    free(out);
+    free(whole);
+}
+
 /* Rows of x chosen for a batch: all ascending, a random ascending half, a random half in random order, none. */
 enum { SUBSET_ALL, SUBSET_ASCENDING, SUBSET_SHUFFLED, SUBSET_NONE, SUBSET_KINDS };
 
@@ -528,6 +577,21 @@ static void check_listing(test_rng *rng, size_t rows, size_t cols, size_t stride
         check_listed_affine(&s, xm, subset, chosen, w, bias, h, expected);
     }
     check_listed_transposed(&s, cols, d, h, expected + rows * h);
+    /* The listing's own border holds half the nonzeros; the others fall at and around the slices' edges. */
+    size_t own = s.split_col, half_nonzeros = 0;
+    assert_true(own <= cols);
+    for (size_t r = 0; r < rows; r++)
+        half_nonzeros += s.row_split[r] - s.row_start[r];
+    assert_int_equal(half_nonzeros, s.col_start[own]);
+    assert_true(s.col_start[own] >= count / 2 && (own == 0 || s.col_start[own - 1] < count / 2));
+    const size_t borders[] = {own, 0, cols, cols / 2, s.slice_cols, s.slice_cols - 1, s.slice_cols + 1,
+                              cols - s.slice_cols};
+    for (size_t b = 0; b < sizeof borders / sizeof borders[0]; b++) {
+        if (borders[b] > cols)
+            continue;
+        size_t chosen = choose_rows(rng, rows, b % 2 ? SUBSET_SHUFFLED : SUBSET_ALL, subset);
+        check_listed_halves(&s, borders[b], xm, subset, chosen, w, bias, d, h, expected);
+    }
 
     eb__sparse_rows_release(&s, &mem);
     assert_null(s.row_start);

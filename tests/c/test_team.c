@@ -5,7 +5,8 @@
  * eb__team_run returns only when all have run; a NULL team is the caller's
  * thread alone. Jobs follow each other closely (the helpers still spinning)
  * or far apart (the helpers asleep), with chunk counts that change from one
- * job to the next. Adam split over a team gives eb__adam_step's bits.
+ * job to the next; chunks may wait for others of lower number. Adam split over
+ * a team gives eb__adam_step's bits.
  */
 /* nanosleep is POSIX, hidden under strict -std=c11 without this. */
 #define _POSIX_C_SOURCE 200809L
@@ -258,6 +259,120 @@ static void a_stalled_helper_delays_nothing_twice(void **state)
     stop_team(team, &mem, &counter);
 }
 
+/*
+ * Chunks that wait for others (the contract: a chunk may wait for one of lower number that waits for none), as
+ * the forward product in halves does: chunk chunks - 1 - c waits for chunk c of the first half. Whatever the
+ * team's size and whoever is slow, every chunk runs once, after the one it waits for, and the job returns.
+ */
+typedef struct waiting_record {
+    job_record base;
+    atomic_bool done[MOST_CHUNKS];
+    atomic_size_t early; /* second-half chunks that found their first half not done after waiting */
+    long first_half_ns;  /* how long a first-half chunk takes */
+} waiting_record;
+
+static void wait_for_first_half(void *opaque, size_t chunk, size_t chunks)
+{
+    waiting_record *r = opaque;
+    size_t half = chunks / 2;
+    if (chunk < half) {
+        if (r->first_half_ns > 0)
+            sleep_ns(r->first_half_ns);
+        record_chunk(&r->base, chunk, chunks);
+        atomic_store_explicit(&r->done[chunk], true, memory_order_release);
+        return;
+    }
+    /* With an odd count the middle chunk waits for none. */
+    if (chunks - 1 - chunk < half) {
+        while (!atomic_load_explicit(&r->done[chunks - 1 - chunk], memory_order_acquire))
+            eb__team_pause();
+        if (atomic_load(&r->base.runs[chunks - 1 - chunk]) != 1)
+            atomic_fetch_add(&r->early, 1);
+    }
+    record_chunk(&r->base, chunk, chunks);
+}
+
+static void chunks_may_wait_for_the_first_half(void **state)
+{
+    (void)state;
+    for (size_t threads = 1; threads <= EB_TEAM_MAX_PARTS; threads++) {
+        counting_allocator counter;
+        eb_allocator mem;
+        eb_team *team = start_team(threads, &counter, &mem);
+        waiting_record r;
+        record_init(&r.base);
+        atomic_init(&r.early, 0);
+        for (size_t job = 0; job < 300; job++) {
+            size_t chunks = job % 2 ? 2 * (1 + job % 32) : 1 + job % 17;
+            /* Now and then a first half that takes long, or a helper that stalls. */
+            r.first_half_ns = job % 50 == 7 ? 200000L : 0;
+            r.base.helper_sleep_ns = job % 50 == 31 ? 2000000L : 0;
+            for (size_t c = 0; c < MOST_CHUNKS; c++)
+                atomic_store(&r.done[c], false);
+            for (size_t c = 0; c <= MOST_CHUNKS; c++)
+                atomic_store(&r.base.runs[c], 0);
+            r.base.asked = chunks;
+            signal(SIGALRM, job_never_returned);
+            alarm(JOB_SECONDS_LIMIT);
+            eb__team_run(team, chunks, wait_for_first_half, &r);
+            alarm(0);
+            for (size_t c = 0; c <= MOST_CHUNKS; c++)
+                if (atomic_load(&r.base.runs[c]) != (c < chunks ? 1u : 0u))
+                    fail_msg("%zu threads, job %zu of %zu chunks: chunk %zu ran %zu times", threads, job, chunks, c,
+                             atomic_load(&r.base.runs[c]));
+        }
+        assert_int_equal(atomic_load(&r.early), 0);
+        assert_int_equal(atomic_load(&r.base.wrong_chunks), 0);
+        stop_team(team, &mem, &counter);
+    }
+}
+
+/*
+ * A helper that holds its first chunk (from the back) until every other chunk has run: the caller runs its own
+ * half, takes the helper's while two or more are left, and the last one too once it has waited longer than a
+ * chunk takes; a team that left that one to its owner would never finish the job.
+ */
+static void hold_until_the_rest_ran(void *opaque, size_t chunk, size_t chunks)
+{
+    job_record *r = opaque;
+    if (!pthread_equal(pthread_self(), r->caller)) {
+        for (;;) {
+            size_t ran = 0;
+            for (size_t c = 0; c < chunks; c++)
+                ran += atomic_load(&r->runs[c]);
+            if (ran + 1 == chunks)
+                break;
+            eb__team_pause();
+        }
+    }
+    record_chunk(r, chunk, chunks);
+}
+
+static void the_caller_takes_what_a_stalled_helper_left(void **state)
+{
+    (void)state;
+    counting_allocator counter;
+    eb_allocator mem;
+    eb_team *team = start_team(2, &counter, &mem);
+    job_record r;
+    record_init(&r);
+    for (size_t job = 0; job < 40; job++) {
+        size_t chunks = 2 + job % 15;
+        for (size_t c = 0; c <= MOST_CHUNKS; c++)
+            atomic_store(&r.runs[c], 0);
+        atomic_store(&r.off_caller, 0);
+        r.asked = chunks;
+        signal(SIGALRM, job_never_returned);
+        alarm(JOB_SECONDS_LIMIT);
+        eb__team_run(team, chunks, hold_until_the_rest_ran, &r);
+        alarm(0);
+        for (size_t c = 0; c < chunks; c++)
+            assert_int_equal(atomic_load(&r.runs[c]), 1);
+        assert_true(atomic_load(&r.off_caller) <= 1);
+    }
+    stop_team(team, &mem, &counter);
+}
+
 static void no_team_runs_everything_on_the_caller(void **state)
 {
     (void)state;
@@ -446,6 +561,8 @@ int main(void)
         cmocka_unit_test(more_chunks_than_a_team_shares_run_on_the_caller),
         cmocka_unit_test(every_chunk_runs_once_on_jobs_apart),
         cmocka_unit_test(a_stalled_helper_delays_nothing_twice),
+        cmocka_unit_test(chunks_may_wait_for_the_first_half),
+        cmocka_unit_test(the_caller_takes_what_a_stalled_helper_left),
         cmocka_unit_test(no_team_runs_everything_on_the_caller),
         cmocka_unit_test(teams_start_and_stop_without_jobs),
         cmocka_unit_test(shares_cover_everything_evenly),
