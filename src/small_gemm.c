@@ -944,8 +944,6 @@ static void sliced_products(const uint32_t *lines, size_t count, eb_listed_span 
         listed_products(spans, count, b, h, k + 1 == slices ? bias : NULL, out);
     }
 }
-
-static const sliced_pass WHOLE_LINES = {0, SIZE_MAX, NULL, NULL, true};
 #endif
 
 /*
@@ -997,8 +995,7 @@ void eb__sparse_rows_affine(const eb_sparse_rows *s, const uint32_t *rows, size_
 {
     share_by_entries(s->row_start, rows, count, part, parts, first, last);
 #ifdef EB_HAVE_AVX512_KERNELS
-    sliced_pass pass = WHOLE_LINES;
-    pass.end_slice = s->row_slices;
+    sliced_pass pass = {0, s->row_slices, NULL, NULL, true};
     sliced_products(rows + *first, *last - *first, s->spans + *first, s->col_of, s->row_values, s->row_slice_start,
                     s->row_slices, pass, w, h, bias, out);
 #else
@@ -1028,13 +1025,15 @@ void eb__sparse_rows_affine_half(const eb_sparse_rows *s, size_t half, const uin
 #endif
 }
 
-void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, size_t parts, const float *d, size_t h,
-                                        float *g, size_t *first, size_t *last)
+/* Part `part` of `parts` of g's rows [begin, end) of x^T d, its share [*first, *last) balanced by entries. */
+static void transposed_product_of(const eb_sparse_rows *s, size_t begin, size_t end, size_t part, size_t parts,
+                                  const float *d, size_t h, float *g, size_t *first, size_t *last)
 {
-    share_by_entries(s->col_start, NULL, s->cols, part, parts, first, last);
+    share_by_entries(s->col_start + begin, NULL, end - begin, part, parts, first, last);
+    *first += begin;
+    *last += begin;
 #ifdef EB_HAVE_AVX512_KERNELS
-    sliced_pass pass = WHOLE_LINES;
-    pass.end_slice = s->col_slices;
+    sliced_pass pass = {0, s->col_slices, NULL, NULL, true};
     sliced_products(NULL, *last - *first, s->spans + *first, s->row_of, s->col_values,
                     s->col_slice_start + *first * (s->col_slices + 1), s->col_slices, pass, d, h, NULL, g + *first * h);
 #else
@@ -1042,19 +1041,17 @@ void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, si
 #endif
 }
 
+void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, size_t parts, const float *d, size_t h,
+                                        float *g, size_t *first, size_t *last)
+{
+    transposed_product_of(s, 0, s->cols, part, parts, d, h, g, first, last);
+}
+
 void eb__sparse_rows_transposed_product_half(const eb_sparse_rows *s, size_t half, size_t part, size_t parts,
                                              const float *d, size_t h, float *g, size_t *first, size_t *last)
 {
-    size_t begin = half == 0 ? 0 : s->split_col, end = half == 0 ? s->split_col : s->cols;
-    share_by_entries(s->col_start + begin, NULL, end - begin, part, parts, first, last);
-    *first += begin;
-    *last += begin;
-#ifdef EB_HAVE_AVX512_KERNELS
-    sliced_pass pass = WHOLE_LINES;
-    pass.end_slice = s->col_slices;
-    sliced_products(NULL, *last - *first, s->spans + *first, s->row_of, s->col_values,
-                    s->col_slice_start + *first * (s->col_slices + 1), s->col_slices, pass, d, h, NULL, g + *first * h);
-#else
-    (void)d, (void)h, (void)g;
-#endif
+    if (half == 0)
+        transposed_product_of(s, 0, s->split_col, part, parts, d, h, g, first, last);
+    else
+        transposed_product_of(s, s->split_col, s->cols, part, parts, d, h, g, first, last);
 }

@@ -104,15 +104,19 @@ static void job_never_returned(int signal)
     _exit(1);
 }
 
-/* One job of `chunks` chunks: each ran exactly once, with the job's chunk count, and none beyond it. */
-static void run_and_check(eb_team *team, job_record *r, size_t chunks, size_t threads, size_t job)
+/*
+ * One job of `chunks` chunks of fn (which records its chunks in r, through ctx): each ran exactly once, with the
+ * job's chunk count, and none beyond it.
+ */
+static void run_fn_and_check(eb_team *team, job_record *r, eb_team_fn fn, void *ctx, size_t chunks, size_t threads,
+                             size_t job)
 {
     for (size_t c = 0; c <= MOST_CHUNKS; c++)
         atomic_store(&r->runs[c], 0);
     r->asked = chunks;
     signal(SIGALRM, job_never_returned);
     alarm(JOB_SECONDS_LIMIT);
-    eb__team_run(team, chunks, record_chunk, r);
+    eb__team_run(team, chunks, fn, ctx);
     alarm(0);
     for (size_t c = 0; c <= MOST_CHUNKS; c++) {
         size_t runs = atomic_load(&r->runs[c]);
@@ -121,6 +125,11 @@ static void run_and_check(eb_team *team, job_record *r, size_t chunks, size_t th
     }
     if (atomic_load(&r->wrong_chunks) != 0)
         fail_msg("%zu threads, job %zu: a chunk was told another chunk count than %zu", threads, job, chunks);
+}
+
+static void run_and_check(eb_team *team, job_record *r, size_t chunks, size_t threads, size_t job)
+{
+    run_fn_and_check(team, r, record_chunk, r, chunks, threads, job);
 }
 
 /* A NULL team, and a team of one, run every chunk on the caller's thread, in order. */
@@ -309,20 +318,9 @@ static void chunks_may_wait_for_the_first_half(void **state)
             r.base.helper_sleep_ns = job % 50 == 31 ? 2000000L : 0;
             for (size_t c = 0; c < MOST_CHUNKS; c++)
                 atomic_store(&r.done[c], false);
-            for (size_t c = 0; c <= MOST_CHUNKS; c++)
-                atomic_store(&r.base.runs[c], 0);
-            r.base.asked = chunks;
-            signal(SIGALRM, job_never_returned);
-            alarm(JOB_SECONDS_LIMIT);
-            eb__team_run(team, chunks, wait_for_first_half, &r);
-            alarm(0);
-            for (size_t c = 0; c <= MOST_CHUNKS; c++)
-                if (atomic_load(&r.base.runs[c]) != (c < chunks ? 1u : 0u))
-                    fail_msg("%zu threads, job %zu of %zu chunks: chunk %zu ran %zu times", threads, job, chunks, c,
-                             atomic_load(&r.base.runs[c]));
+            run_fn_and_check(team, &r.base, wait_for_first_half, &r, chunks, threads, job);
         }
         assert_int_equal(atomic_load(&r.early), 0);
-        assert_int_equal(atomic_load(&r.base.wrong_chunks), 0);
         stop_team(team, &mem, &counter);
     }
 }
@@ -357,17 +355,8 @@ static void the_caller_takes_what_a_stalled_helper_left(void **state)
     job_record r;
     record_init(&r);
     for (size_t job = 0; job < 40; job++) {
-        size_t chunks = 2 + job % 15;
-        for (size_t c = 0; c <= MOST_CHUNKS; c++)
-            atomic_store(&r.runs[c], 0);
         atomic_store(&r.off_caller, 0);
-        r.asked = chunks;
-        signal(SIGALRM, job_never_returned);
-        alarm(JOB_SECONDS_LIMIT);
-        eb__team_run(team, chunks, hold_until_the_rest_ran, &r);
-        alarm(0);
-        for (size_t c = 0; c < chunks; c++)
-            assert_int_equal(atomic_load(&r.runs[c]), 1);
+        run_fn_and_check(team, &r, hold_until_the_rest_ran, &r, 2 + job % 15, 2, job);
         assert_true(atomic_load(&r.off_caller) <= 1);
     }
     stop_team(team, &mem, &counter);
