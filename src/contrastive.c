@@ -20,7 +20,6 @@
 #include "blas.h"
 #include <limits.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "internal.h"
@@ -343,7 +342,6 @@ typedef struct forward_job {
     size_t h;
     float *embed;
     double *norms;
-    atomic_bool first_half_done[JOB_CHUNKS]; /* with halves: per share of rows */
 } forward_job;
 
 static void forward_norms(const forward_job *job, size_t first, size_t last)
@@ -364,27 +362,19 @@ static void forward_part(void *opaque, size_t part, size_t parts)
 }
 
 /*
- * The same for a team of two that splits W's rows in halves (see halves): chunk `part` < JOB_CHUNKS is the first
- * half's columns of share `part`, which the caller takes from the front; the helper, from the back, finishes
- * share `part` in chunk 2 JOB_CHUNKS - 1 - part, in the order the caller started them.
+ * The same for a team of two that splits W's rows in halves (see halves), a mirrored job: chunk `part` <
+ * JOB_CHUNKS is the first half's columns of share `part`, which the caller runs; chunk 2 JOB_CHUNKS - 1 - part,
+ * which the helper runs once that is done, finishes share `part`.
  */
 static void forward_half_part(void *opaque, size_t chunk, size_t chunks)
 {
-    forward_job *job = opaque;
-    const size_t parts = chunks / 2;
+    const forward_job *job = opaque;
+    const size_t parts = chunks / 2, half = chunk < parts ? 0 : 1, part = half == 0 ? chunk : chunks - 1 - chunk;
     size_t first, last;
-    if (chunk < parts) {
-        eb__sparse_rows_affine_half(job->listed->rows, 0, job->listed->used, job->n_used, chunk, parts, job->w,
-                                    job->bias, job->h, job->embed, &first, &last);
-        atomic_store_explicit(&job->first_half_done[chunk], true, memory_order_release);
-        return;
-    }
-    size_t part = chunks - 1 - chunk;
-    while (!atomic_load_explicit(&job->first_half_done[part], memory_order_acquire))
-        eb__team_pause();
-    eb__sparse_rows_affine_half(job->listed->rows, 1, job->listed->used, job->n_used, part, parts, job->w, job->bias,
-                                job->h, job->embed, &first, &last);
-    forward_norms(job, first, last);
+    eb__sparse_rows_affine_half(job->listed->rows, half, job->listed->used, job->n_used, part, parts, job->w,
+                                job->bias, job->h, job->embed, &first, &last);
+    if (half == 1)
+        forward_norms(job, first, last);
 }
 
 /* Adam for a step whose weight gradient is computed in parts: each part updates the weights it has the gradient of. */
@@ -475,14 +465,11 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         for (size_t r = 0; r < rows; r++)
             if (listed->seen[r])
                 listed->used[n_used++] = (uint32_t)r;
-        forward_job job = {listed, n_used, w, bias, h, embed, norms, {0}};
-        if (halves(listed)) {
-            for (size_t part = 0; part < JOB_CHUNKS; part++)
-                atomic_init(&job.first_half_done[part], false);
-            eb__team_run(listed->team, 2 * JOB_CHUNKS, forward_half_part, &job);
-        } else {
+        forward_job job = {listed, n_used, w, bias, h, embed, norms};
+        if (halves(listed))
+            eb__team_run_mirrored(listed->team, 2 * JOB_CHUNKS, forward_half_part, &job);
+        else
             eb__team_run(listed->team, JOB_CHUNKS, forward_part, &job);
-        }
     } else {
         eb_mut_matrix embed_view = {embed, rows, h, h};
         /* src/small_gemm.c: sparse rows (hashed n-grams) skip their zeros; dense minibatches skip OpenBLAS's packing. */

@@ -217,15 +217,21 @@ typedef void (*eb_team_fn)(void *ctx, size_t chunk, size_t chunks);
  */
 eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out);
 /*
- * fn on chunks 0 .. chunks-1, each once, by whichever thread of the team is free; returns when all are done.
- * The caller's thread takes chunks from 0 upward, the helpers from the last downward. A chunk's result must
- * not depend on which thread runs it; a chunk may wait for one of lower number that waits for none.
+ * fn on chunks 0 .. chunks-1, each once, by the threads of the team; returns when all are done. The caller's
+ * thread takes chunks from 0 upward, the helpers from the last downward. Chunks must not depend on which
+ * thread runs them or in which order.
  */
 void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx);
+/* Most chunks of a mirrored job the team shares out; a job of more runs on the caller's thread alone, in order. */
+enum { EB_TEAM_MAX_MIRRORED_CHUNKS = 128 };
+/*
+ * The same for a job whose second half continues its first: chunk chunks - 1 - c starts only once chunk c is
+ * done, for every c < chunks / 2 (the middle chunk of an odd count waits for none). The caller's thread runs
+ * the first half, the helpers the second as it becomes ready, when all keep pace.
+ */
+void eb__team_run_mirrored(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx);
 /* How many threads the team has, the caller's included (1 for NULL). */
 size_t eb__team_threads(const eb_team *team);
-/* One short pause of a thread that spins on a value another thread of the team will set. */
-void eb__team_pause(void);
 void eb__team_stop(eb_team *team, const eb_allocator *mem);
 /*
  * The threads a call uses: `requested` as given, or for 0 ("automatic") one per online CPU as far as each gets

@@ -59,6 +59,8 @@ struct eb_team {
        step, so a helper that read an older job's word can never take a chunk of a newer one or one too many. */
     atomic_uint_least64_t job_and_chunk;
     atomic_size_t chunks;      /* the job's number of chunks */
+    atomic_bool mirrored;      /* the job's second half waits for its first (eb__team_run_mirrored) */
+    atomic_uint_least64_t first_half_done; /* mirrored: bit c once chunk c of the first half is done */
     atomic_size_t chunks_done;
     atomic_size_t helper_chunks; /* chunks the helpers have run, over all jobs */
     _Atomic(eb_team_fn) fn;
@@ -88,7 +90,9 @@ static double seconds_now(void)
  * in its core's cache. A thread that is done with its own half takes the other's only while at least two are
  * left, leaving the last to its owner, unless `greedy`: a chunk run by the other thread costs the lines it
  * touches twice, now and in the next job (2026-12-04, contrastive defaults on two threads: Adam took 5.6 ms of
- * CPU per fit when the faster thread took whatever was left, 3.2 ms when each kept to its half).
+ * CPU per fit when the faster thread took whatever was left, 3.2 ms when each kept to its half). In a mirrored
+ * job a thread waits for a second-half chunk's turn before it takes the chunk, not after: a helper the system
+ * stops while it waits then holds nothing, and the caller can go on without it.
  */
 static size_t run_chunks(eb_team *team, uint32_t job, bool from_back, bool greedy)
 {
@@ -102,17 +106,26 @@ static size_t run_chunks(eb_team *team, uint32_t job, bool from_back, bool greed
         if ((uint32_t)(word >> 32) != job || front >= back)
             return ran;
         /* A stale count (a newer job's) only misjudges a chunk the exchange below then fails to take. */
-        size_t half = atomic_load_explicit(&team->chunks, memory_order_relaxed) / 2;
+        size_t chunks = atomic_load_explicit(&team->chunks, memory_order_relaxed), half = chunks / 2;
+        size_t chunk = from_back ? back - 1 : front;
         bool own = from_back ? back > half : front < half;
         if (!own && !greedy && back - front < 2)
             return ran;
+        if (chunks - 1 - chunk < half && atomic_load_explicit(&team->mirrored, memory_order_relaxed) &&
+            !(atomic_load_explicit(&team->first_half_done, memory_order_acquire) >> (chunks - 1 - chunk) & 1u)) {
+            EB_SPIN_PAUSE();
+            word = atomic_load_explicit(&team->job_and_chunk, memory_order_acquire);
+            continue;
+        }
         uint_least64_t taken = from_back ? word - 1 : word + ((uint_least64_t)1 << 16);
         if (!atomic_compare_exchange_weak_explicit(&team->job_and_chunk, &word, taken, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
         /* While this chunk is held the caller cannot post another job: the count is this job's. */
-        size_t chunks = atomic_load_explicit(&team->chunks, memory_order_relaxed);
-        fn(ctx, from_back ? back - 1 : front, chunks);
+        chunks = atomic_load_explicit(&team->chunks, memory_order_relaxed);
+        fn(ctx, chunk, chunks);
+        if (chunk < chunks / 2 && atomic_load_explicit(&team->mirrored, memory_order_relaxed))
+            atomic_fetch_or_explicit(&team->first_half_done, (uint_least64_t)1 << chunk, memory_order_release);
         ran++;
         atomic_fetch_add_explicit(&team->chunks_done, 1, memory_order_release);
         word = atomic_load_explicit(&team->job_and_chunk, memory_order_acquire);
@@ -190,6 +203,8 @@ eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out)
         return EB_ERR_NOMEM;
     atomic_init(&team->job_and_chunk, 0);
     atomic_init(&team->chunks, 0);
+    atomic_init(&team->mirrored, false);
+    atomic_init(&team->first_half_done, 0);
     atomic_init(&team->chunks_done, 0);
     atomic_init(&team->helper_chunks, 0);
     atomic_init(&team->fn, NULL);
@@ -241,9 +256,10 @@ static void review(eb_team *team, size_t chunks)
     team->window_helper_chunks = helper_chunks;
 }
 
-void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
+static void run_job(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx, bool mirrored)
 {
-    if (team == NULL || team->solo || chunks < 2 || chunks > EB_TEAM_MAX_CHUNKS) {
+    /* In order, each chunk of a mirrored job's second half comes after the one it waits for. */
+    if (team == NULL || team->solo || chunks < 2 || chunks > (mirrored ? EB_TEAM_MAX_MIRRORED_CHUNKS : EB_TEAM_MAX_CHUNKS)) {
         for (size_t c = 0; c < chunks; c++)
             fn(ctx, c, chunks);
         return;
@@ -252,6 +268,8 @@ void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
     atomic_store_explicit(&team->ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&team->chunks_done, 0, memory_order_relaxed);
     atomic_store_explicit(&team->chunks, chunks, memory_order_relaxed);
+    atomic_store_explicit(&team->mirrored, mirrored, memory_order_relaxed);
+    atomic_store_explicit(&team->first_half_done, 0, memory_order_relaxed);
     uint32_t job = ++team->job;
     pthread_mutex_lock(&team->lock);
     atomic_store_explicit(&team->job_and_chunk, (uint_least64_t)job << 32 | (uint_least64_t)chunks,
@@ -275,9 +293,14 @@ void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
     review(team, chunks);
 }
 
-void eb__team_pause(void)
+void eb__team_run(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
 {
-    EB_SPIN_PAUSE();
+    run_job(team, chunks, fn, ctx, false);
+}
+
+void eb__team_run_mirrored(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx)
+{
+    run_job(team, chunks, fn, ctx, true);
 }
 
 size_t eb__team_threads(const eb_team *team)

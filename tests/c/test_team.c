@@ -5,8 +5,8 @@
  * eb__team_run returns only when all have run; a NULL team is the caller's
  * thread alone. Jobs follow each other closely (the helpers still spinning)
  * or far apart (the helpers asleep), with chunk counts that change from one
- * job to the next; chunks may wait for others of lower number. Adam split over
- * a team gives eb__adam_step's bits.
+ * job to the next; a mirrored job runs its second half after its first. Adam
+ * split over a team gives eb__adam_step's bits.
  */
 /* nanosleep is POSIX, hidden under strict -std=c11 without this. */
 #define _POSIX_C_SOURCE 200809L
@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -269,58 +270,69 @@ static void a_stalled_helper_delays_nothing_twice(void **state)
 }
 
 /*
- * Chunks that wait for others (the contract: a chunk may wait for one of lower number that waits for none), as
- * the forward product in halves does: chunk chunks - 1 - c waits for chunk c of the first half. Whatever the
- * team's size and whoever is slow, every chunk runs once, after the one it waits for, and the job returns.
+ * Mirrored jobs (eb__team_run_mirrored), as the forward product in halves runs: chunk chunks - 1 - c starts
+ * only once chunk c of the first half is done. Whatever the team's size and whoever is slow, every chunk runs
+ * once, none of the second half before its first-half chunk, and the job returns.
  */
-typedef struct waiting_record {
+typedef struct mirrored_record {
     job_record base;
     atomic_bool done[MOST_CHUNKS];
-    atomic_size_t early; /* second-half chunks that found their first half not done after waiting */
+    atomic_size_t early; /* second-half chunks that started before their first-half chunk was done */
     long first_half_ns;  /* how long a first-half chunk takes */
-} waiting_record;
+} mirrored_record;
 
-static void wait_for_first_half(void *opaque, size_t chunk, size_t chunks)
+static void record_mirrored(void *opaque, size_t chunk, size_t chunks)
 {
-    waiting_record *r = opaque;
+    mirrored_record *r = opaque;
     size_t half = chunks / 2;
-    if (chunk < half) {
-        if (r->first_half_ns > 0)
-            sleep_ns(r->first_half_ns);
-        record_chunk(&r->base, chunk, chunks);
-        atomic_store_explicit(&r->done[chunk], true, memory_order_release);
-        return;
-    }
     /* With an odd count the middle chunk waits for none. */
-    if (chunks - 1 - chunk < half) {
-        while (!atomic_load_explicit(&r->done[chunks - 1 - chunk], memory_order_acquire))
-            eb__team_pause();
-        if (atomic_load(&r->base.runs[chunks - 1 - chunk]) != 1)
-            atomic_fetch_add(&r->early, 1);
-    }
+    if (chunk >= half && chunks - 1 - chunk < half &&
+        !atomic_load_explicit(&r->done[chunks - 1 - chunk], memory_order_acquire))
+        atomic_fetch_add(&r->early, 1);
+    if (chunk < half && r->first_half_ns > 0)
+        sleep_ns(r->first_half_ns);
     record_chunk(&r->base, chunk, chunks);
+    if (chunk < MOST_CHUNKS)
+        atomic_store_explicit(&r->done[chunk], true, memory_order_release);
 }
 
-static void chunks_may_wait_for_the_first_half(void **state)
+static void mirrored_jobs_run_the_second_half_after_the_first(void **state)
 {
     (void)state;
     for (size_t threads = 1; threads <= EB_TEAM_MAX_PARTS; threads++) {
         counting_allocator counter;
         eb_allocator mem;
         eb_team *team = start_team(threads, &counter, &mem);
-        waiting_record r;
+        mirrored_record r;
         record_init(&r.base);
         atomic_init(&r.early, 0);
         for (size_t job = 0; job < 300; job++) {
-            size_t chunks = job % 2 ? 2 * (1 + job % 32) : 1 + job % 17;
+            size_t chunks = job % 2 ? 2 * (1 + job % 32) : job % 17;
             /* Now and then a first half that takes long, or a helper that stalls. */
             r.first_half_ns = job % 50 == 7 ? 200000L : 0;
             r.base.helper_sleep_ns = job % 50 == 31 ? 2000000L : 0;
             for (size_t c = 0; c < MOST_CHUNKS; c++)
                 atomic_store(&r.done[c], false);
-            run_fn_and_check(team, &r.base, wait_for_first_half, &r, chunks, threads, job);
+            signal(SIGALRM, job_never_returned);
+            for (size_t c = 0; c <= MOST_CHUNKS; c++)
+                atomic_store(&r.base.runs[c], 0);
+            r.base.asked = chunks;
+            alarm(JOB_SECONDS_LIMIT);
+            eb__team_run_mirrored(team, chunks, record_mirrored, &r);
+            alarm(0);
+            for (size_t c = 0; c <= MOST_CHUNKS; c++)
+                if (atomic_load(&r.base.runs[c]) != (c < chunks ? 1u : 0u))
+                    fail_msg("%zu threads, mirrored job %zu of %zu chunks: chunk %zu ran %zu times", threads, job,
+                             chunks, c, atomic_load(&r.base.runs[c]));
         }
         assert_int_equal(atomic_load(&r.early), 0);
+        assert_int_equal(atomic_load(&r.base.wrong_chunks), 0);
+        /* Past the most a mirrored job shares out, the caller runs it alone, in order. */
+        order_record order = {0, 0, pthread_self(), 0};
+        eb__team_run_mirrored(team, EB_TEAM_MAX_MIRRORED_CHUNKS + 3, record_order, &order);
+        assert_int_equal(order.next, EB_TEAM_MAX_MIRRORED_CHUNKS + 3);
+        assert_int_equal(order.out_of_order, 0);
+        assert_int_equal(order.off_caller, 0);
         stop_team(team, &mem, &counter);
     }
 }
@@ -340,7 +352,7 @@ static void hold_until_the_rest_ran(void *opaque, size_t chunk, size_t chunks)
                 ran += atomic_load(&r->runs[c]);
             if (ran + 1 == chunks)
                 break;
-            eb__team_pause();
+            sched_yield();
         }
     }
     record_chunk(r, chunk, chunks);
@@ -387,6 +399,10 @@ static void no_team_runs_everything_on_the_caller(void **state)
         assert_int_equal(r.next, chunks);
         assert_int_equal(r.out_of_order, 0);
         assert_int_equal(r.off_caller, 0);
+        order_record mirrored = {0, 0, pthread_self(), 0};
+        eb__team_run_mirrored(NULL, chunks, record_order, &mirrored);
+        assert_int_equal(mirrored.next, chunks);
+        assert_int_equal(mirrored.out_of_order, 0);
         job_record counts;
         record_init(&counts);
         run_and_check(NULL, &counts, chunks, 1, chunks);
@@ -550,7 +566,7 @@ int main(void)
         cmocka_unit_test(more_chunks_than_a_team_shares_run_on_the_caller),
         cmocka_unit_test(every_chunk_runs_once_on_jobs_apart),
         cmocka_unit_test(a_stalled_helper_delays_nothing_twice),
-        cmocka_unit_test(chunks_may_wait_for_the_first_half),
+        cmocka_unit_test(mirrored_jobs_run_the_second_half_after_the_first),
         cmocka_unit_test(the_caller_takes_what_a_stalled_helper_left),
         cmocka_unit_test(no_team_runs_everything_on_the_caller),
         cmocka_unit_test(teams_start_and_stop_without_jobs),
