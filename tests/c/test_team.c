@@ -106,18 +106,18 @@ static void job_never_returned(int signal)
 }
 
 /*
- * One job of `chunks` chunks of fn (which records its chunks in r, through ctx): each ran exactly once, with the
- * job's chunk count, and none beyond it.
+ * One job of `chunks` chunks of fn (which records its chunks in r, through ctx), mirrored or not: each ran
+ * exactly once, with the job's chunk count, and none beyond it.
  */
-static void run_fn_and_check(eb_team *team, job_record *r, eb_team_fn fn, void *ctx, size_t chunks, size_t threads,
-                             size_t job)
+static void run_fn_and_check(eb_team *team, job_record *r, eb_team_fn fn, void *ctx, bool mirrored, size_t chunks,
+                             size_t threads, size_t job)
 {
     for (size_t c = 0; c <= MOST_CHUNKS; c++)
         atomic_store(&r->runs[c], 0);
     r->asked = chunks;
     signal(SIGALRM, job_never_returned);
     alarm(JOB_SECONDS_LIMIT);
-    eb__team_run(team, chunks, fn, ctx);
+    (mirrored ? eb__team_run_mirrored : eb__team_run)(team, chunks, fn, ctx);
     alarm(0);
     for (size_t c = 0; c <= MOST_CHUNKS; c++) {
         size_t runs = atomic_load(&r->runs[c]);
@@ -130,7 +130,7 @@ static void run_fn_and_check(eb_team *team, job_record *r, eb_team_fn fn, void *
 
 static void run_and_check(eb_team *team, job_record *r, size_t chunks, size_t threads, size_t job)
 {
-    run_fn_and_check(team, r, record_chunk, r, chunks, threads, job);
+    run_fn_and_check(team, r, record_chunk, r, false, chunks, threads, job);
 }
 
 /* A NULL team, and a team of one, run every chunk on the caller's thread, in order. */
@@ -313,20 +313,9 @@ static void mirrored_jobs_run_the_second_half_after_the_first(void **state)
             r.base.helper_sleep_ns = job % 50 == 31 ? 2000000L : 0;
             for (size_t c = 0; c < MOST_CHUNKS; c++)
                 atomic_store(&r.done[c], false);
-            signal(SIGALRM, job_never_returned);
-            for (size_t c = 0; c <= MOST_CHUNKS; c++)
-                atomic_store(&r.base.runs[c], 0);
-            r.base.asked = chunks;
-            alarm(JOB_SECONDS_LIMIT);
-            eb__team_run_mirrored(team, chunks, record_mirrored, &r);
-            alarm(0);
-            for (size_t c = 0; c <= MOST_CHUNKS; c++)
-                if (atomic_load(&r.base.runs[c]) != (c < chunks ? 1u : 0u))
-                    fail_msg("%zu threads, mirrored job %zu of %zu chunks: chunk %zu ran %zu times", threads, job,
-                             chunks, c, atomic_load(&r.base.runs[c]));
+            run_fn_and_check(team, &r.base, record_mirrored, &r, true, chunks, threads, job);
         }
         assert_int_equal(atomic_load(&r.early), 0);
-        assert_int_equal(atomic_load(&r.base.wrong_chunks), 0);
         /* Past the most a mirrored job shares out, the caller runs it alone, in order. */
         order_record order = {0, 0, pthread_self(), 0};
         eb__team_run_mirrored(team, EB_TEAM_MAX_MIRRORED_CHUNKS + 3, record_order, &order);
@@ -368,7 +357,7 @@ static void the_caller_takes_what_a_stalled_helper_left(void **state)
     record_init(&r);
     for (size_t job = 0; job < 40; job++) {
         atomic_store(&r.off_caller, 0);
-        run_fn_and_check(team, &r, hold_until_the_rest_ran, &r, 2 + job % 15, 2, job);
+        run_fn_and_check(team, &r, hold_until_the_rest_ran, &r, false, 2 + job % 15, 2, job);
         assert_true(atomic_load(&r.off_caller) <= 1);
     }
     stop_team(team, &mem, &counter);
