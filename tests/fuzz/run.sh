@@ -9,7 +9,8 @@
 # directory under tests/fuzz/corpus/; without one it is the target's name minus "fuzz_".
 # New inputs found go to $EB_FUZZ_BUILD_DIR/corpus-<target>/ (default build-fuzz/, ignored
 # by git), crashes to $EB_FUZZ_BUILD_DIR/artifacts/. The script fails when any target
-# crashes, leaks, trips a sanitizer or times out: libFuzzer then exits non-zero.
+# crashes, leaks, trips a sanitizer or times out: libFuzzer then exits non-zero. Targets run one
+# per CPU at a time (EB_FUZZ_JOBS sets how many), each for its full time.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 require_fuzz_compiler
@@ -40,16 +41,16 @@ for source in "${targets[@]}"; do
 done
 echo "== building ${names[*]}"
 build_fuzz_programs "${names[@]}"
-summary=()
-failed=0
-for source in "${targets[@]}"; do
+# run_target SOURCE: one target for $seconds from its corpora; its summary line goes to $build_dir/NAME.summary.
+run_target() {
+    local source=$1 name corpus_name seed_corpus work_corpus log status execs coverage
     name=$(basename "$source" .c)
     corpus_name=$(sed -n 's/.*fuzz-corpus: *\([A-Za-z0-9_./-]*\).*/\1/p' "$source" | head -n 1)
     seed_corpus="$fuzz_dir/corpus/${corpus_name:-${name#fuzz_}}"
     work_corpus="$build_dir/corpus-$name"
     mkdir -p "$work_corpus"
 
-    corpora=("$work_corpus")
+    local corpora=("$work_corpus")
     if [ -d "$seed_corpus" ]; then
         corpora+=("$seed_corpus")
     else
@@ -65,13 +66,34 @@ for source in "${targets[@]}"; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)
     if [ "$status" -ne 0 ]; then
-        failed=1
         echo "!! $name failed (exit $status); last lines of $log:" >&2
         tail -n 40 "$log" >&2
-        summary+=("$name: FAILED (exit $status) after ${execs:-?} executions")
-    else
-        summary+=("$name: ok, ${execs:-?} executions in ${seconds}s, ${coverage:-cov: ?}")
+        echo "$name: FAILED (exit $status) after ${execs:-?} executions" >"$build_dir/$name.summary"
+        return 1
     fi
+    echo "$name: ok, ${execs:-?} executions in ${seconds}s, ${coverage:-cov: ?}" >"$build_dir/$name.summary"
+}
+
+# One target per CPU at a time: each fuzzer is one process on one core, so every target still gets its time.
+parallel=${EB_FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+failed=0
+running=0
+for source in "${targets[@]}"; do
+    if [ "$running" -ge "$parallel" ]; then
+        wait -n || failed=1
+        running=$((running - 1))
+    fi
+    rm -f "$build_dir/$(basename "$source" .c).summary"
+    run_target "$source" &
+    running=$((running + 1))
+done
+while [ "$running" -gt 0 ]; do
+    wait -n || failed=1
+    running=$((running - 1))
+done
+summary=()
+for name in "${names[@]}"; do
+    summary+=("$(cat "$build_dir/$name.summary" 2>/dev/null || echo "$name: FAILED (no summary)")")
 done
 
 echo "== summary"
