@@ -898,9 +898,9 @@ eb_status eb__sparse_rows_list(eb_matrix x, size_t h, const eb_allocator *mem, e
     }
     out->row_split = eb__calloc(mem, x.rows, sizeof *out->row_split);
     out->spans = eb__calloc(mem, x.rows > x.cols ? x.rows : x.cols, sizeof *out->spans);
-    if (out->row_split == NULL || out->row_start == NULL || out->col_start == NULL || out->col_of == NULL || out->row_values == NULL ||
+    if (out->row_start == NULL || out->col_start == NULL || out->col_of == NULL || out->row_values == NULL ||
         out->row_of == NULL || out->col_values == NULL || out->row_slice_start == NULL ||
-        out->col_slice_start == NULL || out->spans == NULL) {
+        out->col_slice_start == NULL || out->row_split == NULL || out->spans == NULL) {
         eb__sparse_rows_release(out, mem);
         return EB_ERR_NOMEM;
     }

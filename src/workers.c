@@ -5,10 +5,10 @@
  * caller's from the front and the helpers from the back, so a helper that the
  * system has not scheduled (the other core busy) costs at most the chunk it
  * holds: the caller takes the rest and the fit runs at the speed of one
- * thread instead of waiting for the other. Helpers spin on the job word for a while before they sleep,
- * because waking a sleeping thread took longer than a phase on the machine of
- * docs/benchmarks.md; the team lives for one training call, so a pause
- * between calls costs no CPU.
+ * thread instead of waiting for the other. Helpers spin on the job word for a
+ * while before they sleep, because waking a sleeping thread took longer than a
+ * phase on the machine of docs/benchmarks.md; the team lives for one training
+ * call, so a pause between calls costs no CPU.
  */
 /* clock_gettime and sched_yield. */
 #define _POSIX_C_SOURCE 200809L
@@ -107,12 +107,13 @@ static size_t run_chunks(eb_team *team, uint32_t job, bool from_back, bool greed
             return ran;
         /* A stale count (a newer job's) only misjudges a chunk the exchange below then fails to take. */
         size_t chunks = atomic_load_explicit(&team->chunks, memory_order_relaxed), half = chunks / 2;
-        size_t chunk = from_back ? back - 1 : front;
+        size_t chunk = from_back ? back - 1 : front, waits_for = chunks - 1 - chunk;
         bool own = from_back ? back > half : front < half;
         if (!own && !greedy && back - front < 2)
             return ran;
-        if (chunks - 1 - chunk < half && atomic_load_explicit(&team->mirrored, memory_order_relaxed) &&
-            !(atomic_load_explicit(&team->first_half_done, memory_order_acquire) >> (chunks - 1 - chunk) & 1u)) {
+        /* waits_for < 64 holds for every mirrored job; it keeps the shift defined on counts read mid-update. */
+        if (waits_for < half && waits_for < 64 && atomic_load_explicit(&team->mirrored, memory_order_relaxed) &&
+            !(atomic_load_explicit(&team->first_half_done, memory_order_acquire) >> waits_for & 1u)) {
             EB_SPIN_PAUSE();
             word = atomic_load_explicit(&team->job_and_chunk, memory_order_acquire);
             continue;
@@ -124,7 +125,7 @@ static size_t run_chunks(eb_team *team, uint32_t job, bool from_back, bool greed
         /* While this chunk is held the caller cannot post another job: the count is this job's. */
         chunks = atomic_load_explicit(&team->chunks, memory_order_relaxed);
         fn(ctx, chunk, chunks);
-        if (chunk < chunks / 2 && atomic_load_explicit(&team->mirrored, memory_order_relaxed))
+        if (chunk < chunks / 2 && chunk < 64 && atomic_load_explicit(&team->mirrored, memory_order_relaxed))
             atomic_fetch_or_explicit(&team->first_half_done, (uint_least64_t)1 << chunk, memory_order_release);
         ran++;
         atomic_fetch_add_explicit(&team->chunks_done, 1, memory_order_release);
@@ -259,7 +260,8 @@ static void review(eb_team *team, size_t chunks)
 static void run_job(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx, bool mirrored)
 {
     /* In order, each chunk of a mirrored job's second half comes after the one it waits for. */
-    if (team == NULL || team->solo || chunks < 2 || chunks > (mirrored ? EB_TEAM_MAX_MIRRORED_CHUNKS : EB_TEAM_MAX_CHUNKS)) {
+    size_t most_chunks = mirrored ? EB_TEAM_MAX_MIRRORED_CHUNKS : EB_TEAM_MAX_CHUNKS;
+    if (team == NULL || team->solo || chunks < 2 || chunks > most_chunks) {
         for (size_t c = 0; c < chunks; c++)
             fn(ctx, c, chunks);
         return;
