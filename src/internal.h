@@ -185,6 +185,8 @@ void eb__sparse_rows_affine(const eb_sparse_rows *s, const uint32_t *rows, size_
  */
 void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, size_t parts, const float *d, size_t h,
                                         float *g, size_t *first, size_t *last);
+/* Moves the halves' border to column col (at most s->cols); the listing puts it where half the nonzeros lie. */
+void eb__sparse_rows_split_at(eb_sparse_rows *s, size_t col);
 /*
  * The same two products for two threads that keep to one half of x's columns each (w's and g's rows
  * [0, split_col) or [split_col, x.cols)), so that neither reads a line of w the other writes. Half 0 of
@@ -193,8 +195,6 @@ void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, si
  * shares of rows[] they keep. The transposed product's half `half` does part `part` of `parts` of that half's
  * rows of g, [*first, *last).
  */
-/* Moves the halves' border to column col (at most s->cols); the listing puts it where half the nonzeros lie. */
-void eb__sparse_rows_split_at(eb_sparse_rows *s, size_t col);
 void eb__sparse_rows_affine_half(const eb_sparse_rows *s, size_t half, const uint32_t *rows, size_t count,
                                  size_t part, size_t parts, const float *w, const float *bias, size_t h, float *out,
                                  size_t *first, size_t *last);
