@@ -230,12 +230,18 @@ enum { EB_TEAM_MAX_MIRRORED_CHUNKS = 128 };
  * the first half, the helpers the second as it becomes ready, when all keep pace.
  */
 void eb__team_run_mirrored(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx);
+/*
+ * Moves the calling thread off CPU `cpu` when its affinity allows another, and gives it back its affinity:
+ * what a helper does when it finds itself on the caller's CPU. Does nothing off Linux or for cpu < 0.
+ */
+void eb__move_off_cpu(int cpu);
 /* How many threads the team has, the caller's included (1 for NULL). */
 size_t eb__team_threads(const eb_team *team);
 void eb__team_stop(eb_team *team, const eb_allocator *mem);
 /*
- * The threads a call uses: `requested` as given, or for 0 ("automatic") one per online CPU as far as each gets
- * min_work_per_thread of total_work; at most max_threads, at least 1. The encoders and training share this rule.
+ * The threads a call uses: `requested` as given, or for 0 ("automatic") one per CPU the calling thread may run
+ * on (its affinity on Linux, else the online CPUs) as far as each gets min_work_per_thread of total_work; at
+ * most max_threads, at least 1. The encoders and training share this rule.
  */
 size_t eb__threads_for(size_t requested, size_t total_work, size_t min_work_per_thread, size_t max_threads);
 /* The threads a training call of model uses for products of work_per_product multiply-adds (at least 1). */

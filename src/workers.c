@@ -10,8 +10,13 @@
  * phase on the machine of docs/benchmarks.md; the team lives for one training
  * call, so a pause between calls costs no CPU.
  */
+#ifdef __linux__
+/* sched_getcpu and the CPU affinity calls, besides clock_gettime and sched_yield. */
+#  define _GNU_SOURCE
+#else
 /* clock_gettime and sched_yield. */
-#define _POSIX_C_SOURCE 200809L
+#  define _POSIX_C_SOURCE 200809L
+#endif
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -36,18 +41,26 @@ static const double LEFT_CHUNK_SECONDS = 30e-6;
 static const double CALLER_SPIN_SECONDS = 50e-6;
 /*
  * A chunk takes about 12 us at a contrastive fit's defaults; waiting this long for one means the system took
- * the helper's core away (another process), and would again: the rest of the call runs on the caller's thread
- * alone, at one thread's speed, instead of waiting a scheduler's time slice each time.
+ * the helper's core away (another process), and would again soon: the caller's thread goes on alone, at one
+ * thread's speed, instead of waiting a scheduler's time slice each time.
  */
 static const double SOLO_AFTER_SECONDS = 1e-3;
 /*
  * Helpers that together took less than a quarter of a window of this many jobs' chunks (two threads that run
  * at once take about half each) share a core with the caller or with another process: spinning there only takes
- * time from whoever waits for that core, so the rest of the call runs on the caller's thread alone. Windows
- * start once a helper has taken its first chunk: a core that was idle can take a millisecond or more to wake
- * (an idle vCPU of a virtual machine), and judging the helpers before that gave up on a team that then ran.
+ * time from whoever waits for that core, so the caller's thread goes on alone. Windows start once a helper has
+ * taken its first chunk: a core that was idle can take a millisecond or more to wake (an idle vCPU of a virtual
+ * machine), and judging the helpers before that gave up on a team that then ran.
  */
 enum { REVIEW_JOBS = 16 };
+/*
+ * Alone, the caller tries its helpers again after this long, and twice as long after each failed try: the
+ * other core is often busy only for a while (PyTorch's OpenMP threads spin for some milliseconds after their
+ * last parallel region: 2026-12-04, contrastive fits started right after a 2-thread PyTorch fit took 19.6 ms
+ * when they stayed alone for the rest of the call, 16.9 ms when they tried again; medians of 5). A failed try
+ * costs a window's jobs, or a millisecond when no helper comes.
+ */
+static const double FIRST_SOLO_SECONDS = 2e-3;
 
 struct eb_team {
     pthread_t threads[EB_TEAM_MAX_PARTS - 1];
@@ -72,8 +85,12 @@ struct eb_team {
     bool window_open;             /* a helper has taken a chunk: the review windows have begun */
     size_t window_jobs;           /* jobs of the current review window */
     size_t window_chunks;         /* chunks posted in it */
-    size_t window_helper_chunks;  /* helper_chunks when it began */
-    bool solo;                    /* helpers are no longer given work */
+    size_t window_helper_chunks;  /* helper_chunks when it began, or when the team was last tried again */
+    bool tried_again;             /* the team was tried again after going solo, at tried_at */
+    double tried_at;
+    bool solo;                    /* helpers are given no work until solo_until */
+    double solo_until, solo_seconds;
+    atomic_int caller_cpu;        /* the CPU the caller posted the current job from, -1 if unknown */
 };
 
 static double seconds_now(void)
@@ -138,6 +155,39 @@ static uint32_t job_of(const eb_team *team)
     return (uint32_t)(atomic_load_explicit(&team->job_and_chunk, memory_order_acquire) >> 32);
 }
 
+/* The CPU the calling thread runs on, or -1 where the system does not say. */
+static int current_cpu(void)
+{
+#ifdef __linux__
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+}
+
+/*
+ * Linux may start a helper, or wake one, on the CPU of the thread that started or woke it, and leave it there
+ * for milliseconds while another CPU idles: the helper then spins in the caller's time slices instead of
+ * working beside it (2026-12-04, 2 vCPUs, the first contrastive fit after 0.2 s idle: 13 of 20 fits had the
+ * helper on the caller's CPU for 1-18 ms, and took 20-35 ms against 18 ms on one thread). Leaving that CPU out
+ * of the helper's affinity moves it now; its own affinity comes back at once, and the system has no reason to
+ * move it back to a busy CPU.
+ */
+void eb__move_off_cpu(int cpu)
+{
+#ifdef __linux__
+    cpu_set_t allowed, others;
+    if (cpu < 0 || cpu >= CPU_SETSIZE || pthread_getaffinity_np(pthread_self(), sizeof allowed, &allowed) != 0)
+        return;
+    others = allowed;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) > 0 && pthread_setaffinity_np(pthread_self(), sizeof others, &others) == 0)
+        pthread_setaffinity_np(pthread_self(), sizeof allowed, &allowed);
+#else
+    (void)cpu;
+#endif
+}
+
 static void *helper_main(void *opaque)
 {
     eb_team *team = opaque;
@@ -161,13 +211,26 @@ static void *helper_main(void *opaque)
         if (atomic_load_explicit(&team->stopping, memory_order_acquire))
             return NULL;
         seen = job;
+        int caller_cpu = atomic_load_explicit(&team->caller_cpu, memory_order_relaxed);
+        if (caller_cpu >= 0 && caller_cpu == current_cpu())
+            eb__move_off_cpu(caller_cpu);
         size_t ran = run_chunks(team, job, true, false);
         atomic_fetch_add_explicit(&team->helper_chunks, ran, memory_order_relaxed);
     }
 }
 
-static size_t online_cpus(void)
+/*
+ * The CPUs this process may run on: held to fewer than are online (taskset, a container's cpuset), threads
+ * beyond them would take turns on the same CPUs (2026-12-04, a contrastive fit held to one of 2 CPUs: 24.0 ms
+ * on two threads, 18.3 ms on one).
+ */
+static size_t usable_cpus(void)
 {
+#ifdef __linux__
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) >= 1)
+        return (size_t)CPU_COUNT(&allowed);
+#endif
     long count = sysconf(_SC_NPROCESSORS_ONLN);
     return count >= 1 ? (size_t)count : 1;
 }
@@ -176,7 +239,7 @@ size_t eb__threads_for(size_t requested, size_t total_work, size_t min_work_per_
 {
     size_t threads = requested;
     if (requested == 0) {
-        threads = online_cpus();
+        threads = usable_cpus();
         size_t by_work = total_work / min_work_per_thread;
         if (by_work < threads)
             threads = by_work;
@@ -211,6 +274,8 @@ eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out)
     atomic_init(&team->fn, NULL);
     atomic_init(&team->ctx, NULL);
     atomic_init(&team->stopping, false);
+    atomic_init(&team->caller_cpu, -1);
+    team->solo_seconds = FIRST_SOLO_SECONDS;
     /* A team that cannot be set up is no team: the caller's thread alone does the work. */
     if (pthread_mutex_init(&team->lock, NULL) != 0) {
         eb__free(mem, team);
@@ -234,16 +299,39 @@ eb_status eb__team_start(size_t threads, const eb_allocator *mem, eb_team **out)
     return EB_OK;
 }
 
+static void go_solo(eb_team *team, double now)
+{
+    team->solo = true;
+    team->solo_until = now + team->solo_seconds;
+    team->solo_seconds *= 2;
+}
+
+/* Helpers get work again; the next window begins with the job after one of them takes a chunk. */
+static void try_again(eb_team *team, double now)
+{
+    team->solo = false;
+    team->window_open = false;
+    team->window_helper_chunks = atomic_load_explicit(&team->helper_chunks, memory_order_relaxed);
+    team->tried_again = true;
+    team->tried_at = now;
+}
+
 /* After a job of `chunks` chunks: counts it into the review window and goes solo on a poor window. */
 static void review(eb_team *team, size_t chunks)
 {
+    if (team->solo)
+        return;
     size_t helper_chunks = atomic_load_explicit(&team->helper_chunks, memory_order_relaxed);
     if (!team->window_open) {
-        /* The first window begins with the job after a helper's first chunk. */
-        if (helper_chunks > 0) {
+        if (helper_chunks > team->window_helper_chunks) {
             team->window_open = true;
             team->window_jobs = team->window_chunks = 0;
             team->window_helper_chunks = helper_chunks;
+        } else if (team->tried_again) {
+            /* A helper that has not come this long after it was woken again finds its core still taken. */
+            double now = seconds_now();
+            if (now - team->tried_at > SOLO_AFTER_SECONDS)
+                go_solo(team, now);
         }
         return;
     }
@@ -252,7 +340,7 @@ static void review(eb_team *team, size_t chunks)
     if (team->window_jobs < REVIEW_JOBS)
         return;
     if (4 * (helper_chunks - team->window_helper_chunks) < team->window_chunks)
-        team->solo = true;
+        go_solo(team, seconds_now());
     team->window_jobs = team->window_chunks = 0;
     team->window_helper_chunks = helper_chunks;
 }
@@ -261,6 +349,11 @@ static void run_job(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx, bool
 {
     /* In order, each chunk of a mirrored job's second half comes after the one it waits for. */
     size_t most_chunks = mirrored ? EB_TEAM_MAX_MIRRORED_CHUNKS : EB_TEAM_MAX_CHUNKS;
+    if (team != NULL && team->solo) {
+        double now = seconds_now();
+        if (now >= team->solo_until)
+            try_again(team, now);
+    }
     if (team == NULL || team->solo || chunks < 2 || chunks > most_chunks) {
         for (size_t c = 0; c < chunks; c++)
             fn(ctx, c, chunks);
@@ -272,6 +365,7 @@ static void run_job(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx, bool
     atomic_store_explicit(&team->chunks, chunks, memory_order_relaxed);
     atomic_store_explicit(&team->mirrored, mirrored, memory_order_relaxed);
     atomic_store_explicit(&team->first_half_done, 0, memory_order_relaxed);
+    atomic_store_explicit(&team->caller_cpu, current_cpu(), memory_order_relaxed);
     uint32_t job = ++team->job;
     pthread_mutex_lock(&team->lock);
     atomic_store_explicit(&team->job_and_chunk, (uint_least64_t)job << 32 | (uint_least64_t)chunks,
@@ -289,8 +383,8 @@ static void run_job(eb_team *team, size_t chunks, eb_team_fn fn, void *ctx, bool
             run_chunks(team, job, false, true);
         if (now - waited_from > CALLER_SPIN_SECONDS)
             sched_yield();
-        if (now - waited_from > SOLO_AFTER_SECONDS)
-            team->solo = true;
+        if (now - waited_from > SOLO_AFTER_SECONDS && !team->solo)
+            go_solo(team, now);
     }
     review(team, chunks);
 }

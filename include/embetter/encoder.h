@@ -179,8 +179,9 @@ EB_API int eb_utf8_valid(const char *data, size_t length, size_t *bad_offset);
 
 /**
  * n_threads value of the built-in encoders' params meaning "decide per call":
- * the batch is split across as many threads as the machine has online CPUs
- * (at most EB_ENCODER_MAX_THREADS), but only as far as every thread gets at
+ * the batch is split across as many threads as the calling thread may use
+ * CPUs (its CPU affinity on Linux, else the online CPUs; at most
+ * EB_ENCODER_MAX_THREADS), but only as far as every thread gets at
  * least EB_ENCODER_MIN_WORK_PER_THREAD units of work, so small batches stay on
  * the calling thread. A unit is one input byte for texts and one pixel for
  * images. A fixed n_threads >= 1 is used as given (1: never start a thread),

@@ -383,7 +383,8 @@ EB_API eb_status eb_finetuner_set_callback(eb_finetuner *model, eb_epoch_callbac
  * setting of every finetuner created or loaded: contrastive training on rows
  * that are mostly zeros (hashed n-gram counts; their nonzeros are listed once
  * per call) splits each step's products and weight update over as many
- * threads as the machine has online CPUs (at most EB_FINETUNER_MAX_THREADS), as
+ * threads as the calling thread may use CPUs (its CPU affinity on Linux, else
+ * the online CPUs; at most EB_FINETUNER_MAX_THREADS), as
  * far as each thread gets EB_FINETUNER_MIN_WORK_PER_THREAD multiply-adds of a
  * product. Other training runs on the calling thread (OpenBLAS may use
  * threads of its own inside a product).

@@ -8,8 +8,13 @@
  * job to the next; a mirrored job runs its second half after its first. Adam
  * split over a team gives eb__adam_step's bits.
  */
+#ifdef __linux__
+/* The CPU affinity calls and sched_getcpu, besides nanosleep. */
+#  define _GNU_SOURCE
+#else
 /* nanosleep is POSIX, hidden under strict -std=c11 without this. */
-#define _POSIX_C_SOURCE 200809L
+#  define _POSIX_C_SOURCE 200809L
+#endif
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -269,6 +274,47 @@ static void a_stalled_helper_delays_nothing_twice(void **state)
     stop_team(team, &mem, &counter);
 }
 
+/* A chunk that takes 50 us: long enough for a helper that was asleep to wake while the caller works. */
+static void record_slow_chunk(void *opaque, size_t chunk, size_t chunks)
+{
+    sleep_ns(50000L);
+    record_chunk(opaque, chunk, chunks);
+}
+
+/*
+ * A helper that the system stops for longer than the caller waits (1 ms) sends the caller on alone. The helper
+ * runs again later, as another process's threads leave its core: within a few of the caller's tries (after
+ * 2, 4, 8 ... ms alone) the helper has work again, and every chunk still runs once.
+ */
+static void a_team_that_went_solo_gets_its_helper_back(void **state)
+{
+    (void)state;
+    counting_allocator counter;
+    eb_allocator mem;
+    eb_team *team = start_team(2, &counter, &mem);
+    job_record r;
+    record_init(&r);
+    r.helper_sleep_ns = 3000000L;
+    for (size_t job = 0; job < 1000 && atomic_load(&r.off_caller) == 0; job++)
+        run_fn_and_check(team, &r, record_slow_chunk, &r, false, 8, 2, job);
+    assert_true(atomic_load(&r.off_caller) > 0);
+    r.helper_sleep_ns = 0;
+    atomic_store(&r.off_caller, 0);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    double elapsed = 0.0;
+    size_t job = 0;
+    /* A caller alone for good would never give the helper a chunk again: 10 s is hundreds of tries' time. */
+    while (atomic_load(&r.off_caller) == 0 && elapsed < 10.0) {
+        run_fn_and_check(team, &r, record_slow_chunk, &r, false, 8, 2, job++);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        elapsed = (double)(now.tv_sec - start.tv_sec) + 1e-9 * (double)(now.tv_nsec - start.tv_nsec);
+    }
+    if (atomic_load(&r.off_caller) == 0)
+        fail_msg("after the helper stalled, %zu jobs over %.1f s ran on the caller alone", job, elapsed);
+    stop_team(team, &mem, &counter);
+}
+
 /*
  * Mirrored jobs (eb__team_run_mirrored), as the forward product in halves runs: chunk chunks - 1 - c starts
  * only once chunk c of the first half is done. Whatever the team's size and whoever is slow, every chunk runs
@@ -457,6 +503,69 @@ static void shares_cover_everything_evenly(void **state)
     assert_true(automatic >= 1 && automatic <= EB_TEAM_MAX_PARTS);
 }
 
+#ifdef __linux__
+/*
+ * Threads held to fewer CPUs than are online (taskset, a container's cpuset) count only those: held to one,
+ * the automatic rule gives one thread, where two would take turns on that CPU.
+ */
+static void automatic_threads_follow_the_callers_cpu_affinity(void **state)
+{
+    (void)state;
+    cpu_set_t allowed, one;
+    assert_int_equal(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    int cpu = sched_getcpu();
+    assert_true(cpu >= 0);
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+    size_t held = eb__threads_for(0, SIZE_MAX, 1, EB_TEAM_MAX_PARTS);
+    assert_int_equal(sched_setaffinity(0, sizeof allowed, &allowed), 0);
+    assert_int_equal(held, 1);
+    size_t usable = (size_t)CPU_COUNT(&allowed);
+    assert_int_equal(eb__threads_for(0, SIZE_MAX, 1, EB_TEAM_MAX_PARTS),
+                     usable < EB_TEAM_MAX_PARTS ? usable : EB_TEAM_MAX_PARTS);
+}
+
+/*
+ * What a helper on its caller's CPU does: it leaves that CPU when its affinity allows another, and ends with
+ * the affinity it had. Held to one CPU, or given no CPU (-1), it stays where it is.
+ */
+static void a_thread_moves_off_a_cpu_and_keeps_its_affinity(void **state)
+{
+    (void)state;
+    cpu_set_t allowed, after, one;
+    assert_int_equal(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    size_t moved = 0, tries = 5;
+    for (size_t t = 0; t < tries; t++) {
+        int cpu = sched_getcpu();
+        eb__move_off_cpu(cpu);
+        /* Read at once: the system has no reason to move the thread back within microseconds. */
+        if (sched_getcpu() != cpu)
+            moved++;
+        assert_int_equal(sched_getaffinity(0, sizeof after, &after), 0);
+        assert_true(CPU_EQUAL(&after, &allowed));
+    }
+    if (CPU_COUNT(&allowed) >= 2)
+        assert_true(moved + 1 >= tries);
+    else
+        assert_int_equal(moved, 0);
+
+    int cpu = sched_getcpu();
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+    eb__move_off_cpu(cpu);
+    int stayed_on = sched_getcpu();
+    assert_int_equal(sched_getaffinity(0, sizeof after, &after), 0);
+    assert_int_equal(sched_setaffinity(0, sizeof allowed, &allowed), 0);
+    assert_int_equal(stayed_on, cpu);
+    assert_true(CPU_EQUAL(&after, &one));
+    eb__move_off_cpu(-1);
+    assert_int_equal(sched_getaffinity(0, sizeof after, &after), 0);
+    assert_true(CPU_EQUAL(&after, &allowed));
+}
+#endif
+
 /* ---- Adam over a team -------------------------------------------------------------------------------------- */
 
 static void fill_trainable(eb_trainable *t, test_rng *rng)
@@ -555,11 +664,16 @@ int main(void)
         cmocka_unit_test(more_chunks_than_a_team_shares_run_on_the_caller),
         cmocka_unit_test(every_chunk_runs_once_on_jobs_apart),
         cmocka_unit_test(a_stalled_helper_delays_nothing_twice),
+        cmocka_unit_test(a_team_that_went_solo_gets_its_helper_back),
         cmocka_unit_test(mirrored_jobs_run_the_second_half_after_the_first),
         cmocka_unit_test(the_caller_takes_what_a_stalled_helper_left),
         cmocka_unit_test(no_team_runs_everything_on_the_caller),
         cmocka_unit_test(teams_start_and_stop_without_jobs),
         cmocka_unit_test(shares_cover_everything_evenly),
+#ifdef __linux__
+        cmocka_unit_test(automatic_threads_follow_the_callers_cpu_affinity),
+        cmocka_unit_test(a_thread_moves_off_a_cpu_and_keeps_its_affinity),
+#endif
         cmocka_unit_test(adam_over_a_team_gives_the_serial_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
