@@ -13,7 +13,8 @@
  * their nonzeros listed once per call (16 bytes each, at most 1.6 times X's
  * own size at the sparse kernels' 40% threshold): each step then embeds only
  * the rows its pairs touch and splits its products and Adam update over the
- * call's threads (src/workers.c), every sum still in one order.
+ * call's threads (src/workers.c), every sum still in one order. A fit on such
+ * rows trains its weights in a padded copy (see padded_width).
  *
  * Weights: W (d x h, row-major), then b (h).
  */
@@ -46,13 +47,16 @@ typedef struct cl_workspace {
     bool gather;           /* minibatches gather their rows (else they use all of X) */
     float *gathered;       /* 2 * batch_pairs x d when gathering */
     cl_pair *local_pairs;  /* batch pairs re-indexed into gathered */
-    float *embed;          /* batch matrix rows x h */
+    size_t ld;             /* floats between the rows of embed, embed_grad, packed_grad and the trained W */
+    bool padded;           /* the call trains a padded copy of the weights, ld floats a row (see padded_width) */
+    float *embed;          /* batch matrix rows x h, rows ld apart */
     float *embed_grad;     /* same shape: dLoss/d(embedding) */
+    void *embed_block, *embed_grad_block, *packed_grad_block; /* what embed, embed_grad, packed_grad lie in */
     double *norms;         /* one per batch matrix row */
     eb_sparse_rows listed; /* X's nonzeros, when X is mostly zeros and not gathered (else empty) */
     uint32_t *used;        /* with listed: the rows a batch touches, ascending */
     unsigned char *seen;   /* with listed: per row, whether the batch touches it */
-    float *packed_grad;    /* with listed: deltas of a small batch's rows, packed */
+    float *packed_grad;    /* with listed: deltas of a small batch's rows, packed (rows ld apart) */
     float *scratch;        /* with listed: room for a small batch's rows of X */
     eb_team *team;         /* with listed: threads for the products and Adam (NULL: this thread alone) */
 } cl_workspace;
@@ -89,33 +93,65 @@ static void workspace_release(cl_workspace *ws, const eb_allocator *mem)
     eb__free(mem, ws->pairs);
     eb__free(mem, ws->gathered);
     eb__free(mem, ws->local_pairs);
-    eb__free(mem, ws->embed);
-    eb__free(mem, ws->embed_grad);
+    eb__free(mem, ws->embed_block);
+    eb__free(mem, ws->embed_grad_block);
     eb__free(mem, ws->norms);
     eb__sparse_rows_release(&ws->listed, mem);
     eb__free(mem, ws->used);
     eb__free(mem, ws->seen);
-    eb__free(mem, ws->packed_grad);
+    eb__free(mem, ws->packed_grad_block);
     eb__free(mem, ws->scratch);
     eb__team_stop(ws->team, mem);
     memset(ws, 0, sizeof *ws);
 }
 
-/* Batch buffers for up to batch_pairs pairs over n_rows rows of width d -> h. */
-static eb_status alloc_batch_buffers(cl_workspace *ws, size_t n_rows, size_t batch_pairs, size_t d, size_t h,
+/*
+ * A fit on listed rows trains a copy of its weights whose arrays start on 64-byte lines and whose rows (W's and
+ * the bias) are padded with zeros to a multiple of 8 floats, and so are the step's embeddings and deltas. At 50
+ * outputs a row is 200 bytes, so most 512-bit loads of W's rows in the forward product (and of the deltas in the
+ * weight gradient) straddle two cache lines; 224-byte rows keep every 256-bit half of a load within one line,
+ * which is how AMD's Zen 4 carries out 512-bit loads (2026-12-04, AMD EPYC, the forward product at 200 x 1024 ->
+ * 50 with 24.5% nonzeros and W's rows in L1: 1.88 ns per nonzero at 200-byte rows, 1.36 at 224- or 256-byte
+ * rows on lines; a contrastive fit at docs/benchmarks.md's defaults on one thread 18.8 ms before, 16.3 ms with
+ * 224-byte rows, 16.7 ms with 256-byte rows). The kernels still sum the first h columns only, in the same order,
+ * and the padding stays zero (zero deltas give zero gradients, and Adam leaves a zero weight with zero moments at
+ * zero), so the bits are those of the unpadded layout.
+ */
+enum { LINE_FLOATS = 16, HALF_LINE_FLOATS = 8 };
+
+static size_t padded_width(size_t h)
+{
+    return h > SIZE_MAX - (HALF_LINE_FLOATS - 1) ? h : (h + HALF_LINE_FLOATS - 1) / HALF_LINE_FLOATS * HALF_LINE_FLOATS;
+}
+
+/* rows x width zeroed floats starting on a 64-byte line, inside *block (what to free), or NULL. */
+static float *calloc_on_line(const eb_allocator *mem, size_t rows, size_t width, void **block)
+{
+    size_t count;
+    *block = NULL;
+    if (!eb__mul_size(rows, width, &count) || count > SIZE_MAX / sizeof(float) - LINE_FLOATS)
+        return NULL;
+    /* The allocator aligns for any type, so at least for a float: the line is at most LINE_FLOATS - 1 floats on. */
+    *block = eb__calloc(mem, count + LINE_FLOATS, sizeof(float));
+    if (*block == NULL)
+        return NULL;
+    const uintptr_t line = LINE_FLOATS * sizeof(float);
+    return (float *)(((uintptr_t)*block + line - 1) / line * line);
+}
+
+/* Batch buffers for up to batch_pairs pairs over n_rows rows of width d, their embeddings' rows ws->ld apart. */
+static eb_status alloc_batch_buffers(cl_workspace *ws, size_t n_rows, size_t batch_pairs, size_t d,
                                      const eb_allocator *mem)
 {
-    ws->batch_pairs = batch_pairs;
     size_t matrix_rows = eb_training_step_rows(EB_KIND_CONTRASTIVE, n_rows, batch_pairs);
-    ws->gather = matrix_rows < n_rows;
     if (ws->gather) {
         ws->gathered = eb__calloc(mem, matrix_rows, d * sizeof(float));
         ws->local_pairs = eb__calloc(mem, batch_pairs, sizeof *ws->local_pairs);
         if (ws->gathered == NULL || ws->local_pairs == NULL)
             return EB_ERR_NOMEM;
     }
-    ws->embed = eb__calloc(mem, matrix_rows, h * sizeof(float));
-    ws->embed_grad = eb__calloc(mem, matrix_rows, h * sizeof(float));
+    ws->embed = calloc_on_line(mem, matrix_rows, ws->ld, &ws->embed_block);
+    ws->embed_grad = calloc_on_line(mem, matrix_rows, ws->ld, &ws->embed_grad_block);
     ws->norms = eb__calloc(mem, matrix_rows, sizeof(double));
     if (ws->embed == NULL || ws->embed_grad == NULL || ws->norms == NULL)
         return EB_ERR_NOMEM;
@@ -168,16 +204,22 @@ static void index_labels(cl_workspace *ws, const int32_t *y)
     }
 }
 
-/* X's nonzeros once for the whole call, when X is mostly zeros: every batch multiplies the same rows. */
-static eb_status list_rows(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, size_t h)
+/*
+ * X's nonzeros once for the whole call, when X is mostly zeros: every batch multiplies the same rows. With
+ * `may_pad` the call trains a padded copy of the weights (see padded_width), and ws->ld becomes its row length.
+ */
+static eb_status list_rows(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, size_t h, bool may_pad)
 {
     const eb_allocator *mem = &model->core.mem;
-    eb_status status = eb__sparse_rows_list(x, h, mem, &ws->listed);
+    size_t ld = may_pad ? padded_width(h) : h;
+    eb_status status = eb__sparse_rows_list(x, h, ld, mem, &ws->listed);
     if (status != EB_OK || ws->listed.row_start == NULL)
         return status;
+    ws->ld = ld;
+    ws->padded = may_pad;
     ws->used = eb__calloc(mem, x.rows, sizeof *ws->used);
     ws->seen = eb__calloc(mem, x.rows, sizeof *ws->seen);
-    ws->packed_grad = eb__calloc(mem, EB_SMALL_GEMM_MAX_ROWS, h * sizeof(float));
+    ws->packed_grad = calloc_on_line(mem, EB_SMALL_GEMM_MAX_ROWS, ld, &ws->packed_grad_block);
     ws->scratch = eb__calloc(mem, EB_SMALL_GEMM_MAX_ROWS, x.cols * sizeof(float));
     if (ws->used == NULL || ws->seen == NULL || ws->packed_grad == NULL || ws->scratch == NULL)
         return EB_ERR_NOMEM;
@@ -185,7 +227,7 @@ static eb_status list_rows(cl_workspace *ws, const eb_finetuner *model, eb_matri
 }
 
 static eb_status workspace_alloc(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, const int32_t *y,
-                                 size_t h, eb_error *err)
+                                 size_t h, bool may_pad, eb_error *err)
 {
     const eb_allocator *mem = &model->core.mem;
     size_t n = x.rows;
@@ -202,9 +244,12 @@ static eb_status workspace_alloc(cl_workspace *ws, const eb_finetuner *model, eb
     ws->run_start = eb__calloc(mem, n, sizeof *ws->run_start);
     ws->run_length = eb__calloc(mem, n, sizeof *ws->run_length);
     ws->pairs = eb__calloc(mem, max_pairs, sizeof *ws->pairs);
+    ws->batch_pairs = batch;
+    ws->gather = eb_training_step_rows(EB_KIND_CONTRASTIVE, n, batch) < n;
+    ws->ld = h;
     if (ws->by_label == NULL || ws->run_start == NULL || ws->run_length == NULL || ws->pairs == NULL ||
-        alloc_batch_buffers(ws, n, batch, x.cols, h, mem) != EB_OK ||
-        (!ws->gather && list_rows(ws, model, x, h) != EB_OK)) {
+        (!ws->gather && list_rows(ws, model, x, h, may_pad) != EB_OK) ||
+        alloc_batch_buffers(ws, n, batch, x.cols, mem) != EB_OK) {
         workspace_release(ws, mem);
         return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating training buffers for %zu rows", n);
     }
@@ -339,7 +384,7 @@ typedef struct forward_job {
     const cl_listed *listed;
     size_t n_used;
     const float *w, *bias;
-    size_t h;
+    size_t h, ld; /* width, and floats between the rows of w and embed */
     float *embed;
     double *norms;
 } forward_job;
@@ -348,7 +393,7 @@ static void forward_norms(const forward_job *job, size_t first, size_t last)
 {
     const uint32_t *used = job->listed->used;
     for (size_t u = first; u < last; u++)
-        job->norms[used[u]] = norm_of(job->embed + used[u] * job->h, job->h);
+        job->norms[used[u]] = norm_of(job->embed + used[u] * job->ld, job->h);
 }
 
 /* The embeddings and their norms of one part's share of the batch's rows. */
@@ -357,7 +402,7 @@ static void forward_part(void *opaque, size_t part, size_t parts)
     const forward_job *job = opaque;
     size_t first, last;
     eb__sparse_rows_affine(job->listed->rows, job->listed->used, job->n_used, part, parts, job->w, job->bias, job->h,
-                           job->embed, &first, &last);
+                           job->ld, job->embed, &first, &last);
     forward_norms(job, first, last);
 }
 
@@ -372,7 +417,7 @@ static void forward_half_part(void *opaque, size_t chunk, size_t chunks)
     const size_t parts = chunks / 2, half = chunk < parts ? 0 : 1, part = half == 0 ? chunk : chunks - 1 - chunk;
     size_t first, last;
     eb__sparse_rows_affine_half(job->listed->rows, half, job->listed->used, job->n_used, part, parts, job->w,
-                                job->bias, job->h, job->embed, &first, &last);
+                                job->bias, job->h, job->ld, job->embed, &first, &last);
     if (half == 1)
         forward_norms(job, first, last);
 }
@@ -388,17 +433,17 @@ typedef struct gradient_job {
     eb_matrix x;
     size_t n_used;
     const float *embed_grad; /* the deltas of every row; listed->packed_grad holds those of the used rows */
-    size_t h;
-    eb_trainable *weights; /* grad is weights->grad; the bias's gradient is already there */
+    size_t h, ld;            /* width, and floats between the rows of the deltas, the gradient and the weights */
+    eb_trainable *weights;   /* grad is weights->grad; the bias's gradient is already there */
     eb_adam_factors factors;
 } gradient_job;
 
 /* Adam on the weights of g's rows [first, last), while they are in this thread's cache; part 0 adds the bias. */
 static void adam_rows(const gradient_job *job, size_t part, size_t first, size_t last)
 {
-    eb__adam_update_range(job->weights, job->factors, first * job->h, last * job->h);
+    eb__adam_update_range(job->weights, job->factors, first * job->ld, last * job->ld);
     if (part == 0)
-        eb__adam_update_range(job->weights, job->factors, job->x.cols * job->h, job->weights->count);
+        eb__adam_update_range(job->weights, job->factors, job->x.cols * job->ld, job->weights->count);
 }
 
 /* One part of the weight gradient over every listed row, then Adam on it. */
@@ -406,8 +451,8 @@ static void gradient_part(void *opaque, size_t part, size_t parts)
 {
     const gradient_job *job = opaque;
     size_t first, last;
-    eb__sparse_rows_transposed_product(job->listed->rows, part, parts, job->embed_grad, job->h, job->weights->grad,
-                                       &first, &last);
+    eb__sparse_rows_transposed_product(job->listed->rows, part, parts, job->embed_grad, job->h, job->ld,
+                                       job->weights->grad, &first, &last);
     adam_rows(job, part, first, last);
 }
 
@@ -418,7 +463,7 @@ static void gradient_half_part(void *opaque, size_t chunk, size_t chunks)
     const size_t parts = chunks / 2, half = chunk < parts ? 0 : 1;
     size_t first, last;
     eb__sparse_rows_transposed_product_half(job->listed->rows, half, chunk - half * parts, parts, job->embed_grad,
-                                            job->h, job->weights->grad, &first, &last);
+                                            job->h, job->ld, job->weights->grad, &first, &last);
     adam_rows(job, chunk, first, last);
 }
 
@@ -428,7 +473,8 @@ static void small_gradient_part(void *opaque, size_t part, size_t parts)
     const gradient_job *job = opaque;
     size_t first, last;
     eb__small_transposed_product_rows_part(job->x, job->listed->used, job->n_used, job->listed->packed_grad, job->h,
-                                           job->weights->grad, job->listed->scratch, part, parts, &first, &last);
+                                           job->ld, job->weights->grad, job->listed->scratch, part, parts, &first,
+                                           &last);
     adam_rows(job, part, first, last);
 }
 
@@ -448,14 +494,16 @@ static bool halves(const cl_listed *listed)
  * Gradient of the mean pair loss over `count` pairs indexing rows of xb.
  * Buffers embed, embed_grad and norms must have xb.rows rows. Returns the sum
  * of the pairs' losses. With listed rows the step also applies Adam, fused
- * with the weight gradient's parts (see adam_fused).
+ * with the weight gradient's parts (see adam_fused). The rows of W (in values
+ * and grad), embed and embed_grad start ld floats apart; ld > h only with
+ * listed rows (see padded_width).
  */
-static double pair_gradient(const float *values, float *grad, size_t h, eb_matrix xb, const cl_pair *pairs,
-                            size_t count, float *embed, float *embed_grad, double *norms, const cl_listed *listed,
-                            cl_adam *adam)
+static double pair_gradient(const float *values, float *grad, size_t h, size_t ld, eb_matrix xb,
+                            const cl_pair *pairs, size_t count, float *embed, float *embed_grad, double *norms,
+                            const cl_listed *listed, cl_adam *adam)
 {
     const size_t d = xb.cols, rows = xb.rows;
-    const float *w = values, *bias = values + d * h;
+    const float *w = values, *bias = values + d * ld;
     size_t n_used = 0;
     if (listed != NULL) {
         /* Only the rows the pairs touch: a batch of 32 pairs (the last of an epoch at defaults) touches a third. */
@@ -465,26 +513,26 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         for (size_t r = 0; r < rows; r++)
             if (listed->seen[r])
                 listed->used[n_used++] = (uint32_t)r;
-        forward_job job = {listed, n_used, w, bias, h, embed, norms};
+        forward_job job = {listed, n_used, w, bias, h, ld, embed, norms};
         if (halves(listed))
             eb__team_run_mirrored(listed->team, 2 * JOB_CHUNKS, forward_half_part, &job);
         else
             eb__team_run(listed->team, JOB_CHUNKS, forward_part, &job);
     } else {
-        eb_mut_matrix embed_view = {embed, rows, h, h};
+        eb_mut_matrix embed_view = {embed, rows, h, ld};
         /* src/small_gemm.c: sparse rows (hashed n-grams) skip their zeros; dense minibatches skip OpenBLAS's packing. */
         eb__small_affine(xb, w, bias, embed_view);
         for (size_t r = 0; r < rows; r++)
-            norms[r] = norm_of(embed + r * h, h);
+            norms[r] = norm_of(embed + r * ld, h);
     }
-    memset(embed_grad, 0, rows * h * sizeof(float));
+    memset(embed_grad, 0, rows * ld * sizeof(float));
 
     /* Per-pair scalars in double: products of two large norms overflow a float. */
     double loss_sum = 0.0;
     const double scale = 2.0 / (double)count;
     for (size_t p = 0; p < count; p++) {
         const size_t i = pairs[p].left, j = pairs[p].right;
-        const float *a = embed + i * h, *b = embed + j * h;
+        const float *a = embed + i * ld, *b = embed + j * ld;
         const double na = norms[i] > NORM_FLOOR ? norms[i] : NORM_FLOOR;
         const double nb = norms[j] > NORM_FLOOR ? norms[j] : NORM_FLOOR;
         const double cosine = dot_of(a, b, h) / (na * nb);
@@ -502,22 +550,22 @@ static double pair_gradient(const float *values, float *grad, size_t h, eb_matri
         const float self_b = norms[j] > NORM_FLOOR ? (float)cosine : 0.0f;
         /* When i == j both updates land on one row, which is the correct total. */
         if (i != j)
-            add_pair_gradient(embed_grad + i * h, embed_grad + j * h, a, b, h, unit_a, unit_b, step_a, step_b,
+            add_pair_gradient(embed_grad + i * ld, embed_grad + j * ld, a, b, h, unit_a, unit_b, step_a, step_b,
                               self_a, self_b);
         else
-            add_self_pair_gradient(embed_grad + i * h, a, h, unit_a, unit_b, step_a, step_b, self_a, self_b);
+            add_self_pair_gradient(embed_grad + i * ld, a, h, unit_a, unit_b, step_a, step_b, self_a, self_b);
     }
     if (listed == NULL)
         eb__small_transposed_product(xb, embed_grad, h, grad);
-    eb__column_sums(embed_grad, rows, h, grad + d * h);
+    eb__column_sums(embed_grad, rows, h, ld, grad + d * ld);
     if (listed == NULL)
         return loss_sum;
-    gradient_job job = {listed, xb, n_used, embed_grad, h, adam->weights,
+    gradient_job job = {listed, xb, n_used, embed_grad, h, ld, adam->weights,
                         eb__adam_begin(adam->weights, adam->learning_rate)};
     if (eb__small_rows_in_place(n_used)) {
         /* A minibatch's worth of rows: the in-place kernel over just them, their deltas packed alike. */
         for (size_t u = 0; u < n_used; u++)
-            memcpy(listed->packed_grad + u * h, embed_grad + listed->used[u] * h, h * sizeof(float));
+            memcpy(listed->packed_grad + u * ld, embed_grad + listed->used[u] * ld, h * sizeof(float));
         size_t parts = eb__small_transposed_product_parts(d);
         eb__team_run(listed->team, parts < JOB_CHUNKS ? parts : JOB_CHUNKS, small_gradient_part, &job);
     } else {
@@ -541,7 +589,7 @@ static double batch_gradient(const eb_fit_state *state, cl_workspace *ws, eb_mat
     const size_t h = state->out_dim;
     if (!ws->gather) {
         cl_listed listed = {&ws->listed, ws->used, ws->seen, ws->packed_grad, ws->scratch, ws->team};
-        return pair_gradient(t->values, t->grad, h, x, pairs, count, ws->embed, ws->embed_grad, ws->norms,
+        return pair_gradient(t->values, t->grad, h, ws->ld, x, pairs, count, ws->embed, ws->embed_grad, ws->norms,
                              adam_fused(ws) ? &listed : NULL, adam);
     }
     for (size_t p = 0; p < count; p++) {
@@ -551,7 +599,7 @@ static double batch_gradient(const eb_fit_state *state, cl_workspace *ws, eb_mat
         ws->local_pairs[p] = (cl_pair){(uint32_t)p, (uint32_t)(count + p), pairs[p].target};
     }
     eb_matrix batch = {ws->gathered, 2 * count, x.cols, x.cols};
-    return pair_gradient(t->values, t->grad, h, batch, ws->local_pairs, count, ws->embed, ws->embed_grad,
+    return pair_gradient(t->values, t->grad, h, h, batch, ws->local_pairs, count, ws->embed, ws->embed_grad,
                          ws->norms, NULL, NULL);
 }
 
@@ -600,18 +648,74 @@ static eb_status new_state(const eb_finetuner *model, size_t n_features, size_t 
     return EB_OK;
 }
 
+/* A copy of `from` (rows x h weights and their Adam state) whose rows start ld floats apart, each array on a line. */
+static eb_status pad_weights(const eb_trainable *from, size_t rows, size_t h, size_t ld, const eb_allocator *mem,
+                             eb_trainable *padded, void **block)
+{
+    size_t count, array;
+    if (!eb__mul_size(rows, ld, &count) || count > SIZE_MAX - LINE_FLOATS)
+        return EB_ERR_TOO_LARGE;
+    array = (count + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS;
+    float *base = calloc_on_line(mem, TRAINABLE_ARRAYS, array, block);
+    if (base == NULL)
+        return EB_ERR_NOMEM;
+    *padded = (eb_trainable){count, base, base + array, base + 2 * array, base + 3 * array, from->steps};
+    /* The gradient is not copied: every step writes all of it before Adam reads it. */
+    for (size_t r = 0; r < rows; r++) {
+        memcpy(padded->values + r * ld, from->values + r * h, h * sizeof(float));
+        memcpy(padded->first_moment + r * ld, from->first_moment + r * h, h * sizeof(float));
+        memcpy(padded->second_moment + r * ld, from->second_moment + r * h, h * sizeof(float));
+    }
+    return EB_OK;
+}
+
+/* The trained weights and Adam state of a padded copy back into `to`, h floats a row. */
+static void unpad_weights(const eb_trainable *padded, size_t rows, size_t h, size_t ld, eb_trainable *to)
+{
+    for (size_t r = 0; r < rows; r++) {
+        memcpy(to->values + r * h, padded->values + r * ld, h * sizeof(float));
+        memcpy(to->first_moment + r * h, padded->first_moment + r * ld, h * sizeof(float));
+        memcpy(to->second_moment + r * h, padded->second_moment + r * ld, h * sizeof(float));
+    }
+    to->steps = padded->steps;
+}
+
 /* Train state for n_epochs (an eb__train_fn); the pair index and buffers are built for this call. */
 static eb_status train(const eb_finetuner *model, eb_fit_state *state, const void *data, size_t n_epochs,
                        eb_error *err)
 {
     const eb_labelled_rows *rows = data;
+    const eb_allocator *mem = &model->core.mem;
+    const size_t h = state->out_dim, weight_rows = state->n_features + 1;
+    /*
+     * Fresh weights (fit, a first partial_fit) are trained aside, and nothing reads them until the call is over,
+     * so they may train in the padded layout. A continuing partial_fit trains the model's own weights, which its
+     * per-epoch callback may read (transform, save): those keep their layout.
+     */
+    bool may_pad = state != &model->core.state;
     cl_workspace ws;
-    eb_status status = workspace_alloc(&ws, model, rows->x, rows->y, state->out_dim, err);
+    eb_status status = workspace_alloc(&ws, model, rows->x, rows->y, h, may_pad, err);
     if (status != EB_OK)
         return status;
+    eb_trainable own = state->weights;
+    void *padded_block = NULL;
+    if (ws.padded) {
+        status = pad_weights(&own, weight_rows, h, ws.ld, mem, &state->weights, &padded_block);
+        if (status != EB_OK) {
+            workspace_release(&ws, mem);
+            if (status == EB_ERR_NOMEM)
+                return eb__fail(err, status, "out of memory copying %zu weights for training", own.count);
+            return eb__fail(err, status, "%zu rows of weights %zu floats apart are too many", weight_rows, ws.ld);
+        }
+    }
     epoch_context ctx = {model, state, rows->x, &ws};
     status = eb__train_model(model, state, n_epochs, run_epoch, &ctx, err);
-    workspace_release(&ws, &model->core.mem);
+    if (ws.padded) {
+        unpad_weights(&state->weights, weight_rows, h, ws.ld, &own);
+        state->weights = own;
+        eb__free(mem, padded_block);
+    }
+    workspace_release(&ws, mem);
     return status;
 }
 
@@ -700,7 +804,7 @@ eb_status eb__contrastive_gradient(eb_finetuner *model, eb_matrix x, const uint3
     if (pairs != NULL && embed != NULL && embed_grad != NULL && norms != NULL) {
         for (size_t p = 0; p < n_pairs; p++)
             pairs[p] = (cl_pair){left[p], right[p], target[p]};
-        *mean_loss = pair_gradient(model->core.state.weights.values, grad, h, x, pairs, n_pairs, embed, embed_grad,
+        *mean_loss = pair_gradient(model->core.state.weights.values, grad, h, h, x, pairs, n_pairs, embed, embed_grad,
                                    norms, NULL, NULL) /
                      (double)n_pairs;
         status = EB_OK;

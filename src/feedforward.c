@@ -253,7 +253,7 @@ static double batch_gradient(ff_shape s, const float *values, float *grad, eb_ma
 
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s.h, (int)s.k, (int)b, 1.0f, hidden, (int)s.h,
                 scores, (int)s.k, 0.0f, g.w2, (int)s.k);
-    eb__column_sums(scores, b, s.k, g.b2);
+    eb__column_sums(scores, b, s.k, s.k, g.b2);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)s.h, (int)s.k, 1.0f, scores, (int)s.k,
                 w.w2, (int)s.k, 0.0f, delta, (int)s.h);
     times_sigmoid_slope(delta, hidden, b * s.h);
@@ -261,7 +261,7 @@ static double batch_gradient(ff_shape s, const float *values, float *grad, eb_ma
         eb__small_transposed_product_rows(xb, index, b, delta, s.h, g.w1, ws->gathered);
     else
         eb__small_transposed_product(xb, delta, s.h, g.w1);
-    eb__column_sums(delta, b, s.h, g.b1);
+    eb__column_sums(delta, b, s.h, s.h, g.b1);
     return loss_sum;
 }
 

@@ -69,8 +69,8 @@ eb_status eb__check_labels(const int32_t *y, size_t n, size_t n_classes, eb_erro
 void eb__gather_rows(eb_matrix x, const uint32_t *index, size_t count, float *dst);
 /* out = x * w + bias, w being x.cols x out.cols row-major; out already has x.rows rows. */
 void eb__affine(eb_matrix x, const float *w, const float *bias, eb_mut_matrix out);
-/* column_sums[c] = sum over rows of m[r][c] (m contiguous rows x cols). */
-void eb__column_sums(const float *m, size_t rows, size_t cols, float *column_sums);
+/* column_sums[c] = sum over rows of m[r][c] (m's rows x cols, its rows starting stride floats apart). */
+void eb__column_sums(const float *m, size_t rows, size_t cols, size_t stride, float *column_sums);
 
 /* ---- rng.c --------------------------------------------------------------- */
 
@@ -130,13 +130,14 @@ void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_
                                        float *g, float *scratch);
 /*
  * eb__small_transposed_product_rows in parts that threads may run at once: part `part` of `parts` computes
- * g's rows [*first, *last) (possibly none) with the same bits, using its own region of scratch.
+ * g's rows [*first, *last) (possibly none) with the same bits, using its own region of scratch. The rows of d
+ * and g start ld (at least h) floats apart; ld > h only where eb__small_rows_in_place(count).
  * eb__small_transposed_product_parts says how many parts are worth having for x.cols columns.
  */
 size_t eb__small_transposed_product_parts(size_t cols);
 void eb__small_transposed_product_rows_part(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
-                                            float *g, float *scratch, size_t part, size_t parts, size_t *first,
-                                            size_t *last);
+                                            size_t ld, float *g, float *scratch, size_t part, size_t parts,
+                                            size_t *first, size_t *last);
 
 /*
  * The nonzero entries of a matrix that stays the same for a whole fit, listed
@@ -168,23 +169,26 @@ typedef struct eb_sparse_rows {
 /*
  * Lists x's nonzeros (NaN counts as one) when that pays for products h wide: on AVX-512 CPUs, when at most the
  * sparse kernels' share of x is nonzero (all of it counted). Otherwise *out is left empty (row_start NULL), the
- * caller's cue to use eb__small_affine and eb__small_transposed_product. EB_ERR_NOMEM when out of memory.
+ * caller's cue to use eb__small_affine and eb__small_transposed_product. EB_ERR_NOMEM when out of memory. ld
+ * (at least h) is how many floats apart the rows of the products' other operand will start: it sizes the slices.
  */
-eb_status eb__sparse_rows_list(eb_matrix x, size_t h, const eb_allocator *mem, eb_sparse_rows *out);
+eb_status eb__sparse_rows_list(eb_matrix x, size_t h, size_t ld, const eb_allocator *mem, eb_sparse_rows *out);
 void eb__sparse_rows_release(eb_sparse_rows *s, const eb_allocator *mem);
 /*
  * Row rows[r] of out = row rows[r] of x times w (x.cols x h) + bias, for r < count; out's other rows are left
- * as they are. Part `part` of `parts` does its share [*first, *last) of rows[] (threads may run the parts at
- * once; the shares are balanced by nonzeros).
+ * as they are. The rows of w and out start ld (at least h) floats apart: rows padded to whole vectors start
+ * where the CPU loads them fastest, and padding changes no sum. Part `part` of `parts` does its share
+ * [*first, *last) of rows[] (threads may run the parts at once; the shares are balanced by nonzeros).
  */
 void eb__sparse_rows_affine(const eb_sparse_rows *s, const uint32_t *rows, size_t count, size_t part, size_t parts,
-                            const float *w, const float *bias, size_t h, float *out, size_t *first, size_t *last);
+                            const float *w, const float *bias, size_t h, size_t ld, float *out, size_t *first,
+                            size_t *last);
 /*
- * g (x.cols x h) = x^T d (d has x's rows, h wide): the bits of eb__small_transposed_product. Part `part` of
- * `parts` does its share [*first, *last) of g's rows.
+ * g (x.cols x h) = x^T d (d has x's rows, h wide; the rows of both start ld floats apart): the bits of
+ * eb__small_transposed_product. Part `part` of `parts` does its share [*first, *last) of g's rows.
  */
 void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, size_t parts, const float *d, size_t h,
-                                        float *g, size_t *first, size_t *last);
+                                        size_t ld, float *g, size_t *first, size_t *last);
 /* Moves the halves' border to column col (at most s->cols); the listing puts it where half the nonzeros lie. */
 void eb__sparse_rows_split_at(eb_sparse_rows *s, size_t col);
 /*
@@ -196,10 +200,11 @@ void eb__sparse_rows_split_at(eb_sparse_rows *s, size_t col);
  * rows of g, [*first, *last).
  */
 void eb__sparse_rows_affine_half(const eb_sparse_rows *s, size_t half, const uint32_t *rows, size_t count,
-                                 size_t part, size_t parts, const float *w, const float *bias, size_t h, float *out,
-                                 size_t *first, size_t *last);
+                                 size_t part, size_t parts, const float *w, const float *bias, size_t h, size_t ld,
+                                 float *out, size_t *first, size_t *last);
 void eb__sparse_rows_transposed_product_half(const eb_sparse_rows *s, size_t half, size_t part, size_t parts,
-                                             const float *d, size_t h, float *g, size_t *first, size_t *last);
+                                             const float *d, size_t h, size_t ld, float *g, size_t *first,
+                                             size_t *last);
 
 /* ---- workers.c ------------------------------------------------------------ */
 
@@ -252,6 +257,8 @@ void eb__share_of(size_t count, size_t part, size_t parts, size_t *first, size_t
 /* ---- training.c ---------------------------------------------------------- */
 
 /* Weights, their gradient and Adam's moments, in one allocation of 4 * count floats. */
+/* The arrays of an eb_trainable: values, grad, first_moment, second_moment (in that order in its one block). */
+enum { TRAINABLE_ARRAYS = 4 };
 typedef struct eb_trainable {
     size_t count;
     float *values;

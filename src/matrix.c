@@ -166,9 +166,9 @@ static EB_VECTOR_CLONES void add_row(float *restrict sums, const float *restrict
         sums[c] += row[c];
 }
 
-void eb__column_sums(const float *m, size_t rows, size_t cols, float *column_sums)
+void eb__column_sums(const float *m, size_t rows, size_t cols, size_t stride, float *column_sums)
 {
     memset(column_sums, 0, cols * sizeof(float));
     for (size_t r = 0; r < rows; r++)
-        add_row(column_sums, m + r * cols, cols);
+        add_row(column_sums, m + r * stride, cols);
 }

@@ -287,10 +287,10 @@ static void weight_gradient(eb_matrix x, const float *delta, size_t h, float *g,
 static void bias_gradient(const float *delta, size_t rows, size_t h, float *g, bool accumulate, float *scratch)
 {
     if (!accumulate) {
-        eb__column_sums(delta, rows, h, g);
+        eb__column_sums(delta, rows, h, h, g);
         return;
     }
-    eb__column_sums(delta, rows, h, scratch);
+    eb__column_sums(delta, rows, h, h, scratch);
     for (size_t c = 0; c < h; c++)
         g[c] += scratch[c];
 }

@@ -145,12 +145,12 @@ EB_TILE_OF_WIDTH(3)
 /*
  * C (c_rows x h, row stride ldc) = A B (+ bias), where a(i, k) =
  * a[row(i) * a_row_step + k * a_k_step], row(i) = a_index[i] (i itself when
- * a_index is NULL), and row k of B (h floats) starts at b + k * h.
+ * a_index is NULL), and row k of B (h floats) starts at b + k * ldb.
  */
 __attribute__((target("avx512f"))) static void tiled_product(size_t c_rows, const float *a, const uint32_t *a_index,
                                                             size_t a_row_step,
                                                             size_t a_k_step, size_t inner, const float *b, size_t h,
-                                                            const float *bias, float *c, size_t ldc)
+                                                            size_t ldb, const float *bias, float *c, size_t ldc)
 {
     for (size_t col = 0; col < h; col += TILE_COLS) {
         size_t left = h - col < TILE_COLS ? h - col : TILE_COLS;
@@ -167,11 +167,11 @@ __attribute__((target("avx512f"))) static void tiled_product(size_t c_rows, cons
             const float *tile_bias = bias == NULL ? NULL : bias + col;
             float *tile_c = c + row * ldc + col;
             if (vectors == 3)
-                tile_3(rows, a_rows, a_k_step, inner, b + col, h, tile_bias, last_mask, tile_c, ldc);
+                tile_3(rows, a_rows, a_k_step, inner, b + col, ldb, tile_bias, last_mask, tile_c, ldc);
             else if (vectors == 2)
-                tile_2(rows, a_rows, a_k_step, inner, b + col, h, tile_bias, last_mask, tile_c, ldc);
+                tile_2(rows, a_rows, a_k_step, inner, b + col, ldb, tile_bias, last_mask, tile_c, ldc);
             else
-                tile_1(rows, a_rows, a_k_step, inner, b + col, h, tile_bias, last_mask, tile_c, ldc);
+                tile_1(rows, a_rows, a_k_step, inner, b + col, ldb, tile_bias, last_mask, tile_c, ldc);
         }
     }
 }
@@ -516,24 +516,26 @@ __attribute__((target("avx512f,popcnt"))) static size_t nonzero_rows_by_column(e
 
 /*
  * G (count rows of h) = x^T d over the set bits of rows[], x's row k starting
- * at x_data + x_offsets[k], continuing from G's partial sums unless `first`.
+ * at x_data + x_offsets[k], continuing from G's partial sums unless `first`;
+ * the rows of d and G start ld floats apart.
  */
 __attribute__((target("avx512f,bmi"))) static void sparse_columns(const uint64_t *rows, size_t count,
                                                                   const float *x_data, const size_t *x_offsets,
-                                                                  const float *d, size_t h, bool first, float *g)
+                                                                  const float *d, size_t h, size_t ld, bool first,
+                                                                  float *g)
 {
     for (size_t col = 0; col < h; col += SPARSE_COLS) {
         __mmask16 last_mask;
         bool narrow;
         size_t vectors = block_vectors(h - col, &last_mask, &narrow);
         if (vectors == 4)
-            (narrow ? sparse_column_4_narrow : sparse_column_4)(rows, count, x_data, x_offsets, d + col, h, last_mask, first, g + col, h);
+            (narrow ? sparse_column_4_narrow : sparse_column_4)(rows, count, x_data, x_offsets, d + col, ld, last_mask, first, g + col, ld);
         else if (vectors == 3)
-            (narrow ? sparse_column_3_narrow : sparse_column_3)(rows, count, x_data, x_offsets, d + col, h, last_mask, first, g + col, h);
+            (narrow ? sparse_column_3_narrow : sparse_column_3)(rows, count, x_data, x_offsets, d + col, ld, last_mask, first, g + col, ld);
         else if (vectors == 2)
-            (narrow ? sparse_column_2_narrow : sparse_column_2)(rows, count, x_data, x_offsets, d + col, h, last_mask, first, g + col, h);
+            (narrow ? sparse_column_2_narrow : sparse_column_2)(rows, count, x_data, x_offsets, d + col, ld, last_mask, first, g + col, ld);
         else
-            (narrow ? sparse_column_1_narrow : sparse_column_1)(rows, count, x_data, x_offsets, d + col, h, last_mask, first, g + col, h);
+            (narrow ? sparse_column_1_narrow : sparse_column_1)(rows, count, x_data, x_offsets, d + col, ld, last_mask, first, g + col, ld);
     }
 }
 
@@ -545,10 +547,11 @@ __attribute__((target("avx512f,bmi"))) static void sparse_columns(const uint64_t
  * SPARSE forces one. X's row r is x.data's row index[r] (r itself when index
  * is NULL); with an index, a dense chunk is first copied into scratch
  * (x.rows x min(x.cols, SPARSE_CHUNK) floats), as the tiles need a fixed stride.
+ * The rows of D and G start ld floats apart.
  */
 __attribute__((target("avx512f"))) static void transposed_product(eb_small_gemm_path path, eb_matrix x,
                                                                   const uint32_t *index, float *scratch,
-                                                                  const float *d, size_t h, float *g)
+                                                                  const float *d, size_t h, size_t ld, float *g)
 {
     uint64_t rows[SPARSE_CHUNK + LANES]; /* whole vectors are stored */
     size_t offsets[EB_SMALL_GEMM_MAX_ROWS];
@@ -557,20 +560,20 @@ __attribute__((target("avx512f"))) static void transposed_product(eb_small_gemm_
     for (size_t i0 = 0; i0 < x.cols; i0 += SPARSE_CHUNK) {
         size_t count = x.cols - i0 < SPARSE_CHUNK ? x.cols - i0 : SPARSE_CHUNK;
         eb_matrix chunk = {x.data + i0, x.rows, count, x.stride};
-        float *g_chunk = g + i0 * h;
+        float *g_chunk = g + i0 * ld;
         bool sparse = path == EB_SMALL_GEMM_SPARSE;
         if (path != EB_SMALL_GEMM_DENSE) {
             size_t nonzero = nonzero_rows_by_column(chunk, offsets, count, rows);
             sparse = sparse || (double)nonzero <= SPARSE_TRANSPOSED_MAX_DENSITY * (double)(count * x.rows);
         }
         if (sparse) {
-            sparse_columns(rows, count, chunk.data, offsets, d, h, true, g_chunk);
+            sparse_columns(rows, count, chunk.data, offsets, d, h, ld, true, g_chunk);
         } else if (index == NULL) {
-            tiled_product(count, chunk.data, NULL, 1, x.stride, x.rows, d, h, NULL, g_chunk, h);
+            tiled_product(count, chunk.data, NULL, 1, x.stride, x.rows, d, h, ld, NULL, g_chunk, ld);
         } else {
             for (size_t k = 0; k < x.rows; k++)
                 memcpy(scratch + k * count, chunk.data + offsets[k], count * sizeof *scratch);
-            tiled_product(count, scratch, NULL, 1, count, x.rows, d, h, NULL, g_chunk, h);
+            tiled_product(count, scratch, NULL, 1, count, x.rows, d, h, ld, NULL, g_chunk, ld);
         }
     }
 }
@@ -593,16 +596,19 @@ __attribute__((target("avx512f"))) static void sparse_transposed_product(eb_matr
             size_t block_rows = x.rows - r0 < EB_SMALL_GEMM_MAX_ROWS ? x.rows - r0 : EB_SMALL_GEMM_MAX_ROWS;
             eb_matrix block = {x.data + r0 * x.stride + i0, block_rows, count, x.stride};
             nonzero_rows_by_column(block, offsets, count, rows);
-            sparse_columns(rows, count, block.data, offsets, d + r0 * h, h, r0 == 0, g + i0 * h);
+            sparse_columns(rows, count, block.data, offsets, d + r0 * h, h, h, r0 == 0, g + i0 * h);
         }
     }
 }
 
 
-/* out = the listed products of spans with b (h wide; bias added unless NULL), a block of 64 columns at a time. */
+/*
+ * out = the listed products of spans with b (h wide; bias added unless NULL), a block of 64 columns at a time;
+ * the rows of b and out start ld floats apart.
+ */
 __attribute__((target("avx512f"))) static void listed_products(const eb_listed_span *spans, size_t count,
-                                                               const float *b, size_t h, const float *bias,
-                                                               float *out)
+                                                               const float *b, size_t h, size_t ld,
+                                                               const float *bias, float *out)
 {
     for (size_t col = 0; col < h; col += SPARSE_COLS) {
         __mmask16 last_mask;
@@ -610,13 +616,13 @@ __attribute__((target("avx512f"))) static void listed_products(const eb_listed_s
         size_t vectors = block_vectors(h - col, &last_mask, &narrow);
         const float *block_bias = bias == NULL ? NULL : bias + col;
         if (vectors == 4)
-            (narrow ? listed_sums_4_narrow : listed_sums_4)(spans, count, b + col, h, block_bias, last_mask, out + col, h);
+            (narrow ? listed_sums_4_narrow : listed_sums_4)(spans, count, b + col, ld, block_bias, last_mask, out + col, ld);
         else if (vectors == 3)
-            (narrow ? listed_sums_3_narrow : listed_sums_3)(spans, count, b + col, h, block_bias, last_mask, out + col, h);
+            (narrow ? listed_sums_3_narrow : listed_sums_3)(spans, count, b + col, ld, block_bias, last_mask, out + col, ld);
         else if (vectors == 2)
-            (narrow ? listed_sums_2_narrow : listed_sums_2)(spans, count, b + col, h, block_bias, last_mask, out + col, h);
+            (narrow ? listed_sums_2_narrow : listed_sums_2)(spans, count, b + col, ld, block_bias, last_mask, out + col, ld);
         else
-            (narrow ? listed_sums_1_narrow : listed_sums_1)(spans, count, b + col, h, block_bias, last_mask, out + col, h);
+            (narrow ? listed_sums_1_narrow : listed_sums_1)(spans, count, b + col, ld, block_bias, last_mask, out + col, ld);
     }
 }
 
@@ -639,7 +645,7 @@ void eb__small_affine_via(eb_small_gemm_path path, eb_matrix x, const float *w, 
             return;
         }
         if (eb__small_gemm_available(x.rows)) {
-            tiled_product(x.rows, x.data, NULL, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
+            tiled_product(x.rows, x.data, NULL, x.stride, 1, x.cols, w, out.cols, out.cols, bias, out.data, out.stride);
             return;
         }
     }
@@ -661,7 +667,7 @@ void eb__small_transposed_product_via(eb_small_gemm_path path, eb_matrix x, cons
         /* A sample that is mostly nonzeros spares a dense batch the per-chunk census. */
         if (path == EB_SMALL_GEMM_AUTO && !mostly_zeros(x, NULL, SPARSE_TRANSPOSED_MAX_DENSITY))
             path = EB_SMALL_GEMM_DENSE;
-        transposed_product(path, x, NULL, NULL, d, h, g);
+        transposed_product(path, x, NULL, NULL, d, h, h, g);
         return;
     }
     if (path != EB_SMALL_GEMM_BLAS && x.rows > 0 && __builtin_cpu_supports("avx512f") &&
@@ -697,7 +703,7 @@ void eb__small_affine_rows(eb_matrix x, const uint32_t *index, size_t count, con
         if (mostly_zeros(batch, index, sparse_affine_max_density(out.cols)))
             sparse_affine(batch, index, w, bias, out);
         else
-            tiled_product(count, x.data, index, x.stride, 1, x.cols, w, out.cols, bias, out.data, out.stride);
+            tiled_product(count, x.data, index, x.stride, 1, x.cols, w, out.cols, out.cols, bias, out.data, out.stride);
         return;
     }
 #endif
@@ -712,7 +718,7 @@ void eb__small_transposed_product_rows(eb_matrix x, const uint32_t *index, size_
 #ifdef EB_HAVE_AVX512_KERNELS
     if (eb__small_gemm_available(count)) {
         eb_matrix batch = {x.data, count, x.cols, x.stride};
-        transposed_product(EB_SMALL_GEMM_AUTO, batch, index, scratch, d, h, g);
+        transposed_product(EB_SMALL_GEMM_AUTO, batch, index, scratch, d, h, h, g);
         return;
     }
 #endif
@@ -732,8 +738,8 @@ size_t eb__small_transposed_product_parts(size_t cols)
 }
 
 void eb__small_transposed_product_rows_part(eb_matrix x, const uint32_t *index, size_t count, const float *d, size_t h,
-                                            float *g, float *scratch, size_t part, size_t parts, size_t *first,
-                                            size_t *last)
+                                            size_t ld, float *g, float *scratch, size_t part, size_t parts,
+                                            size_t *first, size_t *last)
 {
 #ifdef EB_HAVE_AVX512_KERNELS
     if (eb__small_gemm_available(count)) {
@@ -744,7 +750,8 @@ void eb__small_transposed_product_rows_part(eb_matrix x, const uint32_t *index, 
         *last = last_chunk * SPARSE_CHUNK < x.cols ? last_chunk * SPARSE_CHUNK : x.cols;
         if (*first < *last) {
             eb_matrix columns = {x.data + *first, count, *last - *first, x.stride};
-            transposed_product(EB_SMALL_GEMM_AUTO, columns, index, scratch + *first * count, d, h, g + *first * h);
+            transposed_product(EB_SMALL_GEMM_AUTO, columns, index, scratch + *first * count, d, h, ld,
+                               g + *first * ld);
         }
         return;
     }
@@ -864,7 +871,7 @@ __attribute__((target("avx512f,popcnt"))) static void list_nonzeros(eb_matrix x,
 }
 #endif
 
-eb_status eb__sparse_rows_list(eb_matrix x, size_t h, const eb_allocator *mem, eb_sparse_rows *out)
+eb_status eb__sparse_rows_list(eb_matrix x, size_t h, size_t ld, const eb_allocator *mem, eb_sparse_rows *out)
 {
     memset(out, 0, sizeof *out);
 #ifdef EB_HAVE_AVX512_KERNELS
@@ -876,7 +883,8 @@ eb_status eb__sparse_rows_list(eb_matrix x, size_t h, const eb_allocator *mem, e
         (double)nonzero > sparse_affine_max_density(h) * (double)(x.rows * x.cols))
         return EB_OK;
     size_t slots = nonzero == 0 ? 1 : nonzero;
-    size_t block_bytes = (h < SPARSE_COLS ? h : SPARSE_COLS) * sizeof(float);
+    /* The cache a row of a 64-column block takes, padding included. */
+    size_t block_bytes = (ld < SPARSE_COLS ? ld : SPARSE_COLS) * sizeof(float);
     size_t slice = LISTED_SLICE_BYTES / block_bytes;
     out->rows = x.rows;
     out->cols = x.cols;
@@ -906,7 +914,7 @@ eb_status eb__sparse_rows_list(eb_matrix x, size_t h, const eb_allocator *mem, e
     }
     list_nonzeros(x, out);
 #else
-    (void)x, (void)h, (void)mem;
+    (void)x, (void)h, (void)ld, (void)mem;
 #endif
     return EB_OK;
 }
@@ -926,7 +934,7 @@ typedef struct sliced_pass {
 
 static void sliced_products(const uint32_t *lines, size_t count, eb_listed_span *spans,
                             const uint32_t *index, const float *values, const uint32_t *bounds, size_t slices,
-                            sliced_pass pass, const float *b, size_t h, const float *bias, float *out)
+                            sliced_pass pass, const float *b, size_t h, size_t ld, const float *bias, float *out)
 {
     for (size_t k = pass.first_slice; k < pass.end_slice; k++) {
         for (size_t r = 0; r < count; r++) {
@@ -941,7 +949,7 @@ static void sliced_products(const uint32_t *lines, size_t count, eb_listed_span 
                 end = begin;
             spans[r] = (eb_listed_span){index + begin, values + begin, end - begin, line, pass.starts && k == 0};
         }
-        listed_products(spans, count, b, h, k + 1 == slices ? bias : NULL, out);
+        listed_products(spans, count, b, h, ld, k + 1 == slices ? bias : NULL, out);
     }
 }
 #endif
@@ -991,21 +999,22 @@ void eb__sparse_rows_split_at(eb_sparse_rows *s, size_t col)
 }
 
 void eb__sparse_rows_affine(const eb_sparse_rows *s, const uint32_t *rows, size_t count, size_t part, size_t parts,
-                            const float *w, const float *bias, size_t h, float *out, size_t *first, size_t *last)
+                            const float *w, const float *bias, size_t h, size_t ld, float *out, size_t *first,
+                            size_t *last)
 {
     share_by_entries(s->row_start, rows, count, part, parts, first, last);
 #ifdef EB_HAVE_AVX512_KERNELS
     sliced_pass pass = {0, s->row_slices, NULL, NULL, true};
     sliced_products(rows + *first, *last - *first, s->spans + *first, s->col_of, s->row_values, s->row_slice_start,
-                    s->row_slices, pass, w, h, bias, out);
+                    s->row_slices, pass, w, h, ld, bias, out);
 #else
-    (void)w, (void)bias, (void)h, (void)out;
+    (void)w, (void)bias, (void)h, (void)ld, (void)out;
 #endif
 }
 
 void eb__sparse_rows_affine_half(const eb_sparse_rows *s, size_t half, const uint32_t *rows, size_t count,
-                                 size_t part, size_t parts, const float *w, const float *bias, size_t h, float *out,
-                                 size_t *first, size_t *last)
+                                 size_t part, size_t parts, const float *w, const float *bias, size_t h, size_t ld,
+                                 float *out, size_t *first, size_t *last)
 {
     share_by_entries(s->row_start, rows, count, part, parts, first, last);
 #ifdef EB_HAVE_AVX512_KERNELS
@@ -1019,15 +1028,15 @@ void eb__sparse_rows_affine_half(const eb_sparse_rows *s, size_t half, const uin
     if (pass.first_slice + 1 > s->row_slices)
         pass.first_slice = s->row_slices - 1;
     sliced_products(rows + *first, *last - *first, s->spans + *first, s->col_of, s->row_values, s->row_slice_start,
-                    s->row_slices, pass, w, h, half == 1 ? bias : NULL, out);
+                    s->row_slices, pass, w, h, ld, half == 1 ? bias : NULL, out);
 #else
-    (void)half, (void)w, (void)bias, (void)h, (void)out;
+    (void)half, (void)w, (void)bias, (void)h, (void)ld, (void)out;
 #endif
 }
 
 /* Part `part` of `parts` of g's rows [begin, end) of x^T d, its share [*first, *last) balanced by entries. */
 static void transposed_product_of(const eb_sparse_rows *s, size_t begin, size_t end, size_t part, size_t parts,
-                                  const float *d, size_t h, float *g, size_t *first, size_t *last)
+                                  const float *d, size_t h, size_t ld, float *g, size_t *first, size_t *last)
 {
     share_by_entries(s->col_start + begin, NULL, end - begin, part, parts, first, last);
     *first += begin;
@@ -1035,23 +1044,25 @@ static void transposed_product_of(const eb_sparse_rows *s, size_t begin, size_t 
 #ifdef EB_HAVE_AVX512_KERNELS
     sliced_pass pass = {0, s->col_slices, NULL, NULL, true};
     sliced_products(NULL, *last - *first, s->spans + *first, s->row_of, s->col_values,
-                    s->col_slice_start + *first * (s->col_slices + 1), s->col_slices, pass, d, h, NULL, g + *first * h);
+                    s->col_slice_start + *first * (s->col_slices + 1), s->col_slices, pass, d, h, ld, NULL,
+                    g + *first * ld);
 #else
-    (void)d, (void)h, (void)g;
+    (void)d, (void)h, (void)ld, (void)g;
 #endif
 }
 
 void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, size_t parts, const float *d, size_t h,
-                                        float *g, size_t *first, size_t *last)
+                                        size_t ld, float *g, size_t *first, size_t *last)
 {
-    transposed_product_of(s, 0, s->cols, part, parts, d, h, g, first, last);
+    transposed_product_of(s, 0, s->cols, part, parts, d, h, ld, g, first, last);
 }
 
 void eb__sparse_rows_transposed_product_half(const eb_sparse_rows *s, size_t half, size_t part, size_t parts,
-                                             const float *d, size_t h, float *g, size_t *first, size_t *last)
+                                             const float *d, size_t h, size_t ld, float *g, size_t *first,
+                                             size_t *last)
 {
     if (half == 0)
-        transposed_product_of(s, 0, s->split_col, part, parts, d, h, g, first, last);
+        transposed_product_of(s, 0, s->split_col, part, parts, d, h, ld, g, first, last);
     else
-        transposed_product_of(s, s->split_col, s->cols, part, parts, d, h, g, first, last);
+        transposed_product_of(s, s->split_col, s->cols, part, parts, d, h, ld, g, first, last);
 }

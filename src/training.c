@@ -4,7 +4,6 @@
 
 #include "internal.h"
 
-enum { TRAINABLE_ARRAYS = 4 };
 static const float ADAM_BETA1 = 0.9f;
 static const float ADAM_BETA2 = 0.999f;
 static const float ADAM_EPS = 1e-8f;

@@ -347,6 +347,32 @@ static void assert_same_values(const float *expected, const float *got, size_t c
 }
 
 /*
+ * rows rows of h values: expected's rows h apart, got's ld apart, and got's padding (ld - h after each row) still
+ * CANARY, as no product may write it.
+ */
+static void assert_same_rows(const float *expected, const float *got, size_t rows, size_t h, size_t ld,
+                             const char *what, size_t parts)
+{
+    for (size_t r = 0; r < rows; r++) {
+        assert_same_values(expected + r * h, got + r * ld, h, what, h, parts);
+        for (size_t c = h; c < ld; c++)
+            if (got[r * ld + c] != CANARY)
+                fail_msg("%s, h %zu, ld %zu, %zu parts: wrote the padding of row %zu", what, h, ld, parts, r);
+    }
+}
+
+/* A copy of rows x h values with its rows ld apart, the padding NaN: a product that read it would show NaN. */
+static float *padded_copy(const float *m, size_t rows, size_t h, size_t ld)
+{
+    float *copy = malloc((rows ? rows : 1) * ld * sizeof *copy);
+    assert_non_null(copy);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < ld; c++)
+            copy[r * ld + c] = c < h ? m[r * h + c] : NAN;
+    return copy;
+}
+
+/*
  * rows x cols (row stride `stride`, the padding filled with values that must not count) with exactly `nonzeros`
  * nonzero entries at random places, `nans` of them NaN; rows listed in empty_rows (every empty_every-th, 0 for
  * none) are cleared afterwards. Returns the number of nonzeros left.
@@ -402,19 +428,22 @@ static void check_shares(const size_t *firsts, const size_t *lasts, size_t parts
     assert_int_equal(expected_first, count);
 }
 
-/* Listed rows[0 .. count) of x times w (+ bias) against the sparse kernel's (and the dense tiles') full product. */
+/*
+ * Listed rows[0 .. count) of x times w (+ bias) against the sparse kernel's (and the dense tiles') full product,
+ * the rows of w and of the output ld floats apart.
+ */
 static void check_listed_affine(const eb_sparse_rows *s, eb_matrix xm, const uint32_t *subset, size_t count,
-                                const float *w, const float *bias, size_t h, const float *expected)
+                                const float *w, const float *bias, size_t h, size_t ld, const float *expected)
 {
-    float *out = malloc(xm.rows * h * sizeof *out);
+    float *out = malloc((xm.rows ? xm.rows : 1) * ld * sizeof *out);
     assert_non_null(out);
     for (size_t parts = 1; parts <= EB_TEAM_MAX_PARTS; parts++) {
-        for (size_t i = 0; i < xm.rows * h; i++)
+        for (size_t i = 0; i < xm.rows * ld; i++)
             out[i] = CANARY;
         size_t firsts[EB_TEAM_MAX_PARTS], lasts[EB_TEAM_MAX_PARTS];
         /* In reverse order: a part must not depend on the others having run. */
         for (size_t p = parts; p-- > 0;)
-            eb__sparse_rows_affine(s, subset, count, p, parts, w, bias, h, out, &firsts[p], &lasts[p]);
+            eb__sparse_rows_affine(s, subset, count, p, parts, w, bias, h, ld, out, &firsts[p], &lasts[p]);
         check_shares(firsts, lasts, parts, count);
         bool *chosen = calloc(xm.rows ? xm.rows : 1, sizeof *chosen);
         assert_non_null(chosen);
@@ -422,10 +451,10 @@ static void check_listed_affine(const eb_sparse_rows *s, eb_matrix xm, const uin
             chosen[subset[i]] = true;
         for (size_t r = 0; r < xm.rows; r++) {
             if (chosen[r])
-                assert_same_values(expected + r * h, out + r * h, h, "listed affine", h, parts);
+                assert_same_rows(expected + r * h, out + r * ld, 1, h, ld, "listed affine", parts);
             else
-                for (size_t c = 0; c < h; c++)
-                    if (out[r * h + c] != CANARY)
+                for (size_t c = 0; c < ld; c++)
+                    if (out[r * ld + c] != CANARY)
                         fail_msg("listed affine wrote row %zu, which is not in its %zu rows (%zu parts)", r, count,
                                  parts);
         }
@@ -434,21 +463,22 @@ static void check_listed_affine(const eb_sparse_rows *s, eb_matrix xm, const uin
     free(out);
 }
 
-static void check_listed_transposed(const eb_sparse_rows *s, size_t cols, const float *d, size_t h,
+/* x^T d by the listing against the sparse kernel's, the rows of d and of the output ld floats apart. */
+static void check_listed_transposed(const eb_sparse_rows *s, size_t cols, const float *d, size_t h, size_t ld,
                                     const float *expected)
 {
-    float *g = malloc((cols + 1) * h * sizeof *g);
+    float *g = malloc((cols + 1) * ld * sizeof *g);
     assert_non_null(g);
     for (size_t parts = 1; parts <= EB_TEAM_MAX_PARTS; parts++) {
-        for (size_t i = 0; i < (cols + 1) * h; i++)
+        for (size_t i = 0; i < (cols + 1) * ld; i++)
             g[i] = CANARY;
         size_t firsts[EB_TEAM_MAX_PARTS], lasts[EB_TEAM_MAX_PARTS];
         for (size_t p = parts; p-- > 0;)
-            eb__sparse_rows_transposed_product(s, p, parts, d, h, g, &firsts[p], &lasts[p]);
+            eb__sparse_rows_transposed_product(s, p, parts, d, h, ld, g, &firsts[p], &lasts[p]);
         check_shares(firsts, lasts, parts, cols);
-        assert_same_values(expected, g, cols * h, "listed transposed", h, parts);
-        for (size_t c = 0; c < h; c++)
-            assert_true(g[cols * h + c] == CANARY);
+        assert_same_rows(expected, g, cols, h, ld, "listed transposed", parts);
+        for (size_t c = 0; c < ld; c++)
+            assert_true(g[cols * ld + c] == CANARY);
     }
     free(g);
 }
@@ -459,44 +489,47 @@ static void check_listed_transposed(const eb_sparse_rows *s, size_t cols, const 
  * the transposed halves cover g's rows [0, col) and [col, cols) between their parts.
  */
 static void check_listed_halves(eb_sparse_rows *s, size_t col, eb_matrix xm, const uint32_t *subset, size_t count,
-                                const float *w, const float *bias, const float *d, size_t h, const float *expected)
+                                const float *w, const float *bias, const float *d, size_t h, size_t ld,
+                                const float *expected)
 {
     eb__sparse_rows_split_at(s, col);
     assert_int_equal(s->split_col, col);
-    float *out = malloc((xm.rows + xm.cols + 1) * h * sizeof *out), *whole = malloc((xm.rows + 1) * h * sizeof *whole);
+    float *out = malloc((xm.rows + xm.cols + 1) * ld * sizeof *out);
+    float *whole = malloc((xm.rows + 1) * ld * sizeof *whole);
     assert_non_null(out);
     assert_non_null(whole);
     for (size_t parts = 1; parts <= EB_TEAM_MAX_PARTS; parts++) {
-        for (size_t i = 0; i < xm.rows * h; i++)
+        for (size_t i = 0; i < xm.rows * ld; i++)
             out[i] = CANARY;
         size_t firsts[EB_TEAM_MAX_PARTS], lasts[EB_TEAM_MAX_PARTS], whole_first, whole_last;
         for (size_t half = 0; half < 2; half++)
             for (size_t p = parts; p-- > 0;) {
-                eb__sparse_rows_affine_half(s, half, subset, count, p, parts, w, bias, h, out, &firsts[p], &lasts[p]);
-                eb__sparse_rows_affine(s, subset, count, p, parts, w, bias, h, whole, &whole_first, &whole_last);
+                eb__sparse_rows_affine_half(s, half, subset, count, p, parts, w, bias, h, ld, out, &firsts[p],
+                                            &lasts[p]);
+                eb__sparse_rows_affine(s, subset, count, p, parts, w, bias, h, ld, whole, &whole_first, &whole_last);
                 if (firsts[p] != whole_first || lasts[p] != whole_last)
                     fail_msg("half %zu of part %zu of %zu has rows [%zu, %zu), the whole product [%zu, %zu)", half, p,
                              parts, firsts[p], lasts[p], whole_first, whole_last);
             }
         for (size_t i = 0; i < count; i++)
-            assert_same_values(expected + subset[i] * h, out + subset[i] * h, h, "affine in halves", h, parts);
+            assert_same_rows(expected + subset[i] * h, out + subset[i] * ld, 1, h, ld, "affine in halves", parts);
     }
     for (size_t parts = 1; parts <= EB_TEAM_MAX_PARTS / 2; parts++) {
-        for (size_t i = 0; i < (xm.cols + 1) * h; i++)
+        for (size_t i = 0; i < (xm.cols + 1) * ld; i++)
             out[i] = CANARY;
         size_t firsts[2 * EB_TEAM_MAX_PARTS], lasts[2 * EB_TEAM_MAX_PARTS];
         for (size_t half = 2; half-- > 0;)
             for (size_t p = parts; p-- > 0;)
-                eb__sparse_rows_transposed_product_half(s, half, p, parts, d, h, out, &firsts[half * parts + p],
+                eb__sparse_rows_transposed_product_half(s, half, p, parts, d, h, ld, out, &firsts[half * parts + p],
                                                         &lasts[half * parts + p]);
         check_shares(firsts, lasts, parts, col);
         assert_int_equal(firsts[parts], col);
         for (size_t p = 0; p < parts; p++)
             firsts[parts + p] -= col, lasts[parts + p] -= col;
         check_shares(firsts + parts, lasts + parts, parts, xm.cols - col);
-        assert_same_values(expected + xm.rows * h, out, xm.cols * h, "transposed in halves", h, parts);
-        for (size_t c = 0; c < h; c++)
-            assert_true(out[xm.cols * h + c] == CANARY);
+        assert_same_rows(expected + xm.rows * h, out, xm.cols, h, ld, "transposed in halves", parts);
+        for (size_t c = 0; c < ld; c++)
+            assert_true(out[xm.cols * ld + c] == CANARY);
     }
     free(out);
     free(whole);
@@ -523,11 +556,12 @@ static size_t choose_rows(test_rng *rng, size_t rows, int kind, uint32_t *subset
 
 /*
  * x (rows x cols in a row stride of stride) with `nonzeros` nonzeros (`nans` of them NaN, every empty_every-th
- * row cleared) listed for products h wide: listed exactly when the share is at most the threshold, and then every
- * product and every split of it gives the bits of the sparse kernels (and of the dense tiles, up to 64 rows).
+ * row cleared) listed for products h wide whose other operand's rows are ld floats apart: listed exactly when the
+ * share is at most the threshold, and then every product and every split of it gives the bits of the sparse
+ * kernels (and of the dense tiles, up to 64 rows), whatever lies in the padding.
  */
-static void check_listing(test_rng *rng, size_t rows, size_t cols, size_t stride, size_t h, size_t nonzeros,
-                          size_t nans, size_t empty_every)
+static void check_listing(test_rng *rng, size_t rows, size_t cols, size_t stride, size_t h, size_t ld,
+                          size_t nonzeros, size_t nans, size_t empty_every)
 {
     float *x = malloc(rows * stride * sizeof *x);
     assert_non_null(x);
@@ -537,7 +571,7 @@ static void check_listing(test_rng *rng, size_t rows, size_t cols, size_t stride
     eb_allocator mem = counting_allocator_init(&counter);
     eb_sparse_rows s;
     memset(&s, 0xAB, sizeof s);
-    assert_int_equal(eb__sparse_rows_list(xm, h, &mem, &s), EB_OK);
+    assert_int_equal(eb__sparse_rows_list(xm, h, ld, &mem, &s), EB_OK);
     bool listed = listing_available() && count <= most_listed_nonzeros(rows * cols, h);
     if (!listed) {
         if (s.row_start != NULL)
@@ -572,11 +606,12 @@ static void check_listing(test_rng *rng, size_t rows, size_t cols, size_t stride
         eb__small_transposed_product_via(EB_SMALL_GEMM_DENSE, xm, d, h, dense + rows * h);
         assert_same_values(expected, dense, (rows + cols) * h, "dense against sparse kernel", h, 1);
     }
+    float *padded_w = padded_copy(w, cols, h, ld), *padded_d = padded_copy(d, rows, h, ld);
     for (int kind = 0; kind < SUBSET_KINDS; kind++) {
         size_t chosen = choose_rows(rng, rows, kind, subset);
-        check_listed_affine(&s, xm, subset, chosen, w, bias, h, expected);
+        check_listed_affine(&s, xm, subset, chosen, padded_w, bias, h, ld, expected);
     }
-    check_listed_transposed(&s, cols, d, h, expected + rows * h);
+    check_listed_transposed(&s, cols, padded_d, h, ld, expected + rows * h);
     /* The listing's own border holds half the nonzeros; the others fall at and around the slices' edges. */
     size_t own = s.split_col, half_nonzeros = 0;
     assert_true(own <= cols);
@@ -590,8 +625,10 @@ static void check_listing(test_rng *rng, size_t rows, size_t cols, size_t stride
         if (borders[b] > cols)
             continue;
         size_t chosen = choose_rows(rng, rows, b % 2 ? SUBSET_SHUFFLED : SUBSET_ALL, subset);
-        check_listed_halves(&s, borders[b], xm, subset, chosen, w, bias, d, h, expected);
+        check_listed_halves(&s, borders[b], xm, subset, chosen, padded_w, bias, padded_d, h, ld, expected);
     }
+    free(padded_w);
+    free(padded_d);
 
     eb__sparse_rows_release(&s, &mem);
     assert_null(s.row_start);
@@ -633,7 +670,9 @@ static void listed_products_give_the_kernels_bits(void **state)
                 /* A NaN or two among the nonzeros, and some empty rows, where the share leaves room. */
                 size_t nans = nonzeros > 4 && b % 2 ? 2 : 0;
                 size_t empty_every = per_mille[c] == 1000 || rows < 7 ? 0 : 5;
-                check_listing(&rng, rows, cols, stride, h, nonzeros, nans, empty_every);
+                /* Rows of the other operand packed, padded to whole vectors (as a contrastive fit trains), or to odd. */
+                size_t ld = (a + b) % 3 == 0 ? h : (a + b) % 3 == 1 ? (h + 15) / 16 * 16 : h + 3;
+                check_listing(&rng, rows, cols, stride, h, ld, nonzeros, nans, empty_every);
             }
 }
 
@@ -646,8 +685,9 @@ static void listed_products_carry_sums_across_slices(void **state)
     test_rng rng = test_rng_make(41);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         size_t rows = shapes[s][0], cols = shapes[s][1], h = shapes[s][2];
-        check_listing(&rng, rows, cols, cols, h, rows * cols / 10, 1, 4);
-        check_listing(&rng, rows, cols, cols + 1, h, most_listed_nonzeros(rows * cols, h), 0, 0);
+        /* The slices hold fewer rows of the other operand when they are padded to whole vectors. */
+        check_listing(&rng, rows, cols, cols, h, h, rows * cols / 10, 1, 4);
+        check_listing(&rng, rows, cols, cols + 1, h, (h + 15) / 16 * 16, most_listed_nonzeros(rows * cols, h), 0, 0);
     }
 }
 
@@ -663,11 +703,11 @@ static void listing_stops_past_the_threshold(void **state)
             size_t rows = shapes[b][0], cols = shapes[b][1], h = widths[a];
             size_t limit = most_listed_nonzeros(rows * cols, h);
             /* Past the limit by one, the last one a NaN: a NaN is a nonzero. */
-            check_listing(&rng, rows, cols, cols + 2, h, limit + 1, 1, 0);
+            check_listing(&rng, rows, cols, cols + 2, h, h, limit + 1, 1, 0);
             /* All nonzeros, none NaN. */
-            check_listing(&rng, rows, cols, cols, h, rows * cols, 0, 0);
+            check_listing(&rng, rows, cols, cols, h, h, rows * cols, 0, 0);
             /* At the limit with NaNs: still listed (on AVX-512). */
-            check_listing(&rng, rows, cols, cols, h, limit, limit > 2 ? 2 : limit, 0);
+            check_listing(&rng, rows, cols, cols, h, h, limit, limit > 2 ? 2 : limit, 0);
         }
     /* No rows, no columns or no outputs: nothing to list. */
     float one = 1.0f;
@@ -676,12 +716,12 @@ static void listing_stops_past_the_threshold(void **state)
     eb_sparse_rows s;
     const eb_matrix empties[] = {{&one, 0, 1, 1}, {&one, 1, 0, 1}};
     for (size_t i = 0; i < 2; i++) {
-        assert_int_equal(eb__sparse_rows_list(empties[i], 4, &mem, &s), EB_OK);
+        assert_int_equal(eb__sparse_rows_list(empties[i], 4, 4, &mem, &s), EB_OK);
         assert_null(s.row_start);
     }
     eb_matrix single = {&one, 1, 1, 1};
     /* 1 of 1 entries is above every threshold; h 0 lists nothing either. */
-    assert_int_equal(eb__sparse_rows_list(single, 0, &mem, &s), EB_OK);
+    assert_int_equal(eb__sparse_rows_list(single, 0, 0, &mem, &s), EB_OK);
     assert_null(s.row_start);
     assert_int_equal(counter.attempts, 0);
 }
@@ -714,7 +754,7 @@ static void listing_survives_allocation_failure(void **state)
             counting_allocator_arm(&counter, n);
             eb_sparse_rows s;
             memset(&s, 0xAB, sizeof s);
-            eb_status status = eb__sparse_rows_list(xm, h, &mem, &s);
+            eb_status status = eb__sparse_rows_list(xm, h, h, &mem, &s);
             size_t failures = counter.failures;
             counting_allocator_arm(&counter, SIZE_MAX);
             if (status == EB_OK) {

@@ -157,6 +157,60 @@ static void small_batch_fits_give_the_same_bits_on_any_threads(void **state)
     check_same_bits_on_any_threads(16);
 }
 
+/*
+ * A fit trains its fresh weights in a copy whose rows are padded to whole vectors (src/contrastive.c,
+ * padded_width); a continuing partial_fit trains the model's own weights as they are. Both layouts give the same
+ * bits: a fit of 4 epochs equals a first partial_fit and 3 more (each one epoch), and so does one more pass of
+ * each (the Adam moments and steps the fit leaves), on 1 and 2 threads, at widths that pad (50, 5) and one that
+ * does not (48), with minibatches, a full batch and small batches.
+ */
+static void padded_training_gives_the_bits_of_the_model_layout(void **state)
+{
+    (void)state;
+    static const size_t widths[] = {50, 5, 48};
+    static const size_t batches[] = {256, 0, 16};
+    static const size_t threads[] = {1, 2};
+    enum { FIT_EPOCHS = 4 };
+    test_data d = sparse_data(17);
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++)
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++)
+            for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+                eb_finetuner *fitted = NULL, *stepped = NULL;
+                eb_finetuner_params params = test_params(EB_KIND_CONTRASTIVE, widths[w], FIT_EPOCHS, 9);
+                params.batch_size = batches[b];
+                assert_int_equal(eb_finetuner_create(&params, NULL, &fitted, NULL), EB_OK);
+                params.n_epochs = 1;
+                assert_int_equal(eb_finetuner_create(&params, NULL, &stepped, NULL), EB_OK);
+                assert_int_equal(eb_finetuner_set_threads(fitted, threads[t]), EB_OK);
+                assert_int_equal(eb_finetuner_set_threads(stepped, threads[t]), EB_OK);
+                fit_or_fail(fitted, &d, false);
+                for (size_t epoch = 0; epoch < FIT_EPOCHS; epoch++)
+                    fit_or_fail(stepped, &d, true);
+                model_snapshot a = snapshot_finetuner(fitted, data_x(&d));
+                model_snapshot c = snapshot_finetuner(stepped, data_x(&d));
+                assert_int_equal(a.history_length, FIT_EPOCHS);
+                /* Only n_epochs differs between the two. */
+                if (!fits_identical(&a, &c))
+                    fail_msg("width %zu, batch %zu, %zu threads: fit differs from partial_fit epoch by epoch",
+                             widths[w], batches[b], threads[t]);
+                snapshot_release(&a);
+                snapshot_release(&c);
+                /* The fit's Adam moments and step count came back from the copy: one more pass agrees too. */
+                fit_or_fail(fitted, &d, true);
+                fit_or_fail(stepped, &d, true);
+                a = snapshot_finetuner(fitted, data_x(&d));
+                c = snapshot_finetuner(stepped, data_x(&d));
+                if (!fits_identical(&a, &c))
+                    fail_msg("width %zu, batch %zu, %zu threads: partial_fit after fit differs", widths[w], batches[b],
+                             threads[t]);
+                snapshot_release(&a);
+                snapshot_release(&c);
+                eb_finetuner_free(fitted);
+                eb_finetuner_free(stepped);
+            }
+    data_release(&d);
+}
+
 /* Above EB_FINETUNER_MAX_THREADS: EB_ERR_INVALID_PARAM naming n_threads, the setting kept, later fits unaffected. */
 static void too_many_threads_are_refused(void **state)
 {
@@ -269,6 +323,7 @@ int main(void)
         cmocka_unit_test(minibatch_fits_give_the_same_bits_on_any_threads),
         cmocka_unit_test(full_batch_fits_give_the_same_bits_on_any_threads),
         cmocka_unit_test(small_batch_fits_give_the_same_bits_on_any_threads),
+        cmocka_unit_test(padded_training_gives_the_bits_of_the_model_layout),
         cmocka_unit_test(too_many_threads_are_refused),
         cmocka_unit_test(threaded_fits_survive_allocation_failure),
     };
