@@ -115,7 +115,8 @@ static void workspace_release(cl_workspace *ws, const eb_allocator *mem)
  * rows on lines; a contrastive fit at docs/benchmarks.md's defaults on one thread 18.8 ms before, 16.3 ms with
  * 224-byte rows, 16.7 ms with 256-byte rows). The kernels still sum the first h columns only, in the same order,
  * and the padding stays zero (zero deltas give zero gradients, and Adam leaves a zero weight with zero moments at
- * zero), so the bits are those of the unpadded layout.
+ * zero), so the bits are those of the unpadded layout. The copy holds the weights and Adam state a second time
+ * for the length of the call.
  */
 enum { LINE_FLOATS = 16, HALF_LINE_FLOATS = 8 };
 
