@@ -256,8 +256,7 @@ void eb__share_of(size_t count, size_t part, size_t parts, size_t *first, size_t
 
 /* ---- training.c ---------------------------------------------------------- */
 
-/* Weights, their gradient and Adam's moments, in one allocation of 4 * count floats. */
-/* The arrays of an eb_trainable: values, grad, first_moment, second_moment (in that order in its one block). */
+/* Weights, their gradient and Adam's moments, in one allocation of 4 * count floats (TRAINABLE_ARRAYS). */
 enum { TRAINABLE_ARRAYS = 4 };
 typedef struct eb_trainable {
     size_t count;
