@@ -140,11 +140,10 @@ static float *calloc_on_line(const eb_allocator *mem, size_t rows, size_t width,
     return (float *)(((uintptr_t)*block + line - 1) / line * line);
 }
 
-/* Batch buffers for up to batch_pairs pairs over n_rows rows of width d, their embeddings' rows ws->ld apart. */
-static eb_status alloc_batch_buffers(cl_workspace *ws, size_t n_rows, size_t batch_pairs, size_t d,
+/* Batch buffers for steps of matrix_rows rows of width d, their embeddings' rows ws->ld apart. */
+static eb_status alloc_batch_buffers(cl_workspace *ws, size_t matrix_rows, size_t batch_pairs, size_t d,
                                      const eb_allocator *mem)
 {
-    size_t matrix_rows = eb_training_step_rows(EB_KIND_CONTRASTIVE, n_rows, batch_pairs);
     if (ws->gather) {
         ws->gathered = eb__calloc(mem, matrix_rows, d * sizeof(float));
         ws->local_pairs = eb__calloc(mem, batch_pairs, sizeof *ws->local_pairs);
@@ -246,11 +245,12 @@ static eb_status workspace_alloc(cl_workspace *ws, const eb_finetuner *model, eb
     ws->run_length = eb__calloc(mem, n, sizeof *ws->run_length);
     ws->pairs = eb__calloc(mem, max_pairs, sizeof *ws->pairs);
     ws->batch_pairs = batch;
-    ws->gather = eb_training_step_rows(EB_KIND_CONTRASTIVE, n, batch) < n;
+    size_t matrix_rows = eb_training_step_rows(EB_KIND_CONTRASTIVE, n, batch);
+    ws->gather = matrix_rows < n;
     ws->ld = h;
     if (ws->by_label == NULL || ws->run_start == NULL || ws->run_length == NULL || ws->pairs == NULL ||
         (!ws->gather && list_rows(ws, model, x, h, may_pad) != EB_OK) ||
-        alloc_batch_buffers(ws, n, batch, x.cols, mem) != EB_OK) {
+        alloc_batch_buffers(ws, matrix_rows, batch, x.cols, mem) != EB_OK) {
         workspace_release(ws, mem);
         return eb__fail(err, EB_ERR_NOMEM, "out of memory allocating training buffers for %zu rows", n);
     }
