@@ -13,8 +13,10 @@
  * their nonzeros listed once per call (16 bytes each, at most 1.6 times X's
  * own size at the sparse kernels' 40% threshold): each step then embeds only
  * the rows its pairs touch and splits its products and Adam update over the
- * call's threads (src/workers.c), every sum still in one order. A fit on such
- * rows trains its weights in a padded copy (see padded_width).
+ * call's threads (src/workers.c), every sum still in one order: a team of two
+ * splits W's rows in halves when its cores share a cache, the outputs in two
+ * sides when they do not (see splits_columns). A fit on such rows trains its
+ * weights in a padded copy (see padded_width).
  *
  * Weights: W (d x h, row-major), then b (h).
  */
@@ -35,6 +37,11 @@ typedef struct cl_pair {
     float target;
 } cl_pair;
 
+/* What a pair adds to the deltas of its two rows (see pair_step). */
+typedef struct cl_pair_step {
+    float unit_a, unit_b, step_a, step_b, self_a, self_b;
+} cl_pair_step;
+
 /* Buffers for one call of fit / partial_fit. */
 typedef struct cl_workspace {
     size_t n_rows;
@@ -53,12 +60,16 @@ typedef struct cl_workspace {
     float *embed_grad;     /* same shape: dLoss/d(embedding) */
     void *embed_block, *embed_grad_block, *packed_grad_block; /* what embed, embed_grad, packed_grad lie in */
     double *norms;         /* one per batch matrix row */
+    cl_pair_step *steps;   /* one per batch pair */
     eb_sparse_rows listed; /* X's nonzeros, when X is mostly zeros and not gathered (else empty) */
     uint32_t *used;        /* with listed: the rows a batch touches, ascending */
     unsigned char *seen;   /* with listed: per row, whether the batch touches it */
     float *packed_grad;    /* with listed: deltas of a small batch's rows, packed (rows ld apart) */
-    float *scratch;        /* with listed: room for a small batch's rows of X */
+    float *scratch;        /* with listed: room for a small batch's rows of X, once per side (see column_split) */
     eb_team *team;         /* with listed: threads for the products and Adam (NULL: this thread alone) */
+    bool sides;            /* with listed: the team's two threads take a side of the columns each */
+    double *norm_sides;    /* with sides: per side, per batch matrix row, its half of a norm's square */
+    double *dot_sides;     /* with sides: per side, per batch pair, its half of the dot product */
 } cl_workspace;
 
 static eb_finetuner_params default_params(void)
@@ -96,6 +107,9 @@ static void workspace_release(cl_workspace *ws, const eb_allocator *mem)
     eb__free(mem, ws->embed_block);
     eb__free(mem, ws->embed_grad_block);
     eb__free(mem, ws->norms);
+    eb__free(mem, ws->steps);
+    eb__free(mem, ws->norm_sides);
+    eb__free(mem, ws->dot_sides);
     eb__sparse_rows_release(&ws->listed, mem);
     eb__free(mem, ws->used);
     eb__free(mem, ws->seen);
@@ -116,13 +130,50 @@ static void workspace_release(cl_workspace *ws, const eb_allocator *mem)
  * 224-byte rows, 16.7 ms with 256-byte rows). The kernels still sum the first h columns only, in the same order,
  * and the padding stays zero (zero deltas give zero gradients, and Adam leaves a zero weight with zero moments at
  * zero), so the bits are those of the unpadded layout. The copy holds the weights and Adam state a second time
- * for the length of the call.
+ * for the length of the call. A team of two that splits the columns keeps each side's rows apart (see side_of).
  */
 enum { LINE_FLOATS = 16, HALF_LINE_FLOATS = 8 };
 
 static size_t padded_width(size_t h)
 {
     return h > SIZE_MAX - (HALF_LINE_FLOATS - 1) ? h : (h + HALF_LINE_FLOATS - 1) / HALF_LINE_FLOATS * HALF_LINE_FLOATS;
+}
+
+/*
+ * Where a team of two whose cores share no cache splits a step's output columns (see splits_columns), each
+ * thread taking one side for the whole step: its columns of the embeddings, of the deltas, of the weight
+ * gradient and of Adam, so that the only lines that cross between the two are the halves of the pairs' dot
+ * products and of the norms. The split is a whole number of lines (16 floats) near the middle, 0 when there is
+ * none. Dot products and norms are summed on either side of it and the two sums added, on every path and thread
+ * count, so a team's bits are those of one thread.
+ */
+static size_t column_split(size_t h)
+{
+    size_t split = h / 2 + LINE_FLOATS / 2;
+    split -= split % LINE_FLOATS;
+    return split > 0 && split < h ? split : 0;
+}
+
+/*
+ * Where one side's columns lie in an array of `rows` rows of h columns padded to ld (see padded_width), its
+ * sides split at `split` (0: one side holds every column, rows ld floats apart). The sides of a split array lie
+ * one after the other, each with its rows a whole number of lines long: with the two sides' lines interleaved
+ * row by row, each thread's Adam pass ran several times slower (2026-12-04, AMD EPYC: 13-18% of two threads'
+ * samples against 10% of one's), presumably the prefetchers pulling the other thread's lines next to its own.
+ */
+typedef struct cl_side {
+    size_t first_col, width; /* the side's columns */
+    size_t ld;               /* floats between its rows */
+    size_t offset;           /* where its first row starts */
+} cl_side;
+
+static cl_side side_of(size_t h, size_t ld, size_t split, size_t side, size_t rows)
+{
+    if (split == 0)
+        return (cl_side){0, h, ld, 0};
+    if (side == 0)
+        return (cl_side){0, split, split, 0};
+    return (cl_side){split, h - split, ld - split, rows * split};
 }
 
 /* rows x width zeroed floats starting on a 64-byte line, inside *block (what to free), or NULL. */
@@ -153,8 +204,15 @@ static eb_status alloc_batch_buffers(cl_workspace *ws, size_t matrix_rows, size_
     ws->embed = calloc_on_line(mem, matrix_rows, ws->ld, &ws->embed_block);
     ws->embed_grad = calloc_on_line(mem, matrix_rows, ws->ld, &ws->embed_grad_block);
     ws->norms = eb__calloc(mem, matrix_rows, sizeof(double));
-    if (ws->embed == NULL || ws->embed_grad == NULL || ws->norms == NULL)
+    ws->steps = eb__calloc(mem, batch_pairs, sizeof *ws->steps);
+    if (ws->embed == NULL || ws->embed_grad == NULL || ws->norms == NULL || ws->steps == NULL)
         return EB_ERR_NOMEM;
+    if (ws->sides) {
+        ws->norm_sides = eb__calloc(mem, matrix_rows, 2 * sizeof(double));
+        ws->dot_sides = eb__calloc(mem, batch_pairs, 2 * sizeof(double));
+        if (ws->norm_sides == NULL || ws->dot_sides == NULL)
+            return EB_ERR_NOMEM;
+    }
     return EB_OK;
 }
 
@@ -205,25 +263,47 @@ static void index_labels(cl_workspace *ws, const int32_t *y)
 }
 
 /*
+ * Whether a team of two splits the columns (see column_split) rather than W's rows (see halves): when its two
+ * cores share no cache. W's rows in halves hand every row's partial sums and deltas to the other thread at each
+ * step, which two cores that share a cache do faster than the columns' work, which both threads read all of X's
+ * nonzeros for; across two dies that handing over made two threads slower than one (2026-12-04, medians of 8
+ * fits taking turns at docs/benchmarks.md's defaults: rows 14.8 ms, columns 15.5 ms on a shared cache; rows
+ * 20.2 ms, columns 17.6 ms across dies, one thread about 16-20 ms on that busy host).
+ */
+static const double SHARED_CACHE_MAX_LINE_SECONDS = 100e-9;
+
+static bool splits_columns(const eb_finetuner *model, eb_team *team)
+{
+    if (model->team_split != EB_TEAM_SPLIT_MEASURED)
+        return model->team_split == EB_TEAM_SPLIT_COLUMNS;
+    return eb__team_line_seconds(team) > SHARED_CACHE_MAX_LINE_SECONDS;
+}
+
+/*
  * X's nonzeros once for the whole call, when X is mostly zeros: every batch multiplies the same rows. With
  * `may_pad` the call trains a padded copy of the weights (see padded_width), and ws->ld becomes its row length.
  */
 static eb_status list_rows(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, size_t h, bool may_pad)
 {
     const eb_allocator *mem = &model->core.mem;
-    size_t ld = may_pad ? padded_width(h) : h;
-    eb_status status = eb__sparse_rows_list(x, h, ld, mem, &ws->listed);
+    eb_status status = eb__sparse_rows_list(x, h, may_pad ? padded_width(h) : h, mem, &ws->listed);
     if (status != EB_OK || ws->listed.row_start == NULL)
         return status;
-    ws->ld = ld;
+    status = eb__team_start(eb__training_threads(model, ws->listed.nonzeros * h), mem, &ws->team);
+    if (status != EB_OK)
+        return status;
+    ws->sides = may_pad && eb__team_threads(ws->team) == 2 && column_split(h) != 0 &&
+                splits_columns(model, ws->team);
+    ws->ld = may_pad ? padded_width(h) : h;
     ws->padded = may_pad;
     ws->used = eb__calloc(mem, x.rows, sizeof *ws->used);
     ws->seen = eb__calloc(mem, x.rows, sizeof *ws->seen);
-    ws->packed_grad = calloc_on_line(mem, EB_SMALL_GEMM_MAX_ROWS, ld, &ws->packed_grad_block);
-    ws->scratch = eb__calloc(mem, EB_SMALL_GEMM_MAX_ROWS, x.cols * sizeof(float));
+    ws->packed_grad = calloc_on_line(mem, EB_SMALL_GEMM_MAX_ROWS, ws->ld, &ws->packed_grad_block);
+    size_t scratch_rows = (ws->sides ? 2 : 1) * EB_SMALL_GEMM_MAX_ROWS;
+    ws->scratch = eb__calloc(mem, scratch_rows, x.cols * sizeof(float));
     if (ws->used == NULL || ws->seen == NULL || ws->packed_grad == NULL || ws->scratch == NULL)
         return EB_ERR_NOMEM;
-    return eb__team_start(eb__training_threads(model, ws->listed.nonzeros * h), mem, &ws->team);
+    return EB_OK;
 }
 
 static eb_status workspace_alloc(cl_workspace *ws, const eb_finetuner *model, eb_matrix x, const int32_t *y,
@@ -305,7 +385,7 @@ enum { EB_BLOCK = 16 };
  * sum. EB_BLOCK partial sums (one per lane) are added at the end, a fixed
  * order, so results stay deterministic.
  */
-static EB_VECTOR_CLONES double dot_of(const float *restrict a, const float *restrict b, size_t h)
+static EB_VECTOR_CLONES double dot_side(const float *restrict a, const float *restrict b, size_t h)
 {
     double lanes[EB_BLOCK] = {0.0};
     size_t c = 0;
@@ -319,6 +399,15 @@ static EB_VECTOR_CLONES double dot_of(const float *restrict a, const float *rest
     for (; c < h; c++)
         sum += (double)a[c] * (double)b[c];
     return sum;
+}
+
+/* The sums of the two sides of column_split(h), added. */
+static double dot_of(const float *a, const float *b, size_t h)
+{
+    const size_t split = column_split(h);
+    if (split == 0)
+        return dot_side(a, b, h);
+    return dot_side(a, b, split) + dot_side(a + split, b + split, h - split);
 }
 
 static double norm_of(const float *v, size_t h)
@@ -371,14 +460,53 @@ static EB_VECTOR_CLONES void add_self_pair_gradient(float *restrict g, const flo
  */
 enum { JOB_CHUNKS = 8 };
 
+/* pair's step and its squared error (added to *loss_sum), from the dot product of its rows and their norms. */
+static cl_pair_step pair_step(double dot, double norm_a, double norm_b, float target, double scale,
+                              double *loss_sum)
+{
+    const double na = norm_a > NORM_FLOOR ? norm_a : NORM_FLOOR;
+    const double nb = norm_b > NORM_FLOOR ? norm_b : NORM_FLOOR;
+    const double cosine = dot / (na * nb);
+    const double diff = cosine - target;
+    *loss_sum += diff * diff;
+    const double coef = scale * diff;
+    /*
+     * d cos / d a = (b/|b| - cos a/|a|) / |a|. Working on unit vectors keeps
+     * every float factor near 1: 1/(|a||b|) alone underflows for large rows.
+     * A clamped norm is constant, so it contributes no self term.
+     */
+    return (cl_pair_step){(float)(1.0 / na), (float)(1.0 / nb), (float)(coef / na), (float)(coef / nb),
+                          norm_a > NORM_FLOOR ? (float)cosine : 0.0f, norm_b > NORM_FLOOR ? (float)cosine : 0.0f};
+}
+
+/* Columns [first_col, first_col + width) of the pairs' steps, added to their rows' deltas in the pairs' order. */
+static void add_pair_steps(const cl_pair *pairs, const cl_pair_step *steps, size_t count, const float *embed,
+                           float *embed_grad, size_t ld, size_t first_col, size_t width)
+{
+    for (size_t p = 0; p < count; p++) {
+        const size_t i = pairs[p].left, j = pairs[p].right;
+        const float *a = embed + i * ld + first_col, *b = embed + j * ld + first_col;
+        const cl_pair_step st = steps[p];
+        /* When i == j both updates land on one row, which is the correct total. */
+        if (i != j)
+            add_pair_gradient(embed_grad + i * ld + first_col, embed_grad + j * ld + first_col, a, b, width,
+                              st.unit_a, st.unit_b, st.step_a, st.step_b, st.self_a, st.self_b);
+        else
+            add_self_pair_gradient(embed_grad + i * ld + first_col, a, width, st.unit_a, st.unit_b, st.step_a,
+                                   st.step_b, st.self_a, st.self_b);
+    }
+}
+
 /* X's nonzeros listed once, with room to note the rows of one batch. */
 typedef struct cl_listed {
     const eb_sparse_rows *rows;
     uint32_t *used;
     unsigned char *seen;
     float *packed_grad; /* EB_SMALL_GEMM_MAX_ROWS rows of deltas */
-    float *scratch;     /* EB_SMALL_GEMM_MAX_ROWS rows of X, for eb__small_transposed_product_rows */
+    float *scratch;     /* EB_SMALL_GEMM_MAX_ROWS rows of X per side, for eb__small_transposed_product_rows */
     eb_team *team;      /* threads for the products over all rows; NULL: the caller's alone */
+    bool sides;         /* the team's two threads take a side of column_split each */
+    double *norm_sides, *dot_sides;
 } cl_listed;
 
 typedef struct forward_job {
@@ -484,36 +612,138 @@ static void small_gradient_part(void *opaque, size_t part, size_t parts)
  * X's columns in shares: a thread that writes a line of W (Adam on the rows of its share of the weight gradient)
  * which the other read (in the forward product over its rows) waits for that line to leave the other's cache,
  * and that wait cost more than Adam itself (2026-12-04: Adam took 6.9 ms of two threads' time per fit at the
- * defaults of docs/benchmarks.md, against 1.9 ms on one).
+ * defaults of docs/benchmarks.md, against 1.9 ms on one). A team of two whose cores share no cache splits the
+ * columns instead (see column_split).
  */
 static bool halves(const cl_listed *listed)
 {
     return eb__team_threads(listed->team) == 2;
 }
 
+/* A step of a team of two that splits the columns (see column_split): each job has one chunk per side. */
+typedef struct side_job {
+    const cl_listed *listed;
+    eb_matrix x;
+    size_t n_used;
+    const cl_pair *pairs;
+    const cl_pair_step *steps;
+    size_t count;
+    size_t h, ld, split;
+    float *embed, *embed_grad; /* x.rows rows in sides (see side_of) */
+    eb_trainable *weights;     /* x.cols + 1 rows (W's, then the bias) in sides */
+    eb_adam_factors factors;
+} side_job;
+
+/* One side's columns of the used rows' embeddings, and its sums of their squares and of the pairs' products. */
+static void forward_side(void *opaque, size_t side, size_t sides)
+{
+    const side_job *job = opaque;
+    const cl_listed *listed = job->listed;
+    const size_t d = job->x.cols, rows = job->x.rows;
+    const cl_side wc = side_of(job->h, job->ld, job->split, side, d + 1);
+    const cl_side ec = side_of(job->h, job->ld, job->split, side, rows);
+    const float *w = job->weights->values + wc.offset;
+    float *embed = job->embed + ec.offset;
+    (void)sides;
+    eb__sparse_rows_affine_side(listed->rows, side, listed->used, job->n_used, w, w + d * wc.ld, wc.width, wc.ld,
+                                embed);
+    double *norms = listed->norm_sides + side * rows, *dots = listed->dot_sides + side * job->count;
+    for (size_t u = 0; u < job->n_used; u++) {
+        const float *e = embed + listed->used[u] * ec.ld;
+        norms[listed->used[u]] = dot_side(e, e, ec.width);
+    }
+    for (size_t p = 0; p < job->count; p++)
+        dots[p] = dot_side(embed + job->pairs[p].left * ec.ld, embed + job->pairs[p].right * ec.ld, ec.width);
+}
+
+/* One side's columns of the deltas, of the bias's and the weights' gradients, and Adam on them. */
+static void gradient_side(void *opaque, size_t side, size_t sides)
+{
+    const side_job *job = opaque;
+    const cl_listed *listed = job->listed;
+    const size_t d = job->x.cols, rows = job->x.rows;
+    const cl_side wc = side_of(job->h, job->ld, job->split, side, d + 1);
+    const cl_side ec = side_of(job->h, job->ld, job->split, side, rows);
+    const cl_side pc = side_of(job->h, job->ld, job->split, side, EB_SMALL_GEMM_MAX_ROWS);
+    const float *embed = job->embed + ec.offset;
+    float *embed_grad = job->embed_grad + ec.offset, *grad = job->weights->grad + wc.offset;
+    (void)sides;
+    memset(embed_grad, 0, rows * ec.ld * sizeof(float));
+    add_pair_steps(job->pairs, job->steps, job->count, embed, embed_grad, ec.ld, 0, ec.width);
+    eb__column_sums(embed_grad, rows, ec.width, ec.ld, grad + d * wc.ld);
+    if (eb__small_rows_in_place(job->n_used)) {
+        float *packed = listed->packed_grad + pc.offset;
+        size_t first, last;
+        for (size_t u = 0; u < job->n_used; u++)
+            memcpy(packed + u * pc.ld, embed_grad + listed->used[u] * ec.ld, ec.width * sizeof(float));
+        eb__small_transposed_product_rows_part(job->x, listed->used, job->n_used, packed, wc.width, wc.ld, grad,
+                                               listed->scratch + side * EB_SMALL_GEMM_MAX_ROWS * d, 0, 1, &first,
+                                               &last);
+    } else {
+        eb__sparse_rows_transposed_product_side(listed->rows, side, embed_grad, ec.width, ec.ld, grad);
+    }
+    /* The whole side, padding too: zero deltas give zero gradients, and Adam leaves zeros at zero. */
+    eb__adam_update_range(job->weights, job->factors, wc.offset, wc.offset + (d + 1) * wc.ld);
+}
+
+/* Notes the rows the pairs touch in listed->used (ascending); returns how many. */
+static size_t note_used_rows(const cl_listed *listed, const cl_pair *pairs, size_t count, size_t rows)
+{
+    size_t n_used = 0;
+    memset(listed->seen, 0, rows);
+    for (size_t p = 0; p < count; p++)
+        listed->seen[pairs[p].left] = listed->seen[pairs[p].right] = 1;
+    for (size_t r = 0; r < rows; r++)
+        if (listed->seen[r])
+            listed->used[n_used++] = (uint32_t)r;
+    return n_used;
+}
+
+/* pair_gradient's step for a team that splits the columns: two jobs, and between them the pairs' scalars. */
+static double side_gradient(size_t h, size_t ld, eb_matrix xb, const cl_pair *pairs, size_t count, float *embed,
+                            float *embed_grad, double *norms, cl_pair_step *steps, const cl_listed *listed,
+                            cl_adam *adam)
+{
+    const size_t rows = xb.rows;
+    side_job job = {listed, xb, note_used_rows(listed, pairs, count, rows), pairs, steps, count, h, ld,
+                    column_split(h), embed, embed_grad, adam->weights, {0.0f, 0.0f}};
+    eb__team_run(listed->team, 2, forward_side, &job);
+    for (size_t u = 0; u < job.n_used; u++) {
+        const size_t r = listed->used[u];
+        norms[r] = sqrt(listed->norm_sides[r] + listed->norm_sides[rows + r]);
+    }
+    double loss_sum = 0.0;
+    const double scale = 2.0 / (double)count;
+    for (size_t p = 0; p < count; p++) {
+        const size_t i = pairs[p].left, j = pairs[p].right;
+        const double dot = listed->dot_sides[p] + listed->dot_sides[count + p];
+        steps[p] = pair_step(dot, norms[i], norms[j], pairs[p].target, scale, &loss_sum);
+    }
+    job.factors = eb__adam_begin(adam->weights, adam->learning_rate);
+    eb__team_run(listed->team, 2, gradient_side, &job);
+    return loss_sum;
+}
+
 /*
  * Gradient of the mean pair loss over `count` pairs indexing rows of xb.
- * Buffers embed, embed_grad and norms must have xb.rows rows. Returns the sum
- * of the pairs' losses. With listed rows the step also applies Adam, fused
- * with the weight gradient's parts (see adam_fused). The rows of W (in values
- * and grad), embed and embed_grad start ld floats apart; ld > h only with
- * listed rows (see padded_width).
+ * Buffers embed, embed_grad and norms must have xb.rows rows, steps count.
+ * Returns the sum of the pairs' losses. With listed rows the step also
+ * applies Adam, fused with the weight gradient's parts (see adam_fused). The
+ * rows of W (in values and grad), embed and embed_grad start ld floats apart;
+ * ld > h only with listed rows (see padded_width).
  */
 static double pair_gradient(const float *values, float *grad, size_t h, size_t ld, eb_matrix xb,
                             const cl_pair *pairs, size_t count, float *embed, float *embed_grad, double *norms,
-                            const cl_listed *listed, cl_adam *adam)
+                            cl_pair_step *steps, const cl_listed *listed, cl_adam *adam)
 {
+    if (listed != NULL && listed->sides)
+        return side_gradient(h, ld, xb, pairs, count, embed, embed_grad, norms, steps, listed, adam);
     const size_t d = xb.cols, rows = xb.rows;
     const float *w = values, *bias = values + d * ld;
     size_t n_used = 0;
     if (listed != NULL) {
         /* Only the rows the pairs touch: a batch of 32 pairs (the last of an epoch at defaults) touches a third. */
-        memset(listed->seen, 0, rows);
-        for (size_t p = 0; p < count; p++)
-            listed->seen[pairs[p].left] = listed->seen[pairs[p].right] = 1;
-        for (size_t r = 0; r < rows; r++)
-            if (listed->seen[r])
-                listed->used[n_used++] = (uint32_t)r;
+        n_used = note_used_rows(listed, pairs, count, rows);
         forward_job job = {listed, n_used, w, bias, h, ld, embed, norms};
         if (halves(listed))
             eb__team_run_mirrored(listed->team, 2 * JOB_CHUNKS, forward_half_part, &job);
@@ -533,29 +763,10 @@ static double pair_gradient(const float *values, float *grad, size_t h, size_t l
     const double scale = 2.0 / (double)count;
     for (size_t p = 0; p < count; p++) {
         const size_t i = pairs[p].left, j = pairs[p].right;
-        const float *a = embed + i * ld, *b = embed + j * ld;
-        const double na = norms[i] > NORM_FLOOR ? norms[i] : NORM_FLOOR;
-        const double nb = norms[j] > NORM_FLOOR ? norms[j] : NORM_FLOOR;
-        const double cosine = dot_of(a, b, h) / (na * nb);
-        const double diff = cosine - pairs[p].target;
-        loss_sum += diff * diff;
-        const double coef = scale * diff;
-        /*
-         * d cos / d a = (b/|b| - cos a/|a|) / |a|. Working on unit vectors keeps
-         * every float factor near 1: 1/(|a||b|) alone underflows for large rows.
-         * A clamped norm is constant, so it contributes no self term.
-         */
-        const float unit_a = (float)(1.0 / na), unit_b = (float)(1.0 / nb);
-        const float step_a = (float)(coef / na), step_b = (float)(coef / nb);
-        const float self_a = norms[i] > NORM_FLOOR ? (float)cosine : 0.0f;
-        const float self_b = norms[j] > NORM_FLOOR ? (float)cosine : 0.0f;
-        /* When i == j both updates land on one row, which is the correct total. */
-        if (i != j)
-            add_pair_gradient(embed_grad + i * ld, embed_grad + j * ld, a, b, h, unit_a, unit_b, step_a, step_b,
-                              self_a, self_b);
-        else
-            add_self_pair_gradient(embed_grad + i * ld, a, h, unit_a, unit_b, step_a, step_b, self_a, self_b);
+        steps[p] = pair_step(dot_of(embed + i * ld, embed + j * ld, h), norms[i], norms[j], pairs[p].target, scale,
+                             &loss_sum);
     }
+    add_pair_steps(pairs, steps, count, embed, embed_grad, ld, 0, h);
     if (listed == NULL)
         eb__small_transposed_product(xb, embed_grad, h, grad);
     eb__column_sums(embed_grad, rows, h, ld, grad + d * ld);
@@ -589,9 +800,10 @@ static double batch_gradient(const eb_fit_state *state, cl_workspace *ws, eb_mat
     const eb_trainable *t = &state->weights;
     const size_t h = state->out_dim;
     if (!ws->gather) {
-        cl_listed listed = {&ws->listed, ws->used, ws->seen, ws->packed_grad, ws->scratch, ws->team};
+        cl_listed listed = {&ws->listed, ws->used, ws->seen, ws->packed_grad, ws->scratch, ws->team, ws->sides,
+                            ws->norm_sides, ws->dot_sides};
         return pair_gradient(t->values, t->grad, h, ws->ld, x, pairs, count, ws->embed, ws->embed_grad, ws->norms,
-                             adam_fused(ws) ? &listed : NULL, adam);
+                             ws->steps, adam_fused(ws) ? &listed : NULL, adam);
     }
     for (size_t p = 0; p < count; p++) {
         memcpy(ws->gathered + p * x.cols, x.data + (size_t)pairs[p].left * x.stride, x.cols * sizeof(float));
@@ -601,7 +813,7 @@ static double batch_gradient(const eb_fit_state *state, cl_workspace *ws, eb_mat
     }
     eb_matrix batch = {ws->gathered, 2 * count, x.cols, x.cols};
     return pair_gradient(t->values, t->grad, h, h, batch, ws->local_pairs, count, ws->embed, ws->embed_grad,
-                         ws->norms, NULL, NULL);
+                         ws->norms, ws->steps, NULL, NULL);
 }
 
 typedef struct epoch_context {
@@ -649,9 +861,12 @@ static eb_status new_state(const eb_finetuner *model, size_t n_features, size_t 
     return EB_OK;
 }
 
-/* A copy of `from` (rows x h weights and their Adam state) whose rows start ld floats apart, each array on a line. */
-static eb_status pad_weights(const eb_trainable *from, size_t rows, size_t h, size_t ld, const eb_allocator *mem,
-                             eb_trainable *padded, void **block)
+/*
+ * A copy of `from` (rows x h weights and their Adam state) whose rows start ld floats apart, or lie in two
+ * sides split at column `split` (see side_of), each array on a line.
+ */
+static eb_status pad_weights(const eb_trainable *from, size_t rows, size_t h, size_t ld, size_t split,
+                             const eb_allocator *mem, eb_trainable *padded, void **block)
 {
     size_t count, array;
     if (!eb__mul_size(rows, ld, &count) || count > SIZE_MAX - LINE_FLOATS)
@@ -662,21 +877,30 @@ static eb_status pad_weights(const eb_trainable *from, size_t rows, size_t h, si
         return EB_ERR_NOMEM;
     *padded = (eb_trainable){count, base, base + array, base + 2 * array, base + 3 * array, from->steps};
     /* The gradient is not copied: every step writes all of it before Adam reads it. */
-    for (size_t r = 0; r < rows; r++) {
-        memcpy(padded->values + r * ld, from->values + r * h, h * sizeof(float));
-        memcpy(padded->first_moment + r * ld, from->first_moment + r * h, h * sizeof(float));
-        memcpy(padded->second_moment + r * ld, from->second_moment + r * h, h * sizeof(float));
+    for (size_t side = 0; side < (split == 0 ? 1 : 2); side++) {
+        const cl_side c = side_of(h, ld, split, side, rows);
+        for (size_t r = 0; r < rows; r++) {
+            const size_t to = c.offset + r * c.ld, at = r * h + c.first_col, bytes = c.width * sizeof(float);
+            memcpy(padded->values + to, from->values + at, bytes);
+            memcpy(padded->first_moment + to, from->first_moment + at, bytes);
+            memcpy(padded->second_moment + to, from->second_moment + at, bytes);
+        }
     }
     return EB_OK;
 }
 
 /* The trained weights and Adam state of a padded copy back into `to`, h floats a row. */
-static void unpad_weights(const eb_trainable *padded, size_t rows, size_t h, size_t ld, eb_trainable *to)
+static void unpad_weights(const eb_trainable *padded, size_t rows, size_t h, size_t ld, size_t split,
+                          eb_trainable *to)
 {
-    for (size_t r = 0; r < rows; r++) {
-        memcpy(to->values + r * h, padded->values + r * ld, h * sizeof(float));
-        memcpy(to->first_moment + r * h, padded->first_moment + r * ld, h * sizeof(float));
-        memcpy(to->second_moment + r * h, padded->second_moment + r * ld, h * sizeof(float));
+    for (size_t side = 0; side < (split == 0 ? 1 : 2); side++) {
+        const cl_side c = side_of(h, ld, split, side, rows);
+        for (size_t r = 0; r < rows; r++) {
+            const size_t at = c.offset + r * c.ld, dest = r * h + c.first_col, bytes = c.width * sizeof(float);
+            memcpy(to->values + dest, padded->values + at, bytes);
+            memcpy(to->first_moment + dest, padded->first_moment + at, bytes);
+            memcpy(to->second_moment + dest, padded->second_moment + at, bytes);
+        }
     }
     to->steps = padded->steps;
 }
@@ -701,7 +925,8 @@ static eb_status train(const eb_finetuner *model, eb_fit_state *state, const voi
     eb_trainable own = state->weights;
     void *padded_block = NULL;
     if (ws.padded) {
-        status = pad_weights(&own, weight_rows, h, ws.ld, mem, &state->weights, &padded_block);
+        status = pad_weights(&own, weight_rows, h, ws.ld, ws.sides ? column_split(h) : 0, mem, &state->weights,
+                             &padded_block);
         if (status != EB_OK) {
             workspace_release(&ws, mem);
             if (status == EB_ERR_NOMEM)
@@ -712,7 +937,7 @@ static eb_status train(const eb_finetuner *model, eb_fit_state *state, const voi
     epoch_context ctx = {model, state, rows->x, &ws};
     status = eb__train_model(model, state, n_epochs, run_epoch, &ctx, err);
     if (ws.padded) {
-        unpad_weights(&state->weights, weight_rows, h, ws.ld, &own);
+        unpad_weights(&state->weights, weight_rows, h, ws.ld, ws.sides ? column_split(h) : 0, &own);
         state->weights = own;
         eb__free(mem, padded_block);
     }
@@ -802,11 +1027,12 @@ eb_status eb__contrastive_gradient(eb_finetuner *model, eb_matrix x, const uint3
     float *embed = eb__calloc(mem, x.rows, h * sizeof(float));
     float *embed_grad = eb__calloc(mem, x.rows, h * sizeof(float));
     double *norms = eb__calloc(mem, x.rows, sizeof(double));
-    if (pairs != NULL && embed != NULL && embed_grad != NULL && norms != NULL) {
+    cl_pair_step *steps = eb__calloc(mem, n_pairs, sizeof *steps);
+    if (pairs != NULL && embed != NULL && embed_grad != NULL && norms != NULL && steps != NULL) {
         for (size_t p = 0; p < n_pairs; p++)
             pairs[p] = (cl_pair){left[p], right[p], target[p]};
         *mean_loss = pair_gradient(model->core.state.weights.values, grad, h, h, x, pairs, n_pairs, embed, embed_grad,
-                                   norms, NULL, NULL) /
+                                   norms, steps, NULL, NULL) /
                      (double)n_pairs;
         status = EB_OK;
     }
@@ -814,5 +1040,6 @@ eb_status eb__contrastive_gradient(eb_finetuner *model, eb_matrix x, const uint3
     eb__free(mem, embed);
     eb__free(mem, embed_grad);
     eb__free(mem, norms);
+    eb__free(mem, steps);
     return status;
 }

@@ -628,6 +628,14 @@ eb_status eb__finetuner_init_weights(eb_finetuner *model, size_t n_features, siz
     return EB_OK;
 }
 
+eb_status eb__finetuner_set_team_split(eb_finetuner *model, int split)
+{
+    if (!is_live(model) || split < EB_TEAM_SPLIT_MEASURED || split > EB_TEAM_SPLIT_COLUMNS)
+        return EB_ERR_INVALID_PARAM;
+    model->team_split = (eb_team_split)split;
+    return EB_OK;
+}
+
 float *eb__finetuner_weights(eb_finetuner *model, size_t *count)
 {
     *count = model->core.state.weights.count;

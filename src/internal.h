@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "embetter/embetter.h"
+#include "testing.h"
 
 #if defined(__GNUC__)
 #  define EB_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
@@ -189,6 +190,15 @@ void eb__sparse_rows_affine(const eb_sparse_rows *s, const uint32_t *rows, size_
  */
 void eb__sparse_rows_transposed_product(const eb_sparse_rows *s, size_t part, size_t parts, const float *d, size_t h,
                                         size_t ld, float *g, size_t *first, size_t *last);
+/*
+ * The same two products over all of rows[] (all of g's rows) for two threads that each take side 0 or 1 of the
+ * output columns (w + first column, out + first column, h the side's width): each side has its own work list,
+ * so the two may run at once. The bits are those of the two functions above on all the columns.
+ */
+void eb__sparse_rows_affine_side(const eb_sparse_rows *s, size_t side, const uint32_t *rows, size_t count,
+                                 const float *w, const float *bias, size_t h, size_t ld, float *out);
+void eb__sparse_rows_transposed_product_side(const eb_sparse_rows *s, size_t side, const float *d, size_t h,
+                                             size_t ld, float *g);
 /* Moves the halves' border to column col (at most s->cols); the listing puts it where half the nonzeros lie. */
 void eb__sparse_rows_split_at(eb_sparse_rows *s, size_t col);
 /*
@@ -240,6 +250,13 @@ void eb__team_run_mirrored(eb_team *team, size_t chunks, eb_team_fn fn, void *ct
  * what a helper does when it finds itself on the caller's CPU. Does nothing off Linux or for cpu < 0.
  */
 void eb__move_off_cpu(int cpu);
+/*
+ * How long a cache line the caller's thread writes takes to reach a helper, one way, measured now by bouncing
+ * one between them: about 30 ns when their cores share a cache, 155-185 ns across two dies (2026-12-04, the
+ * two vCPUs of docs/benchmarks.md's machine, which the host moves between the two). 0 for NULL, or when no
+ * helper answered within 1 ms. It runs as a job of two chunks, so it takes part in the team's review.
+ */
+double eb__team_line_seconds(eb_team *team);
 /* How many threads the team has, the caller's included (1 for NULL). */
 size_t eb__team_threads(const eb_team *team);
 void eb__team_stop(eb_team *team, const eb_allocator *mem);
@@ -407,6 +424,7 @@ struct eb_finetuner {
     uint8_t *metadata;
     size_t metadata_size;
     size_t threads; /* eb_finetuner_set_threads (0: EB_FINETUNER_THREADS_AUTO); not saved */
+    eb_team_split team_split; /* eb__finetuner_set_team_split, for tests; not saved */
 };
 
 /*

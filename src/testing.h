@@ -50,4 +50,13 @@ eb_status eb__contrastive_gradient(eb_finetuner *model, eb_matrix X, const uint3
  */
 eb_status eb__pair_learner_gradient(eb_finetuner *model, const eb_pairs *pairs, float *grad, double *mean_loss);
 
+/*
+ * How a contrastive fit on two threads splits its steps from now on (src/contrastive.c, splits_columns):
+ * EB_TEAM_SPLIT_ROWS (W's rows in halves), EB_TEAM_SPLIT_COLUMNS (the outputs in two sides), or
+ * EB_TEAM_SPLIT_MEASURED (the default: by how fast a cache line travels between the two threads). Every choice
+ * gives the same bits.
+ */
+typedef enum eb_team_split { EB_TEAM_SPLIT_MEASURED, EB_TEAM_SPLIT_ROWS, EB_TEAM_SPLIT_COLUMNS } eb_team_split;
+eb_status eb__finetuner_set_team_split(eb_finetuner *model, int split);
+
 #endif

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -535,6 +536,86 @@ static void check_listed_halves(eb_sparse_rows *s, size_t col, eb_matrix xm, con
     free(whole);
 }
 
+/* Columns [first, first + width) of rows x h values as their own matrix, its rows ld apart, the padding NaN. */
+static float *side_copy(const float *m, size_t rows, size_t h, size_t first, size_t width, size_t ld)
+{
+    float *copy = malloc((rows ? rows : 1) * ld * sizeof *copy);
+    assert_non_null(copy);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < ld; c++)
+            copy[r * ld + c] = c < width ? m[r * h + first + c] : NAN;
+    return copy;
+}
+
+/* One side's two products, as a thread of a team that splits the columns runs them (see check_listed_sides). */
+typedef struct side_products {
+    const eb_sparse_rows *s;
+    size_t side;
+    const uint32_t *subset;
+    size_t count;
+    const float *w, *bias, *d;
+    size_t width, ld;
+    float *out, *g;
+} side_products;
+
+static void *run_side_products(void *opaque)
+{
+    side_products *p = opaque;
+    eb__sparse_rows_affine_side(p->s, p->side, p->subset, p->count, p->w, p->bias, p->width, p->ld, p->out);
+    eb__sparse_rows_transposed_product_side(p->s, p->side, p->d, p->width, p->ld, p->g);
+    return NULL;
+}
+
+/*
+ * The products in two sides split at column `split` of the outputs, each side's operands and outputs in
+ * matrices of their own (rows `width + 3` floats apart, the padding NaN), both sides at once on two threads:
+ * together the whole products' bits, in the chosen rows only.
+ */
+static void check_listed_sides(const eb_sparse_rows *s, size_t split, eb_matrix xm, const uint32_t *subset,
+                               size_t count, const float *w, const float *bias, const float *d, size_t h,
+                               const float *expected)
+{
+    side_products sides[2];
+    for (size_t side = 0; side < 2; side++) {
+        size_t first = side == 0 ? 0 : split, width = side == 0 ? split : h - split, ld = width + 3;
+        float *out = malloc((xm.rows ? xm.rows : 1) * ld * sizeof *out), *g = malloc(xm.cols * ld * sizeof *g);
+        assert_non_null(out);
+        assert_non_null(g);
+        for (size_t i = 0; i < xm.rows * ld; i++)
+            out[i] = CANARY;
+        for (size_t i = 0; i < xm.cols * ld; i++)
+            g[i] = CANARY;
+        float *side_w = side_copy(w, xm.cols, h, first, width, ld), *side_bias = side_copy(bias, 1, h, first, width, ld);
+        float *side_d = side_copy(d, xm.rows, h, first, width, ld);
+        sides[side] = (side_products){s, side, subset, count, side_w, side_bias, side_d, width, ld, out, g};
+    }
+    pthread_t other;
+    assert_int_equal(pthread_create(&other, NULL, run_side_products, &sides[1]), 0);
+    run_side_products(&sides[0]);
+    assert_int_equal(pthread_join(other, NULL), 0);
+    for (size_t side = 0; side < 2; side++) {
+        const side_products *p = &sides[side];
+        size_t first = side == 0 ? 0 : split;
+        for (size_t i = 0; i < count; i++) {
+            size_t r = subset[i];
+            assert_same_values(expected + r * h + first, p->out + r * p->ld, p->width, "affine side", h, side);
+            for (size_t c = p->width; c < p->ld; c++)
+                assert_true(p->out[r * p->ld + c] == CANARY);
+        }
+        for (size_t c = 0; c < xm.cols; c++) {
+            assert_same_values(expected + (xm.rows + c) * h + first, p->g + c * p->ld, p->width, "transposed side", h,
+                               side);
+            for (size_t k = p->width; k < p->ld; k++)
+                assert_true(p->g[c * p->ld + k] == CANARY);
+        }
+        free((float *)p->w);
+        free((float *)p->bias);
+        free((float *)p->d);
+        free(p->out);
+        free(p->g);
+    }
+}
+
 /* Rows of x chosen for a batch: all ascending, a random ascending half, a random half in random order, none. */
 enum { SUBSET_ALL, SUBSET_ASCENDING, SUBSET_SHUFFLED, SUBSET_NONE, SUBSET_KINDS };
 
@@ -626,6 +707,14 @@ static void check_listing(test_rng *rng, size_t rows, size_t cols, size_t stride
             continue;
         size_t chosen = choose_rows(rng, rows, b % 2 ? SUBSET_SHUFFLED : SUBSET_ALL, subset);
         check_listed_halves(&s, borders[b], xm, subset, chosen, padded_w, bias, padded_d, h, ld, expected);
+    }
+    /* Output columns in two sides: at a vector's edge, inside a vector, and one column either side. */
+    const size_t splits[] = {16, h / 2, 1, h - 1};
+    for (size_t k = 0; k < sizeof splits / sizeof splits[0]; k++) {
+        if (splits[k] == 0 || splits[k] >= h)
+            continue;
+        size_t chosen = choose_rows(rng, rows, k % 2 ? SUBSET_SHUFFLED : SUBSET_ASCENDING, subset);
+        check_listed_sides(&s, splits[k], xm, subset, chosen, w, bias, d, h, expected);
     }
     free(padded_w);
     free(padded_d);

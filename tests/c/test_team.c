@@ -316,6 +316,41 @@ static void a_team_that_went_solo_gets_its_helper_back(void **state)
 }
 
 /*
+ * eb__team_line_seconds: 0 without a team; with one, a one-way time well under the 1 ms it waits for a helper
+ * (0 when no helper answered), nonzero at least once in a few tries when two CPUs are there to run both
+ * threads, and the team's next jobs run every chunk once, whatever the team's size.
+ */
+static void the_line_probe_measures_and_leaves_jobs_whole(void **state)
+{
+    (void)state;
+    assert_true(eb__team_line_seconds(NULL) == 0.0);
+    static const size_t sizes[] = {2, 4};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        counting_allocator counter;
+        eb_allocator mem;
+        eb_team *team = start_team(sizes[s], &counter, &mem);
+        double fastest = 0.0;
+        for (size_t probe = 0; probe < 20; probe++) {
+            double seconds = eb__team_line_seconds(team);
+            assert_true(seconds >= 0.0 && seconds < 1e-3);
+            if (seconds > 0.0 && (fastest == 0.0 || seconds < fastest))
+                fastest = seconds;
+        }
+        if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+            if (fastest == 0.0)
+                fail_msg("no helper of a team of %zu answered in 20 probes", sizes[s]);
+            /* Even across sockets a line moves in well under 10 us. */
+            assert_true(fastest < 10e-6);
+        }
+        job_record r;
+        record_init(&r);
+        for (size_t job = 0; job < 200; job++)
+            run_and_check(team, &r, chunks_of_job(job), sizes[s], job);
+        stop_team(team, &mem, &counter);
+    }
+}
+
+/*
  * Mirrored jobs (eb__team_run_mirrored), as the forward product in halves runs: chunk chunks - 1 - c starts
  * only once chunk c of the first half is done. Whatever the team's size and whoever is slow, every chunk runs
  * once, none of the second half before its first-half chunk, and the job returns.
@@ -665,6 +700,7 @@ int main(void)
         cmocka_unit_test(every_chunk_runs_once_on_jobs_apart),
         cmocka_unit_test(a_stalled_helper_delays_nothing_twice),
         cmocka_unit_test(a_team_that_went_solo_gets_its_helper_back),
+        cmocka_unit_test(the_line_probe_measures_and_leaves_jobs_whole),
         cmocka_unit_test(mirrored_jobs_run_the_second_half_after_the_first),
         cmocka_unit_test(the_caller_takes_what_a_stalled_helper_left),
         cmocka_unit_test(no_team_runs_everything_on_the_caller),

@@ -2,8 +2,10 @@
  * eb_finetuner_set_threads: a contrastive fit on rows that are mostly zeros
  * (their nonzeros listed once per call, the steps split over a team of
  * threads) gives the same bits on 1, 2, 3 and 8 threads and at
- * EB_FINETUNER_THREADS_AUTO: embeddings, loss history and saved bytes, for a
- * fit and for partial_fit continuing it, with minibatches and full batch.
+ * EB_FINETUNER_THREADS_AUTO, a team of two splitting its steps either way
+ * (W's rows in halves, or the outputs in two sides): embeddings, loss
+ * history and saved bytes, for a fit and for partial_fit continuing it, with
+ * minibatches and full batch.
  * A refused thread count names n_threads and changes nothing; a threaded fit
  * that runs out of memory at any allocation leaves the model as it was.
  */
@@ -17,12 +19,29 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "testing.h"
 
 /* 136 rows make 544 pairs: minibatches of 256, 256 and 32 pairs, the last touching at most 64 rows (the small-step path). */
 enum { ROWS = 136, COLS = 160, CLASSES = 5, HIDDEN = 50, EPOCHS = 2 };
 
-static const size_t THREAD_SETTINGS[] = {1, 2, 3, 8, EB_FINETUNER_THREADS_AUTO};
+/* Thread counts, and how a team of two splits its steps (testing.h, eb__finetuner_set_team_split). */
+typedef struct thread_setting {
+    size_t threads;
+    int split;
+} thread_setting;
+
+static const thread_setting THREAD_SETTINGS[] = {
+    {1, EB_TEAM_SPLIT_MEASURED}, {2, EB_TEAM_SPLIT_ROWS}, {2, EB_TEAM_SPLIT_COLUMNS},
+    {2, EB_TEAM_SPLIT_MEASURED}, {3, EB_TEAM_SPLIT_MEASURED}, {8, EB_TEAM_SPLIT_MEASURED},
+    {EB_FINETUNER_THREADS_AUTO, EB_TEAM_SPLIT_MEASURED},
+};
 enum { N_SETTINGS = sizeof THREAD_SETTINGS / sizeof THREAD_SETTINGS[0] };
+
+static void set_threads(eb_finetuner *model, thread_setting setting)
+{
+    assert_int_equal(eb_finetuner_set_threads(model, setting.threads), EB_OK);
+    assert_int_equal(eb__finetuner_set_team_split(model, setting.split), EB_OK);
+}
 
 /* Rows like hashed n-gram counts: about a quarter of the entries nonzero, under the listing's 40% for 50 outputs. */
 static test_data sparse_data(uint64_t seed)
@@ -83,10 +102,10 @@ static observed observe(eb_finetuner *model, const test_data *d)
     return o;
 }
 
-static void assert_same_observed(const observed *a, const observed *b, size_t threads, const char *call)
+static void assert_same_observed(const observed *a, const observed *b, thread_setting setting, const char *call)
 {
     if (!fits_identical(&a->snapshot, &b->snapshot))
-        fail_msg("%s on %zu threads (0: auto) differs from 1 thread", call, threads);
+        fail_msg("%s on %zu threads (0: auto), split %d, differs from 1 thread", call, setting.threads, setting.split);
     assert_int_equal(a->saved_size, b->saved_size);
     assert_memory_equal(a->saved, b->saved, a->saved_size);
 }
@@ -103,7 +122,7 @@ static void check_same_bits_on_any_threads(size_t batch_pairs)
     observed fitted[N_SETTINGS], continued[N_SETTINGS];
     for (size_t s = 0; s < N_SETTINGS; s++) {
         eb_finetuner *model = new_model(batch_pairs, NULL);
-        assert_int_equal(eb_finetuner_set_threads(model, THREAD_SETTINGS[s]), EB_OK);
+        set_threads(model, THREAD_SETTINGS[s]);
         fit_or_fail(model, &d, false);
         fitted[s] = observe(model, &d);
         fit_or_fail(model, &d, true);
@@ -127,7 +146,7 @@ static void check_same_bits_on_any_threads(size_t batch_pairs)
     assert_int_equal(eb_finetuner_set_threads(model, 1), EB_OK);
     fit_or_fail(model, &d, true);
     observed mixed = observe(model, &d);
-    assert_same_observed(&continued[0], &mixed, 8, "fit on 8, partial_fit on 2 then 1");
+    assert_same_observed(&continued[0], &mixed, THREAD_SETTINGS[5], "fit on 8, partial_fit on 2 then 1");
     observed_release(&mixed);
     eb_finetuner_free(model);
     for (size_t s = 0; s < N_SETTINGS; s++) {
@@ -161,15 +180,17 @@ static void small_batch_fits_give_the_same_bits_on_any_threads(void **state)
  * A fit trains its fresh weights in a copy whose rows are padded to whole vectors (src/contrastive.c,
  * padded_width); a continuing partial_fit trains the model's own weights as they are. Both layouts give the same
  * bits: a fit of 4 epochs equals a first partial_fit and 3 more (each one epoch), and so does one more pass of
- * each (the Adam moments and steps the fit leaves), on 1 and 2 threads, at widths that pad (50, 5) and one that
- * does not (48), with minibatches, a full batch and small batches.
+ * each (the Adam moments and steps the fit leaves), on 1 thread and on 2 splitting either way, at widths that pad
+ * (50, 5) and one that does not (48), with minibatches, a full batch and small batches. A fit of two sides keeps
+ * each side's rows apart (src/contrastive.c, side_of): the copy back must put every column where it was.
  */
 static void padded_training_gives_the_bits_of_the_model_layout(void **state)
 {
     (void)state;
     static const size_t widths[] = {50, 5, 48};
     static const size_t batches[] = {256, 0, 16};
-    static const size_t threads[] = {1, 2};
+    static const thread_setting threads[] = {
+        {1, EB_TEAM_SPLIT_MEASURED}, {2, EB_TEAM_SPLIT_ROWS}, {2, EB_TEAM_SPLIT_COLUMNS}};
     enum { FIT_EPOCHS = 4 };
     test_data d = sparse_data(17);
     for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++)
@@ -181,8 +202,8 @@ static void padded_training_gives_the_bits_of_the_model_layout(void **state)
                 assert_int_equal(eb_finetuner_create(&params, NULL, &fitted, NULL), EB_OK);
                 params.n_epochs = 1;
                 assert_int_equal(eb_finetuner_create(&params, NULL, &stepped, NULL), EB_OK);
-                assert_int_equal(eb_finetuner_set_threads(fitted, threads[t]), EB_OK);
-                assert_int_equal(eb_finetuner_set_threads(stepped, threads[t]), EB_OK);
+                set_threads(fitted, threads[t]);
+                set_threads(stepped, threads[t]);
                 fit_or_fail(fitted, &d, false);
                 for (size_t epoch = 0; epoch < FIT_EPOCHS; epoch++)
                     fit_or_fail(stepped, &d, true);
@@ -191,8 +212,8 @@ static void padded_training_gives_the_bits_of_the_model_layout(void **state)
                 assert_int_equal(a.history_length, FIT_EPOCHS);
                 /* Only n_epochs differs between the two. */
                 if (!fits_identical(&a, &c))
-                    fail_msg("width %zu, batch %zu, %zu threads: fit differs from partial_fit epoch by epoch",
-                             widths[w], batches[b], threads[t]);
+                    fail_msg("width %zu, batch %zu, %zu threads split %d: fit differs from partial_fit epoch by epoch",
+                             widths[w], batches[b], threads[t].threads, threads[t].split);
                 snapshot_release(&a);
                 snapshot_release(&c);
                 /* The fit's Adam moments and step count came back from the copy: one more pass agrees too. */
@@ -201,8 +222,8 @@ static void padded_training_gives_the_bits_of_the_model_layout(void **state)
                 a = snapshot_finetuner(fitted, data_x(&d));
                 c = snapshot_finetuner(stepped, data_x(&d));
                 if (!fits_identical(&a, &c))
-                    fail_msg("width %zu, batch %zu, %zu threads: partial_fit after fit differs", widths[w], batches[b],
-                             threads[t]);
+                    fail_msg("width %zu, batch %zu, %zu threads split %d: partial_fit after fit differs", widths[w],
+                             batches[b], threads[t].threads, threads[t].split);
                 snapshot_release(&a);
                 snapshot_release(&c);
                 eb_finetuner_free(fitted);
@@ -231,7 +252,7 @@ static void too_many_threads_are_refused(void **state)
     }
     fit_or_fail(model, &d, false);
     observed got = observe(model, &d);
-    assert_same_observed(&expected, &got, 3, "fit after refused thread counts");
+    assert_same_observed(&expected, &got, THREAD_SETTINGS[4], "fit after refused thread counts");
     observed_release(&got);
     /* Refused on a fitted model too: nothing about it changes. */
     model_snapshot before = snapshot_finetuner(model, data_x(&d));
@@ -296,7 +317,7 @@ static void check_threaded_call_out_of_memory(size_t batch_pairs, bool prior_fit
     }
     assert_true(failed_runs >= 1);
     observed got = observe(model, &d);
-    assert_same_observed(&expected, &got, 3, "the fit after allocation failures");
+    assert_same_observed(&expected, &got, THREAD_SETTINGS[4], "the fit after allocation failures");
     observed_release(&got);
     observed_release(&expected);
     snapshot_release(&before);
