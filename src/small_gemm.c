@@ -412,7 +412,7 @@ listed_sum_body(const uint32_t *at, const float *values, size_t count, const flo
  * chain of dependent multiply-adds; at one or two vectors a row one chain's latency (4 cycles on AMD's Zen 4),
  * not the FMA units, sets the pace, and the other span's chains fill the wait. At three or four vectors the
  * units are busy already and the second span only adds work (2026-12-04, AMD EPYC: a contrastive fit at 50
- * columns 16.1 ms one span at a time, 17.5 ms two). Each span's sums still run over its entries in order, so
+ * columns 16.1 ms one span at a time, 17.1-17.5 ms two). Each span's sums still run over its entries in order, so
  * the bits are those of listed_sum_body.
  */
 __attribute__((target("avx512f,avx512vl,fma"), always_inline)) static inline void
