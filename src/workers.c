@@ -441,9 +441,11 @@ static void probe_part(void *opaque, size_t chunk, size_t chunks)
             while ((seen = atomic_load_explicit(&probe->ball, memory_order_acquire)) != 2 * i &&
                    seen != PROBE_ABANDONED)
                 EB_SPIN_PAUSE();
-            if (seen == PROBE_ABANDONED)
+            /* An exchange, not a store: a caller that gave up in between must not see its mark overwritten. */
+            if (seen == PROBE_ABANDONED ||
+                !atomic_compare_exchange_strong_explicit(&probe->ball, &seen, 2 * i + 1, memory_order_acq_rel,
+                                                         memory_order_acquire))
                 return;
-            atomic_store_explicit(&probe->ball, 2 * i + 1, memory_order_release);
         }
         return;
     }
@@ -466,10 +468,12 @@ static void probe_part(void *opaque, size_t chunk, size_t chunks)
         atomic_store_explicit(&probe->ball, 2 * i, memory_order_release);
         while (atomic_load_explicit(&probe->ball, memory_order_acquire) != 2 * i + 1) {
             EB_SPIN_PAUSE();
-            if (seconds_now() - bounced_from > PROBE_BOUNCES_SECONDS) {
-                atomic_store_explicit(&probe->ball, PROBE_ABANDONED, memory_order_release);
+            uint_least32_t sent = 2 * i;
+            /* Giving up takes the ball back unless the helper's answer came first, which then counts. */
+            if (seconds_now() - bounced_from > PROBE_BOUNCES_SECONDS &&
+                atomic_compare_exchange_strong_explicit(&probe->ball, &sent, PROBE_ABANDONED, memory_order_acq_rel,
+                                                        memory_order_acquire))
                 return;
-            }
         }
     }
     probe->one_way_seconds = (seconds_now() - bounced_from) / (2.0 * PROBE_BOUNCES);

@@ -350,6 +350,49 @@ static void the_line_probe_measures_and_leaves_jobs_whole(void **state)
     }
 }
 
+static atomic_bool spinners_stop;
+
+static void *spin_until_stopped(void *unused)
+{
+    (void)unused;
+    while (!atomic_load(&spinners_stop))
+        ;
+    return NULL;
+}
+
+/*
+ * With every CPU also busy with a thread that spins, helpers run in time slices: probes then give up now and
+ * then, at either end, and each still returns (within the alarm of run_fn_and_check's jobs), in range, with
+ * the team's next job whole.
+ */
+static void the_line_probe_returns_when_the_helper_stalls(void **state)
+{
+    (void)state;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t spinners = cpus < 1 ? 1 : cpus > 8 ? 8 : (size_t)cpus;
+    pthread_t threads[8];
+    atomic_store(&spinners_stop, false);
+    for (size_t t = 0; t < spinners; t++)
+        assert_int_equal(pthread_create(&threads[t], NULL, spin_until_stopped, NULL), 0);
+    counting_allocator counter;
+    eb_allocator mem;
+    eb_team *team = start_team(2, &counter, &mem);
+    job_record r;
+    record_init(&r);
+    signal(SIGALRM, job_never_returned);
+    for (size_t probe = 0; probe < 100; probe++) {
+        alarm(JOB_SECONDS_LIMIT);
+        double seconds = eb__team_line_seconds(team);
+        alarm(0);
+        assert_true(seconds >= 0.0 && seconds < 1e-3);
+        run_and_check(team, &r, 8, 2, probe);
+    }
+    stop_team(team, &mem, &counter);
+    atomic_store(&spinners_stop, true);
+    for (size_t t = 0; t < spinners; t++)
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+}
+
 /*
  * Mirrored jobs (eb__team_run_mirrored), as the forward product in halves runs: chunk chunks - 1 - c starts
  * only once chunk c of the first half is done. Whatever the team's size and whoever is slow, every chunk runs
@@ -701,6 +744,7 @@ int main(void)
         cmocka_unit_test(a_stalled_helper_delays_nothing_twice),
         cmocka_unit_test(a_team_that_went_solo_gets_its_helper_back),
         cmocka_unit_test(the_line_probe_measures_and_leaves_jobs_whole),
+        cmocka_unit_test(the_line_probe_returns_when_the_helper_stalls),
         cmocka_unit_test(mirrored_jobs_run_the_second_half_after_the_first),
         cmocka_unit_test(the_caller_takes_what_a_stalled_helper_left),
         cmocka_unit_test(no_team_runs_everything_on_the_caller),
