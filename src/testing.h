@@ -53,7 +53,8 @@ eb_status eb__pair_learner_gradient(eb_finetuner *model, const eb_pairs *pairs, 
 /*
  * How a contrastive fit on two threads splits its steps from now on (src/contrastive.c, splits_columns):
  * EB_TEAM_SPLIT_ROWS (W's rows in halves), EB_TEAM_SPLIT_COLUMNS (the outputs in two sides), or
- * EB_TEAM_SPLIT_MEASURED (the default: by how fast a cache line travels between the two threads). Every choice
+ * EB_TEAM_SPLIT_MEASURED (the default: by how fast a cache line travels between the two threads). Two sides
+ * need the padded copy of the weights, so a continuing partial_fit splits rows whatever is set. Every choice
  * gives the same bits.
  */
 typedef enum eb_team_split { EB_TEAM_SPLIT_MEASURED, EB_TEAM_SPLIT_ROWS, EB_TEAM_SPLIT_COLUMNS } eb_team_split;
