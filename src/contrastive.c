@@ -479,21 +479,21 @@ static cl_pair_step pair_step(double dot, double norm_a, double norm_b, float ta
                           norm_a > NORM_FLOOR ? (float)cosine : 0.0f, norm_b > NORM_FLOOR ? (float)cosine : 0.0f};
 }
 
-/* Columns [first_col, first_col + width) of the pairs' steps, added to their rows' deltas in the pairs' order. */
+/* The pairs' steps added to their rows' deltas, in the pairs' order: width columns of rows ld floats apart. */
 static void add_pair_steps(const cl_pair *pairs, const cl_pair_step *steps, size_t count, const float *embed,
-                           float *embed_grad, size_t ld, size_t first_col, size_t width)
+                           float *embed_grad, size_t ld, size_t width)
 {
     for (size_t p = 0; p < count; p++) {
         const size_t i = pairs[p].left, j = pairs[p].right;
-        const float *a = embed + i * ld + first_col, *b = embed + j * ld + first_col;
+        const float *a = embed + i * ld, *b = embed + j * ld;
         const cl_pair_step st = steps[p];
         /* When i == j both updates land on one row, which is the correct total. */
         if (i != j)
-            add_pair_gradient(embed_grad + i * ld + first_col, embed_grad + j * ld + first_col, a, b, width,
-                              st.unit_a, st.unit_b, st.step_a, st.step_b, st.self_a, st.self_b);
+            add_pair_gradient(embed_grad + i * ld, embed_grad + j * ld, a, b, width, st.unit_a, st.unit_b, st.step_a,
+                              st.step_b, st.self_a, st.self_b);
         else
-            add_self_pair_gradient(embed_grad + i * ld + first_col, a, width, st.unit_a, st.unit_b, st.step_a,
-                                   st.step_b, st.self_a, st.self_b);
+            add_self_pair_gradient(embed_grad + i * ld, a, width, st.unit_a, st.unit_b, st.step_a, st.step_b,
+                                   st.self_a, st.self_b);
     }
 }
 
@@ -669,7 +669,7 @@ static void gradient_side(void *opaque, size_t side, size_t sides)
     float *embed_grad = job->embed_grad + ec.offset, *grad = job->weights->grad + wc.offset;
     (void)sides;
     memset(embed_grad, 0, rows * ec.ld * sizeof(float));
-    add_pair_steps(job->pairs, job->steps, job->count, embed, embed_grad, ec.ld, 0, ec.width);
+    add_pair_steps(job->pairs, job->steps, job->count, embed, embed_grad, ec.ld, ec.width);
     eb__column_sums(embed_grad, rows, ec.width, ec.ld, grad + d * wc.ld);
     if (eb__small_rows_in_place(job->n_used)) {
         float *packed = listed->packed_grad + pc.offset;
@@ -766,7 +766,7 @@ static double pair_gradient(const float *values, float *grad, size_t h, size_t l
         steps[p] = pair_step(dot_of(embed + i * ld, embed + j * ld, h), norms[i], norms[j], pairs[p].target, scale,
                              &loss_sum);
     }
-    add_pair_steps(pairs, steps, count, embed, embed_grad, ld, 0, h);
+    add_pair_steps(pairs, steps, count, embed, embed_grad, ld, h);
     if (listed == NULL)
         eb__small_transposed_product(xb, embed_grad, h, grad);
     eb__column_sums(embed_grad, rows, h, ld, grad + d * ld);
